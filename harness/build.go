@@ -1,0 +1,73 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// The module path of rbee, for go build.
+const module = "github.com/rbee-dev/rbee"
+
+var (
+	buildMu   sync.Mutex
+	buildDir  string
+	built     = map[string]string{}
+	buildErrs = map[string]error{}
+)
+
+// TestWorker returns the path of the test worker program (see
+// harness/testworker), built once per test process.
+func TestWorker(t testing.TB) string {
+	t.Helper()
+	return Build(t, "harness/testworker")
+}
+
+// Build builds the main package at pkg (relative to the module root, e.g.
+// "cmd/rbee-hive") once per test process and returns the binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	path, err := build(pkg)
+	if err != nil {
+		t.Fatalf("build %s: %v", pkg, err)
+	}
+	return path
+}
+
+func build(pkg string) (string, error) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[pkg]; ok {
+		return p, nil
+	}
+	if err, ok := buildErrs[pkg]; ok {
+		return "", err
+	}
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "rbee-harness-bin-")
+		if err != nil {
+			return "", err
+		}
+		buildDir = d
+	}
+	out := filepath.Join(buildDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, module+"/"+pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		err = fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+		buildErrs[pkg] = err
+		return "", err
+	}
+	built[pkg] = out
+	return out, nil
+}
+
+func cleanupBuilds() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}

@@ -1,0 +1,80 @@
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/cgroups"
+)
+
+// RequireLinux skips (fails in CI) off Linux.
+func RequireLinux(t testing.TB) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		cannot(t, "needs Linux (cgroups and procfs); this is %s", runtime.GOOS)
+	}
+}
+
+// RequireRoot skips (fails in CI) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	RequireLinux(t)
+	if os.Geteuid() != 0 {
+		cannot(t, "needs root to create cgroups (euid is %d); run the tests with sudo", os.Geteuid())
+	}
+}
+
+// RequireCgroups skips (fails in CI) unless the host has cgroup
+// controllers this process may create cgroups under, and returns the layout.
+func RequireCgroups(t testing.TB) cgroups.Mode {
+	t.Helper()
+	RequireRoot(t)
+	mode := cgroups.Detect(cgroups.DefaultRoot)
+	if mode == cgroups.ModeNone {
+		cannot(t, "needs cgroup controllers mounted at %s; none found", cgroups.DefaultRoot)
+	}
+	return mode
+}
+
+// CgroupParent returns a parent cgroup name unique to t, below this test
+// process's own cgroup (per controller on v1), and removes it, killing
+// every process left in it, when t ends. Use it as cgroups.Config.Parent.
+func CgroupParent(t testing.TB) string {
+	t.Helper()
+	RequireCgroups(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "rbee-test-" + sanitize(t.Name()) + "-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		m, err := cgroups.New(cgroups.Config{Parent: name})
+		if err != nil {
+			t.Errorf("cgroup cleanup: %v", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.RemoveAll(ctx); err != nil {
+			t.Errorf("cgroup cleanup: %v", err)
+		}
+	})
+	return name
+}
+
+func sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+	if len(s) > 40 {
+		s = s[:40]
+	}
+	return s
+}

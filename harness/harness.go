@@ -1,0 +1,36 @@
+// Package harness is rbee's reusable test harness: it builds the project's
+// binaries once per test process, checks the platform and privileges a
+// test needs (saying exactly why when they are missing), and gives each test
+// its own cgroup subtree that is removed, with every process in it, when the
+// test ends.
+//
+// In CI (CI=true) a missing capability fails the test instead of skipping
+// it, so a misconfigured CI machine cannot turn the suite green by skipping.
+package harness
+
+import (
+	"os"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI, where only GPU tests may skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Main runs the tests of a package that uses the harness and removes the
+// binaries it built. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { harness.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	cleanupBuilds()
+	os.Exit(code)
+}
+
+// cannot skips t with the reason, or fails it in CI.
+func cannot(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("cannot run in CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}

@@ -1,0 +1,99 @@
+// Package cgroups creates, limits, reads and removes the cgroups workers run
+// in, on cgroup v2 (unified) and on v1 or hybrid hosts.
+//
+// containerd/cgroups does the writing of limits and the removal; reading is
+// done here through descriptors kept open per cgroup, because a collection
+// pass reads a handful of files per worker every second and the library's
+// Stat reads every file of every controller (measured: ~50 ms per pass for
+// 100 workers against ~1.5 ms for pread on open descriptors).
+package cgroups
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+
+	"github.com/rbee-dev/rbee/internal/limits"
+)
+
+// Mode says which cgroup layout a host runs.
+type Mode string
+
+// The cgroup layouts.
+const (
+	ModeNone   Mode = "none"   // no usable cgroups (not Linux, or not mounted)
+	ModeV1     Mode = "v1"     // legacy: v1 controllers only
+	ModeHybrid Mode = "hybrid" // v1 controllers plus a controller-less cgroup2
+	ModeV2     Mode = "v2"     // unified: cgroup2 with controllers
+)
+
+// ErrExists is returned by Create when the cgroup already holds processes.
+var ErrExists = errors.New("cgroup already holds processes")
+
+// Limits are the resource limits of one worker cgroup; zero means none.
+type Limits struct {
+	CPU         limits.CPU
+	MemoryBytes int64
+}
+
+// Sample is one reading of a worker cgroup's counters.
+type Sample struct {
+	// CPUUsageNS is the cumulative CPU time of every task, in nanoseconds.
+	CPUUsageNS uint64
+	// MemUsage is the memory charged to the cgroup, page cache included.
+	MemUsage uint64
+	// MemAnon is anonymous memory (the RSS of the tasks).
+	MemAnon uint64
+	// MemInactiveFile is reclaimable page cache; usage minus it is the
+	// working set.
+	MemInactiveFile uint64
+	// IO holds cumulative block I/O bytes when HasIO is true. cgroup v1
+	// blkio counts nothing unless a throttle rule exists for the device, so
+	// v1 groups leave HasIO false and callers use per-task counters.
+	IO    IOCounters
+	HasIO bool
+	// PIDs lists every process in the cgroup.
+	PIDs []int
+}
+
+// Group is one worker's cgroup.
+type Group interface {
+	// Path is the cgroup's path below the hierarchy root (on v1, in the
+	// memory controller), for display.
+	Path() string
+	// Start starts cmd with its process inside the cgroup before any of
+	// its own code runs.
+	Start(cmd *exec.Cmd) error
+	// Sample reads the counters. Descriptors stay open between calls; the
+	// PIDs slice is reused by the next call.
+	Sample() (Sample, error)
+	// Limits reads back the limits in force.
+	Limits() (Limits, error)
+	// OOMKills returns the number of OOM kills in the cgroup. exact is
+	// false where the kernel keeps no such counter and n is a best guess.
+	OOMKills() (n uint64, exact bool, err error)
+	// Signal sends sig to every process in the cgroup.
+	Signal(sig Signal) error
+	// Delete kills anything left inside and removes the cgroup, retrying
+	// while the kernel reports it busy, until ctx is done.
+	Delete(ctx context.Context) error
+	// Close releases the open descriptors without removing the cgroup.
+	Close() error
+}
+
+// Manager owns the subtree of worker cgroups below one parent.
+type Manager interface {
+	// Mode is the host's cgroup layout.
+	Mode() Mode
+	// Parent is the parent cgroup's path, for display.
+	Parent() string
+	// Create makes <parent>/<rel> with the limits; rel is "group/instance".
+	Create(rel string, lim Limits) (Group, error)
+	// Open opens an existing <parent>/<rel>, e.g. to adopt its processes.
+	Open(rel string) (Group, error)
+	// List returns every "group/instance" below the parent.
+	List() ([]string, error)
+	// RemoveAll kills every process below the parent and removes every
+	// cgroup there, the parent included.
+	RemoveAll(ctx context.Context) error
+}

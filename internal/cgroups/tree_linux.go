@@ -1,0 +1,166 @@
+package cgroups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rbee-dev/rbee/internal/limits"
+)
+
+// listTree returns the "group/instance" directories two levels below dir,
+// skipping names that are not valid worker names (such as the hive's own
+// leaf when the parent is its own cgroup).
+func listTree(dir string) ([]string, error) {
+	groups, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var out []string
+	for _, g := range groups {
+		if !g.IsDir() || ValidName(g.Name()) != nil {
+			continue
+		}
+		insts, err := os.ReadDir(filepath.Join(dir, g.Name()))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed while we walked
+			}
+			return nil, fmt.Errorf("list %s: %w", filepath.Join(dir, g.Name()), err)
+		}
+		for _, in := range insts {
+			if in.IsDir() && ValidName(in.Name()) == nil {
+				out = append(out, g.Name()+"/"+in.Name())
+			}
+		}
+	}
+	return out, nil
+}
+
+// removeDirs removes the worker cgroup directories and their group
+// directory when it is left empty. While the kernel reports a directory busy
+// (tasks still exiting) it calls kill and retries with backoff until ctx is
+// done.
+func removeDirs(ctx context.Context, dirs []string, kill func()) error {
+	delay := 5 * time.Millisecond
+	for {
+		var busy error
+		for _, d := range dirs {
+			err := unix.Rmdir(d)
+			switch {
+			case err == nil, errors.Is(err, unix.ENOENT):
+			case errors.Is(err, unix.EBUSY):
+				busy = fmt.Errorf("remove cgroup %s: %w", d, err)
+			default:
+				return fmt.Errorf("remove cgroup %s: %w", d, err)
+			}
+		}
+		if busy == nil {
+			for _, d := range dirs {
+				// The group directory goes when its last worker does.
+				_ = unix.Rmdir(filepath.Dir(d))
+			}
+			return nil
+		}
+		kill()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %w)", busy, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
+
+// removeAll deletes every worker cgroup of m and then the parent dirs.
+func removeAll(ctx context.Context, m Manager, parentDirs []string) error {
+	rels, err := m.List()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	var errs []error
+	for _, rel := range rels {
+		g, err := m.Open(rel)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, g.Delete(ctx))
+	}
+	for _, d := range parentDirs {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove cgroup parent %s: %w", d, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func signalPids(procsFile string, sig Signal) error {
+	pids, err := readPidsFile(procsFile)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("signal pid %d: %w", pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func readPidsFile(path string) ([]int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePids(b, nil)
+}
+
+func readFields(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return v, nil
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				out = append(out, x)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func cpuFromQuota(quota int64, period uint64) limits.CPU {
+	return limits.CPU(float64(quota) / float64(period) * 100)
+}

@@ -1,0 +1,214 @@
+//go:build linux
+
+package cgroups
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeV2 lays out a cgroup v2 tree in a temp dir the way the kernel of
+// ../shared/fixtures/cgroup/v2-gpu-host-probe.txt shows it: all controllers
+// enabled at the root, the hive in /sup. Directories a real kernel would
+// populate on mkdir are pre-created with their interface files, because a
+// plain directory gets none.
+type fakeV2 struct {
+	root string
+	self string // file standing in for /proc/self/cgroup
+}
+
+const allCtrls = "cpuset cpu io memory hugetlb pids"
+
+func newFakeV2(t *testing.T, rootSubtree string) *fakeV2 {
+	t.Helper()
+	f := &fakeV2{root: t.TempDir()}
+	f.cgroupDir(t, "", allCtrls, rootSubtree)
+	f.cgroupDir(t, "sup", rootSubtree, "")
+	f.write(t, "sup/cgroup.procs", "4242\n")
+	f.self = filepath.Join(t.TempDir(), "cgroup")
+	if err := os.WriteFile(f.self, []byte("0::/sup\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fakeV2) cgroupDir(t *testing.T, rel, controllers, subtree string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(f.root, rel), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.write(t, filepath.Join(rel, "cgroup.controllers"), controllers+"\n")
+	f.write(t, filepath.Join(rel, "cgroup.subtree_control"), subtree+"\n")
+	f.write(t, filepath.Join(rel, "cgroup.procs"), "")
+}
+
+func (f *fakeV2) worker(t *testing.T, rel string) {
+	t.Helper()
+	f.cgroupDir(t, rel, "cpu io memory pids", "")
+	for _, name := range []string{"cpu.stat", "memory.current", "memory.stat", "io.stat", "memory.events"} {
+		f.write(t, filepath.Join(rel, name), string(readFixture(t, "v2/"+name)))
+	}
+	f.write(t, filepath.Join(rel, "cpu.max"), "max 100000\n")
+	f.write(t, filepath.Join(rel, "memory.max"), "max\n")
+}
+
+func (f *fakeV2) write(t *testing.T, rel, s string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(f.root, rel), []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fakeV2) read(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestV2FakeTreeCreateAndSample(t *testing.T) {
+	f := newFakeV2(t, allCtrls)
+	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
+	f.worker(t, "sup/rbee.slice/llm/9301")
+	f.cgroupDir(t, "sup/rbee.slice/llm", "cpu io memory pids", "")
+
+	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Mode() != ModeV2 || m.Parent() != "/sup/rbee.slice" {
+		t.Fatalf("mode %s parent %s", m.Mode(), m.Parent())
+	}
+	// Controllers were enabled from the hive's own cgroup down, never at
+	// the root.
+	if got := f.read(t, "cgroup.subtree_control"); got != allCtrls {
+		t.Fatalf("root subtree_control was written: %q", got)
+	}
+	if got := f.read(t, "sup/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
+		t.Fatalf("sup subtree_control = %q", got)
+	}
+	if got := f.read(t, "sup/rbee.slice/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
+		t.Fatalf("rbee.slice subtree_control = %q", got)
+	}
+
+	g, err := m.Create("llm/9301", Limits{CPU: 20, MemoryBytes: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if got := f.read(t, "sup/rbee.slice/llm/9301/cpu.max"); got != "20000 100000" {
+		t.Fatalf("cpu.max = %q", got)
+	}
+	if got := f.read(t, "sup/rbee.slice/llm/9301/memory.max"); got != "268435456" {
+		t.Fatalf("memory.max = %q", got)
+	}
+	if got := f.read(t, "sup/rbee.slice/llm/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
+		t.Fatalf("group subtree_control = %q", got)
+	}
+	lim, err := g.Limits()
+	if err != nil || lim != (Limits{CPU: 20, MemoryBytes: 256 << 20}) {
+		t.Fatalf("Limits = %+v, %v", lim, err)
+	}
+
+	f.write(t, "sup/rbee.slice/llm/9301/cgroup.procs", "670\n671\n")
+	s, err := g.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Sample{
+		CPUUsageNS: 855000, MemUsage: 237568, MemAnon: 12288000, MemInactiveFile: 3072000,
+		IO: IOCounters{ReadBytes: 12288, WriteBytes: 5242880}, HasIO: true, PIDs: []int{670, 671},
+	}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("Sample = %+v\nwant     %+v", s, want)
+	}
+	// A second read through the same descriptors sees new contents.
+	f.write(t, "sup/rbee.slice/llm/9301/cpu.stat", "usage_usec 2000855\n")
+	f.write(t, "sup/rbee.slice/llm/9301/cgroup.procs", "670\n")
+	if s, err = g.Sample(); err != nil || s.CPUUsageNS != 2000855000 || !slices.Equal(s.PIDs, []int{670}) {
+		t.Fatalf("second Sample = %+v, %v", s, err)
+	}
+	if n, exact, err := g.OOMKills(); n != 2 || !exact || err != nil {
+		t.Fatalf("OOMKills = %d %v %v", n, exact, err)
+	}
+	if rels, err := m.List(); err != nil || !slices.Equal(rels, []string{"llm/9301"}) {
+		t.Fatalf("List = %v, %v", rels, err)
+	}
+}
+
+func TestV2FakeTreeMissingFileIsAnError(t *testing.T) {
+	f := newFakeV2(t, allCtrls)
+	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
+	f.worker(t, "sup/rbee.slice/llm/1")
+	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := m.Open("llm/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := os.Remove(filepath.Join(f.root, "sup/rbee.slice/llm/1/memory.stat")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Sample(); err == nil || !strings.Contains(err.Error(), "memory.stat") {
+		t.Fatalf("Sample with memory.stat gone: %v, want an error naming it", err)
+	}
+}
+
+func TestV2FakeTreeRootWithoutControllers(t *testing.T) {
+	// The root delegates only memory: the hive must not write the root's
+	// subtree_control, must not enable cpu anywhere, and must refuse a CPU
+	// limit with a reason while still allowing memory limits.
+	f := newFakeV2(t, "memory")
+	f.cgroupDir(t, "sup/rbee.slice", "memory", "")
+	f.cgroupDir(t, "sup/rbee.slice/llm", "memory", "")
+	f.worker(t, "sup/rbee.slice/llm/a")
+	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.read(t, "cgroup.subtree_control"); got != "memory" {
+		t.Fatalf("root subtree_control = %q", got)
+	}
+	if got := f.read(t, "sup/cgroup.subtree_control"); got != "+memory" {
+		t.Fatalf("sup subtree_control = %q", got)
+	}
+	if _, err := m.Create("llm/a", Limits{CPU: 50}); err == nil || !strings.Contains(err.Error(), "cpu controller") {
+		t.Fatalf("Create with CPU limit: %v, want cpu controller error", err)
+	}
+	g, err := m.Create("llm/a", Limits{MemoryBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+}
+
+func TestV2FakeTreeRefusesBadPaths(t *testing.T) {
+	f := newFakeV2(t, allCtrls)
+	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
+	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"../x", "llm/..", "llm", "llm/a/b", "/etc", "llm/a b"} {
+		if _, err := m.Create(rel, Limits{}); err == nil {
+			t.Errorf("Create(%q) succeeded", rel)
+		}
+		if _, err := m.Open(rel); err == nil {
+			t.Errorf("Open(%q) succeeded", rel)
+		}
+	}
+	for _, parent := range []string{"../../etc", "/", "a/../../b"} {
+		if _, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Parent: parent}); err == nil {
+			t.Errorf("New(Parent %q) succeeded", parent)
+		}
+	}
+}

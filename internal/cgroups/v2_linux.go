@@ -1,0 +1,355 @@
+package cgroups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"golang.org/x/sys/unix"
+)
+
+// v2Controllers are enabled on the way down to worker cgroups when the
+// kernel offers them: cpu and memory for limits, io and pids for telemetry.
+var v2Controllers = []string{"cpu", "memory", "io", "pids"}
+
+// hiveLeaf is the leaf the hive moves itself into when its own cgroup must
+// delegate controllers (cgroup v2's no-internal-processes rule).
+const hiveLeaf = "rbee-hive"
+
+type v2Manager struct {
+	root   string // mount point
+	parent string // parent path below root, "/a/b"
+	ctrls  []string
+}
+
+func newV2(cfg Config, self selfCgroups, parent string) (*v2Manager, error) {
+	own, ok := self[""]
+	if !ok {
+		return nil, fmt.Errorf("own cgroup: no cgroup v2 entry in /proc/self/cgroup")
+	}
+	m := &v2Manager{root: cfg.root(), parent: resolveParent(own, parent)}
+	dir := m.dir(m.parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create cgroup parent: %w", err)
+	}
+	if err := unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK); err != nil {
+		return nil, fmt.Errorf("cgroup parent %s: cgroup.procs not writable: %w", dir, err)
+	}
+	pid := cfg.Pid
+	if pid == 0 {
+		pid = os.Getpid()
+	}
+	ctrls, err := m.enableDown(m.parent, pid)
+	if err != nil {
+		return nil, err
+	}
+	m.ctrls = ctrls
+	return m, nil
+}
+
+func (m *v2Manager) Mode() Mode          { return ModeV2 }
+func (m *v2Manager) Parent() string      { return m.parent }
+func (m *v2Manager) dir(p string) string { return filepath.Join(m.root, p) }
+
+// enableDown makes the controllers available in the children of target by
+// writing cgroup.subtree_control at every level from just below the root
+// down to target. The root's own subtree_control is never written: if a
+// controller is not enabled there, the system's manager (systemd) decides,
+// and the hive does without it. It returns the controllers target's
+// children get.
+func (m *v2Manager) enableDown(target string, pid int) ([]string, error) {
+	rootCtrls, err := readFields(filepath.Join(m.root, "cgroup.subtree_control"))
+	if err != nil {
+		return nil, fmt.Errorf("read root controllers: %w", err)
+	}
+	want := intersect(v2Controllers, rootCtrls)
+	parts := strings.Split(strings.Trim(target, "/"), "/")
+	for i := range parts {
+		level := "/" + strings.Join(parts[:i+1], "/")
+		avail, err := readFields(filepath.Join(m.dir(level), "cgroup.controllers"))
+		if err != nil {
+			return nil, fmt.Errorf("read controllers of %s: %w", level, err)
+		}
+		want = intersect(want, avail)
+		if err := m.enableAt(level, want, pid); err != nil {
+			return nil, err
+		}
+	}
+	return want, nil
+}
+
+// enableAt writes the controllers missing from level's subtree_control. If
+// the kernel refuses because the level holds processes and one of them is
+// the hive, the hive moves itself into a leaf below level and tries again;
+// it never moves any other process.
+func (m *v2Manager) enableAt(level string, ctrls []string, pid int) error {
+	path := filepath.Join(m.dir(level), "cgroup.subtree_control")
+	have, err := readFields(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var missing []string
+	for _, c := range ctrls {
+		if !slices.Contains(have, c) {
+			missing = append(missing, "+"+c)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	write := func() error {
+		return os.WriteFile(path, []byte(strings.Join(missing, " ")), 0)
+	}
+	err = write()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("enable %s in %s: %w", strings.Join(missing, " "), path, err)
+	}
+	procs, rerr := os.ReadFile(filepath.Join(m.dir(level), "cgroup.procs"))
+	pids, perr := ParsePids(procs, nil)
+	if rerr != nil || perr != nil || !slices.Contains(pids, pid) {
+		return fmt.Errorf("enable %s in %s: %w (the cgroup holds other processes; the no-internal-processes rule forbids it)", strings.Join(missing, " "), path, err)
+	}
+	leaf := m.dir(filepath.Join(level, hiveLeaf))
+	if err := os.MkdirAll(leaf, 0o755); err != nil {
+		return fmt.Errorf("create hive leaf: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		return fmt.Errorf("move hive (pid %d) to %s: %w", pid, leaf, err)
+	}
+	if err := write(); err != nil {
+		return fmt.Errorf("enable %s in %s after moving the hive to a leaf: %w", strings.Join(missing, " "), path, err)
+	}
+	return nil
+}
+
+func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
+	group, _, err := splitRel(rel)
+	if err != nil {
+		return nil, err
+	}
+	if lim.CPU > 0 && !slices.Contains(m.ctrls, "cpu") {
+		return nil, fmt.Errorf("cpu limit: the cpu controller is not delegated to %s", m.parent)
+	}
+	if lim.MemoryBytes > 0 && !slices.Contains(m.ctrls, "memory") {
+		return nil, fmt.Errorf("memory limit: the memory controller is not delegated to %s", m.parent)
+	}
+	groupPath := filepath.Join(m.parent, group)
+	path := filepath.Join(m.parent, rel)
+	dir := m.dir(path)
+	if pids, err := readPidsFile(filepath.Join(dir, "cgroup.procs")); err == nil && len(pids) > 0 {
+		return nil, fmt.Errorf("create cgroup %s: %w", path, ErrExists)
+	}
+	if err := os.MkdirAll(m.dir(groupPath), 0o755); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", groupPath, err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = os.Remove(dir)
+			_ = os.Remove(m.dir(groupPath)) // fails, as it should, while other workers of the group live
+		}
+	}()
+	if err := m.enableAt(groupPath, m.ctrls, 0); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+	}
+	res := &cgroup2.Resources{}
+	if lim.CPU > 0 {
+		q := lim.CPU.QuotaUS(cfsPeriodUS)
+		p := uint64(cfsPeriodUS)
+		res.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&q, &p)}
+	}
+	if lim.MemoryBytes > 0 {
+		res.Memory = &cgroup2.Memory{Max: &lim.MemoryBytes}
+	}
+	cg, err := cgroup2.Load(path, cgroup2.WithMountpoint(m.root))
+	if err != nil {
+		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+	}
+	if err := cg.Update(res); err != nil {
+		return nil, fmt.Errorf("set limits on cgroup %s: %w", path, err)
+	}
+	return m.open(path, cg), nil
+}
+
+func (m *v2Manager) Open(rel string) (Group, error) {
+	if _, _, err := splitRel(rel); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(m.parent, rel)
+	if _, err := os.Stat(m.dir(path)); err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", path, err)
+	}
+	cg, err := cgroup2.Load(path, cgroup2.WithMountpoint(m.root))
+	if err != nil {
+		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+	}
+	return m.open(path, cg), nil
+}
+
+func (m *v2Manager) open(path string, cg *cgroup2.Manager) *v2Group {
+	dir := m.dir(path)
+	f := func(name string) cfile { return cfile{path: filepath.Join(dir, name)} }
+	return &v2Group{
+		path: path, dir: dir, cg: cg,
+		cpu: f("cpu.stat"), memCur: f("memory.current"), memStat: f("memory.stat"),
+		io: f("io.stat"), procs: f("cgroup.procs"),
+	}
+}
+
+func (m *v2Manager) List() ([]string, error) { return listTree(m.dir(m.parent)) }
+
+func (m *v2Manager) RemoveAll(ctx context.Context) error {
+	return removeAll(ctx, m, []string{m.dir(m.parent)})
+}
+
+type v2Group struct {
+	path, dir string
+	cg        *cgroup2.Manager
+
+	cpu, memCur, memStat, io, procs cfile
+	buf                             []byte
+	pids                            []int
+}
+
+func (g *v2Group) Path() string { return g.path }
+
+func (g *v2Group) Start(cmd *exec.Cmd) error {
+	// Opened per start and closed right after: the fd only has to live
+	// through clone3(CLONE_INTO_CGROUP).
+	fd, err := unix.Open(g.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open cgroup %s: %w", g.dir, err)
+	}
+	defer unix.Close(fd)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = fd
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.path, err)
+	}
+	return nil
+}
+
+var (
+	v2CPUKeys = []string{"usage_usec"}
+	v2MemKeys = []string{"anon", "inactive_file"}
+)
+
+func (g *v2Group) Sample() (Sample, error) {
+	var s Sample
+	b, err := g.procs.read(&g.buf)
+	if err != nil {
+		return s, err
+	}
+	if g.pids, err = ParsePids(b, g.pids[:0]); err != nil {
+		return s, err
+	}
+	s.PIDs = g.pids
+	var v [2]uint64
+	if b, err = g.cpu.read(&g.buf); err != nil {
+		return s, err
+	}
+	if found, err := ParseKeyed(b, v2CPUKeys, v[:1]); err != nil || found != 1 {
+		return s, fmt.Errorf("%s: usage_usec missing or bad: %v", g.cpu.path, err)
+	}
+	s.CPUUsageNS = v[0] * 1000
+	if b, err = g.memCur.read(&g.buf); err != nil {
+		return s, err
+	}
+	if s.MemUsage, _, err = ParseUint(b); err != nil {
+		return s, fmt.Errorf("%s: %w", g.memCur.path, err)
+	}
+	if b, err = g.memStat.read(&g.buf); err != nil {
+		return s, err
+	}
+	if _, err := ParseKeyed(b, v2MemKeys, v[:]); err != nil {
+		return s, fmt.Errorf("%s: %w", g.memStat.path, err)
+	}
+	s.MemAnon, s.MemInactiveFile = v[0], v[1]
+	if b, err = g.io.read(&g.buf); err != nil {
+		return s, err
+	}
+	if s.IO, err = ParseIOStat(b); err != nil {
+		return s, fmt.Errorf("%s: %w", g.io.path, err)
+	}
+	s.HasIO = true
+	return s, nil
+}
+
+func (g *v2Group) Limits() (Limits, error) {
+	var l Limits
+	b, err := os.ReadFile(filepath.Join(g.dir, "cpu.max"))
+	if err == nil {
+		q, p, ok, err := ParseCPUMax(b)
+		if err != nil {
+			return l, err
+		}
+		if ok {
+			l.CPU = cpuFromQuota(q, p)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return l, fmt.Errorf("read cpu.max: %w", err)
+	}
+	b, err = os.ReadFile(filepath.Join(g.dir, "memory.max"))
+	if err == nil {
+		v, ok, err := ParseUint(b)
+		if err != nil {
+			return l, fmt.Errorf("memory.max: %w", err)
+		}
+		if ok {
+			l.MemoryBytes = int64(v)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return l, fmt.Errorf("read memory.max: %w", err)
+	}
+	return l, nil
+}
+
+func (g *v2Group) OOMKills() (uint64, bool, error) {
+	path := filepath.Join(g.dir, "memory.events")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	var v [1]uint64
+	found, err := ParseKeyed(b, []string{"oom_kill"}, v[:])
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return v[0], found == 1, nil
+}
+
+func (g *v2Group) Signal(sig Signal) error {
+	if sig == unix.SIGKILL {
+		// cgroup.kill (Linux 5.14+) kills every task atomically, so a
+		// forking worker cannot escape between read and kill.
+		if err := os.WriteFile(filepath.Join(g.dir, "cgroup.kill"), []byte("1"), 0); err == nil {
+			return nil
+		}
+	}
+	return signalPids(filepath.Join(g.dir, "cgroup.procs"), sig)
+}
+
+func (g *v2Group) Delete(ctx context.Context) error {
+	_ = g.Close()
+	return removeDirs(ctx, []string{g.dir}, func() { _ = g.Signal(unix.SIGKILL) })
+}
+
+func (g *v2Group) Close() error {
+	return errors.Join(g.cpu.close(), g.memCur.close(), g.memStat.close(), g.io.close(), g.procs.close())
+}
