@@ -9,20 +9,30 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // InCI reports whether the tests run in CI, where only GPU tests may skip.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-// Main runs the tests of a package that uses the harness and removes the
-// binaries it built. Call it from TestMain:
+// Main runs the tests of a package that uses the harness, fails the run if
+// goroutines leaked, and removes the binaries it built. Call it from
+// TestMain:
 //
 //	func TestMain(m *testing.M) { harness.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
 	cleanupBuilds()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines leaked after the tests:\n%v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

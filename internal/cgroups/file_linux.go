@@ -13,10 +13,19 @@ import (
 type cfile struct {
 	path string
 	f    *os.File
+	// reopen makes every read open the file afresh. cgroup v1's
+	// cgroup.procs caches its pid list per open file and frees the cache
+	// only a second after the last read (CGROUP_PIDLIST_DESTROY_DELAY in
+	// kernel/cgroup/cgroup-v1.c), so a descriptor read more often than that
+	// keeps returning the pids of its first read.
+	reopen bool
 }
 
 // read returns the current contents, using and growing *buf.
 func (c *cfile) read(buf *[]byte) ([]byte, error) {
+	if c.reopen {
+		_ = c.close()
+	}
 	if c.f == nil {
 		f, err := os.Open(c.path)
 		if err != nil {

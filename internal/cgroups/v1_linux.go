@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -161,7 +162,7 @@ func (m *v1Manager) open(rel string) *v1Group {
 	g.cpu = cfile{path: filepath.Join(g.cpuacctDir, "cpuacct.usage")}
 	g.memUse = cfile{path: filepath.Join(g.memDir, "memory.usage_in_bytes")}
 	g.memStat = cfile{path: filepath.Join(g.memDir, "memory.stat")}
-	g.procs = cfile{path: filepath.Join(g.memDir, "cgroup.procs")}
+	g.procs = cfile{path: filepath.Join(g.memDir, "cgroup.procs"), reopen: true}
 	return g
 }
 
@@ -178,6 +179,8 @@ func (m *v1Manager) RemoveAll(ctx context.Context) error {
 }
 
 type v1Group struct {
+	// mu serialises Sample and Close: an exit cleans up while a pass reads.
+	mu                         sync.Mutex
 	path                       string
 	dirs                       []string // one per controller; memory's is the reference
 	memDir, cpuacctDir, cpuDir string
@@ -200,6 +203,8 @@ func (g *v1Group) Start(cmd *exec.Cmd) error {
 var v1MemKeys = []string{"total_rss", "total_inactive_file", "rss", "inactive_file"}
 
 func (g *v1Group) Sample() (Sample, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	var s Sample
 	b, err := g.procs.read(&g.buf)
 	if err != nil {
@@ -298,5 +303,7 @@ func (g *v1Group) Delete(ctx context.Context) error {
 }
 
 func (g *v1Group) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	return errors.Join(g.cpu.close(), g.memUse.close(), g.memStat.close(), g.procs.close())
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
@@ -216,6 +217,8 @@ func (m *v2Manager) RemoveAll(ctx context.Context) error {
 }
 
 type v2Group struct {
+	// mu serialises Sample and Close: an exit cleans up while a pass reads.
+	mu        sync.Mutex
 	path, dir string
 	cg        *cgroup2.Manager
 
@@ -251,6 +254,8 @@ var (
 )
 
 func (g *v2Group) Sample() (Sample, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	var s Sample
 	b, err := g.procs.read(&g.buf)
 	if err != nil {
@@ -351,5 +356,7 @@ func (g *v2Group) Delete(ctx context.Context) error {
 }
 
 func (g *v2Group) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	return errors.Join(g.cpu.close(), g.memCur.close(), g.memStat.close(), g.io.close(), g.procs.close())
 }

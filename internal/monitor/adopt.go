@@ -1,0 +1,116 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Adopt walks the cgroup tree under the parent and takes over every worker
+// cgroup that still holds processes (left by an earlier hive process), and
+// removes the ones that are empty. It returns the ids it adopted.
+func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
+	cgm := m.cfg.Platform.Cgroups
+	if cgm == nil {
+		return nil, nil
+	}
+	rels, err := cgm.List()
+	if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
+	var adopted []string
+	var errs []error
+	for _, rel := range rels {
+		group, instance, _ := strings.Cut(rel, "/")
+		id := group + "-" + instance
+		m.mu.Lock()
+		_, known := m.workers[id]
+		m.mu.Unlock()
+		if known {
+			continue
+		}
+		w, err := m.adoptOne(ctx, rel, group, instance)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("adopt %s: %w", rel, err))
+			continue
+		}
+		if w != nil {
+			adopted = append(adopted, id)
+		}
+	}
+	if len(adopted) > 0 {
+		m.changed()
+	}
+	return adopted, errors.Join(errs...)
+}
+
+func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*worker, error) {
+	g, err := m.cfg.Platform.Cgroups.Open(rel)
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.Sample()
+	if err != nil {
+		g.Close()
+		return nil, err
+	}
+	if len(s.PIDs) == 0 {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		m.log.Info("removing empty worker cgroup", "cgroup", g.Path())
+		return nil, g.Delete(dctx)
+	}
+	pid := m.mainPid(s.PIDs)
+	lim, err := g.Limits()
+	if err != nil {
+		m.log.Warn("read limits of adopted worker", "cgroup", g.Path(), "err", err)
+	}
+	oomBase, _, _ := g.OOMKills()
+	w := &worker{
+		id: group + "-" + instance, group: group, instance: instance,
+		pid: pid, cg: g, limits: lim, oomBase: oomBase,
+		state: telemetry.StateRunning, done: make(chan struct{}),
+		startedAt: m.processStart(pid),
+	}
+	if p := m.cfg.Platform.Proc; p != nil {
+		if args, err := p.Cmdline(pid); err == nil && len(args) > 0 {
+			w.binary, w.args = args[0], args[1:]
+			w.model = ModelFromArgs(w.args)
+		}
+	}
+	m.mu.Lock()
+	m.workers[w.id] = w
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if waitExit(pid, m.closed) {
+			// Not our child: its exit code went to its real parent.
+			m.finish(w, nil, nil)
+		}
+	}()
+	m.log.Info("worker adopted", "worker", w.id, "pid", pid, "cgroup", g.Path())
+	return w, nil
+}
+
+// mainPid picks the worker's main process among the cgroup's: the one whose
+// parent is outside the cgroup, the lowest such pid if several.
+func (m *Monitor) mainPid(pids []int) int {
+	sorted := slices.Sorted(slices.Values(pids))
+	p := m.cfg.Platform.Proc
+	if p == nil {
+		return sorted[0]
+	}
+	for _, pid := range sorted {
+		st, err := p.Stat(pid)
+		if err == nil && !slices.Contains(pids, st.PPID) {
+			return pid
+		}
+	}
+	return sorted[0]
+}

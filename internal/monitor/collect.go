@@ -1,0 +1,237 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Collect runs one collection pass over every worker and returns their
+// records, sorted by id. A worker that cannot be read gets an entry in its
+// Errors; the pass goes on for the others. CPU and I/O rates are deltas
+// over the time since the previous pass and null on the first one.
+func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
+	m.collectMu.Lock()
+	defer m.collectMu.Unlock()
+
+	m.mu.Lock()
+	ws := make([]*worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(ws, func(a, b *worker) int { return strings.Compare(a.id, b.id) })
+
+	var gpus map[int][]telemetry.WorkerGPU
+	var gpuErr error
+	if m.cfg.GPU != nil {
+		gpus, gpuErr = m.cfg.GPU.ProcessGPUs(ctx)
+	}
+
+	out := make([]telemetry.Worker, 0, len(ws))
+	for _, w := range ws {
+		now := m.now()
+		m.mu.Lock()
+		rec := w.baseLocked(now)
+		m.mu.Unlock()
+		if rec.State != telemetry.StateExited {
+			m.sample(w, &rec, now)
+			if m.cfg.GPU != nil {
+				attachGPU(&rec, gpus, gpuErr)
+			}
+		}
+		m.mu.Lock()
+		if rec.State == telemetry.StateStarting && len(rec.PIDs) > 0 && w.state == telemetry.StateStarting {
+			w.state = telemetry.StateRunning
+			rec.State = telemetry.StateRunning
+		}
+		if w.state != telemetry.StateExited {
+			w.last, w.seen = rec, true
+		} else {
+			// It exited during the pass: report the exit, not a half-read.
+			rec = w.baseLocked(now)
+		}
+		m.mu.Unlock()
+		out = append(out, rec)
+	}
+	return out
+}
+
+// sample fills the measured fields of rec.
+func (m *Monitor) sample(w *worker, rec *telemetry.Worker, now time.Time) {
+	if w.cg != nil {
+		m.sampleCgroup(w, rec, now)
+		return
+	}
+	m.samplePlain(w, rec, now)
+}
+
+func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) {
+	s, err := w.cg.Sample()
+	if err != nil {
+		w.prev = sampleMark{}
+		if !w.exited() {
+			rec.Errors = append(rec.Errors, "cgroup: "+err.Error())
+		}
+		return
+	}
+	rec.PIDs = slices.Clone(s.PIDs)
+	rec.MemBytes = telemetry.Ptr(s.MemUsage)
+	rec.MemRSSBytes = telemetry.Ptr(s.MemAnon)
+	rec.MemWorkingSetBytes = telemetry.Ptr(s.MemUsage - min(s.MemInactiveFile, s.MemUsage))
+
+	mark := sampleMark{ok: true, at: now, cpuNS: s.CPUUsageNS}
+	dt := now.Sub(w.prev.at).Seconds()
+	valid := w.prev.ok && dt > 0
+	if valid && s.CPUUsageNS >= w.prev.cpuNS {
+		rec.CPUPct = telemetry.Ptr(float64(s.CPUUsageNS-w.prev.cpuNS) / 1e9 / dt * 100)
+	}
+	if s.HasIO {
+		mark.io, mark.hasIO = s.IO, true
+		if valid && w.prev.hasIO && s.IO.ReadBytes >= w.prev.io.ReadBytes && s.IO.WriteBytes >= w.prev.io.WriteBytes {
+			rec.IOReadBps = telemetry.Ptr(float64(s.IO.ReadBytes-w.prev.io.ReadBytes) / dt)
+			rec.IOWriteBps = telemetry.Ptr(float64(s.IO.WriteBytes-w.prev.io.WriteBytes) / dt)
+		}
+	} else if m.cfg.Platform.Proc != nil {
+		mark.taskIOs = true
+		m.taskIORates(w, rec, s.PIDs, valid && w.prev.taskIOs, dt)
+	}
+	w.prev = mark
+}
+
+// taskIORates computes I/O rates from per-task counters (cgroup v1, where
+// blkio counts nothing without a throttle rule). A task's bytes count from
+// its second sample on; a task that exited takes its last interval with it.
+func (m *Monitor) taskIORates(w *worker, rec *telemetry.Worker, pids []int, valid bool, dt float64) {
+	if w.taskIO == nil {
+		w.taskIO = map[int]*taskIO{}
+	}
+	var rd, wr uint64
+	var errs int
+	for _, pid := range pids {
+		t := w.taskIO[pid]
+		if t == nil {
+			t = &taskIO{file: procfile{path: m.cfg.Platform.Proc.Path(pid, "io")}}
+			w.taskIO[pid] = t
+		}
+		b, err := t.file.read(&w.readBuf)
+		var cur procfs.IO
+		if err == nil {
+			cur, err = procfs.ParseIO(b)
+		}
+		if err != nil {
+			errs++
+			t.ok = false
+			continue
+		}
+		if t.ok && cur.ReadBytes >= t.prev.ReadBytes && cur.WriteBytes >= t.prev.WriteBytes {
+			rd += cur.ReadBytes - t.prev.ReadBytes
+			wr += cur.WriteBytes - t.prev.WriteBytes
+		}
+		t.prev, t.ok = cur, true
+	}
+	for pid, t := range w.taskIO {
+		if !slices.Contains(pids, pid) {
+			t.file.close()
+			delete(w.taskIO, pid)
+		}
+	}
+	if valid && errs == 0 {
+		rec.IOReadBps = telemetry.Ptr(float64(rd) / dt)
+		rec.IOWriteBps = telemetry.Ptr(float64(wr) / dt)
+	} else if errs > 0 && len(pids) > 0 && !w.exited() {
+		rec.Errors = append(rec.Errors, fmt.Sprintf("io: %d of %d tasks unreadable", errs, len(pids)))
+	}
+}
+
+// samplePlain measures a worker without a cgroup from its main process
+// alone. Off Linux there is no procfs and only identity and uptime remain.
+func (m *Monitor) samplePlain(w *worker, rec *telemetry.Worker, now time.Time) {
+	rec.PIDs = []int{w.pid}
+	p := m.cfg.Platform.Proc
+	if p == nil {
+		return
+	}
+	st, err := p.Stat(w.pid)
+	if err != nil {
+		w.prev = sampleMark{}
+		if !w.exited() {
+			rec.Errors = append(rec.Errors, "proc: "+err.Error())
+		}
+		return
+	}
+	rss := uint64(max(st.RSSPages, 0)) * pageSize
+	rec.MemBytes, rec.MemRSSBytes, rec.MemWorkingSetBytes = &rss, &rss, &rss
+	cpuNS := (st.UTime + st.STime) * uint64(time.Second) / m.tick
+	dt := now.Sub(w.prev.at).Seconds()
+	if w.prev.ok && dt > 0 && cpuNS >= w.prev.cpuNS {
+		rec.CPUPct = telemetry.Ptr(float64(cpuNS-w.prev.cpuNS) / 1e9 / dt * 100)
+	}
+	m.taskIORates(w, rec, rec.PIDs, w.prev.ok && dt > 0, dt)
+	w.prev = sampleMark{ok: true, at: now, cpuNS: cpuNS, taskIOs: true}
+}
+
+// attachGPU sums the GPU use of every pid of the worker, per GPU.
+func attachGPU(rec *telemetry.Worker, gpus map[int][]telemetry.WorkerGPU, err error) {
+	if err != nil {
+		rec.Errors = append(rec.Errors, "gpu: "+err.Error())
+		return
+	}
+	byIndex := map[int]*telemetry.WorkerGPU{}
+	var order []int
+	for _, pid := range rec.PIDs {
+		for _, g := range gpus[pid] {
+			acc := byIndex[g.Index]
+			if acc == nil {
+				acc = &telemetry.WorkerGPU{Index: g.Index, UUID: g.UUID}
+				byIndex[g.Index] = acc
+				order = append(order, g.Index)
+			}
+			acc.VRAMBytes = addPtr(acc.VRAMBytes, g.VRAMBytes)
+			acc.SMUtilPct = addPtr(acc.SMUtilPct, g.SMUtilPct)
+		}
+	}
+	slices.Sort(order)
+	rec.GPUs = []telemetry.WorkerGPU{}
+	var vram uint64
+	var util float64
+	var haveUtil bool
+	for _, i := range order {
+		g := *byIndex[i]
+		rec.GPUs = append(rec.GPUs, g)
+		if g.VRAMBytes != nil {
+			vram += *g.VRAMBytes
+		}
+		if g.SMUtilPct != nil {
+			util += *g.SMUtilPct
+			haveUtil = true
+		}
+	}
+	rec.VRAMBytes = &vram
+	if haveUtil || len(order) == 0 {
+		rec.GPUUtilPct = &util
+	}
+}
+
+func addPtr[T uint64 | float64](acc, v *T) *T {
+	if v == nil {
+		return acc
+	}
+	if acc == nil {
+		x := *v
+		return &x
+	}
+	x := *acc + *v
+	return &x
+}
+
+// pageSize is the unit of the rss field of /proc/<pid>/stat.
+var pageSize = uint64(osPageSize())
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,160 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// cleanupTimeout bounds how long removing an exited worker's cgroup may
+// take before the monitor gives up and logs it.
+const cleanupTimeout = 30 * time.Second
+
+// waitChild reaps a spawned worker: the hive is its parent, so the exit is
+// known the moment it happens, with its code or signal.
+func (m *Monitor) waitChild(w *worker) {
+	err := w.cmd.Wait()
+	var code *int
+	var sig *string
+	if ps := w.cmd.ProcessState; ps != nil {
+		code, sig = exitStatus(ps)
+	} else if err != nil {
+		m.log.Error("wait for worker", "worker", w.id, "err", err)
+	}
+	m.finish(w, code, sig)
+}
+
+// finish records a worker's exit, removes its cgroup (killing any process
+// the worker left behind in it), and tells the caller.
+func (m *Monitor) finish(w *worker, code *int, sig *string) {
+	var oom *bool
+	if w.cg != nil {
+		if n, exact, err := w.cg.OOMKills(); err == nil {
+			// Without an exact counter, a hit limit only counts when the
+			// worker died the way the OOM killer kills: SIGKILL.
+			killed := n > w.oomBase && (exact || sig != nil && *sig == "SIGKILL")
+			oom = &killed
+		} else {
+			m.log.Warn("read OOM state", "worker", w.id, "err", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		if err := w.cg.Delete(ctx); err != nil {
+			m.log.Error("remove cgroup of exited worker", "worker", w.id, "err", err)
+		}
+		cancel()
+	} else if w.cmd != nil {
+		// A plain worker's children share its process group.
+		killGroup(w.pid)
+	}
+	if w.logFile != nil {
+		w.logFile.Close()
+	}
+	m.mu.Lock()
+	w.state = telemetry.StateExited
+	w.exitCode, w.signal, w.oom = code, sig, oom
+	w.exitedAt = m.now()
+	m.mu.Unlock()
+	close(w.done)
+	m.log.Info("worker exited", "worker", w.id, "pid", w.pid,
+		"exit_code", derefOr(code, -1), "signal", derefOr(sig, ""), "oom_killed", oom != nil && *oom)
+	m.changed()
+}
+
+// Stop stops a worker: SIGTERM to its main process, SIGKILL to everything
+// in its cgroup after the grace period, then its cgroup is removed. The
+// record is dropped and returned with the exit status. Stopping an exited
+// worker just drops its record.
+func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error) {
+	m.mu.Lock()
+	w, ok := m.workers[id]
+	m.mu.Unlock()
+	if !ok {
+		return telemetry.Worker{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if !w.exited() {
+		if err := terminate(w.pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+			m.log.Warn("SIGTERM worker", "worker", id, "err", err)
+		}
+		grace := time.NewTimer(m.cfg.StopGrace)
+		defer grace.Stop()
+		select {
+		case <-w.done:
+		case <-grace.C:
+			m.log.Warn("worker ignored SIGTERM; killing it", "worker", id, "grace", m.cfg.StopGrace)
+			m.kill(w)
+		case <-ctx.Done():
+			m.kill(w)
+		}
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return telemetry.Worker{}, fmt.Errorf("stop %s: %w", id, ctx.Err())
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.workers[id] == w {
+		delete(m.workers, id)
+	}
+	return w.baseLocked(m.now()), nil
+}
+
+// kill SIGKILLs every process of the worker.
+func (m *Monitor) kill(w *worker) {
+	if w.cg != nil {
+		if err := w.cg.Signal(syscall.SIGKILL); err != nil {
+			m.log.Warn("SIGKILL worker cgroup", "worker", w.id, "err", err)
+		}
+		return
+	}
+	killGroup(w.pid)
+}
+
+// Forget drops the record of an exited worker, so exited workers do not
+// pile up; it reports whether a record was dropped.
+func (m *Monitor) Forget(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.workers[id]
+	if !ok || w.state != telemetry.StateExited {
+		return false
+	}
+	delete(m.workers, id)
+	return true
+}
+
+// StopAll stops every worker, for a hive run with --stop-workers-on-exit.
+func (m *Monitor) StopAll(ctx context.Context) error {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.workers))
+	for id := range m.workers {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		go func() {
+			_, err := m.Stop(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	var all []error
+	for range ids {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+func derefOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}

@@ -1,0 +1,48 @@
+package monitor
+
+import "testing"
+
+func TestModelFromArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string // "" = nil
+	}{
+		{"separate", []string{"--model", "qwen2.5-0.5b", "--port", "9301"}, "qwen2.5-0.5b"},
+		{"equals", []string{"--model=meta-llama/Llama-3.1-8B-Instruct"}, "meta-llama/Llama-3.1-8B-Instruct"},
+		{"short", []string{"-m", "/models/mistral.gguf"}, "/models/mistral.gguf"},
+		{"short equals", []string{"-m=x"}, "x"},
+		{"served wins", []string{"--model", "/w/llama", "--served-model-name", "llama-chat"}, "llama-chat"},
+		{"served before model", []string{"--served-model-name=a", "--model", "b"}, "a"},
+		{"python script", []string{"worker.py", "--model", "Qwen/Qwen2.5-0.5B", "--idle"}, "Qwen/Qwen2.5-0.5B"},
+		{"first model wins", []string{"--model", "a", "--model", "b"}, "a"},
+		{"missing value", []string{"--model"}, ""},
+		{"flag as value", []string{"--model", "--port", "1"}, ""},
+		{"empty equals", []string{"--model="}, ""},
+		{"lookalike", []string{"--models", "x", "-mx"}, ""},
+		{"none", nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ModelFromArgs(tc.args)
+			if tc.want == "" {
+				if got != nil {
+					t.Fatalf("ModelFromArgs(%q) = %q, want nil", tc.args, *got)
+				}
+				return
+			}
+			if got == nil || *got != tc.want {
+				t.Fatalf("ModelFromArgs(%q) = %v, want %q", tc.args, got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzModelFromArgs(f *testing.F) {
+	f.Add("--model", "x", "--served-model-name=y")
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		if m := ModelFromArgs([]string{a, b, c}); m != nil && *m == "" {
+			t.Fatal("empty model name")
+		}
+	})
+}

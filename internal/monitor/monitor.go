@@ -1,0 +1,192 @@
+// Package monitor is rbee-hive's process monitor: it spawns workers into
+// cgroups with limits, notices their exit at once, re-adopts workers a
+// previous hive left running, stops them, and collects their telemetry in
+// one pass over every worker.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Errors callers can tell apart with errors.Is.
+var (
+	ErrExists   = errors.New("worker already running")
+	ErrNotFound = errors.New("no such worker")
+	ErrBinary   = errors.New("bad worker binary")
+	ErrSpec     = errors.New("bad worker spec")
+)
+
+// Platform is what the host offers the monitor. DetectPlatform fills it in;
+// tests replace it to run the off-Linux code path on Linux.
+type Platform struct {
+	// Cgroups creates worker cgroups; nil means workers run as plain
+	// processes without limits.
+	Cgroups cgroups.Manager
+	// NoCgroupsReason says why Cgroups is nil, for the log and /v1/info.
+	NoCgroupsReason string
+	// Proc reads per-process data; nil means the host has no procfs (off
+	// Linux), and per-process telemetry is unavailable.
+	Proc *procfs.FS
+	// ClockTick is the kernel's USER_HZ for /proc times; 0 means 100.
+	ClockTick uint64
+}
+
+// Config configures a Monitor. The zero value works: plain processes, no
+// logs, a 10 s stop grace period.
+type Config struct {
+	Platform Platform
+	// StopGrace is how long Stop waits after SIGTERM before SIGKILL; 0
+	// means 10 s.
+	StopGrace time.Duration
+	// LogDir receives each worker's stdout and stderr as <id>.log; ""
+	// discards them.
+	LogDir string
+	// GPU reports per-process GPU use for each pass; nil means none.
+	GPU GPUSource
+	// OnChange is called after a spawn, an exit or a stop, so the caller
+	// can send a heartbeat at once. It must not block.
+	OnChange func()
+	// Logger receives the monitor's log; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// GPUSource reports, for one pass, the GPU use of every process on the host.
+// It is the seam the GPU backends plug into.
+type GPUSource interface {
+	// ProcessGPUs returns per-process use keyed by host pid. An error means
+	// the source failed this pass; workers' GPU fields are then null with
+	// the error attached.
+	ProcessGPUs(ctx context.Context) (map[int][]telemetry.WorkerGPU, error)
+}
+
+// Info describes how the monitor runs workers, for /v1/info.
+type Info struct {
+	CgroupMode     cgroups.Mode `json:"cgroup_mode"`
+	CgroupParent   string       `json:"cgroup_parent,omitempty"`
+	LimitsEnforced bool         `json:"limits_enforced"`
+	// LimitsReason says why limits are not enforced.
+	LimitsReason string `json:"limits_reason,omitempty"`
+}
+
+// Monitor spawns, watches and measures workers. It is safe for concurrent use.
+type Monitor struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	tick uint64
+
+	mu       sync.Mutex
+	workers  map[string]*worker
+	spawning map[string]bool
+
+	collectMu sync.Mutex // one pass at a time; owns the workers' sampling state
+
+	closed  chan struct{}
+	closeMu sync.Once
+	wg      sync.WaitGroup // waiters of adopted workers
+}
+
+// New returns a Monitor. It does not adopt existing workers; call Adopt.
+func New(cfg Config) *Monitor {
+	m := &Monitor{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		tick:     cfg.Platform.ClockTick,
+		workers:  map[string]*worker{},
+		spawning: map[string]bool{},
+		closed:   make(chan struct{}),
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.tick == 0 {
+		m.tick = 100
+	}
+	if m.cfg.StopGrace == 0 {
+		m.cfg.StopGrace = 10 * time.Second
+	}
+	return m
+}
+
+// Info reports the cgroup layout and whether limits are enforced.
+func (m *Monitor) Info() Info {
+	p := m.cfg.Platform
+	if p.Cgroups == nil {
+		return Info{CgroupMode: cgroups.ModeNone, LimitsReason: p.NoCgroupsReason}
+	}
+	return Info{CgroupMode: p.Cgroups.Mode(), CgroupParent: p.Cgroups.Parent(), LimitsEnforced: true}
+}
+
+// Workers returns the records of the last collection pass (or of the spawn,
+// for workers no pass has seen yet), sorted by id.
+func (m *Monitor) Workers() []telemetry.Worker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]telemetry.Worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		out = append(out, w.lastLocked())
+	}
+	slices.SortFunc(out, func(a, b telemetry.Worker) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Get returns one worker's latest record.
+func (m *Monitor) Get(id string) (telemetry.Worker, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.workers[id]
+	if !ok {
+		return telemetry.Worker{}, ErrNotFound
+	}
+	return w.lastLocked(), nil
+}
+
+// Close stops watching adopted workers. It neither stops workers nor
+// removes their cgroups: a hive restart must find them running.
+func (m *Monitor) Close() {
+	m.closeMu.Do(func() { close(m.closed) })
+	m.wg.Wait()
+}
+
+func (m *Monitor) changed() {
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange()
+	}
+}
+
+// workerEnv is the environment a worker starts with: the hive's own, minus
+// rbee's settings (RBEE_TOKEN above all), plus the spec's.
+func workerEnv(extra map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RBEE_") && !strings.HasPrefix(kv, "_RBEE_") {
+			env = append(env, kv)
+		}
+	}
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+extra[k])
+	}
+	return env
+}

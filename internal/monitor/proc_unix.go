@@ -1,0 +1,36 @@
+//go:build unix
+
+package monitor
+
+import (
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+func workerSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setsid: true}
+}
+
+// exitStatus returns the exit code, or the signal's name when a signal
+// ended the process.
+func exitStatus(ps *os.ProcessState) (code *int, sig *string) {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		name := unix.SignalName(ws.Signal())
+		if name == "" {
+			name = ws.Signal().String()
+		}
+		return nil, &name
+	}
+	c := ps.ExitCode()
+	return &c, nil
+}
+
+func terminate(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }
+
+// killGroup kills a plain worker's process group (it leads its session).
+func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
+
+func osPageSize() int { return unix.Getpagesize() }

@@ -1,0 +1,28 @@
+//go:build windows
+
+package monitor
+
+import (
+	"os"
+	"syscall"
+)
+
+func workerSysProcAttr() *syscall.SysProcAttr { return nil }
+
+func exitStatus(ps *os.ProcessState) (code *int, sig *string) {
+	c := ps.ExitCode()
+	return &c, nil
+}
+
+// terminate kills: Windows has no SIGTERM for console-less processes.
+func terminate(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}
+
+func killGroup(pid int) { _ = terminate(pid) }
+
+func osPageSize() int { return 4096 }

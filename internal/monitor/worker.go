@@ -1,0 +1,110 @@
+package monitor
+
+import (
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// worker is the monitor's state for one worker. Fields under "identity"
+// never change after creation; "exit" fields and last are guarded by
+// Monitor.mu; the sampling state belongs to the collection pass.
+type worker struct {
+	// identity
+	id, group, instance string
+	binary              string
+	args                []string
+	model               *string
+	pid                 int
+	cmd                 *exec.Cmd // nil for adopted workers
+	cg                  cgroups.Group
+	limits              cgroups.Limits
+	startedAt           time.Time
+	oomBase             uint64 // OOM kills already counted when adopted
+	logFile             *os.File
+	done                chan struct{} // closed once the worker has exited and is cleaned up
+
+	// exit, guarded by Monitor.mu
+	state    telemetry.State
+	exitCode *int
+	signal   *string
+	oom      *bool
+	exitedAt time.Time
+	last     telemetry.Worker
+	seen     bool // a pass has produced last
+
+	// sampling state, owned by the collection pass
+	prev    sampleMark
+	taskIO  map[int]*taskIO
+	readBuf []byte
+}
+
+// sampleMark is what the next pass needs to turn counters into rates.
+type sampleMark struct {
+	ok      bool
+	at      time.Time
+	cpuNS   uint64
+	io      cgroups.IOCounters
+	hasIO   bool
+	taskIOs bool // io came from per-task counters
+}
+
+// taskIO is one process's /proc/<pid>/io, kept open between passes.
+type taskIO struct {
+	file procfile
+	prev procfs.IO
+	ok   bool
+}
+
+// base returns the parts of the record that need no sampling. Caller holds
+// Monitor.mu.
+func (w *worker) baseLocked(now time.Time) telemetry.Worker {
+	r := telemetry.Worker{
+		ID: w.id, Group: w.group, Instance: w.instance,
+		PID: w.pid, Binary: w.binary, Args: w.args, Model: w.model,
+		State: w.state, LimitsEnforced: w.cg != nil,
+		ExitCode: w.exitCode, Signal: w.signal, OOMKilled: w.oom,
+	}
+	if w.cg != nil {
+		r.Cgroup = w.cg.Path()
+		if w.limits.CPU > 0 {
+			r.CPULimitPct = telemetry.Ptr(w.limits.CPU.Percent())
+		}
+		if w.limits.MemoryBytes > 0 {
+			r.MemLimitBytes = telemetry.Ptr(w.limits.MemoryBytes)
+		}
+	}
+	if !w.startedAt.IsZero() {
+		r.StartedAt = telemetry.Ptr(w.startedAt)
+		end := now
+		if w.state == telemetry.StateExited {
+			end = w.exitedAt
+		}
+		r.UptimeS = telemetry.Ptr(max(end.Sub(w.startedAt).Seconds(), 0))
+	}
+	if w.state == telemetry.StateExited {
+		r.ExitedAt = telemetry.Ptr(w.exitedAt)
+	}
+	return r
+}
+
+// lastLocked returns the latest record. Caller holds Monitor.mu.
+func (w *worker) lastLocked() telemetry.Worker {
+	if !w.seen || w.state == telemetry.StateExited {
+		return w.baseLocked(time.Now())
+	}
+	return w.last
+}
+
+func (w *worker) exited() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}

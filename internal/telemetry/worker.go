@@ -1,0 +1,72 @@
+// Package telemetry defines the records rbee-hive reports and queen-rbee
+// stores: one per worker and, in later layers, one per host and heartbeat.
+//
+// Pointer fields mean "not measured": a nil CPU percentage is "unknown this
+// pass" (first sample, counter reset, unreadable), never a made-up zero.
+package telemetry
+
+import "time"
+
+// State is a worker's lifecycle state.
+type State string
+
+// Worker states.
+const (
+	StateStarting State = "starting" // spawned, not yet seen by a collection pass
+	StateRunning  State = "running"
+	StateExited   State = "exited"
+)
+
+// Worker is the telemetry record of one worker process and its cgroup.
+type Worker struct {
+	ID       string   `json:"id"`
+	Group    string   `json:"group"`
+	Instance string   `json:"instance"`
+	PID      int      `json:"pid"`
+	PIDs     []int    `json:"pids"`
+	Binary   string   `json:"binary"`
+	Args     []string `json:"args"`
+	Model    *string  `json:"model"`
+	State    State    `json:"state"`
+	// Cgroup is the worker's cgroup path; empty when limits are not enforced.
+	Cgroup         string `json:"cgroup,omitempty"`
+	LimitsEnforced bool   `json:"limits_enforced"`
+
+	StartedAt *time.Time `json:"started_at"`
+	UptimeS   *float64   `json:"uptime_s"`
+
+	CPUPct        *float64 `json:"cpu_pct"`
+	CPULimitPct   *float64 `json:"cpu_limit_pct"`
+	MemLimitBytes *int64   `json:"mem_limit_bytes"`
+
+	MemBytes           *uint64 `json:"mem_bytes"`
+	MemRSSBytes        *uint64 `json:"mem_rss_bytes"`
+	MemWorkingSetBytes *uint64 `json:"mem_working_set_bytes"`
+
+	IOReadBps  *float64 `json:"io_read_bps"`
+	IOWriteBps *float64 `json:"io_write_bps"`
+
+	GPUs       []WorkerGPU `json:"gpus"`
+	VRAMBytes  *uint64     `json:"vram_bytes"`
+	GPUUtilPct *float64    `json:"gpu_util_pct"`
+
+	ExitCode  *int       `json:"exit_code"`
+	Signal    *string    `json:"signal"`
+	OOMKilled *bool      `json:"oom_killed"`
+	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+
+	// Errors lists what could not be read this pass, e.g.
+	// "gpu: nvidia-smi timed out after 2s".
+	Errors []string `json:"errors"`
+}
+
+// WorkerGPU is one GPU's use by all processes of a worker.
+type WorkerGPU struct {
+	Index     int      `json:"index"`
+	UUID      string   `json:"uuid"`
+	VRAMBytes *uint64  `json:"vram_bytes"`
+	SMUtilPct *float64 `json:"sm_util_pct"`
+}
+
+// Ptr returns a pointer to v, for filling optional fields.
+func Ptr[T any](v T) *T { return &v }
