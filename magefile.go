@@ -1,0 +1,158 @@
+//go:build mage
+
+// rbee's build and test targets. Run `go tool mage -l` for the list; every
+// target needs nothing installed beyond Go (mage and benchstat are pinned
+// as tool dependencies in go.mod).
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/magefile/mage/mg"
+	"github.com/magefile/mage/sh"
+)
+
+// Default is what `go tool mage` runs with no target.
+var Default = Build.All
+
+// Aliases make the namespaces' main targets callable by the namespace's
+// name: `go tool mage test` runs every suite, `go tool mage build` builds.
+var Aliases = map[string]any{
+	"build": Build.All,
+	"test":  Test.All,
+}
+
+// Build compiles the binaries.
+type Build mg.Namespace
+
+// Test runs the test suites.
+type Test mg.Namespace
+
+var binaries = []string{"rbee-hive", "queen-rbee"}
+
+// All builds rbee-hive and queen-rbee into bin/.
+func (Build) All() error {
+	for _, b := range binaries {
+		if err := sh.RunV("go", "build", "-o", filepath.Join("bin", b), "./cmd/"+b); err != nil {
+			return fmt.Errorf("build %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+// Cross checks that both binaries compile for darwin/amd64, darwin/arm64
+// and windows/amd64 (with cgo off, as a cross build has it).
+func (Build) Cross() error {
+	dir, err := os.MkdirTemp("", "rbee-cross-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, target := range []string{"darwin/amd64", "darwin/arm64", "windows/amd64"} {
+		goos, goarch, _ := strings.Cut(target, "/")
+		env := map[string]string{"GOOS": goos, "GOARCH": goarch, "CGO_ENABLED": "0"}
+		for _, b := range binaries {
+			out := filepath.Join(dir, goos+"-"+goarch+"-"+b)
+			if err := sh.RunWithV(env, "go", "build", "-o", out, "./cmd/"+b); err != nil {
+				return fmt.Errorf("build %s for %s: %w", b, target, err)
+			}
+		}
+		fmt.Printf("build:cross %s ok\n", target)
+	}
+	return nil
+}
+
+// Unit runs every package's tests with -race, except the integration suite.
+// Env: RBEE_TEST_RUN (a -run pattern), RBEE_TEST_V=1 (verbose).
+func (Test) Unit() error {
+	pkgs, err := packages(func(p string) bool { return !strings.Contains(p, "/harness/integration") })
+	if err != nil {
+		return err
+	}
+	return goTest(pkgs)
+}
+
+// Integration runs the end-to-end suite in harness/integration with real
+// binaries, processes and cgroups (as root). Env: RBEE_TEST_RUN, RBEE_TEST_V.
+func (Test) Integration() error {
+	return goTest([]string{"./harness/integration/..."})
+}
+
+// All runs the unit and then the integration tests.
+func (Test) All() error {
+	mg.SerialDeps(Test.Unit, Test.Integration)
+	return nil
+}
+
+// Lint fails on unformatted files, go vet findings, or a go.mod/go.sum
+// that `go mod tidy` would change.
+func Lint() error {
+	out, err := sh.Output("gofmt", "-l", ".")
+	if err != nil {
+		return err
+	}
+	if out != "" {
+		return fmt.Errorf("gofmt would change:\n%s", out)
+	}
+	if err := sh.RunV("go", "vet", "./..."); err != nil {
+		return fmt.Errorf("go vet: %w", err)
+	}
+	if err := sh.RunV("go", "mod", "tidy", "-diff"); err != nil {
+		return fmt.Errorf("go.mod/go.sum are not tidy (run go mod tidy): %w", err)
+	}
+	return nil
+}
+
+// Bench runs the benchmarks in benchmarks/ with -count 6 and prints them
+// through benchstat. Env: RBEE_BENCH (a -bench pattern, default .).
+func Bench() error {
+	pattern := os.Getenv("RBEE_BENCH")
+	if pattern == "" {
+		pattern = "."
+	}
+	out, err := sh.Output("go", "test", "-run", "^$", "-bench", pattern, "-count", "6", "./benchmarks/")
+	if err != nil {
+		fmt.Println(out)
+		return fmt.Errorf("benchmarks: %w", err)
+	}
+	f, err := os.CreateTemp("", "rbee-bench-*.txt")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(out); err != nil {
+		return err
+	}
+	f.Close()
+	return sh.RunV("go", "tool", "benchstat", f.Name())
+}
+
+func goTest(pkgs []string) error {
+	args := []string{"test", "-race", "-count=1", "-timeout=15m"}
+	if run := os.Getenv("RBEE_TEST_RUN"); run != "" {
+		args = append(args, "-run", run)
+	}
+	if os.Getenv("RBEE_TEST_V") == "1" {
+		args = append(args, "-v")
+	}
+	return sh.RunV("go", append(args, pkgs...)...)
+}
+
+// packages lists the module's packages that keep returns true for.
+func packages(keep func(string) bool) ([]string, error) {
+	out, err := exec.Command("go", "list", "./...").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list: %w", err)
+	}
+	var pkgs []string
+	for _, p := range strings.Fields(string(out)) {
+		if keep(p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs, nil
+}
