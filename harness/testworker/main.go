@@ -33,6 +33,7 @@ type config struct {
 	exitAfter  time.Duration
 	exitCode   int
 	ignoreTerm bool
+	readyFile  string
 }
 
 func main() {
@@ -54,6 +55,7 @@ func run(args []string) error {
 	fs.DurationVar(&c.exitAfter, "exit-after", 0, "exit on its own after this long (0: run until signalled)")
 	fs.IntVar(&c.exitCode, "exit-code", 0, "exit code when --exit-after fires")
 	fs.BoolVar(&c.ignoreTerm, "ignore-term", false, "ignore SIGTERM (to test SIGKILL escalation)")
+	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once signals are handled and the load runs")
 	// Flags real workers take; the hive reads the model from the command line.
 	fs.String("model", "", "model name (only shown in the command line)")
 	fs.String("m", "", "model name, short form")
@@ -96,6 +98,11 @@ func run(args []string) error {
 	errc := make(chan error, 1)
 	if c.ioWrite > 0 {
 		wg.Go(func() { errc <- write(ctx, c.ioDir, c.ioWrite) })
+	}
+	if c.readyFile != "" {
+		if err := os.WriteFile(c.readyFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("ready file: %w", err)
+		}
 	}
 	<-ctx.Done()
 	wg.Wait()

@@ -3,7 +3,6 @@ package monitor_test
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +23,8 @@ func TestSpawnFallbackOnNonLinux(t *testing.T) {
 		t.Fatalf("Info = %+v, want limits not enforced with the reason", info)
 	}
 	// Limits are still validated, then not enforced.
-	w := spawn(t, m, monitor.Spec{Instance: "plain", Args: []string{"--model", "tiny"}, CPULimit: "50%", MemoryLimit: "64Mi"})
+	ready, waitReady := readyArgs(t)
+	w := spawn(t, m, monitor.Spec{Instance: "plain", Args: append([]string{"--model", "tiny"}, ready...), CPULimit: "50%", MemoryLimit: "64Mi"})
 	if w.PID <= 0 || w.LimitsEnforced || w.Cgroup != "" || w.CPULimitPct != nil || w.MemLimitBytes != nil {
 		t.Fatalf("plain worker record %+v", w)
 	}
@@ -34,7 +34,7 @@ func TestSpawnFallbackOnNonLinux(t *testing.T) {
 	if _, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "bad", Binary: harness.TestWorker(t), CPULimit: "0"}); err == nil {
 		t.Fatal("a bad limit was accepted because limits are not enforced")
 	}
-	waitSignalMask(t, w.PID, "SigCgt", syscall.SIGTERM)
+	waitReady()
 	r, err := m.Stop(context.Background(), w.ID)
 	if err != nil {
 		t.Fatal(err)

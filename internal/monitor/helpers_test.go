@@ -6,10 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,24 +133,17 @@ func inCgroup(pid int, path string) error {
 	return fmt.Errorf("pid %d is not in %s:\n%s", pid, path, b)
 }
 
-// waitSignalMask waits until pid's /proc status shows sig in the given
-// mask ("SigCgt": handled, "SigIgn": ignored), i.e. until the worker's own
-// code has set it up; before that a signal would hit the default action.
-func waitSignalMask(t *testing.T, pid int, mask string, sig syscall.Signal) {
+// readyArgs returns test worker flags that make it create a file once its
+// signal handlers and load are set up, and a function waiting for it.
+// Signalling a Go worker earlier hits the runtime's default action.
+func readyArgs(t *testing.T) ([]string, func()) {
 	t.Helper()
-	harness.WaitFor(t, 5*time.Second, func() error {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
+	path := filepath.Join(t.TempDir(), "ready")
+	return []string{"--ready-file", path}, func() {
+		t.Helper()
+		harness.WaitFor(t, 10*time.Second, func() error {
+			_, err := os.Stat(path)
 			return err
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, mask+":"); ok {
-				bits, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if err == nil && bits&(1<<(int(sig)-1)) != 0 {
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("%v not in %s of pid %d yet", sig, mask, pid)
-	})
+		})
+	}
 }

@@ -377,8 +377,9 @@ func assertNothingCreated(t *testing.T, m *monitor.Monitor, cfg cgroups.Config) 
 
 func TestSpawnRefusesDuplicateAndStopEscalates(t *testing.T) {
 	m, _ := newMonitor(t)
-	w := spawn(t, m, monitor.Spec{Instance: "dup", Args: []string{"--ignore-term"}})
-	waitSignalMask(t, w.PID, "SigIgn", syscall.SIGTERM)
+	ready, waitReady := readyArgs(t)
+	w := spawn(t, m, monitor.Spec{Instance: "dup", Args: append([]string{"--ignore-term"}, ready...)})
+	waitReady()
 	if _, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "dup", Binary: harness.TestWorker(t)}); !errors.Is(err, monitor.ErrExists) {
 		t.Fatalf("duplicate spawn = %v, want ErrExists", err)
 	}
