@@ -3,6 +3,7 @@ module github.com/rbee-dev/rbee
 go 1.26.8
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/containerd/cgroups/v3 v3.1.3
 	github.com/magefile/mage v1.17.2
 	github.com/opencontainers/runtime-spec v1.3.0

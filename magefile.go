@@ -32,6 +32,9 @@ type Build mg.Namespace
 // Test runs the test suites.
 type Test mg.Namespace
 
+// GPU runs the checks that need an NVIDIA GPU.
+type GPU mg.Namespace
+
 var binaries = []string{"rbee-hive", "queen-rbee"}
 
 // All builds rbee-hive and queen-rbee into bin/.
@@ -44,15 +47,24 @@ func (Build) All() error {
 	return nil
 }
 
+func init() {
+	// go-nvml's header marks calls rbee never makes as deprecated; cgo
+	// would print a page of warnings on every fresh build.
+	if os.Getenv("CGO_CFLAGS") == "" {
+		os.Setenv("CGO_CFLAGS", "-O2 -g -Wno-deprecated-declarations")
+	}
+}
+
 // Cross checks that both binaries compile for darwin/amd64, darwin/arm64
-// and windows/amd64 (with cgo off, as a cross build has it).
+// and windows/amd64, and for linux/amd64 without cgo (NVML compiled out),
+// all with cgo off as a cross build has it.
 func (Build) Cross() error {
 	dir, err := os.MkdirTemp("", "rbee-cross-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	for _, target := range []string{"darwin/amd64", "darwin/arm64", "windows/amd64"} {
+	for _, target := range []string{"linux/amd64", "darwin/amd64", "darwin/arm64", "windows/amd64"} {
 		goos, goarch, _ := strings.Cut(target, "/")
 		env := map[string]string{"GOOS": goos, "GOARCH": goarch, "CGO_ENABLED": "0"}
 		for _, b := range binaries {
@@ -129,6 +141,74 @@ func Bench() error {
 	}
 	f.Close()
 	return sh.RunV("go", "tool", "benchstat", f.Name())
+}
+
+// Check runs the GPU acceptance check on this machine (it needs an NVIDIA
+// GPU, python3 with PyTorch, and root for cgroups): two CUDA workers
+// spawned through the hive's spawn path, measured through NVML and
+// nvidia-smi, printed beside nvidia-smi's own view; then the cgroup and
+// monitor suites, which run on real cgroup v2 there.
+func (GPU) Check() error {
+	if err := sh.RunV("go", "test", "-count=1", "-v", "-run", "TestGPUAcceptance", "./harness/integration/"); err != nil {
+		return err
+	}
+	return sh.RunV("go", "test", "-count=1", "./internal/cgroups/", "./internal/monitor/", "./internal/gpu/")
+}
+
+// Bundle prepares gpu:check for a machine without Go: test binaries, the
+// helper programs and worker.py in .gpucheck/, and .gpucheck/run.sh to run
+// there (it prints everything and exits non-zero on a failure).
+func (GPU) Bundle() error {
+	dir := ".gpucheck"
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return err
+	}
+	strip := "-ldflags=-s -w" // the bundle travels under a 64 MiB limit
+	for _, pkg := range []string{"harness/testworker", "harness/fakesmi"} {
+		if err := sh.RunV("go", "build", strip, "-o", filepath.Join(dir, "bin", filepath.Base(pkg)), "./"+pkg); err != nil {
+			return err
+		}
+	}
+	// One directory per package, holding its test binary and testdata, so
+	// each runs where its relative paths point.
+	pkgs := map[string]string{"integration": "harness/integration", "cgroups": "internal/cgroups", "monitor": "internal/monitor", "gpu": "internal/gpu"}
+	for name, pkg := range pkgs {
+		pdir := filepath.Join(dir, name)
+		if err := sh.RunV("go", "test", "-c", strip, "-o", filepath.Join(pdir, name+".test"), "./"+pkg); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(pkg, "testdata")); err == nil {
+			if err := sh.RunV("cp", "-r", filepath.Join(pkg, "testdata"), pdir); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sh.Copy(filepath.Join(dir, "integration", "worker.py"), "harness/cudaworker/worker.py"); err != nil {
+		return err
+	}
+	script := `#!/usr/bin/env bash
+# GPU acceptance check, prebuilt by 'go tool mage gpu:bundle'.
+set -u -o pipefail
+cd "$(dirname "$0")"
+export RBEE_HARNESS_BIN_DIR="$PWD/bin"
+rc=0
+echo "== GPU acceptance: NVML and nvidia-smi against two CUDA workers"
+(cd integration && ./integration.test -test.v -test.count=1 -test.run TestGPUAcceptance) || rc=1
+for p in cgroups monitor gpu; do
+  echo "== $p tests on this machine's kernel and cgroups"
+  (cd "$p" && "./$p.test" -test.count=1 -test.v 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)') || rc=1
+done
+echo "== exit $rc"
+exit $rc
+`
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755); err != nil {
+		return err
+	}
+	fmt.Println("gpu:bundle: carry .gpucheck and run: bash .gpucheck/run.sh")
+	return nil
 }
 
 func goTest(pkgs []string) error {

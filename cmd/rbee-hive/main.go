@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/monitor"
 )
 
@@ -29,14 +30,17 @@ func main() {
 	}
 	interval := fs.Duration("interval", envDuration("RBEE_INTERVAL", time.Second), "collection interval (env RBEE_INTERVAL)")
 	parent := fs.String("cgroup-parent", envString("RBEE_CGROUP_PARENT", cgroups.DefaultParent), "parent cgroup of workers: relative to the hive's own cgroup, or absolute (env RBEE_CGROUP_PARENT)")
+	gpuMode := fs.String("gpu", envString("RBEE_GPU", gpu.ModeAuto), "GPU backend: auto (NVML, else nvidia-smi, else none), nvml, nvidia-smi or none (env RBEE_GPU)")
+	smiPath := fs.String("nvidia-smi", envString("RBEE_NVIDIA_SMI", ""), "nvidia-smi binary for the nvidia-smi backend (default: from PATH) (env RBEE_NVIDIA_SMI)")
+	gpuTimeout := fs.Duration("gpu-timeout", envDuration("RBEE_GPU_TIMEOUT", gpu.DefaultTimeout), "deadline of one GPU query; a hung nvidia-smi is killed after it (env RBEE_GPU_TIMEOUT)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			os.Exit(0)
 		}
 		os.Exit(2)
 	}
-	if *interval <= 0 {
-		fmt.Fprintln(os.Stderr, "rbee-hive: --interval must be positive")
+	if *interval <= 0 || *gpuTimeout <= 0 {
+		fmt.Fprintln(os.Stderr, "rbee-hive: --interval and --gpu-timeout must be positive")
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -47,7 +51,15 @@ func main() {
 	if p.Cgroups == nil {
 		log.Warn("limits not enforced: workers run as plain processes", "reason", p.NoCgroupsReason)
 	}
-	m := monitor.New(monitor.Config{Platform: p, Logger: log})
+	backend, why, err := gpu.Open(*gpuMode, *smiPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rbee-hive:", err)
+		os.Exit(2)
+	}
+	log.Info("gpu backend", "backend", backend.Name(), "why", why)
+	sampler := gpu.NewSampler(backend, *gpuTimeout)
+	defer sampler.Close()
+	m := monitor.New(monitor.Config{Platform: p, Logger: log, GPU: sampler.Source()})
 	defer m.Close()
 	if ids, err := m.Adopt(ctx); err != nil {
 		log.Error("adopt workers", "err", err)
@@ -64,7 +76,8 @@ func main() {
 		case <-t.C:
 		}
 		for _, w := range m.Collect(ctx) {
-			log.Info("worker", "id", w.ID, "state", w.State, "pid", w.PID, "cpu_pct", w.CPUPct, "mem_bytes", w.MemBytes, "errors", w.Errors)
+			log.Info("worker", "id", w.ID, "state", w.State, "pid", w.PID, "cpu_pct", w.CPUPct, "mem_bytes", w.MemBytes,
+				"vram_bytes", w.VRAMBytes, "gpu_util_pct", w.GPUUtilPct, "errors", w.Errors)
 		}
 	}
 }

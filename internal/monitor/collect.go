@@ -28,10 +28,10 @@ func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
 	m.mu.Unlock()
 	slices.SortFunc(ws, func(a, b *worker) int { return strings.Compare(a.id, b.id) })
 
-	var gpus map[int][]telemetry.WorkerGPU
+	var gpus GPUUsage
 	var gpuErr error
 	if m.cfg.GPU != nil {
-		gpus, gpuErr = m.cfg.GPU.ProcessGPUs(ctx)
+		gpus, gpuErr = m.cfg.GPU.GPUUsage(ctx)
 	}
 
 	out := make([]telemetry.Worker, 0, len(ws))
@@ -177,12 +177,16 @@ func (m *Monitor) samplePlain(w *worker, rec *telemetry.Worker, now time.Time) {
 	w.prev = sampleMark{ok: true, at: now, cpuNS: cpuNS, taskIOs: true}
 }
 
-// attachGPU sums the GPU use of every pid of the worker, per GPU.
-func attachGPU(rec *telemetry.Worker, gpus map[int][]telemetry.WorkerGPU, err error) {
+// attachGPU sums the GPU use of every pid of the worker (the CUDA context
+// may live in a child process), per GPU. A worker the backend saw on no
+// GPU gets empty gpus and zero sums; a failed backend leaves every GPU
+// field null with the error attached.
+func attachGPU(rec *telemetry.Worker, usage GPUUsage, err error) {
 	if err != nil {
 		rec.Errors = append(rec.Errors, "gpu: "+err.Error())
 		return
 	}
+	gpus := usage.ByPID
 	byIndex := map[int]*telemetry.WorkerGPU{}
 	var order []int
 	for _, pid := range rec.PIDs {
@@ -214,9 +218,19 @@ func attachGPU(rec *telemetry.Worker, gpus map[int][]telemetry.WorkerGPU, err er
 		}
 	}
 	rec.VRAMBytes = &vram
-	if haveUtil || len(order) == 0 {
-		rec.GPUUtilPct = &util
+	// The drivers only report SM use for processes that used the SMs in
+	// the sampling window; a worker holding VRAM without any such sample
+	// was idle on the GPU, so its sum is 0 unless the SM source failed.
+	if len(usage.Partial) > 0 && len(order) > 0 {
+		for _, p := range usage.Partial {
+			rec.Errors = append(rec.Errors, "gpu: "+p)
+		}
+		if haveUtil {
+			rec.GPUUtilPct = &util
+		}
+		return
 	}
+	rec.GPUUtilPct = &util
 }
 
 func addPtr[T uint64 | float64](acc, v *T) *T {

@@ -66,10 +66,19 @@ type Config struct {
 // GPUSource reports, for one pass, the GPU use of every process on the host.
 // It is the seam the GPU backends plug into.
 type GPUSource interface {
-	// ProcessGPUs returns per-process use keyed by host pid. An error means
+	// GPUUsage returns per-process use keyed by host pid. An error means
 	// the source failed this pass; workers' GPU fields are then null with
-	// the error attached.
-	ProcessGPUs(ctx context.Context) (map[int][]telemetry.WorkerGPU, error)
+	// the error attached, never zero.
+	GPUUsage(ctx context.Context) (GPUUsage, error)
+}
+
+// GPUUsage is one pass's GPU use of every process on the host.
+type GPUUsage struct {
+	// ByPID lists, per host pid, the GPUs the process uses.
+	ByPID map[int][]telemetry.WorkerGPU
+	// Partial lists what the source could not read while the rest could
+	// (per-process SM use, say); it is attached to every worker on a GPU.
+	Partial []string
 }
 
 // Info describes how the monitor runs workers, for /v1/info.

@@ -1,0 +1,156 @@
+package gpu
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// DefaultTimeout is the deadline of one GPU query.
+const DefaultTimeout = 2 * time.Second
+
+// Sampler runs backend queries for the collection pass: each with a
+// deadline, at most one in flight. A caller arriving while a query runs
+// waits for that query's result, never past its deadline; a query that
+// overruns its deadline by more than reapGrace (an NVML call cannot be
+// interrupted) stays the one in flight, and callers get an error quickly
+// until it returns.
+type Sampler struct {
+	backend Backend
+	timeout time.Duration
+
+	mu       sync.Mutex
+	inflight *call
+	last     Snapshot
+	lastErr  error
+	lastAt   time.Time
+}
+
+type call struct {
+	started  time.Time
+	deadline time.Time
+	done     chan struct{}
+	snap     Snapshot
+	err      error
+}
+
+// NewSampler wraps backend; timeout 0 means DefaultTimeout.
+func NewSampler(backend Backend, timeout time.Duration) *Sampler {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Sampler{backend: backend, timeout: timeout}
+}
+
+// Backend returns the backend's name.
+func (s *Sampler) Backend() string { return s.backend.Name() }
+
+// reapGrace is how long a pass waits for a query past its deadline to
+// finish (a killed nvidia-smi still has to be reaped) before giving up on
+// it as stuck.
+const reapGrace = 250 * time.Millisecond
+
+// Sample returns a fresh snapshot, or an error saying why there is none.
+func (s *Sampler) Sample(ctx context.Context) (Snapshot, error) {
+	s.mu.Lock()
+	c := s.inflight
+	s.mu.Unlock()
+	if c != nil && !time.Now().Before(c.deadline) {
+		// The query in flight is past its deadline: let it be reaped, then
+		// start afresh; if it will not end, it is stuck (an NVML call
+		// cannot be interrupted) and stays the only one in flight.
+		select {
+		case <-c.done:
+		case <-time.After(reapGrace):
+			return Snapshot{}, fmt.Errorf("%s query still running after %s (timeout %s)", s.backend.Name(), roundDur(time.Since(c.started)), s.timeout)
+		case <-ctx.Done():
+			return Snapshot{}, fmt.Errorf("%s: %w", s.backend.Name(), ctx.Err())
+		}
+	}
+	s.mu.Lock()
+	c = s.inflight
+	if c == nil {
+		now := time.Now()
+		c = &call{started: now, deadline: now.Add(s.timeout), done: make(chan struct{})}
+		s.inflight = c
+		go s.run(c)
+	}
+	s.mu.Unlock()
+
+	t := time.NewTimer(time.Until(c.deadline))
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return c.snap, c.err
+	case <-t.C:
+		return Snapshot{}, fmt.Errorf("%s timed out after %s", s.backend.Name(), s.timeout)
+	case <-ctx.Done():
+		return Snapshot{}, fmt.Errorf("%s: %w", s.backend.Name(), ctx.Err())
+	}
+}
+
+func (s *Sampler) run(c *call) {
+	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
+	defer cancel()
+	c.snap, c.err = s.backend.Query(ctx)
+	if c.err == nil && ctx.Err() != nil {
+		c.err = fmt.Errorf("%s timed out after %s", s.backend.Name(), s.timeout)
+	}
+	s.mu.Lock()
+	s.inflight = nil
+	s.last, s.lastErr, s.lastAt = c.snap, c.err, time.Now()
+	s.mu.Unlock()
+	close(c.done)
+}
+
+// Last returns the most recent query's result and when it finished, for
+// the host view in heartbeats.
+func (s *Sampler) Last() (Snapshot, error, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.lastErr, s.lastAt
+}
+
+// Close waits for a query in flight (bounded by its deadline plus a
+// second) and closes the backend.
+func (s *Sampler) Close() error {
+	s.mu.Lock()
+	c := s.inflight
+	s.mu.Unlock()
+	if c != nil {
+		select {
+		case <-c.done:
+		case <-time.After(time.Until(c.deadline) + time.Second):
+		}
+	}
+	return s.backend.Close()
+}
+
+// Source returns the sampler as the monitor's GPU source, or nil for the
+// none backend: workers then have null GPU fields and no GPU errors.
+func (s *Sampler) Source() monitor.GPUSource {
+	if _, ok := s.backend.(None); ok {
+		return nil
+	}
+	return s
+}
+
+// GPUUsage implements monitor.GPUSource: one query per pass, attributed
+// per host pid.
+func (s *Sampler) GPUUsage(ctx context.Context) (monitor.GPUUsage, error) {
+	snap, err := s.Sample(ctx)
+	if err != nil {
+		return monitor.GPUUsage{}, err
+	}
+	u := monitor.GPUUsage{ByPID: map[int][]telemetry.WorkerGPU{}, Partial: snap.Partial}
+	for _, p := range snap.Procs {
+		u.ByPID[p.PID] = append(u.ByPID[p.PID], telemetry.WorkerGPU{
+			Index: p.GPUIndex, UUID: p.UUID, VRAMBytes: p.VRAMBytes, SMUtilPct: p.SMUtilPct,
+		})
+	}
+	return u, nil
+}
