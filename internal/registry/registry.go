@@ -1,0 +1,352 @@
+// Package registry is queen-rbee's registry of hives and their workers:
+// heartbeats replace a hive's worker list, hives go stale and are removed
+// on the queen's own clock, and every change becomes an Event.
+package registry
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Hive states.
+const (
+	StateOnline = "online"
+	StateStale  = "stale"
+)
+
+// StaleAfter is how many missed intervals make a hive stale.
+const StaleAfter = 3
+
+// Config configures a Registry. The zero value works: 90 s TTL, real
+// clock, events dropped.
+type Config struct {
+	// HiveTTL is how long a silent hive is kept before it is removed with
+	// its workers; 0 means 90 s.
+	HiveTTL time.Duration
+	// Publish receives every event, in order. It is called outside the
+	// registry's lock, so readers are never held up by it.
+	Publish func(Event)
+	// Now is the queen's clock; nil means time.Now.
+	Now func() time.Time
+	// IdleCPUPct and IdleGPUPct are the thresholds below which a worker
+	// counts as idle; 0 means 10.
+	IdleCPUPct, IdleGPUPct float64
+}
+
+// Hive is a hive's record, as queries return it.
+type Hive struct {
+	ID          string             `json:"id"`
+	URL         string             `json:"url"`
+	State       string             `json:"state"`
+	SessionID   string             `json:"session_id"`
+	Seq         uint64             `json:"seq"`
+	Version     string             `json:"version"`
+	GPUBackend  string             `json:"gpu_backend"`
+	IntervalMS  int64              `json:"interval_ms"`
+	LastSeen    time.Time          `json:"last_seen"`
+	OnlineSince time.Time          `json:"online_since"`
+	Node        telemetry.Node     `json:"node"`
+	Workers     []telemetry.Worker `json:"workers"`
+}
+
+// Worker is a worker with its hive, as queries return it. Stale is true
+// while its hive is stale: it is listed but never scheduled.
+type Worker struct {
+	telemetry.Worker
+	HiveID  string `json:"hive_id"`
+	HiveURL string `json:"hive_url"`
+	Stale   bool   `json:"stale"`
+	Idle    bool   `json:"idle"`
+}
+
+// Stats counts what the registry has done, for metrics and the summary.
+type Stats struct {
+	Heartbeats, Ignored, Rejected uint64
+	Hives, Online, Stale, Workers int
+}
+
+// Registry is safe for concurrent use; queries take a read lock only.
+type Registry struct {
+	cfg Config
+
+	mu    sync.RWMutex
+	hives map[string]*Hive
+	stats Stats
+
+	pubMu sync.Mutex // keeps events in order while publishing outside mu
+}
+
+// New returns an empty registry.
+func New(cfg Config) *Registry {
+	if cfg.HiveTTL == 0 {
+		cfg.HiveTTL = 90 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Publish == nil {
+		cfg.Publish = func(Event) {}
+	}
+	if cfg.IdleCPUPct == 0 {
+		cfg.IdleCPUPct = 10
+	}
+	if cfg.IdleGPUPct == 0 {
+		cfg.IdleGPUPct = 10
+	}
+	return &Registry{cfg: cfg, hives: map[string]*Hive{}}
+}
+
+// Result says what Ingest did with a heartbeat.
+type Result struct {
+	// Ignored is true for a heartbeat older than the last applied one of
+	// the same session.
+	Ignored   bool
+	Restarted bool
+	New       bool
+}
+
+// Ingest applies a heartbeat: the hive's worker list is replaced and the
+// differences become events. The queen's clock, not sent_at, marks the
+// hive alive.
+func (r *Registry) Ingest(hb telemetry.Heartbeat) (Result, error) {
+	if err := Validate(&hb); err != nil {
+		r.mu.Lock()
+		r.stats.Rejected++
+		r.mu.Unlock()
+		return Result{}, err
+	}
+	now := r.cfg.Now()
+	r.mu.Lock()
+	h := r.hives[hb.HiveID]
+	var res Result
+	var evs []Event
+	switch {
+	case h == nil:
+		res.New = true
+		h = &Hive{ID: hb.HiveID, OnlineSince: now}
+		r.hives[hb.HiveID] = h
+		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, SessionID: hb.SessionID}})
+	case h.SessionID != hb.SessionID:
+		res.Restarted = true
+		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, SessionID: hb.SessionID, Restarted: true, Returned: h.State == StateStale}})
+		h.OnlineSince = now
+	case hb.Seq <= h.Seq:
+		r.stats.Ignored++
+		r.mu.Unlock()
+		return Result{Ignored: true}, nil
+	case h.State == StateStale:
+		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, SessionID: hb.SessionID, Returned: true}})
+		h.OnlineSince = now
+	}
+	evs = append(evs, diffWorkers(h.ID, h.Workers, hb.Workers, res.Restarted)...)
+
+	h.URL, h.SessionID, h.Seq = hb.HiveURL, hb.SessionID, hb.Seq
+	h.Version, h.GPUBackend, h.IntervalMS = hb.Version, hb.GPUBackend, hb.IntervalMS
+	h.Node, h.Workers = hb.Node, hb.Workers
+	h.LastSeen, h.State = now, StateOnline
+	r.stats.Heartbeats++
+	evs = append(evs, Event{Type: EventHiveTelemetry, Hive: h.ID, Data: copyHive(h)})
+	r.publish(evs)
+	return res, nil
+}
+
+// publish releases mu and publishes evs in order. Caller holds mu.
+func (r *Registry) publish(evs []Event) {
+	r.pubMu.Lock()
+	r.mu.Unlock()
+	defer r.pubMu.Unlock()
+	for _, e := range evs {
+		r.cfg.Publish(e)
+	}
+}
+
+// diffWorkers turns the change from old to cur into worker events.
+func diffWorkers(hive string, old, cur []telemetry.Worker, restarted bool) []Event {
+	var evs []Event
+	prev := make(map[string]*telemetry.Worker, len(old))
+	for i := range old {
+		prev[old[i].ID] = &old[i]
+	}
+	seen := make(map[string]bool, len(cur))
+	for i := range cur {
+		w := &cur[i]
+		seen[w.ID] = true
+		p := prev[w.ID]
+		live := w.State != telemetry.StateExited
+		switch {
+		case p == nil:
+			if live {
+				evs = append(evs, added(hive, *w))
+			}
+		case p.State != telemetry.StateExited && p.PID != w.PID:
+			// The same id now names another process: the old one is gone.
+			evs = append(evs, removed(hive, *p, ReasonReplaced))
+			if live {
+				evs = append(evs, added(hive, *w))
+			}
+		case p.State != telemetry.StateExited && !live:
+			evs = append(evs, removed(hive, *w, ReasonExited))
+		case p.State == telemetry.StateExited && live:
+			evs = append(evs, added(hive, *w))
+		}
+	}
+	for i := range old {
+		if p := &old[i]; !seen[p.ID] && p.State != telemetry.StateExited {
+			reason := ReasonGone
+			if restarted {
+				reason = ReasonHiveRestarted
+			}
+			evs = append(evs, removed(hive, *p, reason))
+		}
+	}
+	return evs
+}
+
+func added(hive string, w telemetry.Worker) Event {
+	return Event{Type: EventWorkerAdded, Hive: hive, Data: WorkerAdded{HiveID: hive, Worker: w}}
+}
+
+func removed(hive string, w telemetry.Worker, reason string) Event {
+	return Event{Type: EventWorkerRemoved, Hive: hive, Data: WorkerRemoved{
+		HiveID: hive, WorkerID: w.ID, Reason: reason, ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, Worker: w,
+	}}
+}
+
+// Sweep marks hives stale after StaleAfter missed intervals and removes
+// them, with their workers, after the TTL. Call it a few times a second.
+func (r *Registry) Sweep() {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	var evs []Event
+	for _, id := range slices.Sorted(mapsKeys(r.hives)) {
+		h := r.hives[id]
+		silent := now.Sub(h.LastSeen)
+		if silent > r.cfg.HiveTTL {
+			for _, w := range h.Workers {
+				if w.State != telemetry.StateExited {
+					evs = append(evs, removed(id, w, ReasonHiveRemoved))
+				}
+			}
+			evs = append(evs, Event{Type: EventHiveRemoved, Hive: id, Data: HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "silent for more than the hive TTL " + r.cfg.HiveTTL.String()}})
+			delete(r.hives, id)
+			continue
+		}
+		if h.State == StateOnline && silent > StaleAfter*time.Duration(h.IntervalMS)*time.Millisecond {
+			h.State = StateStale
+			evs = append(evs, Event{Type: EventHiveStale, Hive: id, Data: HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "missed 3 heartbeat intervals"}})
+		}
+	}
+	r.publish(evs)
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func copyHive(h *Hive) Hive {
+	c := *h
+	c.Workers = slices.Clone(h.Workers)
+	return c
+}
+
+// Hives returns every hive, sorted by id.
+func (r *Registry) Hives() []Hive {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Hive, 0, len(r.hives))
+	for _, h := range r.hives {
+		out = append(out, copyHive(h))
+	}
+	slices.SortFunc(out, func(a, b Hive) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Hive returns one hive.
+func (r *Registry) Hive(id string) (Hive, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	h, ok := r.hives[id]
+	if !ok {
+		return Hive{}, false
+	}
+	return copyHive(h), true
+}
+
+// Filter selects workers; zero fields match everything.
+type Filter struct {
+	Model string
+	Hive  string
+	State telemetry.State
+	// Idle, when set, keeps only idle (true) or only busy (false) workers.
+	Idle *bool
+}
+
+// Workers returns the workers matching f, sorted by hive and id.
+func (r *Registry) Workers(f Filter) []Worker {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []Worker
+	for _, h := range r.hives {
+		if f.Hive != "" && h.ID != f.Hive {
+			continue
+		}
+		for _, w := range h.Workers {
+			v := Worker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Stale: h.State == StateStale, Idle: r.idle(w)}
+			if f.Model != "" && (w.Model == nil || *w.Model != f.Model) ||
+				f.State != "" && w.State != f.State ||
+				f.Idle != nil && v.Idle != *f.Idle {
+				continue
+			}
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b Worker) int {
+		return cmp.Or(cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// idle reports whether a running worker's CPU and GPU use are below the
+// thresholds. An unknown CPU reading is not idle; an unknown GPU reading
+// is idle only when the hive reports no GPU error (it has no GPU backend).
+func (r *Registry) idle(w telemetry.Worker) bool {
+	if w.State != telemetry.StateRunning || w.CPUPct == nil || *w.CPUPct >= r.cfg.IdleCPUPct {
+		return false
+	}
+	if w.GPUUtilPct != nil {
+		return *w.GPUUtilPct < r.cfg.IdleGPUPct
+	}
+	for _, e := range w.Errors {
+		if len(e) >= 4 && e[:4] == "gpu:" {
+			return false
+		}
+	}
+	return true
+}
+
+// Stats returns the counters and current sizes.
+func (r *Registry) Stats() Stats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := r.stats
+	s.Hives = len(r.hives)
+	for _, h := range r.hives {
+		if h.State == StateOnline {
+			s.Online++
+		} else {
+			s.Stale++
+		}
+		s.Workers += len(h.Workers)
+	}
+	return s
+}

@@ -1,0 +1,37 @@
+package telemetry
+
+import "time"
+
+// Heartbeat is what a hive posts to the queen every interval and at once
+// after a spawn, an exit or a kill. It carries the hive's full worker list:
+// the queen replaces what it had.
+type Heartbeat struct {
+	HiveID  string `json:"hive_id"`
+	HiveURL string `json:"hive_url"`
+	// SessionID is new at every hive start; a new one means a restart.
+	SessionID string `json:"session_id"`
+	// Seq increases with every heartbeat of a session; the queen ignores
+	// one older than the last it applied.
+	Seq        uint64    `json:"seq"`
+	SentAt     time.Time `json:"sent_at"`
+	IntervalMS int64     `json:"interval_ms"`
+	Version    string    `json:"version"`
+	GPUBackend string    `json:"gpu_backend"`
+	Node       Node      `json:"node"`
+	Workers    []Worker  `json:"workers"`
+}
+
+// Node is the host-level view of a hive.
+type Node struct {
+	CPUCores      int      `json:"cpu_cores"`
+	CPUPct        *float64 `json:"cpu_pct"`
+	MemTotalBytes *uint64  `json:"mem_total_bytes"`
+	MemUsedBytes  *uint64  `json:"mem_used_bytes"`
+	GPUs          []GPU    `json:"gpus"`
+	// LimitsEnforced says whether the hive runs workers under cgroup
+	// limits; LimitsReason why not.
+	LimitsEnforced bool   `json:"limits_enforced"`
+	LimitsReason   string `json:"limits_reason,omitempty"`
+	// Errors lists host-level reads that failed, e.g. the GPU query.
+	Errors []string `json:"errors"`
+}
