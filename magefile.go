@@ -6,14 +6,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
+
+	"github.com/rbee-dev/rbee/internal/demo"
 )
 
 // Default is what `go tool mage` runs with no target.
@@ -76,6 +81,43 @@ func (Build) Cross() error {
 		fmt.Printf("build:cross %s ok\n", target)
 	}
 	return nil
+}
+
+// Demo is the README's main job: it builds everything, starts a queen and a
+// hive on loopback (workers in cgroups below the hive's own when it has the
+// rights, plain processes with a notice when not), spawns three test
+// workers with different models and loads, prints where to look and a live
+// view until Ctrl-C, then stops everything and checks that no process or
+// cgroup is left. Env: RBEE_DEMO_SECONDS stops it after that many seconds.
+func Demo(ctx context.Context) error {
+	mg.Deps(Build.All)
+	if err := sh.RunV("go", "build", "-o", filepath.Join("bin", "testworker"), "./harness/testworker"); err != nil {
+		return err
+	}
+	cfg := demo.Config{BinDir: mustAbs("bin"), LogDir: mustAbs(filepath.Join("bin", "demo-logs")), Out: os.Stdout}
+	if s := os.Getenv("RBEE_DEMO_SECONDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("RBEE_DEMO_SECONDS=%q: want a positive number of seconds", s)
+		}
+		cfg.Duration = time.Duration(n) * time.Second
+	}
+	if err := demo.Run(ctx, cfg); err != nil {
+		return err
+	}
+	if left := demo.Leftovers(filepath.Join(cfg.BinDir, "testworker")); len(left) > 0 {
+		return fmt.Errorf("the demo left things behind: %s", strings.Join(left, "; "))
+	}
+	fmt.Println("everything stopped; no worker process or cgroup left behind")
+	return nil
+}
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		panic(err)
+	}
+	return a
 }
 
 // Unit runs every package's tests with -race, except the integration suite.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -67,7 +68,17 @@ func build(pkg string) (string, error) {
 		buildDir = d
 	}
 	out := filepath.Join(buildDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, module+"/"+pkg)
+	args := []string{"build", "-o", out}
+	// Daemons inherit the test binary's instrumentation: -race so races in
+	// them fail the test (their logs are scanned for DATA RACE), -cover so
+	// integration runs count toward coverage (written to GOCOVERDIR).
+	if raceEnabled && strings.HasPrefix(pkg, "cmd/") {
+		args = append(args, "-race")
+	}
+	if testing.CoverMode() != "" && strings.HasPrefix(pkg, "cmd/") {
+		args = append(args, "-cover", "-coverpkg="+module+"/...")
+	}
+	cmd := exec.Command("go", append(args, module+"/"+pkg)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		err = fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 		buildErrs[pkg] = err

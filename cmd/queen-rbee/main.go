@@ -1,21 +1,15 @@
 // Command queen-rbee keeps the cluster's registry of hives and workers,
-// answers scheduling queries, streams changes over Server-Sent Events and
-// exports Prometheus metrics.
-//
-// Not built yet: the registry daemon arrives with the pipeline issue. This
-// command only says so, so that nobody mistakes it for a working queen.
+// expires what goes silent, answers scheduling queries and streams every
+// change over Server-Sent Events. Its subcommands query a running queen.
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "github.com/rbee-dev/rbee/internal/cli"
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "-help") {
-		fmt.Println("Usage: queen-rbee\n\nThe queen's registry daemon is not implemented yet (see the pipeline issue).")
-		return
-	}
-	fmt.Fprintln(os.Stderr, "queen-rbee: the registry daemon is not implemented yet (see the pipeline issue)")
-	os.Exit(2)
+	cli.Main("queen-rbee", "queen-rbee keeps the registry of hives and workers.", daemon, []cli.Command{
+		{Name: "hives", Summary: "list hives and their state", Run: hivesCmd},
+		{Name: "workers", Summary: "list workers: workers [--model M] [--hive H] [--idle true] [--state running]", Run: workersCmd},
+		{Name: "schedule", Summary: "where should a request go: schedule --model M [--vram 16Gi]", Run: scheduleCmd},
+		{Name: "watch", Summary: "print the event stream as it happens", Run: watchCmd},
+	})
 }

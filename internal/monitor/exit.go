@@ -66,8 +66,9 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 
 // Stop stops a worker: SIGTERM to its main process, SIGKILL to everything
 // in its cgroup after the grace period, then its cgroup is removed. The
-// record is dropped and returned with the exit status. Stopping an exited
-// worker just drops its record.
+// record stays, as exited with its exit status, until Forget, so the next
+// heartbeat tells the queen how the worker ended. Stopping an exited
+// worker returns its record.
 func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error) {
 	m.mu.Lock()
 	w, ok := m.workers[id]
@@ -97,9 +98,6 @@ func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.workers[id] == w {
-		delete(m.workers, id)
-	}
 	return w.baseLocked(m.now()), nil
 }
 
@@ -138,6 +136,7 @@ func (m *Monitor) StopAll(ctx context.Context) error {
 	errs := make(chan error, len(ids))
 	for _, id := range ids {
 		go func() {
+			// Exited workers need no stopping; Stop returns them at once.
 			_, err := m.Stop(ctx, id)
 			if errors.Is(err, ErrNotFound) {
 				err = nil

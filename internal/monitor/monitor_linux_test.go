@@ -392,11 +392,21 @@ func TestSpawnRefusesDuplicateAndStopEscalates(t *testing.T) {
 	if r.Signal == nil || *r.Signal != "SIGKILL" || time.Since(start) < 2*time.Second {
 		t.Fatalf("stop of a SIGTERM-ignoring worker: signal %v after %v", deref(r.Signal), time.Since(start))
 	}
+	// The exited record stays for the queen until forgotten.
+	if g, err := m.Get(w.ID); err != nil || g.State != telemetry.StateExited {
+		t.Fatalf("record after Stop: %+v, %v", g, err)
+	}
+	if again, err := m.Stop(context.Background(), w.ID); err != nil || again.State != telemetry.StateExited {
+		t.Fatalf("second Stop = %+v, %v; want the exited record", again, err)
+	}
+	if !m.Forget(w.ID) {
+		t.Fatal("Forget of an exited worker failed")
+	}
 	if _, err := m.Get(w.ID); !errors.Is(err, monitor.ErrNotFound) {
-		t.Fatalf("record kept after Stop: %v", err)
+		t.Fatalf("record kept after Forget: %v", err)
 	}
 	if _, err := m.Stop(context.Background(), w.ID); !errors.Is(err, monitor.ErrNotFound) {
-		t.Fatalf("second Stop = %v, want ErrNotFound", err)
+		t.Fatalf("Stop after Forget = %v, want ErrNotFound", err)
 	}
 }
 

@@ -193,3 +193,44 @@ func FuzzParseUptime(f *testing.F) {
 		}
 	})
 }
+
+func TestParseHostFiles(t *testing.T) {
+	ct, err := ParseCPUTimes([]byte("cpu  100 5 50 800 20 1 2 3 7 0\ncpu0 1 2 3 4\n"))
+	if err != nil || ct.Total != 981 || ct.Busy != 161 {
+		t.Fatalf("ParseCPUTimes = %+v, %v; want total 981 (guest excluded) busy 161", ct, err)
+	}
+	b, _ := os.ReadFile("testdata/stat")
+	if ct, err := ParseCPUTimes(b); err != nil || ct.Total == 0 || ct.Busy > ct.Total {
+		t.Fatalf("real /proc/stat: %+v %v", ct, err)
+	}
+	m, err := ParseMeminfo([]byte("MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\n"))
+	if err != nil || m.Total != 24000000*1024 || m.Available != 20000000*1024 {
+		t.Fatalf("ParseMeminfo = %+v %v", m, err)
+	}
+	b, _ = os.ReadFile("testdata/meminfo")
+	if m, err := ParseMeminfo(b); err != nil || m.Available > m.Total {
+		t.Fatalf("real meminfo: %+v %v", m, err)
+	}
+	for _, bad := range []string{"", "intr 1 2\n", "cpu x 1 2 3\n"} {
+		if _, err := ParseCPUTimes([]byte(bad)); err == nil {
+			t.Errorf("ParseCPUTimes(%q) succeeded", bad)
+		}
+	}
+	if _, err := ParseMeminfo([]byte("MemTotal: 5 kB\n")); err == nil {
+		t.Error("meminfo without MemAvailable accepted")
+	}
+}
+
+func FuzzParseCPUTimes(f *testing.F) {
+	f.Add([]byte("cpu  100 5 50 800 20 1 2 3 7 0\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if ct, err := ParseCPUTimes(b); err == nil && ct.Busy > ct.Total {
+			t.Fatalf("busy > total: %+v", ct)
+		}
+	})
+}
+
+func FuzzParseMeminfo(f *testing.F) {
+	f.Add([]byte("MemTotal: 5 kB\nMemAvailable: 3 kB\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseMeminfo(b) })
+}

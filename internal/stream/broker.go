@@ -202,7 +202,7 @@ type client struct {
 	// primed is set by the first Flush. Joe replays missed events with
 	// Sends and one Flush before any live event, so until then the queue
 	// may also hold a whole replay.
-	primed bool
+	primed  bool
 	writeMu sync.Mutex // sess is written by write and flushNow
 }
 

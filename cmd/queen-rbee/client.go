@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/cli"
+	"github.com/rbee-dev/rbee/internal/registry"
+)
+
+func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
+	fs := cli.NewFlags("queen-rbee "+name, usage, summary)
+	base := fs.String("queen", "RBEE_QUEEN", "http://127.0.0.1:7833", "the queen's URL")
+	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
+	return fs, func() (*api.Client, error) {
+		tok, err := auth.LoadToken(*tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return &api.Client{Base: *base, Token: tok}, nil
+	}
+}
+
+func parse(fs *cli.Flags, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.Usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func hivesCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("hives", "queen-rbee hives [flags]", "Lists every hive: state, last heartbeat, workers, GPUs.")
+	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var hs []registry.Hive
+	if err := c.Do(ctx, http.MethodGet, "/v1/hives", nil, &hs); err != nil {
+		return err
+	}
+	if *asJSON {
+		return cli.PrintJSON(os.Stdout, hs)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HIVE\tSTATE\tLAST SEEN\tWORKERS\tGPUS\tCPU%\tURL")
+	for _, h := range hs {
+		fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%s\t%s\n", h.ID, h.State, time.Since(h.LastSeen).Round(100*time.Millisecond),
+			len(h.Workers), len(h.Node.GPUs), cli.Pct(h.Node.CPUPct), h.URL)
+	}
+	return tw.Flush()
+}
+
+func workersCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("workers", "queen-rbee workers [flags]", "Lists workers across hives; workers of stale hives are marked.")
+	model := fs.String("model", "", "", "only workers serving this model")
+	hive := fs.String("hive", "", "", "only workers of this hive")
+	idle := fs.String("idle", "", "", "true: only idle workers; false: only busy ones")
+	state := fs.String("state", "", "", "only workers in this state: starting, running or exited")
+	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"model": *model, "hive": *hive, "idle": *idle, "state": *state} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var ws []registry.Worker
+	if err := c.Do(ctx, http.MethodGet, "/v1/workers?"+q.Encode(), nil, &ws); err != nil {
+		return err
+	}
+	if *asJSON {
+		return cli.PrintJSON(os.Stdout, ws)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HIVE\tID\tSTATE\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tIDLE\tNOTE")
+	for _, w := range ws {
+		note := cli.Note(w.Worker)
+		if w.Stale {
+			note = strings.TrimPrefix(note+"; hive stale", "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", w.HiveID, w.ID, w.State, cli.Str(w.Model),
+			cli.Pct(w.CPUPct), cli.Bytes(w.MemBytes), cli.Bytes(w.VRAMBytes), cli.Pct(w.GPUUtilPct), w.Idle, note)
+	}
+	return tw.Flush()
+}
+
+func scheduleCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("schedule", "queen-rbee schedule --model M [--vram 16Gi]",
+		"Answers where a request for a model should go: the least loaded idle worker already\n"+
+			"serving it, else the hive and GPU with the most free VRAM that fits --vram.")
+	model := fs.String("model", "", "", "model name (required)")
+	vram := fs.String("vram", "", "", "VRAM a new worker needs: bytes or with K/M/G/Ki/Mi/Gi")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return cli.Usagef("schedule needs --model")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"model": {*model}}
+	if *vram != "" {
+		q.Set("vram_bytes", *vram)
+	}
+	var d registry.Decision
+	if err := c.Do(ctx, http.MethodGet, "/v1/schedule?"+q.Encode(), nil, &d); err != nil {
+		return err
+	}
+	return cli.PrintJSON(os.Stdout, d)
+}
+
+func watchCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("watch", "queen-rbee watch [flags]", "Prints every event of the queen's stream, one line each, until interrupted.")
+	all := fs.Bool("telemetry", "", false, "also print hive_telemetry and queen summary events")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Base, "/")+"/v1/heartbeats/stream", nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	conn := (&sse.Client{Backoff: sse.Backoff{MaxInterval: 5 * time.Second}}).NewConnection(req)
+	conn.SubscribeToAll(func(e sse.Event) {
+		if !*all && (e.Type == registry.EventHiveTelemetry || e.Type == "queen") {
+			return
+		}
+		fmt.Printf("%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), e.Type, e.LastEventID, e.Data)
+	})
+	err = conn.Connect()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/cli"
+	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// clientFlags are the flags every client subcommand takes.
+func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
+	fs := cli.NewFlags("rbee-hive "+name, usage, summary)
+	base := fs.String("hive", "RBEE_HIVE", "http://127.0.0.1:7835", "the hive's API URL")
+	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
+	return fs, func() (*api.Client, error) {
+		tok, err := auth.LoadToken(*tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return &api.Client{Base: *base, Token: tok}, nil
+	}
+}
+
+func parse(fs *cli.Flags, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.Usagef("%v", err)
+	}
+	return nil
+}
+
+func spawnCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("spawn", "rbee-hive spawn --instance NAME [flags] -- /path/to/worker [args...]",
+		"Spawns a worker on the hive. Its id is GROUP-INSTANCE and its cgroup GROUP/INSTANCE;\n"+
+			"the binary must be an absolute path. Prints the worker's record.")
+	group := fs.String("group", "", "llm", "worker group, e.g. llm or embed")
+	instance := fs.String("instance", "", "", "instance name, e.g. the port it serves (required)")
+	cpu := fs.String("cpu-limit", "", "", `CPU limit: percent of one core ("250%") or cores ("2.5")`)
+	mem := fs.String("memory-limit", "", "", `memory limit: bytes or with K/M/G/Ki/Mi/Gi ("512Mi")`)
+	dir := fs.String("dir", "", "", "working directory of the worker")
+	var env cli.Repeated
+	fs.Var(&env, "env", "environment variable K=V for the worker (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *instance == "" || fs.NArg() == 0 {
+		return cli.Usagef("spawn needs --instance and a binary after the flags (try rbee-hive spawn --help)")
+	}
+	spec := monitor.Spec{Group: *group, Instance: *instance, Binary: fs.Arg(0), Args: fs.Args()[1:],
+		CPULimit: *cpu, MemoryLimit: *mem, Dir: *dir, Env: map[string]string{}}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return cli.Usagef("--env %q: want K=V", kv)
+		}
+		spec.Env[k] = v
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var rec telemetry.Worker
+	if err := c.Do(ctx, http.MethodPost, "/v1/workers", spec, &rec); err != nil {
+		return fmt.Errorf("spawn %s: %w", spec.ID(), err)
+	}
+	return cli.PrintJSON(os.Stdout, rec)
+}
+
+func listCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest telemetry.")
+	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var ws []telemetry.Worker
+	if err := c.Do(ctx, http.MethodGet, "/v1/workers", nil, &ws); err != nil {
+		return err
+	}
+	if *asJSON {
+		return cli.PrintJSON(os.Stdout, ws)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tPID\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tUPTIME\tNOTE")
+	for _, w := range ws {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.ID, w.State, w.PID, cli.Str(w.Model),
+			cli.Pct(w.CPUPct), cli.Bytes(w.MemBytes), cli.Bytes(w.VRAMBytes), cli.Pct(w.GPUUtilPct), cli.Secs(w.UptimeS), cli.Note(w))
+	}
+	return tw.Flush()
+}
+
+func showCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("show", "rbee-hive show [flags] ID", "Prints one worker's record as JSON.")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("show needs one worker id")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var w telemetry.Worker
+	if err := c.Do(ctx, http.MethodGet, "/v1/workers/"+url.PathEscape(fs.Arg(0)), nil, &w); err != nil {
+		return err
+	}
+	return cli.PrintJSON(os.Stdout, w)
+}
+
+func stopCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("stop", "rbee-hive stop [flags] ID...", "Stops workers: SIGTERM, SIGKILL after the hive's grace period, then the cgroup is removed.")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return cli.Usagef("stop needs at least one worker id")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	for _, id := range fs.Args() {
+		var w telemetry.Worker
+		if err := c.Do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(id), nil, &w); err != nil {
+			return fmt.Errorf("stop %s: %w", id, err)
+		}
+		fmt.Printf("%s stopped (%s)\n", id, cli.Note(w))
+	}
+	return nil
+}
+
+func infoCmd(ctx context.Context, args []string) error {
+	fs, client := clientFlags("info", "rbee-hive info [flags]", "Prints the hive's settings and state: cgroup mode, whether limits are enforced and why not, GPU backend.")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var info map[string]any
+	if err := c.Do(ctx, http.MethodGet, "/v1/info", nil, &info); err != nil {
+		return err
+	}
+	return cli.PrintJSON(os.Stdout, info)
+}

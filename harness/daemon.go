@@ -1,0 +1,293 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Daemon is a queen-rbee or rbee-hive process started by a test.
+type Daemon struct {
+	t    testing.TB
+	Name string
+	// Addr is the address the daemon reported binding ("listening on"),
+	// URL the same as http://Addr.
+	Addr, URL string
+
+	bin  string
+	args []string
+	env  []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	log    *logBuffer
+	exited chan struct{}
+	err    error
+}
+
+// DaemonConfig says what to start.
+type DaemonConfig struct {
+	// Name labels the daemon in logs ("queen", "hive-a").
+	Name string
+	// Package is the main package, "cmd/queen-rbee" or "cmd/rbee-hive".
+	Package string
+	Args    []string
+	Env     []string
+}
+
+var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
+
+// StartDaemon builds (once) and starts a daemon, waits until it reports its
+// address and answers /healthz, and registers its stop: a running daemon
+// is SIGTERMed, then SIGKILLed, when the test ends, and its log is printed
+// if the test failed or ran with -v.
+func StartDaemon(t testing.TB, cfg DaemonConfig) *Daemon {
+	t.Helper()
+	d := &Daemon{t: t, Name: cfg.Name, bin: Build(t, cfg.Package), args: cfg.Args, env: cfg.Env}
+	d.start()
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+func (d *Daemon) start() {
+	d.t.Helper()
+	cmd := exec.Command(d.bin, d.args...)
+	cmd.Env = append(os.Environ(), d.env...)
+	if dir := os.Getenv("GOCOVERDIR"); dir != "" {
+		cmd.Env = append(cmd.Env, "GOCOVERDIR="+dir)
+	}
+	// Pdeathsig: nothing outlives `go test`, even if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	log := &logBuffer{name: d.Name, addr: make(chan string, 1)}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("start %s: %v", d.Name, err)
+	}
+	exited := make(chan struct{})
+	d.mu.Lock()
+	d.cmd, d.log, d.exited = cmd, log, exited
+	d.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		d.mu.Lock()
+		d.err = err
+		d.mu.Unlock()
+		close(exited)
+	}()
+	select {
+	case addr := <-log.addr:
+		d.Addr, d.URL = addr, "http://"+addr
+	case <-exited:
+		d.t.Fatalf("%s exited before listening: %v\n%s", d.Name, d.exitErr(), log.String())
+	case <-time.After(60 * time.Second):
+		d.t.Fatalf("%s did not report its address in 60s\n%s", d.Name, log.String())
+	}
+	WaitFor(d.t, 20*time.Second, func() error {
+		resp, err := http.Get(d.URL + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s /healthz: %s", d.Name, resp.Status)
+		}
+		return nil
+	})
+}
+
+func (d *Daemon) exitErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// Pid returns the daemon's process id.
+func (d *Daemon) Pid() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cmd.Process.Pid
+}
+
+// Log returns everything the daemon printed so far.
+func (d *Daemon) Log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+// Stop sends SIGTERM and fails the test unless the daemon exits 0 within
+// 20 seconds.
+func (d *Daemon) Stop() {
+	d.t.Helper()
+	d.mu.Lock()
+	cmd, exited := d.cmd, d.exited
+	d.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		d.t.Fatalf("%s did not exit within 20s of SIGTERM\n%s", d.Name, d.Log())
+	}
+	if err := d.exitErr(); err != nil {
+		d.t.Fatalf("%s exited with %v after SIGTERM, want 0\n%s", d.Name, err, d.Log())
+	}
+}
+
+// Kill SIGKILLs the daemon, as a crash would, and waits for it.
+func (d *Daemon) Kill() {
+	d.mu.Lock()
+	cmd, exited := d.cmd, d.exited
+	d.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts the daemon again with the same flags on the same address
+// (after Stop or Kill).
+func (d *Daemon) Restart() {
+	d.t.Helper()
+	select {
+	case <-d.exited:
+	default:
+		d.t.Fatalf("Restart of %s while it runs", d.Name)
+	}
+	d.args = withFlag(d.args, "--listen", d.Addr)
+	old := d.log.String()
+	d.start()
+	d.log.prefix(old + "---- " + d.Name + " restarted ----\n")
+}
+
+// Running reports whether the process is alive.
+func (d *Daemon) Running() bool {
+	select {
+	case <-d.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (d *Daemon) cleanup() {
+	if d.Running() {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(15 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+	}
+	log := d.Log()
+	for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
+		if strings.Contains(log, bad) {
+			d.t.Errorf("%s printed %q", d.Name, bad)
+		}
+	}
+	if d.t.Failed() || testing.Verbose() {
+		d.t.Logf("---- %s log ----\n%s", d.Name, log)
+	}
+}
+
+// withFlag sets --name value in args, replacing an existing one.
+func withFlag(args []string, name, value string) []string {
+	out := make([]string, 0, len(args)+2)
+	for i := 0; i < len(args); i++ {
+		if args[i] == name {
+			i++
+			continue
+		}
+		if strings.HasPrefix(args[i], name+"=") {
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return append(out, name, value)
+}
+
+// logBuffer keeps a daemon's output and spots its address.
+type logBuffer struct {
+	name string
+	addr chan string
+
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	seen bool
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	if !l.seen {
+		if m := listeningRE.FindSubmatch(l.buf.Bytes()); m != nil {
+			l.seen = true
+			l.addr <- string(m[1])
+		}
+	}
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) prefix(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rest := l.buf.String()
+	l.buf.Reset()
+	l.buf.WriteString(s + rest)
+}
+
+// StartQueen starts a queen on a free loopback port.
+func StartQueen(t testing.TB, args ...string) *Daemon {
+	t.Helper()
+	return StartDaemon(t, DaemonConfig{Name: "queen", Package: "cmd/queen-rbee", Args: append([]string{"--listen", "127.0.0.1:0"}, args...)})
+}
+
+// HiveOptions adjusts StartHive.
+type HiveOptions struct {
+	ID    string   // default: hive-<test name>
+	Queen string   // the queen's URL; "" sends no heartbeats
+	Args  []string // more flags
+	// CgroupParent is the hive's --cgroup-parent; "" gives it a fresh one
+	// below the test's cgroup (see CgroupParent).
+	CgroupParent string
+	Env          []string
+}
+
+// StartHive starts a hive on a free loopback port with its own cgroup
+// subtree (removed with the test), no GPU backend unless Args say so.
+func StartHive(t testing.TB, o HiveOptions) *Daemon {
+	t.Helper()
+	if o.ID == "" {
+		o.ID = "hive-" + sanitize(t.Name())
+	}
+	if o.CgroupParent == "" {
+		o.CgroupParent = CgroupParent(t)
+	}
+	args := []string{"--listen", "127.0.0.1:0", "--hive-id", o.ID, "--queen", o.Queen, "--cgroup-parent", o.CgroupParent, "--gpu", "none", "--stop-grace", "2s"}
+	return StartDaemon(t, DaemonConfig{Name: o.ID, Package: "cmd/rbee-hive", Args: append(args, o.Args...), Env: o.Env})
+}
+
+// Get fetches url and decodes its JSON into v, failing the test on error.
+func Get(t testing.TB, url string, v any) {
+	t.Helper()
+	if err := getJSON(context.Background(), url, v); err != nil {
+		t.Fatal(err)
+	}
+}

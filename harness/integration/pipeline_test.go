@@ -1,0 +1,76 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/registry"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Spawn through the hive API, see worker_added on the queen's stream with
+// the worker's model and pid, stop it, see worker_removed; 20 times, with
+// the time from the spawn request to the event at the SSE client.
+func TestSpawnStopReachesStream(t *testing.T) {
+	queen := harness.StartQueen(t)
+	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL})
+	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
+	_, next := events.WaitType(10*time.Second, 0, registry.EventHiveOnline)
+	worker := harness.TestWorker(t)
+
+	const n = 20
+	var lat []time.Duration
+	for i := range n {
+		id := fmt.Sprintf("llm-w%02d", i)
+		model := fmt.Sprintf("model-%d", i)
+		start := time.Now()
+		code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", monitor.Spec{
+			Group: "llm", Instance: fmt.Sprintf("w%02d", i), Binary: worker, Args: []string{"--model", model}, MemoryLimit: "64Mi",
+		})
+		if code != 201 {
+			t.Fatalf("spawn %s: %d %s", id, code, body)
+		}
+		var rec telemetry.Worker
+		if err := json.Unmarshal(body, &rec); err != nil {
+			t.Fatal(err)
+		}
+		ev, idx := events.WaitFor(5*time.Second, next, func(e harness.Event) bool {
+			var d registry.WorkerAdded
+			return e.Type == registry.EventWorkerAdded && e.Decode(&d) == nil && d.Worker.ID == id
+		})
+		lat = append(lat, ev.At.Sub(start))
+		next = idx + 1
+		var added registry.WorkerAdded
+		_ = ev.Decode(&added)
+		if added.Worker.PID != rec.PID || added.Worker.Model == nil || *added.Worker.Model != model || added.HiveID != hive.Name {
+			t.Fatalf("worker_added %+v, want pid %d model %s on %s", added, rec.PID, model, hive.Name)
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("spawn request -> worker_added at an SSE client, %d spawns: median %v, worst %v", n, lat[n/2], lat[n-1])
+
+	for i := range n {
+		id := fmt.Sprintf("llm-w%02d", i)
+		if code, body := harness.Call(t, "DELETE", hive.URL+"/v1/workers/"+id, nil); code != 200 {
+			t.Fatalf("stop %s: %d %s", id, code, body)
+		}
+		ev, _ := events.WaitFor(5*time.Second, next, func(e harness.Event) bool {
+			var d registry.WorkerRemoved
+			return e.Type == registry.EventWorkerRemoved && e.Decode(&d) == nil && d.WorkerID == id
+		})
+		var rm registry.WorkerRemoved
+		_ = ev.Decode(&rm)
+		if rm.Reason != registry.ReasonExited || rm.ExitCode == nil || *rm.ExitCode != 0 || rm.OOMKilled == nil || *rm.OOMKilled {
+			t.Fatalf("worker_removed %+v, want exited with code 0, not OOM", rm)
+		}
+	}
+	hive.Stop()
+	queen.Stop()
+}

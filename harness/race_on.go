@@ -1,0 +1,7 @@
+//go:build race
+
+package harness
+
+// raceEnabled is true when the test binary was built with -race; the
+// daemons it builds get -race too.
+const raceEnabled = true

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Command is one subcommand.
+type Command struct {
+	Name    string
+	Summary string
+	Run     func(ctx context.Context, args []string) error
+}
+
+// ErrUsage marks a usage error (exit status 2).
+var ErrUsage = errors.New("usage error")
+
+// Main dispatches os.Args to the default command (no subcommand, or a
+// flag first) or a named one, with SIGINT and SIGTERM cancelling ctx, and
+// exits with 0, 1 (failure) or 2 (usage).
+func Main(name, about string, def func(context.Context, []string) error, cmds []Command) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	args := os.Args[1:]
+	run := def
+	if len(args) > 0 && args[0] == "help" {
+		usage(os.Stdout, name, about, cmds)
+		stop()
+		return
+	}
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		run = nil
+		for _, c := range cmds {
+			if c.Name == args[0] {
+				run = c.Run
+			}
+		}
+		if run == nil {
+			fmt.Fprintf(os.Stderr, "%s: unknown command %q\n\n", name, args[0])
+			usage(os.Stderr, name, about, cmds)
+			stop()
+			os.Exit(2)
+		}
+		args = args[1:]
+	}
+	err := run(ctx, args)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func usage(w io.Writer, name, about string, cmds []Command) {
+	fmt.Fprintf(w, "%s\n\nUsage:\n  %s [flags]            run the daemon (see %s --help)\n", about, name, name)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %s %-16s %s\n", name, c.Name, c.Summary)
+	}
+	fmt.Fprintf(w, "\nEvery command takes --help.\n")
+}
+
+// Usagef returns a usage error.
+func Usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, a...))
+}
+
+// PrintJSON writes v indented.
+func PrintJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,56 @@
+package hive
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// nodeReader measures the host: CPU % as a delta of /proc/stat between
+// reads, memory from /proc/meminfo, GPUs from the sampler's last query.
+type nodeReader struct {
+	proc    *procfs.FS // nil off Linux
+	sampler *gpu.Sampler
+
+	mu   sync.Mutex
+	prev procfs.CPUTimes
+	ok   bool
+}
+
+func (n *nodeReader) read() telemetry.Node {
+	node := telemetry.Node{CPUCores: runtime.NumCPU(), Errors: []string{}}
+	if n.proc != nil {
+		if ct, err := n.proc.CPUTimes(); err == nil {
+			n.mu.Lock()
+			if n.ok && ct.Total > n.prev.Total && ct.Busy >= n.prev.Busy {
+				// Percent of the whole host, as top's summary shows it.
+				pct := float64(ct.Busy-n.prev.Busy) / float64(ct.Total-n.prev.Total) * 100
+				node.CPUPct = &pct
+			}
+			n.prev, n.ok = ct, true
+			n.mu.Unlock()
+		} else {
+			node.Errors = append(node.Errors, "cpu: "+err.Error())
+		}
+		if mi, err := n.proc.Meminfo(); err == nil {
+			used := mi.Total - min(mi.Available, mi.Total)
+			node.MemTotalBytes, node.MemUsedBytes = &mi.Total, &used
+		} else {
+			node.Errors = append(node.Errors, "memory: "+err.Error())
+		}
+	}
+	if n.sampler != nil {
+		snap, err, _ := n.sampler.Last()
+		node.GPUs = snap.Devices
+		if err != nil {
+			node.Errors = append(node.Errors, "gpu: "+err.Error())
+		}
+	}
+	if node.GPUs == nil {
+		node.GPUs = []telemetry.GPU{}
+	}
+	return node
+}

@@ -1,0 +1,422 @@
+// Package hive is rbee-hive's daemon: the worker API, the collection loop,
+// and the heartbeat sender.
+package hive
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/limits"
+	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Config configures a hive.
+type Config struct {
+	HiveID string // "" means the hostname
+	Listen string // "" means 127.0.0.1:7835; port 0 picks a free one
+	// QueenURL is where heartbeats go; "" means none are sent.
+	QueenURL string
+	// HiveURL is how the queen reaches this hive; "" means derived from
+	// the bound address.
+	HiveURL  string
+	Interval time.Duration // 0 means 1 s
+	Token    string
+	Insecure bool
+	// BinDir, when set, is the only directory workers may be spawned from
+	// (after resolving links). A hive listening beyond loopback needs it.
+	BinDir string
+	// StopWorkersOnExit stops every worker when the hive shuts down;
+	// otherwise they keep running for the next hive to adopt.
+	StopWorkersOnExit bool
+	// ExitedRetention is how long an exited worker stays listed, so the
+	// queen learns its exit status; 0 means 30 s.
+	ExitedRetention time.Duration
+	Version         string
+	Logger          *slog.Logger
+
+	Platform   monitor.Platform
+	StopGrace  time.Duration
+	LogDir     string
+	GPU        *gpu.Sampler // nil means no GPU telemetry
+	GPUWhy     string       // why this backend was chosen
+	Proc       *procfs.FS   // host stats; nil means none
+	MaxWorkers int          // 0 means 1024
+}
+
+// Server is a hive.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	mon       *monitor.Monitor
+	send      *sender
+	node      *nodeReader
+	sessionID string
+	addr      net.Addr
+	url       string
+}
+
+// New prepares a hive; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7835"
+	}
+	if cfg.HiveID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("hive id: %w", err)
+		}
+		cfg.HiveID = h
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.ExitedRetention == 0 {
+		cfg.ExitedRetention = 30 * time.Second
+	}
+	if cfg.MaxWorkers == 0 {
+		cfg.MaxWorkers = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := auth.CheckBind(cfg.Listen, cfg.Token, cfg.Insecure); err != nil {
+		return nil, err
+	}
+	if !auth.IsLoopback(cfg.Listen) && cfg.BinDir == "" {
+		return nil, fmt.Errorf("listening beyond loopback (--listen %s) needs --worker-bin-dir: spawning arbitrary binaries as this user is remote code execution", cfg.Listen)
+	}
+	if cfg.BinDir != "" {
+		d, err := filepath.EvalSymlinks(cfg.BinDir)
+		if err != nil {
+			return nil, fmt.Errorf("--worker-bin-dir: %w", err)
+		}
+		cfg.BinDir = d
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	s := &Server{cfg: cfg, log: cfg.Logger, sessionID: hex.EncodeToString(b[:])}
+	var src monitor.GPUSource
+	if cfg.GPU != nil {
+		src = cfg.GPU.Source()
+	}
+	s.mon = monitor.New(monitor.Config{
+		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, GPU: src,
+		Logger: cfg.Logger, OnChange: s.changed,
+	})
+	s.node = &nodeReader{proc: cfg.Proc, sampler: cfg.GPU}
+	return s, nil
+}
+
+// Monitor returns the hive's process monitor.
+func (s *Server) Monitor() *monitor.Monitor { return s.mon }
+
+func (s *Server) changed() {
+	if s.send != nil {
+		s.send.Poke()
+	}
+}
+
+// heartbeat builds the current heartbeat.
+func (s *Server) heartbeat(seq uint64) telemetry.Heartbeat {
+	backend := "none"
+	if s.cfg.GPU != nil {
+		backend = s.cfg.GPU.Backend()
+	}
+	info := s.mon.Info()
+	node := s.node.read()
+	node.LimitsEnforced, node.LimitsReason = info.LimitsEnforced, info.LimitsReason
+	ws := s.mon.Workers()
+	if ws == nil {
+		ws = []telemetry.Worker{}
+	}
+	return telemetry.Heartbeat{
+		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: s.sessionID, Seq: seq, SentAt: time.Now().UTC(),
+		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
+		Node: node, Workers: ws,
+	}
+}
+
+// Handler returns the hive's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/workers", s.spawn)
+	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) {
+		ws := s.mon.Workers()
+		if ws == nil {
+			ws = []telemetry.Worker{}
+		}
+		api.WriteJSON(w, 200, ws)
+	})
+	mux.HandleFunc("GET /v1/workers/{id}", func(w http.ResponseWriter, r *http.Request) {
+		rec, err := s.mon.Get(r.PathValue("id"))
+		if err != nil {
+			api.WriteError(w, http.StatusNotFound, "no worker %q", r.PathValue("id"))
+			return
+		}
+		api.WriteJSON(w, 200, rec)
+	})
+	mux.HandleFunc("DELETE /v1/workers/{id}", s.stop)
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.Info()) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	return auth.Require(s.cfg.Token, []string{"/healthz"}, api.JSONErrors(mux))
+}
+
+// maxSpawnBody bounds a spawn request.
+const maxSpawnBody = 1 << 20
+
+func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
+	var spec monitor.Spec
+	if err := api.Decode(w, r, maxSpawnBody, true, &spec); err != nil {
+		var de *api.DecodeError
+		errors.As(err, &de)
+		api.WriteError(w, de.Status, "%v", err)
+		return
+	}
+	if _, err := spec.Validate(); err != nil {
+		api.WriteError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if err := s.checkBinary(spec.Binary); err != nil {
+		api.WriteError(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	if n := s.live(); n >= s.cfg.MaxWorkers {
+		api.WriteError(w, http.StatusTooManyRequests, "this hive already has %d workers (the limit)", n)
+		return
+	}
+	rec, err := s.mon.Spawn(r.Context(), spec)
+	if err != nil {
+		var le *limits.Error
+		switch {
+		case errors.As(err, &le), errors.Is(err, monitor.ErrSpec), errors.Is(err, monitor.ErrBinary):
+			api.WriteError(w, http.StatusBadRequest, "%v", err)
+		case errors.Is(err, monitor.ErrExists):
+			api.WriteError(w, http.StatusConflict, "%v", err)
+		default:
+			s.log.Error("spawn failed", "worker", spec.ID(), "err", err)
+			api.WriteError(w, http.StatusInternalServerError, "%v", err)
+		}
+		return
+	}
+	api.WriteJSON(w, http.StatusCreated, rec)
+}
+
+// checkBinary enforces --worker-bin-dir on the resolved binary path.
+func (s *Server) checkBinary(bin string) error {
+	if s.cfg.BinDir == "" || bin == "" {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return fmt.Errorf("binary %s: %v", bin, errors.Unwrap(err))
+	}
+	if rel, err := filepath.Rel(s.cfg.BinDir, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("binary %s (resolves to %s) is outside --worker-bin-dir %s", bin, real, s.cfg.BinDir)
+	}
+	return nil
+}
+
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.stopTimeout())
+	defer cancel()
+	rec, err := s.mon.Stop(ctx, r.PathValue("id"))
+	if errors.Is(err, monitor.ErrNotFound) {
+		api.WriteError(w, http.StatusNotFound, "no worker %q", r.PathValue("id"))
+		return
+	}
+	if err != nil {
+		api.WriteError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	api.WriteJSON(w, 200, rec)
+}
+
+func (s *Server) stopTimeout() time.Duration {
+	g := s.cfg.StopGrace
+	if g == 0 {
+		g = 10 * time.Second
+	}
+	return g + 30*time.Second
+}
+
+// Info is GET /v1/info.
+type Info struct {
+	HiveID    string `json:"hive_id"`
+	HiveURL   string `json:"hive_url"`
+	Listen    string `json:"listen"`
+	SessionID string `json:"session_id"`
+	Version   string `json:"version"`
+	monitor.Info
+	GPUBackend       string    `json:"gpu_backend"`
+	GPUBackendReason string    `json:"gpu_backend_reason"`
+	QueenURL         string    `json:"queen_url"`
+	IntervalMS       int64     `json:"interval_ms"`
+	WorkerBinDir     string    `json:"worker_bin_dir,omitempty"`
+	Workers          int       `json:"workers"`
+	QueenFailures    int       `json:"queen_failures"`
+	LastDelivered    time.Time `json:"last_delivered,omitzero"`
+}
+
+// Info describes the hive.
+func (s *Server) Info() Info {
+	backend := "none"
+	if s.cfg.GPU != nil {
+		backend = s.cfg.GPU.Backend()
+	}
+	i := Info{
+		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, SessionID: s.sessionID, Version: s.cfg.Version,
+		Info: s.mon.Info(), GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy, QueenURL: s.cfg.QueenURL,
+		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.mon.Workers()),
+	}
+	if s.addr != nil {
+		i.Listen = s.addr.String()
+	}
+	if s.send != nil {
+		i.QueenFailures, i.LastDelivered = s.send.state()
+	}
+	return i
+}
+
+// Run adopts the workers an earlier hive left, listens, collects every
+// interval and heartbeats until ctx is done; then it stops serving, sends
+// a final heartbeat and returns. Workers keep running unless
+// StopWorkersOnExit. ready, if not nil, receives the bound address.
+func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
+	defer s.mon.Close()
+	ids, err := s.mon.Adopt(ctx)
+	if err != nil {
+		s.log.Warn("adopting workers", "err", err)
+	}
+	if len(ids) > 0 {
+		s.log.Info("adopted workers", "ids", ids)
+	}
+	info := s.mon.Info()
+	if !info.LimitsEnforced {
+		s.log.Warn("limits not enforced: workers run as plain processes", "reason", info.LimitsReason)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = ln.Addr()
+	s.url = s.cfg.HiveURL
+	if s.url == "" {
+		s.url = deriveURL(ln.Addr())
+	}
+	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL)
+
+	if s.cfg.QueenURL != "" {
+		s.send = newSender(s.cfg.QueenURL, s.cfg.Token, s.cfg.Interval, s.log, s.heartbeat)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.collect(loopCtx) })
+	if s.send != nil {
+		wg.Go(func() { s.send.run(loopCtx) })
+	}
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
+		err = fmt.Errorf("shutdown: %w", serr)
+	}
+	stopLoops()
+	wg.Wait()
+	if s.cfg.StopWorkersOnExit {
+		stopCtx, cancel := context.WithTimeout(context.Background(), s.stopTimeout())
+		if serr := s.mon.StopAll(stopCtx); serr != nil {
+			s.log.Error("stopping workers", "err", serr)
+		}
+		cancel()
+		if cgm := s.cfg.Platform.Cgroups; cgm != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if rerr := cgm.RemoveAll(rctx); rerr != nil {
+				s.log.Warn("removing cgroup parent", "err", rerr)
+			}
+			cancel()
+		}
+	} else if n := s.live(); n > 0 {
+		s.log.Info("workers keep running for the next hive to adopt", "workers", n)
+	}
+	if s.send != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if ferr := s.send.final(fctx); ferr != nil {
+			s.log.Warn("final heartbeat", "err", ferr)
+		}
+		cancel()
+	}
+	if s.cfg.GPU != nil {
+		_ = s.cfg.GPU.Close()
+	}
+	return err
+}
+
+// live counts the workers that have not exited.
+func (s *Server) live() int {
+	n := 0
+	for _, w := range s.mon.Workers() {
+		if w.State != telemetry.StateExited {
+			n++
+		}
+	}
+	return n
+}
+
+// collect runs the collection pass every interval and forgets exited
+// workers after the retention.
+func (s *Server) collect(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		recs := s.mon.Collect(ctx)
+		now := time.Now()
+		for _, r := range recs {
+			if r.State == telemetry.StateExited && r.ExitedAt != nil && now.Sub(*r.ExitedAt) > s.cfg.ExitedRetention {
+				s.mon.Forget(r.ID)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func deriveURL(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}

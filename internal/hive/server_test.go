@@ -1,0 +1,246 @@
+package hive_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/hive"
+	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+type hiveUnderTest struct {
+	s      *hive.Server
+	url    string
+	binDir string
+	cgm    cgroups.Manager
+}
+
+func newHive(t *testing.T, mut func(*hive.Config)) *hiveUnderTest {
+	t.Helper()
+	parent := harness.CgroupParent(t)
+	cc := cgroups.Config{Parent: parent}
+	p := monitor.DetectPlatform(cc)
+	if p.Cgroups == nil {
+		t.Fatalf("cgroups: %s", p.NoCgroupsReason)
+	}
+	binDir := t.TempDir()
+	b, err := os.ReadFile(harness.TestWorker(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(binDir, "worker"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := hive.Config{HiveID: "h", Platform: p, StopGrace: 2 * time.Second, BinDir: binDir,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if mut != nil {
+		mut(&cfg)
+	}
+	s, err := hive.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Monitor().StopAll(ctx); err != nil {
+			t.Error(err)
+		}
+		s.Monitor().Close()
+	})
+	cgm, _ := cgroups.New(cc)
+	return &hiveUnderTest{s: s, url: srv.URL, binDir: binDir, cgm: cgm}
+}
+
+func (h *hiveUnderTest) spec(inst string) monitor.Spec {
+	return monitor.Spec{Group: "llm", Instance: inst, Binary: filepath.Join(h.binDir, "worker"), Args: []string{"--model", "m"}, MemoryLimit: "64Mi"}
+}
+
+func TestHiveAPIEndpoints(t *testing.T) {
+	h := newHive(t, nil)
+	code, body := harness.Call(t, "POST", h.url+"/v1/workers", h.spec("9301"))
+	if code != 201 {
+		t.Fatalf("spawn: %d %s", code, body)
+	}
+	var rec telemetry.Worker
+	if err := json.Unmarshal(body, &rec); err != nil || rec.ID != "llm-9301" || rec.PID <= 0 || *rec.Model != "m" || *rec.MemLimitBytes != 64<<20 {
+		t.Fatalf("spawn answer %s (%v)", body, err)
+	}
+	var list []telemetry.Worker
+	harness.Get(t, h.url+"/v1/workers", &list)
+	if len(list) != 1 || list[0].ID != rec.ID {
+		t.Fatalf("list %+v", list)
+	}
+	var one telemetry.Worker
+	harness.Get(t, h.url+"/v1/workers/llm-9301", &one)
+	if one.PID != rec.PID {
+		t.Fatalf("get %+v", one)
+	}
+	var info hive.Info
+	harness.Get(t, h.url+"/v1/info", &info)
+	if info.HiveID != "h" || !info.LimitsEnforced || info.CgroupMode == cgroups.ModeNone || info.GPUBackend != "none" || info.Workers != 1 || info.WorkerBinDir == "" {
+		t.Fatalf("info %+v", info)
+	}
+	code, body = harness.Call(t, "DELETE", h.url+"/v1/workers/llm-9301", nil)
+	if code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	var stopped telemetry.Worker
+	_ = json.Unmarshal(body, &stopped)
+	if stopped.State != telemetry.StateExited || stopped.ExitCode == nil {
+		t.Fatalf("stopped record %s", body)
+	}
+	if rels, _ := h.cgm.List(); len(rels) != 0 {
+		t.Fatalf("cgroups left after stop: %v", rels)
+	}
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/v1/workers/llm-nope", 404},
+		{"DELETE", "/v1/workers/llm-nope", 404},
+		{"GET", "/v1/nothing", 404},
+		{"PUT", "/v1/workers", 405},
+		{"GET", "/healthz", 200},
+	} {
+		if code, body := harness.Call(t, tc.method, h.url+tc.path, nil); code != tc.want {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, code, body, tc.want)
+		}
+	}
+}
+
+func TestHiveAPIRejectsBadInput(t *testing.T) {
+	h := newHive(t, nil)
+	if code, body := harness.Call(t, "POST", h.url+"/v1/workers", h.spec("keep")); code != 201 {
+		t.Fatalf("spawn: %d %s", code, body)
+	}
+	outside := harness.TestWorker(t) // executable, but not under --worker-bin-dir
+	link := filepath.Join(h.binDir, "sneaky")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	noexec := filepath.Join(h.binDir, "notes.txt")
+	os.WriteFile(noexec, []byte("x"), 0o644)
+	js := func(mut func(*monitor.Spec)) []byte {
+		s := h.spec("x")
+		mut(&s)
+		b, _ := json.Marshal(s)
+		return b
+	}
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	zw.Write([]byte(`{"group":"`))
+	zw.Write(bytes.Repeat([]byte("a"), 16<<20))
+	zw.Close()
+	tests := []struct {
+		name     string
+		body     []byte
+		encoding string
+		want     int
+		says     string
+	}{
+		{"malformed JSON", []byte(`{"group": "llm",`), "", 400, "malformed JSON"},
+		{"empty body", nil, "", 400, "empty"},
+		{"not an object", []byte(`[1,2]`), "", 400, "malformed JSON"},
+		{"trailing data", []byte(`{"group":"llm"} {}`), "", 400, "data after"},
+		{"unknown field", []byte(`{"group":"llm","instance":"x","binary":"/bin/true","cpu_limt":"50%"}`), "", 400, "cpu_limt"},
+		{"bad cpu limit", js(func(s *monitor.Spec) { s.CPULimit = "fast" }), "", 400, "cpu_limit"},
+		{"zero cpu limit", js(func(s *monitor.Spec) { s.CPULimit = "0" }), "", 400, "cpu_limit"},
+		{"negative memory", js(func(s *monitor.Spec) { s.MemoryLimit = "-1Gi" }), "", 400, "memory_limit"},
+		{"dotdot group", js(func(s *monitor.Spec) { s.Group = ".." }), "", 400, "group"},
+		{"path instance", js(func(s *monitor.Spec) { s.Instance = "../../etc" }), "", 400, "instance"},
+		{"relative binary", js(func(s *monitor.Spec) { s.Binary = "worker" }), "", 400, "absolute"},
+		{"missing binary", js(func(s *monitor.Spec) { s.Binary = filepath.Join(h.binDir, "gone") }), "", 403, "gone"},
+		{"not executable", js(func(s *monitor.Spec) { s.Binary = noexec }), "", 400, "not executable"},
+		{"outside bin dir", js(func(s *monitor.Spec) { s.Binary = outside }), "", 403, "outside --worker-bin-dir"},
+		{"link out of bin dir", js(func(s *monitor.Spec) { s.Binary = link }), "", 403, "outside --worker-bin-dir"},
+		{"duplicate", js(func(s *monitor.Spec) { s.Instance = "keep" }), "", 409, "already running"},
+		{"huge body", append([]byte(`{"group":"`), bytes.Repeat([]byte("a"), 2<<20)...), "", 413, "larger than"},
+		{"gzip bomb", bomb.Bytes(), "gzip", 413, "larger than"},
+		{"bad gzip", []byte("not gzip"), "gzip", 400, "gzip"},
+		{"unknown encoding", []byte(`{}`), "br", 415, "only gzip"},
+		{"env with =", js(func(s *monitor.Spec) { s.Env = map[string]string{"A=B": "c"} }), "", 400, "env"},
+		{"too many args", js(func(s *monitor.Spec) { s.Args = make([]string, 300) }), "", 400, "args"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", h.url+"/v1/workers", bytes.NewReader(tc.body))
+			if tc.encoding != "" {
+				req.Header.Set("Content-Encoding", tc.encoding)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var eb struct{ Error string }
+			_ = json.NewDecoder(resp.Body).Decode(&eb)
+			if resp.StatusCode != tc.want || !strings.Contains(eb.Error, tc.says) {
+				t.Fatalf("%d %q, want %d naming %q", resp.StatusCode, eb.Error, tc.want, tc.says)
+			}
+		})
+	}
+	// Nothing changed: one worker, one cgroup, the hive still answers.
+	var list []telemetry.Worker
+	harness.Get(t, h.url+"/v1/workers", &list)
+	if len(list) != 1 || list[0].ID != "llm-keep" {
+		t.Fatalf("workers after bad input: %+v", list)
+	}
+	if rels, _ := h.cgm.List(); len(rels) != 1 {
+		t.Fatalf("cgroups after bad input: %v", rels)
+	}
+}
+
+func TestHiveAPINeedsToken(t *testing.T) {
+	h := newHive(t, func(c *hive.Config) { c.Token = "s3cret" })
+	if code, _ := harness.Call(t, "GET", h.url+"/v1/workers", nil); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	if code, _ := harness.Call(t, "POST", h.url+"/v1/workers", h.spec("x")); code != 401 {
+		t.Fatalf("spawn without token: %d", code)
+	}
+	if code, _ := harness.Call(t, "GET", h.url+"/healthz", nil); code != 200 {
+		t.Fatalf("healthz: %d", code)
+	}
+	req, _ := http.NewRequest("GET", h.url+"/v1/workers", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("with token: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+}
+
+func TestHiveRefusesUnsafeConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  hive.Config
+		says string
+	}{
+		{"public without token", hive.Config{HiveID: "h", Listen: "0.0.0.0:0"}, "needs a token"},
+		{"public without bin dir", hive.Config{HiveID: "h", Listen: "0.0.0.0:0", Token: "t"}, "--worker-bin-dir"},
+		{"missing bin dir", hive.Config{HiveID: "h", BinDir: "/nonexistent/bin"}, "--worker-bin-dir"},
+	} {
+		if _, err := hive.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.says)
+		}
+	}
+}

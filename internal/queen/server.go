@@ -1,0 +1,305 @@
+// Package queen is queen-rbee's daemon: the heartbeat endpoint feeding the
+// registry, the query API, the SSE stream, and the loops that expire hives
+// and publish a summary.
+package queen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/limits"
+	"github.com/rbee-dev/rbee/internal/registry"
+	"github.com/rbee-dev/rbee/internal/stream"
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+// Config configures the queen. The zero value listens on 127.0.0.1:7833.
+type Config struct {
+	Listen  string        // "" means 127.0.0.1:7833; port 0 picks a free one
+	HiveTTL time.Duration // 0 means 90 s
+	Token   string        // "" means no authentication (loopback only, unless Insecure)
+	// Insecure allows a non-loopback bind without a token.
+	Insecure bool
+	Version  string
+	Logger   *slog.Logger
+	// SweepEvery is how often staleness is checked; 0 means 100 ms.
+	SweepEvery time.Duration
+	// SummaryEvery is how often the "queen" summary event goes out; 0
+	// means 5 s.
+	SummaryEvery time.Duration
+	// MaxBody bounds a heartbeat body; 0 means 8 MiB.
+	MaxBody int64
+	Stream  stream.Config
+	// Now is the queen's clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// EventQueen is the type of the periodic summary event.
+const EventQueen = "queen"
+
+// Summary is the data of the "queen" event and of /v1/info's counters.
+type Summary struct {
+	Version    string  `json:"version"`
+	UptimeS    float64 `json:"uptime_s"`
+	Hives      int     `json:"hives"`
+	Online     int     `json:"online"`
+	Stale      int     `json:"stale"`
+	Workers    int     `json:"workers"`
+	Heartbeats uint64  `json:"heartbeats"`
+	Ignored    uint64  `json:"heartbeats_ignored"`
+	Rejected   uint64  `json:"heartbeats_rejected"`
+	Clients    int64   `json:"sse_clients"`
+	Coalesced  uint64  `json:"sse_coalesced"`
+	Evicted    uint64  `json:"sse_evicted"`
+}
+
+// Server is a running queen.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *registry.Registry
+	broker  *stream.Broker
+	started time.Time
+	addr    net.Addr
+}
+
+// New builds a queen; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7833"
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = 100 * time.Millisecond
+	}
+	if cfg.SummaryEvery == 0 {
+		cfg.SummaryEvery = 5 * time.Second
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 8 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := auth.CheckBind(cfg.Listen, cfg.Token, cfg.Insecure); err != nil {
+		return nil, err
+	}
+	cfg.Stream.Coalesce = registry.EventHiveTelemetry
+	cfg.Stream.Logger = cfg.Logger
+	b, err := stream.New(cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, broker: b, started: cfg.Now()}
+	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish})
+	return s, nil
+}
+
+func (s *Server) publish(e registry.Event) {
+	if err := s.broker.Publish(e.Type, e.Hive, e.Data); err != nil {
+		s.log.Warn("publish event", "type", e.Type, "err", err)
+	}
+}
+
+// Close disconnects every stream client and stops the broker; Run does it
+// on its own, a caller serving only Handler must call it.
+func (s *Server) Close(ctx context.Context) error { return s.broker.Shutdown(ctx) }
+
+// Registry returns the queen's registry.
+func (s *Server) Registry() *registry.Registry { return s.reg }
+
+// Handler returns the queen's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/hive-heartbeat", s.heartbeat)
+	mux.HandleFunc("GET /v1/hives", func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.reg.Hives()) })
+	mux.HandleFunc("GET /v1/hives/{id}", s.hive)
+	mux.HandleFunc("GET /v1/workers", s.workers)
+	mux.HandleFunc("GET /v1/schedule", s.schedule)
+	mux.Handle("GET /v1/heartbeats/stream", s.broker)
+	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.info()) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	return auth.Require(s.cfg.Token, []string{"/healthz"}, api.JSONErrors(mux))
+}
+
+// Info is GET /v1/info.
+type Info struct {
+	Summary
+	Listen       string  `json:"listen"`
+	HiveTTLS     float64 `json:"hive_ttl_s"`
+	AuthRequired bool    `json:"auth_required"`
+}
+
+func (s *Server) info() Info {
+	addr := s.cfg.Listen
+	if s.addr != nil {
+		addr = s.addr.String()
+	}
+	ttl := s.cfg.HiveTTL
+	if ttl == 0 {
+		ttl = 90 * time.Second
+	}
+	return Info{Summary: s.summary(), Listen: addr, HiveTTLS: ttl.Seconds(), AuthRequired: s.cfg.Token != ""}
+}
+
+func (s *Server) summary() Summary {
+	rs, bs := s.reg.Stats(), s.broker.Stats()
+	return Summary{
+		Version: s.cfg.Version, UptimeS: s.cfg.Now().Sub(s.started).Seconds(),
+		Hives: rs.Hives, Online: rs.Online, Stale: rs.Stale, Workers: rs.Workers,
+		Heartbeats: rs.Heartbeats, Ignored: rs.Ignored, Rejected: rs.Rejected,
+		Clients: bs.Clients, Coalesced: bs.Coalesced, Evicted: bs.Evicted,
+	}
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var hb telemetry.Heartbeat
+	if err := api.Decode(w, r, s.cfg.MaxBody, false, &hb); err != nil {
+		s.reject(w, r, err)
+		return
+	}
+	res, err := s.reg.Ingest(hb)
+	if err != nil {
+		s.reject(w, r, err)
+		return
+	}
+	if res.New || res.Restarted {
+		s.log.Info("hive online", "hive", hb.HiveID, "url", hb.HiveURL, "session", hb.SessionID, "restarted", res.Restarted, "workers", len(hb.Workers))
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]bool{"ignored": res.Ignored})
+}
+
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusBadRequest
+	var de *api.DecodeError
+	if errors.As(err, &de) {
+		code = de.Status
+	}
+	s.log.Warn("heartbeat rejected", "remote", r.RemoteAddr, "err", err)
+	api.WriteError(w, code, "%v", err)
+}
+
+func (s *Server) hive(w http.ResponseWriter, r *http.Request) {
+	h, ok := s.reg.Hive(r.PathValue("id"))
+	if !ok {
+		api.WriteError(w, http.StatusNotFound, "no hive %q", r.PathValue("id"))
+		return
+	}
+	api.WriteJSON(w, 200, h)
+}
+
+func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := registry.Filter{Model: q.Get("model"), Hive: q.Get("hive"), State: telemetry.State(q.Get("state"))}
+	switch f.State {
+	case "", telemetry.StateStarting, telemetry.StateRunning, telemetry.StateExited:
+	default:
+		api.WriteError(w, 400, "state %q: want starting, running or exited", f.State)
+		return
+	}
+	if v := q.Get("idle"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			api.WriteError(w, 400, "idle %q: want true or false", v)
+			return
+		}
+		f.Idle = &b
+	}
+	ws := s.reg.Workers(f)
+	if ws == nil {
+		ws = []registry.Worker{}
+	}
+	api.WriteJSON(w, 200, ws)
+}
+
+func (s *Server) schedule(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	model := q.Get("model")
+	if model == "" {
+		api.WriteError(w, 400, "model is required")
+		return
+	}
+	var vram uint64
+	if v := q.Get("vram_bytes"); v != "" {
+		n, err := limits.ParseMemory("vram_bytes", v)
+		if err != nil {
+			api.WriteError(w, 400, "%v", err)
+			return
+		}
+		vram = uint64(n)
+	}
+	d, err := s.reg.Schedule(model, vram)
+	if err != nil {
+		api.WriteError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	api.WriteJSON(w, 200, d)
+}
+
+// Run listens, serves until ctx is done, then finishes in-flight requests,
+// closes the streams and returns. ready, if not nil, receives the bound
+// address.
+func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = ln.Addr()
+	s.log.Info("listening on " + ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Streams never end on their own: close them when shutdown starts.
+	srv.RegisterOnShutdown(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.broker.Shutdown(sctx)
+	})
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	go s.loops(loopCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) loops(ctx context.Context) {
+	sweep := time.NewTicker(s.cfg.SweepEvery)
+	defer sweep.Stop()
+	sum := time.NewTicker(s.cfg.SummaryEvery)
+	defer sum.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			s.reg.Sweep()
+		case <-sum.C:
+			if err := s.broker.Publish(EventQueen, "", s.summary()); err != nil {
+				s.log.Debug("publish summary", "err", err)
+			}
+		}
+	}
+}

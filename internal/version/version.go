@@ -1,0 +1,45 @@
+// Package version says which build of rbee is running.
+package version
+
+import (
+	"runtime/debug"
+	"sync"
+)
+
+// Base is the release version; builds add the VCS revision.
+const Base = "0.1.0-dev"
+
+var (
+	once sync.Once
+	full string
+)
+
+// String returns the version, with the short commit and a "+dirty" mark
+// when the binary carries VCS information.
+func String() string {
+	once.Do(func() {
+		full = Base
+		bi, ok := debug.ReadBuildInfo()
+		if !ok {
+			return
+		}
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			full += "+" + rev + dirty
+		}
+	})
+	return full
+}
