@@ -3,12 +3,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,31 +12,14 @@ import (
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// syncBuffer is a bytes.Buffer safe to write from a process's output
-// copier while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// A hive started after a worker finds it in the cgroup tree, reports it,
-// and on SIGTERM exits 0 leaving the worker running.
+// A hive started after a worker finds it in the cgroup tree, serves it
+// with its model read from /proc, and on SIGTERM exits 0 leaving the
+// worker running.
 func TestHiveAdoptsAndSurvivesRestart(t *testing.T) {
 	parent := harness.CgroupParent(t)
 	m := monitor.New(monitor.Config{Platform: monitor.DetectPlatform(cgroups.Config{Parent: parent})})
@@ -51,25 +30,16 @@ func TestHiveAdoptsAndSurvivesRestart(t *testing.T) {
 	}
 	defer m.StopAll(context.Background())
 
-	var out syncBuffer
-	hive := exec.Command(harness.Build(t, "cmd/rbee-hive"), "--cgroup-parent", parent, "--interval", "200ms")
-	hive.Stdout, hive.Stderr = &out, &out
-	if err := hive.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer hive.Process.Kill()
+	hive := harness.StartHive(t, harness.HiveOptions{CgroupParent: parent, Args: []string{"--interval", "200ms"}})
 	harness.WaitFor(t, 10*time.Second, func() error {
-		if s := out.String(); !strings.Contains(s, "id=llm-a state=running pid="+fmt.Sprint(w.PID)) {
-			return fmt.Errorf("hive has not reported llm-a as running yet:\n%s", s)
+		var ws []telemetry.Worker
+		harness.Get(t, hive.URL+"/v1/workers", &ws)
+		if len(ws) != 1 || ws[0].PID != w.PID || ws[0].State != telemetry.StateRunning || ws[0].Model == nil || *ws[0].Model != "qwen" || ws[0].CPUPct == nil {
+			return fmt.Errorf("hive has not adopted llm-a yet: %+v", ws)
 		}
 		return nil
 	})
-	if err := hive.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := hive.Wait(); err != nil {
-		t.Fatalf("hive exit on SIGTERM: %v\n%s", err, out.String())
-	}
+	hive.Stop()
 	if err := syscall.Kill(w.PID, 0); err != nil {
 		t.Fatalf("worker died with the hive: %v", err)
 	}
