@@ -28,7 +28,8 @@ import (
 
 // Config configures a Broker. The zero value works.
 type Config struct {
-	// QueueSize bounds each client's queue; 0 means 256 events.
+	// QueueSize bounds each client's queue; 0 means 1024 events (a hive
+	// restart can emit hundreds of worker events at once).
 	QueueSize int
 	// ReplaySize is how many past events a reconnecting client can get
 	// back with Last-Event-ID; 0 means 4096.
@@ -71,7 +72,7 @@ type Broker struct {
 // New returns a Broker.
 func New(cfg Config) (*Broker, error) {
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 256
+		cfg.QueueSize = 1024
 	}
 	if cfg.ReplaySize <= 0 {
 		cfg.ReplaySize = 4096
