@@ -23,8 +23,8 @@ func daemon(ctx context.Context, args []string) error {
 	ttl := fs.Duration("hive-ttl", "RBEE_HIVE_TTL", 90*time.Second, "remove a silent hive and its workers after this long")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
 	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "allow a non-loopback --listen without a token")
-	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "TLS certificate (not supported yet: terminate TLS in front of the queen)")
-	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "TLS key (see --tls-cert)")
+	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -34,15 +34,12 @@ func daemon(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q (subcommands: hives, workers, schedule, watch)", fs.Arg(0))
 	}
-	if *tlsCert != "" || *tlsKey != "" {
-		return cli.Usagef("--tls-cert/--tls-key are not supported yet; terminate TLS in a proxy in front of the queen")
-	}
 	token, err := auth.LoadToken(*tokenFile)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	q, err := queen.New(queen.Config{Listen: *listen, HiveTTL: *ttl, Token: token, Insecure: *insecure, Version: version.String(), Logger: log})
+	q, err := queen.New(queen.Config{Listen: *listen, HiveTTL: *ttl, Token: token, Insecure: *insecure, TLSCert: *tlsCert, TLSKey: *tlsKey, Version: version.String(), Logger: log})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package queen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ type Config struct {
 	Token   string        // "" means no authentication (loopback only, unless Insecure)
 	// Insecure allows a non-loopback bind without a token.
 	Insecure bool
+	// TLSCert and TLSKey, both set, make the queen serve HTTPS.
+	TLSCert, TLSKey string
 	Version  string
 	Logger   *slog.Logger
 	// SweepEvery is how often staleness is checked; 0 means 100 ms.
@@ -93,6 +96,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := auth.CheckBind(cfg.Listen, cfg.Token, cfg.Insecure); err != nil {
 		return nil, err
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("TLS key pair: %w", err)
+		}
 	}
 	cfg.Stream.Coalesce = registry.EventHiveTelemetry
 	cfg.Stream.Logger = cfg.Logger
@@ -255,7 +266,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.addr = ln.Addr()
-	s.log.Info("listening on " + ln.Addr().String())
+	s.log.Info("listening on "+ln.Addr().String(), "tls", s.cfg.TLSCert != "")
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -270,7 +281,13 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	defer stopLoops()
 	go s.loops(loopCtx)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
