@@ -22,14 +22,14 @@ var (
 
 // TestWorker returns the path of the test worker program (see
 // harness/testworker), built once per test process.
-func TestWorker(t testing.TB) string {
+func TestWorker(t TB) string {
 	t.Helper()
 	return Build(t, "harness/testworker")
 }
 
 // Build builds the main package at pkg (relative to the module root, e.g.
 // "cmd/rbee-hive") once per test process and returns the binary's path.
-func Build(t testing.TB, pkg string) string {
+func Build(t TB, pkg string) string {
 	t.Helper()
 	path, err := build(pkg)
 	if err != nil {
@@ -63,6 +63,10 @@ func build(pkg string) (string, error) {
 	if buildDir == "" {
 		d, err := os.MkdirTemp("", "rbee-harness-bin-")
 		if err != nil {
+			return "", err
+		}
+		// Readable by all: tests run daemons as an unprivileged user too.
+		if err := os.Chmod(d, 0o755); err != nil {
 			return "", err
 		}
 		buildDir = d

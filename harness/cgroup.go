@@ -5,16 +5,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
 )
 
 // RequireLinux skips (fails in CI) off Linux.
-func RequireLinux(t testing.TB) {
+func RequireLinux(t TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		cannot(t, "needs Linux (cgroups and procfs); this is %s", runtime.GOOS)
@@ -22,7 +22,7 @@ func RequireLinux(t testing.TB) {
 }
 
 // RequireRoot skips (fails in CI) unless the test runs as root.
-func RequireRoot(t testing.TB) {
+func RequireRoot(t TB) {
 	t.Helper()
 	RequireLinux(t)
 	if os.Geteuid() != 0 {
@@ -32,7 +32,7 @@ func RequireRoot(t testing.TB) {
 
 // RequireCgroups skips (fails in CI) unless the host has cgroup
 // controllers this process may create cgroups under, and returns the layout.
-func RequireCgroups(t testing.TB) cgroups.Mode {
+func RequireCgroups(t TB) cgroups.Mode {
 	t.Helper()
 	RequireRoot(t)
 	mode := cgroups.Detect(cgroups.DefaultRoot)
@@ -45,7 +45,7 @@ func RequireCgroups(t testing.TB) cgroups.Mode {
 // CgroupParent returns a parent cgroup name unique to t, below this test
 // process's own cgroup (per controller on v1), and removes it, killing
 // every process left in it, when t ends. Use it as cgroups.Config.Parent.
-func CgroupParent(t testing.TB) string {
+func CgroupParent(t TB) string {
 	t.Helper()
 	RequireCgroups(t)
 	var b [4]byte
@@ -77,4 +77,36 @@ func sanitize(s string) string {
 		s = s[:40]
 	}
 	return s
+}
+
+// RequireIP skips (fails in CI) unless iproute2's ip and network
+// namespaces are usable, which takes root.
+func RequireIP(t TB) {
+	t.Helper()
+	RequireRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		cannot(t, "needs the ip command (apt-get install iproute2) for network namespaces")
+	}
+}
+
+// RequireNft skips (fails in CI) unless nft (nftables) is installed; tests
+// use it to drop packets on a link.
+func RequireNft(t TB) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		cannot(t, "needs the nft command (apt-get install nftables) to make a lossy link")
+	}
+}
+
+// RequireChromium skips (fails in CI) unless a chromium binary is on PATH,
+// and returns it.
+func RequireChromium(t TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	cannot(t, "needs chromium for the browser test (apt-get install chromium)")
+	return ""
 }

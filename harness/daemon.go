@@ -5,6 +5,7 @@ import (
 	"context"
 
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,15 +19,19 @@ import (
 
 // Daemon is a queen-rbee or rbee-hive process started by a test.
 type Daemon struct {
-	t    testing.TB
+	t    TB
 	Name string
 	// Addr is the address the daemon reported binding ("listening on"),
 	// URL the same as http://Addr.
 	Addr, URL string
 
-	bin  string
-	args []string
-	env  []string
+	bin    string
+	args   []string
+	env    []string
+	netns  string
+	host   string
+	cred   *syscall.Credential
+	Client *http.Client
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -43,6 +48,16 @@ type DaemonConfig struct {
 	Package string
 	Args    []string
 	Env     []string
+	// Netns runs the daemon inside this network namespace (see Net).
+	Netns string
+	// Client reaches the daemon (default http.DefaultClient); a daemon in
+	// a namespace needs that host's Client.
+	Client *http.Client
+	// Host replaces an unspecified bind address (0.0.0.0) in URL.
+	Host string
+	// Credential runs the daemon as another user (e.g. nobody, to test a
+	// hive without cgroup rights).
+	Credential *syscall.Credential
 }
 
 var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
@@ -51,9 +66,13 @@ var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
 // address and answers /healthz, and registers its stop: a running daemon
 // is SIGTERMed, then SIGKILLed, when the test ends, and its log is printed
 // if the test failed or ran with -v.
-func StartDaemon(t testing.TB, cfg DaemonConfig) *Daemon {
+func StartDaemon(t TB, cfg DaemonConfig) *Daemon {
 	t.Helper()
-	d := &Daemon{t: t, Name: cfg.Name, bin: Build(t, cfg.Package), args: cfg.Args, env: cfg.Env}
+	d := &Daemon{t: t, Name: cfg.Name, bin: Build(t, cfg.Package), args: cfg.Args, env: cfg.Env,
+		netns: cfg.Netns, host: cfg.Host, Client: cfg.Client, cred: cfg.Credential}
+	if d.Client == nil {
+		d.Client = http.DefaultClient
+	}
 	d.start()
 	t.Cleanup(d.cleanup)
 	return d
@@ -62,12 +81,17 @@ func StartDaemon(t testing.TB, cfg DaemonConfig) *Daemon {
 func (d *Daemon) start() {
 	d.t.Helper()
 	cmd := exec.Command(d.bin, d.args...)
+	if d.netns != "" {
+		// ip execs the daemon in place: the pid, signals and Pdeathsig
+		// are the daemon's.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", d.netns, d.bin}, d.args...)...)
+	}
 	cmd.Env = append(os.Environ(), d.env...)
 	if dir := os.Getenv("GOCOVERDIR"); dir != "" {
 		cmd.Env = append(cmd.Env, "GOCOVERDIR="+dir)
 	}
 	// Pdeathsig: nothing outlives `go test`, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: d.cred}
 	log := &logBuffer{name: d.Name, addr: make(chan string, 1)}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -87,13 +111,16 @@ func (d *Daemon) start() {
 	select {
 	case addr := <-log.addr:
 		d.Addr, d.URL = addr, "http://"+addr
+		if host, port, err := net.SplitHostPort(addr); err == nil && d.host != "" && net.ParseIP(host).IsUnspecified() {
+			d.URL = "http://" + net.JoinHostPort(d.host, port)
+		}
 	case <-exited:
 		d.t.Fatalf("%s exited before listening: %v\n%s", d.Name, d.exitErr(), log.String())
 	case <-time.After(60 * time.Second):
 		d.t.Fatalf("%s did not report its address in 60s\n%s", d.Name, log.String())
 	}
 	WaitFor(d.t, 20*time.Second, func() error {
-		resp, err := http.Get(d.URL + "/healthz")
+		resp, err := d.Client.Get(d.URL + "/healthz")
 		if err != nil {
 			return err
 		}
@@ -254,7 +281,7 @@ func (l *logBuffer) prefix(s string) {
 }
 
 // StartQueen starts a queen on a free loopback port.
-func StartQueen(t testing.TB, args ...string) *Daemon {
+func StartQueen(t TB, args ...string) *Daemon {
 	t.Helper()
 	return StartDaemon(t, DaemonConfig{Name: "queen", Package: "cmd/queen-rbee", Args: append([]string{"--listen", "127.0.0.1:0"}, args...)})
 }
@@ -272,7 +299,7 @@ type HiveOptions struct {
 
 // StartHive starts a hive on a free loopback port with its own cgroup
 // subtree (removed with the test), no GPU backend unless Args say so.
-func StartHive(t testing.TB, o HiveOptions) *Daemon {
+func StartHive(t TB, o HiveOptions) *Daemon {
 	t.Helper()
 	if o.ID == "" {
 		o.ID = "hive-" + sanitize(t.Name())
@@ -285,7 +312,7 @@ func StartHive(t testing.TB, o HiveOptions) *Daemon {
 }
 
 // Get fetches url and decodes its JSON into v, failing the test on error.
-func Get(t testing.TB, url string, v any) {
+func Get(t TB, url string, v any) {
 	t.Helper()
 	if err := getJSON(context.Background(), url, v); err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ func Main(m *testing.M) {
 }
 
 // cannot skips t with the reason, or fails it in CI.
-func cannot(t testing.TB, format string, args ...any) {
+func cannot(t TB, format string, args ...any) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("cannot run in CI: "+format, args...)

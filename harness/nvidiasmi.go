@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 
 	"github.com/rbee-dev/rbee/harness/gpufake"
 )
@@ -16,12 +15,12 @@ type FakeSMI struct {
 	Dir string
 	// Path is the fake's full path, for --nvidia-smi.
 	Path string
-	t    testing.TB
+	t    TB
 }
 
 // FakeNvidiaSMI installs a fake nvidia-smi that answers with scenario s
 // (see gpufake.H200Busy for the captured host).
-func FakeNvidiaSMI(t testing.TB, s gpufake.Scenario) *FakeSMI {
+func FakeNvidiaSMI(t TB, s gpufake.Scenario) *FakeSMI {
 	t.Helper()
 	bin := Build(t, "harness/fakesmi")
 	dir := t.TempDir()

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
@@ -25,7 +24,7 @@ func (e Event) Decode(v any) error { return json.Unmarshal([]byte(e.Data), v) }
 // SSEClient reads a Server-Sent Events stream in the background and keeps
 // every event. It is closed when the test ends.
 type SSEClient struct {
-	t      testing.TB
+	t      TB
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -39,11 +38,13 @@ type SSEClient struct {
 type SSEOptions struct {
 	LastEventID string
 	Header      http.Header
+	// Client makes the request; nil means http.DefaultClient.
+	Client *http.Client
 }
 
 // Subscribe connects to url and starts reading. It fails t if the stream
 // does not answer 200 with text/event-stream.
-func Subscribe(t testing.TB, url string, opt SSEOptions) *SSEClient {
+func Subscribe(t TB, url string, opt SSEOptions) *SSEClient {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -57,7 +58,17 @@ func Subscribe(t testing.TB, url string, opt SSEOptions) *SSEClient {
 	if opt.LastEventID != "" {
 		req.Header.Set("Last-Event-ID", opt.LastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := opt.Client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if hc.Timeout != 0 {
+		// A whole-request timeout would cut the endless stream.
+		c := *hc
+		c.Timeout = 0
+		hc = &c
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		cancel()
 		t.Fatalf("subscribe %s: %v", url, err)

@@ -1,13 +1,12 @@
 package harness
 
 import (
-	"testing"
 	"time"
 )
 
 // WaitFor polls cond every 20 ms until it returns nil, failing t with the
 // last error if that takes longer than timeout.
-func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
+func WaitFor(t TB, timeout time.Duration, cond func() error) {
 	t.Helper()
 	if err := Poll(timeout, cond); err != nil {
 		t.Fatalf("timed out after %v: %v", timeout, err)
