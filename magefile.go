@@ -142,6 +142,29 @@ func (Test) All() error {
 	return nil
 }
 
+// Coverage runs every suite with -race and coverage over all of rbee's
+// packages (daemons started by integration tests count too) into
+// coverage/cover.out, and prints the total. Env: RBEE_TEST_RUN.
+func Coverage() error {
+	if err := os.MkdirAll("coverage", 0o755); err != nil {
+		return err
+	}
+	args := []string{"test", "-race", "-count=1", "-timeout=15m", "-coverpkg=./...", "-coverprofile=coverage/cover.out"}
+	if run := os.Getenv("RBEE_TEST_RUN"); run != "" {
+		args = append(args, "-run", run)
+	}
+	if err := sh.RunV("go", append(args, "./...")...); err != nil {
+		return err
+	}
+	out, err := sh.Output("go", "tool", "cover", "-func=coverage/cover.out")
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	fmt.Println(lines[len(lines)-1])
+	return nil
+}
+
 // Lint fails on unformatted files, go vet findings, or a go.mod/go.sum
 // that `go mod tidy` would change.
 func Lint() error {

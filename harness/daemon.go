@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"flag"
 
 	"fmt"
 	"net"
@@ -87,7 +88,7 @@ func (d *Daemon) start() {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", d.netns, d.bin}, d.args...)...)
 	}
 	cmd.Env = append(os.Environ(), d.env...)
-	if dir := os.Getenv("GOCOVERDIR"); dir != "" {
+	if dir := coverDir(); dir != "" {
 		cmd.Env = append(cmd.Env, "GOCOVERDIR="+dir)
 	}
 	// Pdeathsig: nothing outlives `go test`, even if it is killed.
@@ -222,9 +223,33 @@ func (d *Daemon) cleanup() {
 			d.t.Errorf("%s printed %q", d.Name, bad)
 		}
 	}
-	if d.t.Failed() || testing.Verbose() {
+	if d.t.Failed() || verbose() {
 		d.t.Logf("---- %s log ----\n%s", d.Name, log)
 	}
+}
+
+// coverDir is where daemons built with -cover write their counters: the
+// test binary's own coverage directory, so `go test -cover` counts what
+// the integration tests exercise in the daemons.
+func coverDir() string {
+	if d := os.Getenv("GOCOVERDIR"); d != "" {
+		return d
+	}
+	if f := flag.Lookup("test.gocoverdir"); f != nil {
+		return f.Value.String()
+	}
+	return ""
+}
+
+// verbose is testing.Verbose, false where testing's flags are not parsed
+// (the harness used outside go test).
+func verbose() (v bool) {
+	defer func() {
+		if recover() != nil {
+			v = false
+		}
+	}()
+	return flag.Parsed() && testing.Verbose()
 }
 
 // withFlag sets --name value in args, replacing an existing one.

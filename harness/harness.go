@@ -1,9 +1,20 @@
-// Package harness is rbee's reusable test harness: it builds the project's
-// binaries once per test process, checks the platform and privileges a
-// test needs (saying exactly why when they are missing), and gives each test
-// its own cgroup subtree that is removed, with every process in it, when the
-// test ends.
+// Package harness is rbee's reusable test harness. It
 //
+//   - builds the project's binaries once per test process (Build,
+//     TestWorker), with -race and -cover when the test binary has them;
+//   - starts daemons on free ports and stops them cleanly (StartQueen,
+//     StartHive, StartDaemon; Stop, Kill, Restart), capturing their logs
+//     and failing the test on a data race or panic in them;
+//   - fakes the world around them: nvidia-smi (FakeNvidiaSMI), a queen
+//     (StartFakeQueen), a stalled client (StalledReader), hosts on a
+//     network (NewNet);
+//   - reads SSE streams and waits for events (Subscribe, WaitFor);
+//   - gives each test its own cgroup subtree, removed with every process
+//     in it (CgroupParent), and checks that say exactly why a test cannot
+//     run (RequireRoot, RequireCgroups, RequireIP, RequireNft,
+//     RequireChromium).
+//
+// Everything takes a TB: a *testing.T, or a Scope outside tests.
 // In CI (CI=true) a missing capability fails the test instead of skipping
 // it, so a misconfigured CI machine cannot turn the suite green by skipping.
 package harness

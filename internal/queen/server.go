@@ -31,8 +31,8 @@ type Config struct {
 	Insecure bool
 	// TLSCert and TLSKey, both set, make the queen serve HTTPS.
 	TLSCert, TLSKey string
-	Version  string
-	Logger   *slog.Logger
+	Version         string
+	Logger          *slog.Logger
 	// SweepEvery is how often staleness is checked; 0 means 100 ms.
 	SweepEvery time.Duration
 	// SummaryEvery is how often the "queen" summary event goes out; 0
