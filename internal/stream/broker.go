@@ -92,7 +92,22 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay buffer: %w", err)
 	}
-	return &Broker{cfg: cfg, joe: &sse.Joe{Replayer: rp}, log: cfg.Logger, keys: map[string]string{}}, nil
+	return &Broker{cfg: cfg, joe: &sse.Joe{Replayer: subscribedReplayer{rp}}, log: cfg.Logger, keys: map[string]string{}}, nil
+}
+
+// subscribedReplayer tells a client when Joe has subscribed it. Joe calls
+// Replay in its own goroutine just before it adds the subscriber, and
+// handles no publish in between, so any event published after the signal
+// reaches the client. The client's response headers wait for it: a 200
+// means "subscribed", and nothing published after it is missed.
+type subscribedReplayer struct{ sse.Replayer }
+
+func (r subscribedReplayer) Replay(sub sse.Subscription) error {
+	err := r.Replayer.Replay(sub)
+	if c, ok := sub.Client.(*client); ok {
+		c.subscribedOnce.Do(func() { close(c.subscribed) })
+	}
+	return err
 }
 
 var topics = []string{sse.DefaultTopic}
@@ -169,16 +184,12 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	c := &client{b: b, sess: sess, rc: http.NewResponseController(w), cancel: cancel, wake: make(chan struct{}, 1)}
+	c := &client{b: b, sess: sess, rc: http.NewResponseController(w), cancel: cancel,
+		wake: make(chan struct{}, 1), subscribed: make(chan struct{})}
 	b.clients.Add(1)
 	defer b.clients.Add(-1)
 	done := make(chan struct{})
 	go func() { defer close(done); c.write(ctx) }()
-	// Send the headers now, so the client knows it is subscribed before
-	// the first event.
-	if err := c.flushNow(); err != nil {
-		cancel()
-	}
 	err = b.joe.Subscribe(ctx, sse.Subscription{Client: c, LastEventID: sess.LastEventID, Topics: topics})
 	cancel()
 	<-done
@@ -196,6 +207,9 @@ type client struct {
 	rc     *http.ResponseController
 	cancel context.CancelFunc
 	wake   chan struct{}
+	// subscribed is closed once Joe has the client (see subscribedReplayer).
+	subscribed     chan struct{}
+	subscribedOnce sync.Once
 
 	mu      sync.Mutex
 	queue   []*sse.Message
@@ -257,6 +271,17 @@ func (c *client) Flush() error {
 }
 
 func (c *client) write(ctx context.Context) {
+	// The response headers go out once the client is subscribed, so a
+	// client that sees them will get every event published afterwards.
+	select {
+	case <-c.subscribed:
+		if err := c.flushNow(); err != nil {
+			c.cancel()
+			return
+		}
+	case <-ctx.Done():
+		return
+	}
 	keep := time.NewTicker(c.b.cfg.KeepAlive)
 	defer keep.Stop()
 	for {
