@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bytes"
-	"context"
 	"flag"
 
 	"fmt"
@@ -339,7 +338,7 @@ func StartHive(t TB, o HiveOptions) *Daemon {
 // Get fetches url and decodes its JSON into v, failing the test on error.
 func Get(t TB, url string, v any) {
 	t.Helper()
-	if err := getJSON(context.Background(), url, v); err != nil {
+	if err := (Client{}).Get(url, v); err != nil {
 		t.Fatal(err)
 	}
 }

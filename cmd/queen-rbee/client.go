@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,41 +14,18 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/rbee-dev/rbee/internal/api"
-	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/registry"
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
-	fs := cli.NewFlags("queen-rbee "+name, usage, summary)
-	base := fs.String("queen", "RBEE_QUEEN", "http://127.0.0.1:7833", "the queen's URL")
-	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
-	return fs, func() (*api.Client, error) {
-		tok, err := auth.LoadToken(*tokenFile)
-		if err != nil {
-			return nil, err
-		}
-		return &api.Client{Base: *base, Token: tok}, nil
-	}
-}
-
-func parse(fs *cli.Flags, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
+	return cli.ClientFlags("queen-rbee", name, "queen", "RBEE_QUEEN", "http://127.0.0.1:7833", usage, summary)
 }
 
 func hivesCmd(ctx context.Context, args []string) error {
 	fs, client := clientFlags("hives", "queen-rbee hives [flags]", "Lists every hive: state, last heartbeat, workers, GPUs.")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := client()
@@ -79,7 +55,7 @@ func workersCmd(ctx context.Context, args []string) error {
 	idle := fs.String("idle", "", "", "true: only idle workers; false: only busy ones")
 	state := fs.String("state", "", "", "only workers in this state: starting, running or exited")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := client()
@@ -118,7 +94,7 @@ func scheduleCmd(ctx context.Context, args []string) error {
 			"serving it, else the hive and GPU with the most free VRAM that fits --vram.")
 	model := fs.String("model", "", "", "model name (required)")
 	vram := fs.String("vram", "", "", "VRAM a new worker needs: bytes or with K/M/G/Ki/Mi/Gi")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	if *model == "" {
@@ -142,7 +118,7 @@ func scheduleCmd(ctx context.Context, args []string) error {
 func watchCmd(ctx context.Context, args []string) error {
 	fs, client := clientFlags("watch", "queen-rbee watch [flags]", "Prints every event of the queen's stream, one line each, until interrupted.")
 	all := fs.Bool("telemetry", "", false, "also print hive_telemetry and queen summary events")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := client()

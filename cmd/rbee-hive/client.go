@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,34 +10,13 @@ import (
 	"text/tabwriter"
 
 	"github.com/rbee-dev/rbee/internal/api"
-	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
-// clientFlags are the flags every client subcommand takes.
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
-	fs := cli.NewFlags("rbee-hive "+name, usage, summary)
-	base := fs.String("hive", "RBEE_HIVE", "http://127.0.0.1:7835", "the hive's API URL")
-	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
-	return fs, func() (*api.Client, error) {
-		tok, err := auth.LoadToken(*tokenFile)
-		if err != nil {
-			return nil, err
-		}
-		return &api.Client{Base: *base, Token: tok}, nil
-	}
-}
-
-func parse(fs *cli.Flags, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usagef("%v", err)
-	}
-	return nil
+	return cli.ClientFlags("rbee-hive", name, "hive", "RBEE_HIVE", "http://127.0.0.1:7835", usage, summary)
 }
 
 func spawnCmd(ctx context.Context, args []string) error {
@@ -53,7 +30,7 @@ func spawnCmd(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "", "working directory of the worker")
 	var env cli.Repeated
 	fs.Var(&env, "env", "environment variable K=V for the worker (repeatable)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, -1); err != nil {
 		return err
 	}
 	if *instance == "" || fs.NArg() == 0 {
@@ -82,7 +59,7 @@ func spawnCmd(ctx context.Context, args []string) error {
 func listCmd(ctx context.Context, args []string) error {
 	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest telemetry.")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := client()
@@ -107,7 +84,7 @@ func listCmd(ctx context.Context, args []string) error {
 
 func showCmd(ctx context.Context, args []string) error {
 	fs, client := clientFlags("show", "rbee-hive show [flags] ID", "Prints one worker's record as JSON.")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -126,7 +103,7 @@ func showCmd(ctx context.Context, args []string) error {
 
 func stopCmd(ctx context.Context, args []string) error {
 	fs, client := clientFlags("stop", "rbee-hive stop [flags] ID...", "Stops workers: SIGTERM, SIGKILL after the hive's grace period, then the cgroup is removed.")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, -1); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
@@ -148,7 +125,7 @@ func stopCmd(ctx context.Context, args []string) error {
 
 func infoCmd(ctx context.Context, args []string) error {
 	fs, client := clientFlags("info", "rbee-hive info [flags]", "Prints the hive's settings and state: cgroup mode, whether limits are enforced and why not, GPU backend.")
-	if err := parse(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := client()

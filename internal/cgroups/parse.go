@@ -34,11 +34,7 @@ func ParseKeyed(b []byte, keys []string, dst []uint64) (found uint64, err error)
 	}
 	for len(b) > 0 {
 		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
+		line, b = nextLine(b)
 		sp := bytes.IndexByte(line, ' ')
 		if sp <= 0 {
 			continue
@@ -106,11 +102,7 @@ func ParseIOStat(b []byte) (IOCounters, error) {
 func ParsePids(b []byte, dst []int) ([]int, error) {
 	for len(b) > 0 {
 		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
+		line, b = nextLine(b)
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
@@ -143,6 +135,14 @@ func ParseCPUMax(b []byte) (quota int64, period uint64, ok bool, err error) {
 		return 0, 0, false, fmt.Errorf("parse cpu.max %q: bad quota", clip(b))
 	}
 	return quota, period, true, nil
+}
+
+// nextLine splits off the first line of b without allocating.
+func nextLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
 }
 
 func clip(b []byte) []byte {

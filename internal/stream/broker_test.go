@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -137,7 +135,7 @@ func TestKeepAlives(t *testing.T) {
 func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	b, url := newBroker(t, stream.Config{QueueSize: 256, WriteTimeout: 2 * time.Second})
 	fast := harness.Subscribe(t, url, harness.SSEOptions{})
-	stalled := stalledClient(t, url)
+	stalled := harness.StalledReader(t, url, nil)
 	defer stalled.Close()
 	waitClients(t, b, 2)
 
@@ -187,32 +185,11 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	})
 }
 
-// stalledClient opens the stream with a tiny receive buffer and never
-// reads it.
-func stalledClient(t *testing.T, url string) io.Closer {
-	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	tr := &http.Transport{DialContext: d.DialContext}
-	t.Cleanup(tr.CloseIdleConnections)
-	resp, err := (&http.Client{Transport: tr}).Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.Body
-}
-
 // hive_telemetry events of one hive coalesce in a slow client's queue, so
 // a reader that falls behind sees each hive's newest state, not a backlog.
 func TestTelemetryCoalescesForSlowReader(t *testing.T) {
 	b, url := newBroker(t, stream.Config{QueueSize: 16, WriteTimeout: 5 * time.Second})
-	stalled := stalledClient(t, url)
+	stalled := harness.StalledReader(t, url, nil)
 	waitClients(t, b, 1)
 	pad := strings.Repeat("y", 8192)
 	// Far more telemetry than the queue holds, for 4 hives: coalescing

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
+
+func TestFlagsEnvFallback(t *testing.T) {
+	t.Setenv("RBEE_TEST_LISTEN", "127.0.0.1:1")
+	t.Setenv("RBEE_TEST_INTERVAL", "250ms")
+	t.Setenv("RBEE_TEST_FLAG", "true")
+	fs := NewFlags("x", "x", "")
+	fs.SetOutput(io.Discard)
+	listen := fs.String("listen", "RBEE_TEST_LISTEN", "127.0.0.1:7833", "")
+	iv := fs.Duration("interval", "RBEE_TEST_INTERVAL", time.Second, "")
+	b := fs.Bool("flag", "RBEE_TEST_FLAG", false, "")
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if *listen != "127.0.0.1:1" || *iv != 250*time.Millisecond || !*b {
+		t.Fatalf("env not used: %s %v %v", *listen, *iv, *b)
+	}
+	// A flag beats the environment.
+	fs2 := NewFlags("x", "x", "")
+	l2 := fs2.String("listen", "RBEE_TEST_LISTEN", "d", "")
+	if err := fs2.Parse([]string{"--listen", "127.0.0.1:2"}); err != nil || *l2 != "127.0.0.1:2" {
+		t.Fatalf("flag lost to env: %s %v", *l2, err)
+	}
+}
+
+func TestFlagsBadEnvIsAnError(t *testing.T) {
+	t.Setenv("RBEE_TEST_INTERVAL", "soon")
+	fs := NewFlags("x", "x", "")
+	fs.Duration("interval", "RBEE_TEST_INTERVAL", time.Second, "")
+	if err := fs.Parse(nil); err == nil || !strings.Contains(err.Error(), "RBEE_TEST_INTERVAL") {
+		t.Fatalf("Parse = %v, want an error naming the variable", err)
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	mk := func() *Flags {
+		f := NewFlags("x", "x", "")
+		f.SetOutput(io.Discard)
+		f.Bool("json", "", false, "")
+		return f
+	}
+	if err := ParseArgs(mk(), []string{"a"}, 0); !errors.Is(err, ErrUsage) {
+		t.Fatalf("extra argument: %v", err)
+	}
+	if err := ParseArgs(mk(), []string{"--nope"}, 0); !errors.Is(err, ErrUsage) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+	if err := ParseArgs(mk(), []string{"-h"}, 0); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("help: %v", err)
+	}
+	if err := ParseArgs(mk(), []string{"--json", "id"}, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFormat(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	f := func(v float64) *float64 { return &v }
+	tests := []struct{ got, want string }{
+		{Bytes(nil), "-"}, {Bytes(u(512)), "512B"}, {Bytes(u(200 << 20)), "200.0MiB"}, {Bytes(u(3 << 40)), "3.0TiB"},
+		{Secs(f(59)), "59s"}, {Secs(f(61)), "1m1s"}, {Secs(f(7200)), "2h0m"}, {Secs(f(90000)), "1d1h"},
+		{Pct(nil), "-"}, {Pct(f(12.34)), "12.3"},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+	sig, yes := "SIGKILL", true
+	code := 3
+	for _, tc := range []struct {
+		w    telemetry.Worker
+		want string
+	}{
+		{telemetry.Worker{State: telemetry.StateExited, OOMKilled: &yes, Signal: &sig}, "OOM-killed"},
+		{telemetry.Worker{State: telemetry.StateExited, Signal: &sig}, "killed by SIGKILL"},
+		{telemetry.Worker{State: telemetry.StateExited, ExitCode: &code}, "exit 3"},
+		{telemetry.Worker{State: telemetry.StateRunning, Errors: []string{"gpu: x"}}, "gpu: x"},
+	} {
+		if got := Note(tc.w); got != tc.want {
+			t.Errorf("Note = %q, want %q", got, tc.want)
+		}
+	}
+}
