@@ -200,6 +200,13 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 var errEvicted = errors.New("client fell behind")
 
+// queued is a message waiting for a client, with its coalescing key looked
+// up once on arrival.
+type queued struct {
+	msg *sse.Message
+	key string
+}
+
 // client is one subscriber: Joe's Send and Flush enqueue, write drains.
 type client struct {
 	b      *Broker
@@ -212,7 +219,7 @@ type client struct {
 	subscribedOnce sync.Once
 
 	mu      sync.Mutex
-	queue   []*sse.Message
+	queue   []queued
 	evicted bool
 	// primed is set by the first Flush. Joe replays missed events with
 	// Sends and one Flush before any live event, so until then the queue
@@ -228,13 +235,14 @@ func (c *client) Send(m *sse.Message) error {
 	if c.evicted {
 		return errEvicted
 	}
-	if key := c.b.keyOf(m); key != "" {
+	key := c.b.keyOf(m)
+	if key != "" {
 		for i, q := range c.queue {
-			if q.Type == m.Type && c.b.keyOf(q) == key {
+			if q.key == key && q.msg.Type == m.Type {
 				// Only the newest telemetry of a hive matters; moving it
 				// to the back keeps ids increasing for Last-Event-ID.
 				c.queue = append(c.queue[:i], c.queue[i+1:]...)
-				c.queue = append(c.queue, m)
+				c.queue = append(c.queue, queued{m, key})
 				c.b.coalesced.Add(1)
 				return nil
 			}
@@ -251,7 +259,7 @@ func (c *client) Send(m *sse.Message) error {
 		c.cancel()
 		return errEvicted
 	}
-	c.queue = append(c.queue, m)
+	c.queue = append(c.queue, queued{m, key})
 	return nil
 }
 
@@ -292,7 +300,7 @@ func (c *client) write(ctx context.Context) {
 		case <-keep.C:
 			ka := &sse.Message{}
 			ka.AppendComment("keep-alive")
-			if err := c.send([]*sse.Message{ka}); err != nil {
+			if err := c.send([]queued{{msg: ka}}); err != nil {
 				c.cancel()
 				return
 			}
@@ -313,12 +321,12 @@ func (c *client) write(ctx context.Context) {
 }
 
 // send writes msgs and flushes, under the write deadline.
-func (c *client) send(msgs []*sse.Message) error {
+func (c *client) send(msgs []queued) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	_ = c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	for _, m := range msgs {
-		if err := c.sess.Send(m); err != nil {
+	for _, q := range msgs {
+		if err := c.sess.Send(q.msg); err != nil {
 			return err
 		}
 	}
