@@ -18,6 +18,7 @@ import (
 	"github.com/magefile/mage/mg"
 	"github.com/magefile/mage/sh"
 
+	"github.com/rbee-dev/rbee/internal/benchgate"
 	"github.com/rbee-dev/rbee/internal/demo"
 )
 
@@ -29,6 +30,7 @@ var Default = Build.All
 var Aliases = map[string]any{
 	"build": Build.All,
 	"test":  Test.All,
+	"bench": Bench.Run,
 }
 
 // Build compiles the binaries.
@@ -184,28 +186,116 @@ func Lint() error {
 	return nil
 }
 
-// Bench runs the benchmarks in benchmarks/ with -count 6 and prints them
-// through benchstat. Env: RBEE_BENCH (a -bench pattern, default .).
-func Bench() error {
-	pattern := os.Getenv("RBEE_BENCH")
-	if pattern == "" {
-		pattern = "."
+// Bench runs the benchmarks and gates regressions.
+type Bench mg.Namespace
+
+// benchPattern is the -bench pattern: RBEE_BENCH, default ".".
+func benchPattern() string {
+	if p := os.Getenv("RBEE_BENCH"); p != "" {
+		return p
 	}
-	out, err := sh.Output("go", "test", "-run", "^$", "-bench", pattern, "-count", "6", "./benchmarks/")
+	return "."
+}
+
+// Run runs the benchmarks in benchmarks/ with -count 6 and prints them
+// through benchstat. Env: RBEE_BENCH (a -bench pattern, default .).
+func (Bench) Run() error {
+	out, err := sh.Output("go", "test", "-run", "^$", "-bench", benchPattern(), "-count", "6", "./benchmarks/")
 	if err != nil {
 		fmt.Println(out)
 		return fmt.Errorf("benchmarks: %w", err)
 	}
-	f, err := os.CreateTemp("", "rbee-bench-*.txt")
+	f := filepath.Join("bin", "bench-run.txt")
+	if err := os.MkdirAll("bin", 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+		return err
+	}
+	return sh.RunV("go", "tool", "benchstat", f)
+}
+
+// Gate benchmarks a base commit and this tree in turns (one run of each
+// per round, so machine noise hits both alike), prints benchstat's table,
+// and fails when a benchmark got slower or bigger (sec/op, B/op,
+// allocs/op) by more than the threshold with p < 0.05 (Mann-Whitney U).
+// Env: RBEE_BENCH_BASE (git ref, default HEAD~1), RBEE_BENCH (pattern),
+// RBEE_BENCH_COUNT (rounds, default 6), RBEE_BENCH_THRESHOLD (default 0.10).
+func (Bench) Gate() error {
+	base := os.Getenv("RBEE_BENCH_BASE")
+	if base == "" {
+		base = "HEAD~1"
+	}
+	rounds, err := envInt("RBEE_BENCH_COUNT", 6)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(out); err != nil {
+	threshold := 0.10
+	if v := os.Getenv("RBEE_BENCH_THRESHOLD"); v != "" {
+		if threshold, err = strconv.ParseFloat(v, 64); err != nil || threshold <= 0 {
+			return fmt.Errorf("RBEE_BENCH_THRESHOLD=%q: want a positive fraction such as 0.1", v)
+		}
+	}
+	wt, err := os.MkdirTemp("", "rbee-bench-base-")
+	if err != nil {
 		return err
 	}
-	f.Close()
-	return sh.RunV("go", "tool", "benchstat", f.Name())
+	defer os.RemoveAll(wt)
+	if err := sh.RunV("git", "worktree", "add", "--detach", wt, base); err != nil {
+		return fmt.Errorf("check out %s: %w", base, err)
+	}
+	defer sh.Run("git", "worktree", "remove", "--force", wt)
+	var oldOut, newOut strings.Builder
+	for i := range rounds {
+		fmt.Printf("bench:gate round %d/%d\n", i+1, rounds)
+		for _, side := range []struct {
+			dir string
+			out *strings.Builder
+		}{{wt, &oldOut}, {".", &newOut}} {
+			cmd := exec.Command("go", "test", "-run", "^$", "-bench", benchPattern(), "-count", "1", "./benchmarks/")
+			cmd.Dir = side.dir
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("benchmarks in %s: %w\n%s", side.dir, err, b)
+			}
+			side.out.Write(b)
+		}
+	}
+	if err := os.MkdirAll("bin", 0o755); err != nil {
+		return err
+	}
+	oldF, newF := filepath.Join("bin", "bench-base.txt"), filepath.Join("bin", "bench-new.txt")
+	if err := os.WriteFile(oldF, []byte(oldOut.String()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(newF, []byte(newOut.String()), 0o644); err != nil {
+		return err
+	}
+	_ = sh.RunV("go", "tool", "benchstat", "base="+oldF, "new="+newF)
+	vs, err := benchgate.Compare(strings.NewReader(oldOut.String()), strings.NewReader(newOut.String()), benchgate.Config{Threshold: threshold})
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		fmt.Println(v)
+	}
+	if regs := benchgate.Regressions(vs); len(regs) > 0 {
+		return fmt.Errorf("%d benchmark regressions against %s (threshold %.0f%%)", len(regs), base, 100*threshold)
+	}
+	fmt.Printf("bench:gate: no regression against %s beyond %.0f%%\n", base, 100*threshold)
+	return nil
+}
+
+func envInt(key string, def int) (int, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive whole number", key, v)
+	}
+	return n, nil
 }
 
 // Check runs the GPU acceptance check on this machine (it needs an NVIDIA
