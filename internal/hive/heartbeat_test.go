@@ -84,6 +84,14 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// The queen counts the delivery before the sender has its answer:
+	// wait for the sender to have seen it too.
+	for fails, _ := s.state(); fails != 0; fails, _ = s.state() {
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("the sender still counts %d failures after the queen recovered", fails)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	<-done
 	out := log.String()
