@@ -20,8 +20,9 @@ import (
 // the time from the spawn request to the event at the SSE client.
 func TestSpawnStopReachesStream(t *testing.T) {
 	queen := harness.StartQueen(t)
-	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL})
+	// Subscribed before the hive starts, so its hive_online is not missed.
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
+	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL})
 	_, next := events.WaitType(10*time.Second, 0, registry.EventHiveOnline)
 	worker := harness.TestWorker(t)
 
