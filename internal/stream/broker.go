@@ -34,6 +34,9 @@ type Config struct {
 	// ReplaySize is how many past events a reconnecting client can get
 	// back with Last-Event-ID; 0 means 4096.
 	ReplaySize int
+	// ReplayBytes bounds the replay buffer's payload bytes too; 0 means
+	// 64 MiB.
+	ReplayBytes int
 	// KeepAlive is the interval of keep-alive comments; 0 means 15 s.
 	KeepAlive time.Duration
 	// WriteTimeout bounds one write to a client; 0 means 10 s.
@@ -58,8 +61,9 @@ type Broker struct {
 	joe *sse.Joe
 	log *slog.Logger
 
-	pubMu  sync.Mutex // assigns ids in publish order
-	nextID uint64
+	pubMu   sync.Mutex // assigns ids in publish order
+	nextID  uint64
+	pubSize int // payload size of the message being published, for the replayer
 
 	keyMu sync.Mutex
 	keys  map[string]string // event id -> coalescing key, for recent events
@@ -77,6 +81,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.ReplaySize <= 0 {
 		cfg.ReplaySize = 4096
 	}
+	if cfg.ReplayBytes <= 0 {
+		cfg.ReplayBytes = 64 << 20
+	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 15 * time.Second
 	}
@@ -86,13 +93,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	// IDs are assigned here, not by the replayer: with automatic IDs it
-	// clones each message, and the queue needs the published pointer's id.
-	rp, err := sse.NewFiniteReplayer(cfg.ReplaySize, false)
-	if err != nil {
-		return nil, fmt.Errorf("replay buffer: %w", err)
-	}
-	return &Broker{cfg: cfg, joe: &sse.Joe{Replayer: subscribedReplayer{rp}}, log: cfg.Logger, keys: map[string]string{}}, nil
+	// IDs are assigned by Publish, so the queues see the published
+	// pointer's id.
+	b := &Broker{cfg: cfg, log: cfg.Logger, keys: map[string]string{}}
+	rp := &replayer{maxCount: cfg.ReplaySize, maxBytes: cfg.ReplayBytes, size: &b.pubSize}
+	b.joe = &sse.Joe{Replayer: subscribedReplayer{rp}}
+	return b, nil
 }
 
 // subscribedReplayer tells a client when Joe has subscribed it. Joe calls
@@ -125,6 +131,7 @@ func (b *Broker) Publish(typ, key string, data any) error {
 	id := strconv.FormatUint(b.nextID, 10)
 	msg := &sse.Message{ID: sse.ID(id), Type: sse.Type(typ)}
 	msg.AppendData(string(payload))
+	b.pubSize = len(payload)
 	if typ == b.cfg.Coalesce && key != "" {
 		b.remember(id, key)
 	}

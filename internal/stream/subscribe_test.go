@@ -77,3 +77,35 @@ func TestHeadersWaitForSubscription(t *testing.T) {
 		}
 	}
 }
+
+func TestReplayBoundedByCountAndBytes(t *testing.T) {
+	size := 0
+	r := &replayer{maxCount: 5, maxBytes: 1000, size: &size}
+	put := func(id string, n int) {
+		size = n
+		if _, err := r.Put(&sse.Message{ID: sse.ID(id)}, []string{""}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func() string {
+		var s string
+		for _, e := range r.ring {
+			s += e.msg.ID.String()
+		}
+		return s
+	}
+	for i, id := range []string{"1", "2", "3", "4", "5", "6"} {
+		put(id, 10*(i+1))
+	}
+	if got := ids(); got != "23456" {
+		t.Fatalf("after 6 small events with room for 5: %s", got)
+	}
+	put("7", 900) // 30+40+50+60+900 > 1000: the oldest go until it fits
+	if got := ids(); got != "67" || r.bytes != 960 {
+		t.Fatalf("after a large event: %s (%d bytes)", got, r.bytes)
+	}
+	put("8", 5000) // larger than the whole budget: kept alone
+	if got := ids(); got != "8" {
+		t.Fatalf("after an event over budget: %s", got)
+	}
+}
