@@ -28,12 +28,8 @@ func hivesCmd(ctx context.Context, args []string) error {
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
 	var hs []registry.Hive
-	if err := c.Do(ctx, http.MethodGet, "/v1/hives", nil, &hs); err != nil {
+	if err := cli.Get(ctx, client, "/v1/hives", &hs); err != nil {
 		return err
 	}
 	if *asJSON {

@@ -62,12 +62,8 @@ func listCmd(ctx context.Context, args []string) error {
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
 	var ws []telemetry.Worker
-	if err := c.Do(ctx, http.MethodGet, "/v1/workers", nil, &ws); err != nil {
+	if err := cli.Get(ctx, client, "/v1/workers", &ws); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -90,12 +86,8 @@ func showCmd(ctx context.Context, args []string) error {
 	if fs.NArg() != 1 {
 		return cli.Usagef("show needs one worker id")
 	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
 	var w telemetry.Worker
-	if err := c.Do(ctx, http.MethodGet, "/v1/workers/"+url.PathEscape(fs.Arg(0)), nil, &w); err != nil {
+	if err := cli.Get(ctx, client, "/v1/workers/"+url.PathEscape(fs.Arg(0)), &w); err != nil {
 		return err
 	}
 	return cli.PrintJSON(os.Stdout, w)
@@ -128,12 +120,8 @@ func infoCmd(ctx context.Context, args []string) error {
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
 	var info map[string]any
-	if err := c.Do(ctx, http.MethodGet, "/v1/info", nil, &info); err != nil {
+	if err := cli.Get(ctx, client, "/v1/info", &info); err != nil {
 		return err
 	}
 	return cli.PrintJSON(os.Stdout, info)

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"net/http"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
@@ -37,4 +39,13 @@ func ParseArgs(fs *Flags, args []string, maxArgs int) error {
 		return Usagef("unexpected argument %q", fs.Arg(maxArgs))
 	}
 	return nil
+}
+
+// Get builds the client and fetches path's JSON into out.
+func Get(ctx context.Context, client func() (*api.Client, error), path string, out any) error {
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	return c.Do(ctx, http.MethodGet, path, nil, out)
 }
