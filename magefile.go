@@ -122,14 +122,17 @@ func mustAbs(p string) string {
 	return a
 }
 
-// Unit runs every package's tests with -race, except the integration suite.
+// Unit runs every package's tests with -race, except the integration suite,
+// one package at a time: the telemetry tests check CPU readings against
+// the load their workers were told to make, and on a 2-core machine other
+// packages' tests running alongside starve those workers.
 // Env: RBEE_TEST_RUN (a -run pattern), RBEE_TEST_V=1 (verbose).
 func (Test) Unit() error {
 	pkgs, err := packages(func(p string) bool { return !strings.Contains(p, "/harness/integration") })
 	if err != nil {
 		return err
 	}
-	return goTest(pkgs)
+	return goTest(append([]string{"-p=1"}, pkgs...))
 }
 
 // Integration runs the end-to-end suite in harness/integration with real
@@ -151,7 +154,7 @@ func Coverage() error {
 	if err := os.MkdirAll("coverage", 0o755); err != nil {
 		return err
 	}
-	args := []string{"test", "-race", "-count=1", "-timeout=15m", "-coverpkg=./...", "-coverprofile=coverage/cover.out"}
+	args := []string{"test", "-race", "-count=1", "-p=1", "-timeout=15m", "-coverpkg=./...", "-coverprofile=coverage/cover.out"}
 	if run := os.Getenv("RBEE_TEST_RUN"); run != "" {
 		args = append(args, "-run", run)
 	}
