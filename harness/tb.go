@@ -30,7 +30,6 @@ type Scope struct {
 	mu       sync.Mutex
 	cleanups []func()
 	failed   bool
-	dirs     []string
 }
 
 // NewScope returns a Scope named name.

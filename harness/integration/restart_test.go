@@ -20,11 +20,9 @@ import (
 func TestQueenRestartRecovers(t *testing.T) {
 	const interval = 500 * time.Millisecond
 	queen := harness.StartQueen(t)
-	var hives []*harness.Daemon
 	for i := range 2 {
 		h := harness.StartHive(t, harness.HiveOptions{ID: fmt.Sprintf("h%d", i), Queen: queen.URL, Args: []string{"--interval", interval.String()}})
 		spawn(t, h, "w", monitor.Spec{Args: []string{"--model", "m"}})
-		hives = append(hives, h)
 	}
 	sessions := map[string]string{}
 	harness.WaitFor(t, 10*time.Second, func() error {

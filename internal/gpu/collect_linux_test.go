@@ -119,7 +119,7 @@ func TestCollectQueriesNvidiaSmi(t *testing.T) {
 		*rc.GPUs[1].VRAMBytes != 4*gib || *rc.VRAMBytes != 7*gib || *rc.GPUUtilPct != 50 {
 		t.Fatalf("worker c: gpus %+v vram %v util %v", rc.GPUs, rc.VRAMBytes, rc.GPUUtilPct)
 	}
-	snap, err, _ := s.Last()
+	snap, _, err := s.Last()
 	if err != nil || len(snap.Devices) != 2 || *snap.Devices[1].VRAMTotalBytes != 81559<<20 {
 		t.Fatalf("host view %+v %v", snap.Devices, err)
 	}

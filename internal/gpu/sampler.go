@@ -109,10 +109,10 @@ func (s *Sampler) run(c *call) {
 
 // Last returns the most recent query's result and when it finished, for
 // the host view in heartbeats.
-func (s *Sampler) Last() (Snapshot, error, time.Time) {
+func (s *Sampler) Last() (Snapshot, time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last, s.lastErr, s.lastAt
+	return s.last, s.lastAt, s.lastErr
 }
 
 // Close waits for a query in flight (bounded by its deadline plus a

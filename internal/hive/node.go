@@ -43,7 +43,7 @@ func (n *nodeReader) read() telemetry.Node {
 		}
 	}
 	if n.sampler != nil {
-		snap, err, _ := n.sampler.Last()
+		snap, _, err := n.sampler.Last()
 		node.GPUs = snap.Devices
 		if err != nil {
 			node.Errors = append(node.Errors, "gpu: "+err.Error())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -247,5 +246,3 @@ func addPtr[T uint64 | float64](acc, v *T) *T {
 
 // pageSize is the unit of the rss field of /proc/<pid>/stat.
 var pageSize = uint64(osPageSize())
-
-func itoa(i int) string { return strconv.Itoa(i) }

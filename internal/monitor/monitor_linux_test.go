@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -481,8 +480,6 @@ func u2f(v *uint64) *float64 {
 	f := float64(*v)
 	return &f
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func ptr[T any](v T) *T { return &v }
 
