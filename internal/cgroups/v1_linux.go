@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/rbee-dev/rbee/internal/reread"
 )
 
 // cfsPeriodUS is the CFS bandwidth period for CPU limits, the kernel's
@@ -159,10 +161,10 @@ func (m *v1Manager) open(rel string) *v1Group {
 			g.cpuDir = d
 		}
 	}
-	g.cpu = cfile{path: filepath.Join(g.cpuacctDir, "cpuacct.usage")}
-	g.memUse = cfile{path: filepath.Join(g.memDir, "memory.usage_in_bytes")}
-	g.memStat = cfile{path: filepath.Join(g.memDir, "memory.stat")}
-	g.procs = cfile{path: filepath.Join(g.memDir, "cgroup.procs"), reopen: true}
+	g.cpu = reread.File{Path: filepath.Join(g.cpuacctDir, "cpuacct.usage")}
+	g.memUse = reread.File{Path: filepath.Join(g.memDir, "memory.usage_in_bytes")}
+	g.memStat = reread.File{Path: filepath.Join(g.memDir, "memory.stat")}
+	g.procs = reread.File{Path: filepath.Join(g.memDir, "cgroup.procs"), Reopen: true}
 	return g
 }
 
@@ -185,7 +187,7 @@ type v1Group struct {
 	dirs                       []string // one per controller; memory's is the reference
 	memDir, cpuacctDir, cpuDir string
 
-	cpu, memUse, memStat, procs cfile
+	cpu, memUse, memStat, procs reread.File
 	buf                         []byte
 	pids                        []int
 }
@@ -206,7 +208,7 @@ func (g *v1Group) Sample() (Sample, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var s Sample
-	b, err := g.procs.read(&g.buf)
+	b, err := g.procs.Read(&g.buf)
 	if err != nil {
 		return s, err
 	}
@@ -214,25 +216,25 @@ func (g *v1Group) Sample() (Sample, error) {
 		return s, err
 	}
 	s.PIDs = g.pids
-	if b, err = g.cpu.read(&g.buf); err != nil {
+	if b, err = g.cpu.Read(&g.buf); err != nil {
 		return s, err
 	}
 	if s.CPUUsageNS, _, err = ParseUint(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.cpu.path, err)
+		return s, fmt.Errorf("%s: %w", g.cpu.Path, err)
 	}
-	if b, err = g.memUse.read(&g.buf); err != nil {
+	if b, err = g.memUse.Read(&g.buf); err != nil {
 		return s, err
 	}
 	if s.MemUsage, _, err = ParseUint(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.memUse.path, err)
+		return s, fmt.Errorf("%s: %w", g.memUse.Path, err)
 	}
-	if b, err = g.memStat.read(&g.buf); err != nil {
+	if b, err = g.memStat.Read(&g.buf); err != nil {
 		return s, err
 	}
 	var v [4]uint64
 	found, err := ParseKeyed(b, v1MemKeys, v[:])
 	if err != nil {
-		return s, fmt.Errorf("%s: %w", g.memStat.path, err)
+		return s, fmt.Errorf("%s: %w", g.memStat.Path, err)
 	}
 	// The total_ keys include child cgroups; prefer them when present.
 	s.MemAnon, s.MemInactiveFile = v[2], v[3]
@@ -305,5 +307,5 @@ func (g *v1Group) Delete(ctx context.Context) error {
 func (g *v1Group) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return errors.Join(g.cpu.close(), g.memUse.close(), g.memStat.close(), g.procs.close())
+	return errors.Join(g.cpu.Close(), g.memUse.Close(), g.memStat.Close(), g.procs.Close())
 }

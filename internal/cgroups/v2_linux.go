@@ -15,6 +15,8 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
+
+	"github.com/rbee-dev/rbee/internal/reread"
 )
 
 // v2Controllers are enabled on the way down to worker cgroups when the
@@ -202,7 +204,7 @@ func (m *v2Manager) Open(rel string) (Group, error) {
 
 func (m *v2Manager) open(path string, cg *cgroup2.Manager) *v2Group {
 	dir := m.dir(path)
-	f := func(name string) cfile { return cfile{path: filepath.Join(dir, name)} }
+	f := func(name string) reread.File { return reread.File{Path: filepath.Join(dir, name)} }
 	return &v2Group{
 		path: path, dir: dir, cg: cg,
 		cpu: f("cpu.stat"), memCur: f("memory.current"), memStat: f("memory.stat"),
@@ -222,7 +224,7 @@ type v2Group struct {
 	path, dir string
 	cg        *cgroup2.Manager
 
-	cpu, memCur, memStat, io, procs cfile
+	cpu, memCur, memStat, io, procs reread.File
 	buf                             []byte
 	pids                            []int
 }
@@ -257,7 +259,7 @@ func (g *v2Group) Sample() (Sample, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var s Sample
-	b, err := g.procs.read(&g.buf)
+	b, err := g.procs.Read(&g.buf)
 	if err != nil {
 		return s, err
 	}
@@ -266,31 +268,31 @@ func (g *v2Group) Sample() (Sample, error) {
 	}
 	s.PIDs = g.pids
 	var v [2]uint64
-	if b, err = g.cpu.read(&g.buf); err != nil {
+	if b, err = g.cpu.Read(&g.buf); err != nil {
 		return s, err
 	}
 	if found, err := ParseKeyed(b, v2CPUKeys, v[:1]); err != nil || found != 1 {
-		return s, fmt.Errorf("%s: usage_usec missing or bad: %v", g.cpu.path, err)
+		return s, fmt.Errorf("%s: usage_usec missing or bad: %v", g.cpu.Path, err)
 	}
 	s.CPUUsageNS = v[0] * 1000
-	if b, err = g.memCur.read(&g.buf); err != nil {
+	if b, err = g.memCur.Read(&g.buf); err != nil {
 		return s, err
 	}
 	if s.MemUsage, _, err = ParseUint(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.memCur.path, err)
+		return s, fmt.Errorf("%s: %w", g.memCur.Path, err)
 	}
-	if b, err = g.memStat.read(&g.buf); err != nil {
+	if b, err = g.memStat.Read(&g.buf); err != nil {
 		return s, err
 	}
 	if _, err := ParseKeyed(b, v2MemKeys, v[:]); err != nil {
-		return s, fmt.Errorf("%s: %w", g.memStat.path, err)
+		return s, fmt.Errorf("%s: %w", g.memStat.Path, err)
 	}
 	s.MemAnon, s.MemInactiveFile = v[0], v[1]
-	if b, err = g.io.read(&g.buf); err != nil {
+	if b, err = g.io.Read(&g.buf); err != nil {
 		return s, err
 	}
 	if s.IO, err = ParseIOStat(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.io.path, err)
+		return s, fmt.Errorf("%s: %w", g.io.Path, err)
 	}
 	s.HasIO = true
 	return s, nil
@@ -358,5 +360,5 @@ func (g *v2Group) Delete(ctx context.Context) error {
 func (g *v2Group) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return errors.Join(g.cpu.close(), g.memCur.close(), g.memStat.close(), g.io.close(), g.procs.close())
+	return errors.Join(g.cpu.Close(), g.memCur.Close(), g.memStat.Close(), g.io.Close(), g.procs.Close())
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/reread"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
@@ -44,6 +45,8 @@ func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
 			if m.cfg.GPU != nil {
 				attachGPU(&rec, gpus, gpuErr)
 			}
+		} else {
+			w.closeTaskIO()
 		}
 		m.mu.Lock()
 		if rec.State == telemetry.StateStarting && len(rec.PIDs) > 0 && w.state == telemetry.StateStarting {
@@ -116,10 +119,10 @@ func (m *Monitor) taskIORates(w *worker, rec *telemetry.Worker, pids []int, vali
 	for _, pid := range pids {
 		t := w.taskIO[pid]
 		if t == nil {
-			t = &taskIO{file: procfile{path: m.cfg.Platform.Proc.Path(pid, "io")}}
+			t = &taskIO{file: reread.File{Path: m.cfg.Platform.Proc.Path(pid, "io")}}
 			w.taskIO[pid] = t
 		}
-		b, err := t.file.read(&w.readBuf)
+		b, err := t.file.Read(&w.readBuf)
 		var cur procfs.IO
 		if err == nil {
 			cur, err = procfs.ParseIO(b)
@@ -137,7 +140,7 @@ func (m *Monitor) taskIORates(w *worker, rec *telemetry.Worker, pids []int, vali
 	}
 	for pid, t := range w.taskIO {
 		if !slices.Contains(pids, pid) {
-			t.file.close()
+			_ = t.file.Close()
 			delete(w.taskIO, pid)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/procfs"
+	"github.com/rbee-dev/rbee/internal/reread"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
@@ -55,7 +56,7 @@ type sampleMark struct {
 
 // taskIO is one process's /proc/<pid>/io, kept open between passes.
 type taskIO struct {
-	file procfile
+	file reread.File
 	prev procfs.IO
 	ok   bool
 }
@@ -98,6 +99,15 @@ func (w *worker) lastLocked() telemetry.Worker {
 		return w.baseLocked(time.Now())
 	}
 	return w.last
+}
+
+// closeTaskIO releases the per-task /proc/<pid>/io descriptors of an
+// exited worker. Called only by the collection pass, which owns them.
+func (w *worker) closeTaskIO() {
+	for pid, t := range w.taskIO {
+		_ = t.file.Close()
+		delete(w.taskIO, pid)
+	}
 }
 
 func (w *worker) exited() bool {
