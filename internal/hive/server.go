@@ -120,6 +120,11 @@ func New(cfg Config) (*Server, error) {
 		Logger: cfg.Logger, OnChange: s.changed,
 	})
 	s.node = &nodeReader{proc: cfg.Proc, sampler: cfg.GPU}
+	// The sender exists from the start (it runs only in Run): exit
+	// watchers of adopted workers may poke it while Run is starting.
+	if cfg.QueenURL != "" {
+		s.send = newSender(cfg.QueenURL, cfg.Token, cfg.Interval, cfg.Logger, s.heartbeat)
+	}
 	return s, nil
 }
 
@@ -321,9 +326,6 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	}
 	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL)
 
-	if s.cfg.QueenURL != "" {
-		s.send = newSender(s.cfg.QueenURL, s.cfg.Token, s.cfg.Interval, s.log, s.heartbeat)
-	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

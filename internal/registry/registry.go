@@ -5,6 +5,7 @@ package registry
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -222,7 +223,7 @@ func (r *Registry) Sweep() {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	var evs []Event
-	for _, id := range slices.Sorted(mapsKeys(r.hives)) {
+	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
 		h := r.hives[id]
 		silent := now.Sub(h.LastSeen)
 		if silent > r.cfg.HiveTTL {
@@ -241,16 +242,6 @@ func (r *Registry) Sweep() {
 		}
 	}
 	r.publish(evs)
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func copyHive(h *Hive) Hive {
