@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -116,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 		src = cfg.GPU.Source()
 	}
 	s.mon = monitor.New(monitor.Config{
-		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, GPU: src,
+		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, BinDir: cfg.BinDir, GPU: src,
 		Logger: cfg.Logger, OnChange: s.changed,
 	})
 	s.node = &nodeReader{proc: cfg.Proc, sampler: cfg.GPU}
@@ -193,14 +192,6 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, de.Status, "%v", err)
 		return
 	}
-	if _, err := spec.Validate(); err != nil {
-		api.WriteError(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	if err := s.checkBinary(spec.Binary); err != nil {
-		api.WriteError(w, http.StatusForbidden, "%v", err)
-		return
-	}
 	if n := s.live(); n >= s.cfg.MaxWorkers {
 		api.WriteError(w, http.StatusTooManyRequests, "this hive already has %d workers (the limit)", n)
 		return
@@ -211,6 +202,8 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &le), errors.Is(err, monitor.ErrSpec), errors.Is(err, monitor.ErrBinary):
 			api.WriteError(w, http.StatusBadRequest, "%v", err)
+		case errors.Is(err, monitor.ErrForbidden):
+			api.WriteError(w, http.StatusForbidden, "%v", err)
 		case errors.Is(err, monitor.ErrExists):
 			api.WriteError(w, http.StatusConflict, "%v", err)
 		default:
@@ -220,21 +213,6 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusCreated, rec)
-}
-
-// checkBinary enforces --worker-bin-dir on the resolved binary path.
-func (s *Server) checkBinary(bin string) error {
-	if s.cfg.BinDir == "" || bin == "" {
-		return nil
-	}
-	real, err := filepath.EvalSymlinks(bin)
-	if err != nil {
-		return fmt.Errorf("binary %s: %v", bin, errors.Unwrap(err))
-	}
-	if rel, err := filepath.Rel(s.cfg.BinDir, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return fmt.Errorf("binary %s (resolves to %s) is outside --worker-bin-dir %s", bin, real, s.cfg.BinDir)
-	}
-	return nil
 }
 
 func (s *Server) stop(w http.ResponseWriter, r *http.Request) {

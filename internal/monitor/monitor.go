@@ -25,6 +25,8 @@ var (
 	ErrNotFound = errors.New("no such worker")
 	ErrBinary   = errors.New("bad worker binary")
 	ErrSpec     = errors.New("bad worker spec")
+	// ErrForbidden: the binary is outside Config.BinDir.
+	ErrForbidden = errors.New("binary not allowed")
 )
 
 // Platform is what the host offers the monitor. DetectPlatform fills it in;
@@ -52,6 +54,11 @@ type Config struct {
 	// LogDir receives each worker's stdout and stderr as <id>.log; ""
 	// discards them.
 	LogDir string
+	// BinDir, when set, is the only directory workers may be spawned from,
+	// after resolving links; the resolved path is what runs, so a link
+	// swapped after the check cannot redirect the exec. It must itself be
+	// a resolved path (filepath.EvalSymlinks).
+	BinDir string
 	// GPU reports per-process GPU use for each pass; nil means none.
 	GPU GPUSource
 	// OnChange is called after a spawn, an exit or a stop, so the caller

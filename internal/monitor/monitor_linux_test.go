@@ -489,3 +489,38 @@ func deref[T any](p *T) any {
 	}
 	return *p
 }
+
+func TestSpawnEnforcesBinDir(t *testing.T) {
+	p := monitor.DetectPlatform(cgroups.Config{Parent: harness.CgroupParent(t)})
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(harness.TestWorker(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := filepath.Join(dir, "worker")
+	if err := os.WriteFile(real, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "current")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	m := startMonitor(t, monitor.Config{Platform: p, BinDir: dir, StopGrace: 2 * time.Second})
+	w := spawn(t, m, monitor.Spec{Instance: "linked", Binary: link})
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", w.PID)); err != nil || exe != real {
+		t.Fatalf("the worker runs %q (%v), want the resolved %q", exe, err, real)
+	}
+	if w.Binary != link {
+		t.Fatalf("record names %q, want the path asked for (%q)", w.Binary, link)
+	}
+	_, err = m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "out", Binary: harness.TestWorker(t)})
+	if !errors.Is(err, monitor.ErrForbidden) || !strings.Contains(err.Error(), "outside --worker-bin-dir") {
+		t.Fatalf("spawn from outside the bin dir = %v, want ErrForbidden", err)
+	}
+	if _, err := m.Get("llm-out"); !errors.Is(err, monitor.ErrNotFound) {
+		t.Fatal("a refused spawn left a record")
+	}
+}

@@ -104,7 +104,11 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 	if err != nil {
 		return telemetry.Worker{}, err
 	}
-	if err := checkBinary(spec.Binary); err != nil {
+	exe, err := m.allowed(spec.Binary)
+	if err != nil {
+		return telemetry.Worker{}, err
+	}
+	if err := checkBinary(exe); err != nil {
 		return telemetry.Worker{}, err
 	}
 	id := spec.ID()
@@ -120,7 +124,7 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 		done: make(chan struct{}),
 	}
 	cmd := &exec.Cmd{
-		Path: spec.Binary,
+		Path: exe,
 		Args: append([]string{spec.Binary}, spec.Args...),
 		Env:  workerEnv(spec.Env),
 		Dir:  spec.Dir,
@@ -179,6 +183,22 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 		"cgroup", rec.Cgroup, "cpu_limit", spec.CPULimit, "memory_limit", spec.MemoryLimit)
 	m.changed()
 	return rec, nil
+}
+
+// allowed enforces Config.BinDir and returns the path to execute: the
+// binary itself, or its resolved path when a bin dir is set.
+func (m *Monitor) allowed(bin string) (string, error) {
+	if m.cfg.BinDir == "" {
+		return bin, nil
+	}
+	real, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return "", fmt.Errorf("%w: binary %s: %v", ErrForbidden, bin, errors.Unwrap(err))
+	}
+	if rel, err := filepath.Rel(m.cfg.BinDir, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("%w: binary %s (resolves to %s) is outside --worker-bin-dir %s", ErrForbidden, bin, real, m.cfg.BinDir)
+	}
+	return real, nil
 }
 
 // reserve claims id for a spawn: it fails if a live worker has it or
