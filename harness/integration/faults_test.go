@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -243,11 +244,33 @@ func TestBroadcastChannelFull(t *testing.T) {
 		return nil
 	})
 	// Reconnect as the stalled client would, from an event it had seen.
+	// The replay goes through the same queue, where telemetry of one hive
+	// coalesces: every other event after Last-Event-ID must come back, in
+	// order, and nothing at or before it.
 	evs := fast.Events()
 	resumeAt := evs[len(evs)-50]
+	resume, _ := strconv.Atoi(resumeAt.ID)
+	var want []string
+	for _, e := range evs[len(evs)-49:] {
+		if e.Type != registry.EventHiveTelemetry && e.Type != queen.EventQueen {
+			want = append(want, e.ID)
+		}
+	}
+	if len(want) == 0 {
+		t.Fatalf("no worker events among the last 49 the fast client saw: %d events", len(evs))
+	}
 	again := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: resumeAt.ID})
-	again.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == evs[len(evs)-1].ID })
-	if first := again.Events()[0]; first.ID != evs[len(evs)-49].ID {
-		t.Fatalf("replay starts at id %s, want %s (right after Last-Event-ID %s)", first.ID, evs[len(evs)-49].ID, resumeAt.ID)
+	again.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == want[len(want)-1] })
+	var got []string
+	for _, e := range again.Events() {
+		if id, _ := strconv.Atoi(e.ID); id <= resume {
+			t.Fatalf("replay resent id %s at or before Last-Event-ID %s", e.ID, resumeAt.ID)
+		}
+		if e.Type != registry.EventHiveTelemetry && e.Type != queen.EventQueen {
+			got = append(got, e.ID)
+		}
+	}
+	if !slices.Equal(got[:min(len(got), len(want))], want) {
+		t.Fatalf("replayed worker events %v, want %v", got, want)
 	}
 }
