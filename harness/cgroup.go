@@ -17,7 +17,7 @@ import (
 func RequireLinux(t TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		cannot(t, "needs Linux (cgroups and procfs); this is %s", runtime.GOOS)
+		Cannot(t, "needs Linux (cgroups and procfs); this is %s", runtime.GOOS)
 	}
 }
 
@@ -26,7 +26,7 @@ func RequireRoot(t TB) {
 	t.Helper()
 	RequireLinux(t)
 	if os.Geteuid() != 0 {
-		cannot(t, "needs root to create cgroups (euid is %d); run the tests with sudo", os.Geteuid())
+		Cannot(t, "needs root to create cgroups (euid is %d); run the tests with sudo", os.Geteuid())
 	}
 }
 
@@ -37,7 +37,7 @@ func RequireCgroups(t TB) cgroups.Mode {
 	RequireRoot(t)
 	mode := cgroups.Detect(cgroups.DefaultRoot)
 	if mode == cgroups.ModeNone {
-		cannot(t, "needs cgroup controllers mounted at %s; none found", cgroups.DefaultRoot)
+		Cannot(t, "needs cgroup controllers mounted at %s; none found", cgroups.DefaultRoot)
 	}
 	return mode
 }
@@ -85,7 +85,7 @@ func RequireIP(t TB) {
 	t.Helper()
 	RequireRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
-		cannot(t, "needs the ip command (apt-get install iproute2) for network namespaces")
+		Cannot(t, "needs the ip command (apt-get install iproute2) for network namespaces")
 	}
 }
 
@@ -94,7 +94,7 @@ func RequireIP(t TB) {
 func RequireNft(t TB) {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
-		cannot(t, "needs the nft command (apt-get install nftables) to make a lossy link")
+		Cannot(t, "needs the nft command (apt-get install nftables) to make a lossy link")
 	}
 }
 
@@ -107,6 +107,6 @@ func RequireChromium(t TB) string {
 			return p
 		}
 	}
-	cannot(t, "needs chromium for the browser test (apt-get install chromium)")
+	Cannot(t, "needs chromium for the browser test (apt-get install chromium)")
 	return ""
 }

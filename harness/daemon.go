@@ -50,8 +50,8 @@ type DaemonConfig struct {
 	Env     []string
 	// Netns runs the daemon inside this network namespace (see Net).
 	Netns string
-	// Client reaches the daemon (default http.DefaultClient); a daemon in
-	// a namespace needs that host's Client.
+	// Client reaches the daemon (default harness.HTTP, which sends the
+	// harness Token); a daemon in a namespace needs that host's Client.
 	Client *http.Client
 	// Host replaces an unspecified bind address (0.0.0.0) in URL.
 	Host string
@@ -71,8 +71,12 @@ func StartDaemon(t TB, cfg DaemonConfig) *Daemon {
 	d := &Daemon{t: t, Name: cfg.Name, bin: Build(t, cfg.Package), args: cfg.Args, env: cfg.Env,
 		netns: cfg.Netns, host: cfg.Host, Client: cfg.Client, cred: cfg.Credential}
 	if d.Client == nil {
-		d.Client = http.DefaultClient
+		d.Client = HTTP
 	}
+	// Every daemon gets the harness's operator token and a state
+	// directory of the test's own (never /var/lib/rbee); a test's Env
+	// comes after, so it can take either away.
+	d.env = append([]string{"RBEE_TOKEN=" + Token, "RBEE_STATE_DIR=" + t.TempDir()}, d.env...)
 	d.start()
 	t.Cleanup(d.cleanup)
 	return d

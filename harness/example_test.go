@@ -31,7 +31,7 @@ func ExampleSubscribe() {
 	defer s.Close()
 	queen := harness.StartQueen(s)
 	events := harness.Subscribe(s, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
-	harness.Call(s, "POST", queen.URL+"/v1/hive-heartbeat", telemetry.Heartbeat{HiveID: "gpu-1", SessionID: "a", Seq: 1})
+	harness.Call(s, "POST", queen.URL+"/v1/hive-heartbeat", telemetry.Heartbeat{HiveID: "gpu-1", SessionID: "a", Seq: 1, Node: telemetry.Node{CPUCores: 8}})
 	ev, _ := events.WaitType(5*time.Second, 0, registry.EventHiveOnline)
 	var d registry.HiveOnline
 	_ = ev.Decode(&d)

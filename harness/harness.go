@@ -47,8 +47,9 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// cannot skips t with the reason, or fails it in CI.
-func cannot(t TB, format string, args ...any) {
+// Cannot skips t with the reason, or fails it in CI: for a test that needs
+// something the machine lacks.
+func Cannot(t TB, format string, args ...any) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("cannot run in CI: "+format, args...)

@@ -2,14 +2,67 @@ package harness
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 )
 
-// Call sends method url with body (JSON-encoded unless it is []byte) and
-// returns the status code and the raw answer.
+// Token is the operator token of every daemon the harness starts (given
+// to them as RBEE_TOKEN) and what its HTTP helpers send. A test that
+// needs another credential, or none, builds its own request.
+var Token = newToken()
+
+func newToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "harness-" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// HTTP is the harness's HTTP client: it sends Token with every request
+// that carries no Authorization header of its own.
+var HTTP = WithToken(nil, Token)
+
+// WithToken returns a client like c (nil: a default one) that adds
+// "Authorization: Bearer token" to requests that have none.
+func WithToken(c *http.Client, token string) *http.Client {
+	out := &http.Client{}
+	if c != nil {
+		*out = *c
+	}
+	base := out.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	out.Transport = bearer{base: base, token: token}
+	return out
+}
+
+type bearer struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if _, ok := r.Header["Authorization"]; ok || b.token == "" {
+		return b.base.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
+}
+
+// CloseIdleConnections lets the transport's idle connections go.
+func (b bearer) CloseIdleConnections() {
+	if c, ok := b.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// Call sends method url with body (JSON-encoded unless it is []byte) as
+// the operator and returns the status code and the raw answer.
 func Call(t TB, method, url string, body any) (int, []byte) {
 	t.Helper()
 	var r io.Reader
@@ -29,7 +82,7 @@ func Call(t TB, method, url string, body any) (int, []byte) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := HTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -38,11 +91,11 @@ func Call(t TB, method, url string, body any) (int, []byte) {
 	return resp.StatusCode, out
 }
 
-// Client is an HTTP client with an optional bearer token, for tests that
-// talk to daemons in namespaces or with authentication.
+// Client is an HTTP client with a bearer token, for tests that talk to
+// daemons in namespaces or with another credential.
 type Client struct {
 	HTTP  *http.Client // nil means http.DefaultClient
-	Token string
+	Token string       // "" means harness.Token
 }
 
 // Get fetches url and decodes its JSON into v; it returns the error.
@@ -51,9 +104,11 @@ func (c Client) Get(url string, v any) error {
 	if err != nil {
 		return err
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	tok := c.Token
+	if tok == "" {
+		tok = Token
 	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient

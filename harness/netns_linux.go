@@ -122,9 +122,10 @@ func (h *Host) DropPercent(pct int) {
 }
 
 // Client returns an HTTP client whose connections are made inside the
-// host's namespace, so the test can talk to daemons there.
+// host's namespace, so the test can talk to daemons there; it sends the
+// harness Token.
 func (h *Host) Client() *http.Client {
-	return &http.Client{
+	return WithToken(&http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var conn net.Conn
@@ -135,7 +136,7 @@ func (h *Host) Client() *http.Client {
 			})
 			return conn, err
 		}},
-	}
+	}, Token)
 }
 
 // inNetns runs f on a thread switched into namespace ns. The socket a dial

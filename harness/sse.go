@@ -38,7 +38,7 @@ type SSEClient struct {
 type SSEOptions struct {
 	LastEventID string
 	Header      http.Header
-	// Client makes the request; nil means http.DefaultClient.
+	// Client makes the request; nil means harness.HTTP (with Token).
 	Client *http.Client
 }
 
@@ -60,7 +60,7 @@ func Subscribe(t TB, url string, opt SSEOptions) *SSEClient {
 	}
 	hc := opt.Client
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = HTTP
 	}
 	if hc.Timeout != 0 {
 		// A whole-request timeout would cut the endless stream.

@@ -29,7 +29,7 @@ func StalledReader(t TB, url string, header http.Header) io.Closer {
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := WithToken(&http.Client{Transport: tr}, Token).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

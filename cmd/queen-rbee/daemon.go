@@ -11,6 +11,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/queen"
+	"github.com/rbee-dev/rbee/internal/stream"
 	"github.com/rbee-dev/rbee/internal/version"
 )
 
@@ -18,13 +19,21 @@ func daemon(ctx context.Context, args []string) error {
 	fs := cli.NewFlags("queen-rbee", "queen-rbee [flags]",
 		"Runs the queen: hives post heartbeats to it; it keeps the registry, marks a hive stale\n"+
 			"after 3 missed intervals and removes it after --hive-ttl, answers queries and\n"+
-			"streams changes at /v1/heartbeats/stream.")
+			"streams changes at /v1/heartbeats/stream.\n\n"+
+			"Every request but /healthz needs a token. Without --token-file or RBEE_TOKEN the queen\n"+
+			"creates an operator token in --state-dir on first start; the client commands find it there.")
 	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7833", "address to serve on; port 0 picks a free port")
 	ttl := fs.Duration("hive-ttl", "RBEE_HIVE_TTL", 90*time.Second, "remove a silent hive and its workers after this long")
-	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
-	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "allow a non-loopback --listen without a token")
+	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the operator token (or set RBEE_TOKEN); mode 0600")
+	readTokenFile := fs.String("read-token-file", "RBEE_READ_TOKEN_FILE", "", "file holding a read-only token (GET and the stream: dashboards, Prometheus)")
+	hiveTokens := fs.String("hive-tokens", "RBEE_HIVE_TOKENS", "", "file of \"hive-id token\" lines: each token may post heartbeats for its own hive only")
+	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where the generated operator token is kept")
+	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "serve without any token (throwaway setups only)")
 	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
+	maxHives := fs.Int("max-hives", "RBEE_MAX_HIVES", 10000, "most hives the registry holds; more are refused with 429")
+	maxClients := fs.Int("max-stream-clients", "RBEE_MAX_STREAM_CLIENTS", 1000, "most stream clients at once; more are refused with 503")
+	allowed := fs.List("allowed-host", "RBEE_ALLOWED_HOSTS", "a name the queen may be reached by besides IP addresses, localhost and its hostname")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -34,12 +43,25 @@ func daemon(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q (subcommands: hives, workers, schedule, watch)", fs.Arg(0))
 	}
-	token, err := auth.LoadToken(*tokenFile)
+	if *maxHives < 1 || *maxClients < 1 {
+		return cli.Usagef("--max-hives and --max-stream-clients must be at least 1")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure})
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	q, err := queen.New(queen.Config{Listen: *listen, HiveTTL: *ttl, Token: token, Insecure: *insecure, TLSCert: *tlsCert, TLSKey: *tlsKey, Version: version.String(), Logger: log})
+	if *hiveTokens != "" {
+		if tokens.Hives, err = auth.LoadHiveTokens(*hiveTokens); err != nil {
+			return err
+		}
+		log.Info("hive tokens loaded", "file", *hiveTokens, "hives", len(tokens.Hives))
+	}
+	q, err := queen.New(queen.Config{
+		Listen: *listen, HiveTTL: *ttl, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, MaxHives: *maxHives, Stream: stream.Config{MaxClients: *maxClients},
+		Version: version.String(), Logger: log,
+	})
 	if err != nil {
 		return err
 	}

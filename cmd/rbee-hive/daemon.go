@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/hive"
+	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/version"
 )
@@ -22,9 +24,16 @@ func daemon(ctx context.Context, args []string) error {
 	fs := cli.NewFlags("rbee-hive", "rbee-hive [flags]",
 		"Runs the hive daemon: spawns workers into cgroups under --cgroup-parent, collects their\n"+
 			"telemetry every --interval, serves the worker API on --listen and pushes heartbeats\n"+
-			"to --queen. Workers keep running across hive restarts and are re-adopted.")
+			"to --queen. Workers keep running across hive restarts and are re-adopted.\n\n"+
+			"Workers run as --worker-user (nobody by default when the hive is root), with no\n"+
+			"capabilities, no_new_privs and a pids limit. Every request but /healthz needs the\n"+
+			"operator token (or a read-only token for GET); without --token-file or RBEE_TOKEN the\n"+
+			"hive creates one in --state-dir on first start.")
 	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7835", "address of the worker API; port 0 picks a free port")
 	queen := fs.String("queen", "RBEE_QUEEN", "http://127.0.0.1:7833", "queen-rbee URL for heartbeats (\"\" sends none)")
+	queenTokenFile := fs.String("queen-token-file", "RBEE_QUEEN_TOKEN_FILE", "", "file holding this hive's token for the queen (from its --hive-tokens); default: the operator token")
+	queenCA := fs.String("queen-ca", "RBEE_QUEEN_CA", "", "PEM file of a private CA that signed the queen's certificate")
+	noTLS := fs.Bool("insecure-no-tls", "RBEE_INSECURE_NO_TLS", false, "allow sending the token to a non-loopback queen over plain HTTP")
 	hiveID := fs.String("hive-id", "RBEE_HIVE_ID", host, "this hive's id in the registry")
 	hiveURL := fs.String("hive-url", "RBEE_HIVE_URL", "", "URL the queen and schedulers can reach this hive at (default: from --listen)")
 	interval := fs.Duration("interval", "RBEE_INTERVAL", time.Second, "collection and heartbeat interval")
@@ -32,9 +41,16 @@ func daemon(ctx context.Context, args []string) error {
 	gpuMode := fs.String("gpu", "RBEE_GPU", gpu.ModeAuto, "GPU backend: auto (NVML, else nvidia-smi, else none), nvml, nvidia-smi or none")
 	smiPath := fs.String("nvidia-smi", "RBEE_NVIDIA_SMI", "", "nvidia-smi binary (default: from PATH)")
 	gpuTimeout := fs.Duration("gpu-timeout", "RBEE_GPU_TIMEOUT", gpu.DefaultTimeout, "deadline of one GPU query; a hung nvidia-smi is killed after it")
-	binDir := fs.String("worker-bin-dir", "RBEE_WORKER_BIN_DIR", "", "spawn only binaries under this directory (required beyond loopback)")
-	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
-	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "allow a non-loopback --listen without a token")
+	binDir := fs.String("worker-bin-dir", "RBEE_WORKER_BIN_DIR", "", "spawn only binaries beneath this directory, reached without links (required beyond loopback)")
+	workerUser := fs.String("worker-user", "RBEE_WORKER_USER", "", "user workers run as: NAME, UID or UID:GID (default: nobody when the hive is root, else the hive's user; root only when said)")
+	pidsMax := fs.Int("worker-pids-max", "RBEE_WORKER_PIDS_MAX", 4096, "most processes and threads a worker may have (its cgroup's pids.max)")
+	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the operator token (or set RBEE_TOKEN); mode 0600")
+	readTokenFile := fs.String("read-token-file", "RBEE_READ_TOKEN_FILE", "", "file holding a read-only token (GET only: dashboards, Prometheus)")
+	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where the generated operator token is kept")
+	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "serve without any token (throwaway setups only)")
+	allowed := fs.List("allowed-host", "RBEE_ALLOWED_HOSTS", "a name the hive may be reached by besides IP addresses, localhost, its hostname and --hive-url's host")
+	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
+	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	stopOnExit := fs.Bool("stop-workers-on-exit", "RBEE_STOP_WORKERS_ON_EXIT", false, "stop every worker when the hive exits (default: leave them for the next hive)")
 	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log); default: discarded")
 	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", 10*time.Second, "time between SIGTERM and SIGKILL when stopping a worker")
@@ -47,9 +63,32 @@ func daemon(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q (subcommands: spawn, list, show, stop, info)", fs.Arg(0))
 	}
+	if *pidsMax < 0 {
+		return cli.Usagef("--worker-pids-max %d: want 0 (no limit) or more", *pidsMax)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	token, err := auth.LoadToken(*tokenFile)
+	user, err := workerCredential(*workerUser)
 	if err != nil {
+		return cli.Usagef("%v", err)
+	}
+	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure})
+	if err != nil {
+		return err
+	}
+	cfg := hive.Config{
+		HiveID: *hiveID, Listen: *listen, QueenURL: *queen, QueenCA: *queenCA, InsecureNoTLS: *noTLS,
+		HiveURL: *hiveURL, Interval: *interval, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, BinDir: *binDir, WorkerUser: user, WorkerPidsMax: int64(*pidsMax),
+		StopWorkersOnExit: *stopOnExit, Version: version.String(), Logger: log, StopGrace: *grace, LogDir: *logDir,
+	}
+	if *queenTokenFile != "" {
+		if cfg.QueenToken, err = auth.ReadTokenFile(*queenTokenFile); err != nil {
+			return fmt.Errorf("--queen-token-file: %w", err)
+		}
+	}
+	// Everything that needs nothing from the system is checked before
+	// the cgroup parent is created, so a refused start leaves nothing.
+	if err := cfg.Check(); err != nil {
 		return err
 	}
 	backend, why, err := gpu.Open(*gpuMode, *smiPath)
@@ -58,14 +97,36 @@ func daemon(ctx context.Context, args []string) error {
 	}
 	log.Info("gpu backend", "backend", backend.Name(), "why", why)
 	p := monitor.DetectPlatform(cgroups.Config{Parent: *parent})
-	h, err := hive.New(hive.Config{
-		HiveID: *hiveID, Listen: *listen, QueenURL: *queen, HiveURL: *hiveURL, Interval: *interval,
-		Token: token, Insecure: *insecure, BinDir: *binDir, StopWorkersOnExit: *stopOnExit,
-		Version: version.String(), Logger: log, Platform: p, StopGrace: *grace, LogDir: *logDir,
-		GPU: gpu.NewSampler(backend, *gpuTimeout), GPUWhy: why, Proc: p.Proc,
-	})
+	cfg.Platform, cfg.Proc = p, p.Proc
+	cfg.GPU, cfg.GPUWhy = gpu.NewSampler(backend, *gpuTimeout), why
+	h, err := hive.New(cfg)
 	if err != nil {
+		if p.Cgroups != nil {
+			_ = p.Cgroups.RemoveAll(context.Background())
+		}
+		_ = cfg.GPU.Close()
 		return err
 	}
 	return h.Run(ctx, nil)
+}
+
+// workerCredential resolves --worker-user. Unset, workers run as nobody
+// when the hive is root and as the hive's own user otherwise (a hive that
+// is not root cannot switch users).
+func workerCredential(spec string) (*launch.Credential, error) {
+	root := os.Geteuid() == 0
+	if spec == "" {
+		if !root {
+			return nil, nil
+		}
+		spec = "nobody"
+	}
+	c, err := launch.LookupUser(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--worker-user: %w", err)
+	}
+	if !root && (c.UID != uint32(os.Getuid()) || c.GID != uint32(os.Getgid())) {
+		return nil, fmt.Errorf("--worker-user %s: the hive is not root and can only run workers as itself (uid %d)", spec, os.Getuid())
+	}
+	return c, nil
 }

@@ -193,13 +193,13 @@ func TestBroadcastChannelFull(t *testing.T) {
 	pad := strings.Repeat("x", 2000)
 	for h := range hives {
 		wg.Go(func() {
-			c := &http.Client{}
+			c := harness.WithToken(&http.Client{}, harness.Token)
 			for seq := 1; seq <= beats; seq++ {
 				// Every beat replaces the hive's single worker with a new
 				// one: worker_added/removed events that do not coalesce.
 				inst := fmt.Sprintf("w%d", seq)
 				hb := telemetry.Heartbeat{HiveID: fmt.Sprintf("flood-%02d", h), SessionID: "s", Seq: uint64(seq), IntervalMS: 1000,
-					Workers: []telemetry.Worker{{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: 1000 + seq, State: telemetry.StateRunning, Args: []string{pad}}}}
+					Node: telemetry.Node{CPUCores: 8}, Workers: []telemetry.Worker{{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: 1000 + seq, State: telemetry.StateRunning, Args: []string{pad}}}}
 				b, _ := json.Marshal(hb)
 				start := time.Now()
 				resp, err := c.Post(q.URL+"/v1/hive-heartbeat", "application/json", strings.NewReader(string(b)))

@@ -42,7 +42,7 @@ func TestMultiHost(t *testing.T) {
 		hh := net.NewHost(name)
 		qIP, hIP, qDev := net.Link(qh, hh)
 		d := harness.StartDaemon(t, harness.DaemonConfig{Name: name, Package: "cmd/rbee-hive", Netns: hh.NS, Client: hh.Client(),
-			Args: []string{"--listen", hIP + ":0", "--queen", "http://" + qIP + ":" + port, "--hive-id", name, "--token-file", token,
+			Args: []string{"--listen", hIP + ":0", "--queen", "http://" + qIP + ":" + port, "--insecure-no-tls", "--hive-id", name, "--token-file", token,
 				"--worker-bin-dir", dir, "--interval", "200ms", "--gpu", "none", "--cgroup-parent", harness.CgroupParent(t)}})
 		hives[name] = &hiveHost{host: hh, daemon: d, qDev: qDev}
 	}

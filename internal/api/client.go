@@ -17,6 +17,8 @@ type Client struct {
 	Base  string
 	Token string
 	HTTP  *http.Client
+	// NoTokenWhy says why Token is empty, for the message of a 401.
+	NoTokenWhy string
 }
 
 // StatusError is a non-2xx answer.
@@ -64,11 +66,15 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
+		msg := strings.TrimSpace(string(b))
 		var eb ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-			return &StatusError{resp.StatusCode, eb.Error}
+			msg = eb.Error
 		}
-		return &StatusError{resp.StatusCode, strings.TrimSpace(string(b))}
+		if resp.StatusCode == http.StatusUnauthorized && c.NoTokenWhy != "" {
+			msg += " (" + c.NoTokenWhy + ")"
+		}
+		return &StatusError{resp.StatusCode, msg}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

@@ -55,8 +55,9 @@ func Decode(w http.ResponseWriter, r *http.Request, limit int64, strict bool, ds
 			return &DecodeError{http.StatusBadRequest, "body: bad gzip: " + err.Error()}
 		}
 		defer zr.Close()
-		// A small gzip body can expand without bound: cap what it inflates to.
-		body = &capReader{r: zr, left: 4 * limit}
+		// A small gzip body can expand without bound: what it inflates to is
+		// held to the same limit as a plain body.
+		body = &capReader{r: zr, left: limit}
 	default:
 		return &DecodeError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: only gzip is accepted", enc)}
 	}

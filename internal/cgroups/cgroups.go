@@ -11,7 +11,7 @@ package cgroups
 import (
 	"context"
 	"errors"
-	"os/exec"
+	"os"
 
 	"github.com/rbee-dev/rbee/internal/limits"
 )
@@ -34,6 +34,22 @@ var ErrExists = errors.New("cgroup already holds processes")
 type Limits struct {
 	CPU         limits.CPU
 	MemoryBytes int64
+	// Pids bounds the number of tasks (pids.max): no fork bomb.
+	Pids int64
+}
+
+// Placement is how a process is put into a worker cgroup before any of its
+// own code runs.
+type Placement struct {
+	// Dir is the cgroup v2 directory, open for CLONE_INTO_CGROUP; the
+	// caller closes it once the process has started.
+	Dir *os.File
+	// Procs are the cgroup v1 cgroup.procs files (one per controller) the
+	// starting process writes its pid to.
+	Procs []string
+	// Mount is the cgroup filesystem's mount point, which a root worker
+	// must only see read-only.
+	Mount string
 }
 
 // Sample is one reading of a worker cgroup's counters.
@@ -47,6 +63,9 @@ type Sample struct {
 	// MemInactiveFile is reclaimable page cache; usage minus it is the
 	// working set.
 	MemInactiveFile uint64
+	// Limits are the limits in force as this pass read them, so a change
+	// made behind the hive's back shows.
+	Limits Limits
 	// IO holds cumulative block I/O bytes when HasIO is true. cgroup v1
 	// blkio counts nothing unless a throttle rule exists for the device, so
 	// v1 groups leave HasIO false and callers use per-task counters.
@@ -61,9 +80,8 @@ type Group interface {
 	// Path is the cgroup's path below the hierarchy root (on v1, in the
 	// memory controller), for display.
 	Path() string
-	// Start starts cmd with its process inside the cgroup before any of
-	// its own code runs.
-	Start(cmd *exec.Cmd) error
+	// Placement says how to start a process inside the cgroup.
+	Placement() (Placement, error)
 	// Sample reads the counters. Descriptors stay open between calls; the
 	// PIDs slice is reused by the next call.
 	Sample() (Sample, error)
@@ -74,6 +92,10 @@ type Group interface {
 	OOMKills() (n uint64, exact bool, err error)
 	// Signal sends sig to every process in the cgroup.
 	Signal(sig Signal) error
+	// Kill kills every process in the cgroup at once (v2 cgroup.kill; v1
+	// freezes the cgroup first, so nothing forks while it is killed) and
+	// waits until the cgroup is empty or ctx is done.
+	Kill(ctx context.Context) error
 	// Delete kills anything left inside and removes the cgroup, retrying
 	// while the kernel reports it busy, until ctx is done.
 	Delete(ctx context.Context) error

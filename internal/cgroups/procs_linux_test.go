@@ -5,7 +5,6 @@ package cgroups_test
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -28,10 +27,7 @@ func TestRealSampleSeesNewPids(t *testing.T) {
 	}
 	defer g.Delete(context.Background())
 	// The shell and one sleep first (2 pids), then the shell and two sleeps.
-	cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{"sh", "-c", "sleep 0.2; sleep 30 & sleep 30 & wait"}}
-	if err := g.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _ := start(t, g, "/bin/sh", "-c", "sleep 0.2; sleep 30 & sleep 30 & wait")
 	defer func() { _ = g.Signal(9); _ = cmd.Wait() }()
 	harness.WaitFor(t, 5*time.Second, func() error {
 		s, err := g.Sample()

@@ -3,11 +3,11 @@
 package cgroups_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,14 +31,11 @@ func TestRealPlacementBeforeExec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	cmd := &exec.Cmd{Path: "/bin/cat", Args: []string{"cat", "/proc/self/cgroup"}, Stdout: &out, Stderr: &out}
-	if err := g.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
+	cmd, outPath := start(t, g, "/bin/cat", "/proc/self/cgroup")
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("worker: %v: %s", err, out.String())
+		t.Fatalf("worker: %v: %s", err, readOut(t, outPath))
 	}
+	out := readOut(t, outPath)
 	want := "/" + parent + "/llm/place"
 	// On v2 the single "0::" line counts; on v1 and hybrid the memory
 	// controller's (hybrid also has a controller-less "0::" line).
@@ -47,14 +44,14 @@ func TestRealPlacementBeforeExec(t *testing.T) {
 		ctrl = ""
 	}
 	var memLine string
-	for _, line := range strings.Split(out.String(), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) == 3 && parts[1] == ctrl {
 			memLine = line
 		}
 	}
 	if !strings.HasSuffix(memLine, want) {
-		t.Fatalf("worker ran in\n%s\nwant its memory (or v2) cgroup to end in %s", out.String(), want)
+		t.Fatalf("worker ran in\n%s\nwant its memory (or v2) cgroup to end in %s", out, want)
 	}
 	lim, err := g.Limits()
 	if err != nil || lim != (cgroups.Limits{CPU: 150, MemoryBytes: 128 << 20}) {
@@ -80,10 +77,7 @@ func TestRealCreateRefusesBusyCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := &exec.Cmd{Path: "/bin/sleep", Args: []string{"sleep", "60"}}
-	if err := g.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
+	cmd, _ := start(t, g, "/bin/sleep", "60")
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	if _, err := m.Create("llm/busy", cgroups.Limits{}); !errors.Is(err, cgroups.ErrExists) {
 		t.Fatalf("second Create = %v, want ErrExists", err)
@@ -100,22 +94,62 @@ func TestRealCreateRefusesBusyCgroup(t *testing.T) {
 	}
 }
 
-func TestRealShimReportsExecFailure(t *testing.T) {
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// A worker cgroup holds at most Pids tasks, keeps memory plus swap within
+// the memory limit, and Kill empties it at once, forking children and all.
+func TestRealPidsLimitSwapAndKill(t *testing.T) {
 	parent := harness.CgroupParent(t)
 	m, err := cgroups.New(cgroups.Config{Parent: parent})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := m.Create("llm/bad", cgroups.Limits{})
+	lim := cgroups.Limits{MemoryBytes: 64 << 20, Pids: 8}
+	g, err := m.Create("llm/bomb", lim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Delete(context.Background())
-	cmd := &exec.Cmd{Path: "/nonexistent/worker", Args: []string{"worker"}}
-	err = g.Start(cmd)
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/worker") {
-		t.Fatalf("Start of a missing binary = %v, want an error naming it", err)
+	if got, err := g.Limits(); err != nil || got != lim {
+		t.Fatalf("Limits = %+v, %v; want %+v", got, err, lim)
+	}
+	// The swap bound, where the kernel accounts swap.
+	swapFile := map[cgroups.Mode]string{cgroups.ModeV1: "memory.memsw.limit_in_bytes", cgroups.ModeHybrid: "memory.memsw.limit_in_bytes", cgroups.ModeV2: "memory.swap.max"}[m.Mode()]
+	want := map[cgroups.Mode]string{cgroups.ModeV1: "67108864", cgroups.ModeHybrid: "67108864", cgroups.ModeV2: "0"}[m.Mode()]
+	if b, err := os.ReadFile(filepath.Join(memDir(t, m, g), swapFile)); err == nil && strings.TrimSpace(string(b)) != want {
+		t.Fatalf("%s = %q, want %s", swapFile, b, want)
+	}
+	// Fifty forks against a limit of eight: the shell runs out.
+	cmd, out := start(t, g, "/bin/sh", "-c", "for i in $(seq 1 50); do sleep 60 & done; wait")
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	harness.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(strings.ToLower(readOut(t, out)), "fork") {
+			return fmt.Errorf("no fork failed yet: %q", readOut(t, out))
+		}
+		return nil
+	})
+	s, err := g.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.PIDs) > 8 || len(s.PIDs) < 2 {
+		t.Fatalf("%d tasks in a cgroup with pids.max 8", len(s.PIDs))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := g.Sample(); err != nil || len(s.PIDs) != 0 {
+		t.Fatalf("after Kill: %v %v", s.PIDs, err)
 	}
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
+// memDir is g's directory in the memory hierarchy (v2: its only one).
+func memDir(t *testing.T, m cgroups.Manager, g cgroups.Group) string {
+	t.Helper()
+	if m.Mode() == cgroups.ModeV2 {
+		return filepath.Join(cgroups.DefaultRoot, g.Path())
+	}
+	return filepath.Join(cgroups.DefaultRoot, "memory", g.Path())
+}

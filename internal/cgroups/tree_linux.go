@@ -164,3 +164,34 @@ func intersect(a, b []string) []string {
 func cpuFromQuota(quota int64, period uint64) limits.CPU {
 	return limits.CPU(float64(quota) / float64(period) * 100)
 }
+
+// killUntilEmpty calls kill until procsFile lists no process, backing off
+// between tries, and fails with what is left when ctx is done. A cgroup
+// that no longer exists is empty.
+func killUntilEmpty(ctx context.Context, procsFile string, kill func() error) error {
+	delay := 2 * time.Millisecond
+	var killErr error
+	for {
+		pids, err := readPidsFile(procsFile)
+		if errors.Is(err, os.ErrNotExist) || err == nil && len(pids) == 0 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("kill cgroup: %w", err)
+		}
+		if killErr = kill(); killErr != nil && !errors.Is(killErr, os.ErrNotExist) {
+			killErr = fmt.Errorf("kill cgroup %s: %w", filepath.Dir(procsFile), killErr)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(fmt.Errorf("cgroup %s still holds pids %v: %w", filepath.Dir(procsFile), pids, ctx.Err()), killErr)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

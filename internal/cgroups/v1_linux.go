@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,8 +25,9 @@ import (
 const cfsPeriodUS = 100000
 
 // v1Controllers are the v1 hierarchies a worker joins: cpu for the limit,
-// cpuacct for usage, memory for the limit and usage, pids to count and kill.
-var v1Controllers = []cgroup1.Name{cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Memory, cgroup1.Pids}
+// cpuacct for usage, memory for the limit and usage, pids for the task
+// limit, freezer to stop every task at once before killing them.
+var v1Controllers = []cgroup1.Name{cgroup1.Cpu, cgroup1.Cpuacct, cgroup1.Memory, cgroup1.Pids, cgroup1.Freezer}
 
 // v1Unlimited is the smallest memory.limit_in_bytes that means "no limit"
 // (the kernel reports PAGE_COUNTER_MAX pages rounded to a page).
@@ -86,6 +89,8 @@ func (m *v1Manager) hierarchy() ([]cgroup1.Subsystem, error) {
 			out = append(out, cgroup1.NewMemory(m.root))
 		case cgroup1.Pids:
 			out = append(out, cgroup1.NewPids(m.root))
+		case cgroup1.Freezer:
+			out = append(out, cgroup1.NewFreezer(m.root))
 		}
 	}
 	return out, nil
@@ -121,6 +126,14 @@ func (m *v1Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
 	}
 	if lim.MemoryBytes > 0 {
 		res.Memory = &specs.LinuxMemory{Limit: &lim.MemoryBytes}
+		// memsw bounds memory plus swap: equal to the limit, no swap.
+		// The file exists where swap is accounted.
+		if exists(filepath.Join(m.dir(cgroup1.Memory, m.parents[cgroup1.Memory]), "memory.memsw.limit_in_bytes")) {
+			res.Memory.Swap = &lim.MemoryBytes
+		}
+	}
+	if lim.Pids > 0 && m.parents[cgroup1.Pids] != "" {
+		res.Pids = &specs.LinuxPids{Limit: &lim.Pids}
 	}
 	defer func() {
 		if retErr != nil {
@@ -148,7 +161,7 @@ func (m *v1Manager) Open(rel string) (Group, error) {
 }
 
 func (m *v1Manager) open(rel string) *v1Group {
-	g := &v1Group{path: filepath.Join(m.parents[cgroup1.Memory], rel)}
+	g := &v1Group{path: filepath.Join(m.parents[cgroup1.Memory], rel), mount: m.root}
 	for _, c := range m.ctrls {
 		d := m.dir(c, filepath.Join(m.parents[c], rel))
 		g.dirs = append(g.dirs, d)
@@ -159,13 +172,34 @@ func (m *v1Manager) open(rel string) *v1Group {
 			g.cpuacctDir = d
 		case cgroup1.Cpu:
 			g.cpuDir = d
+		case cgroup1.Pids:
+			g.pidsDir = d
+		case cgroup1.Freezer:
+			g.freezerDir = d
 		}
 	}
 	g.cpu = reread.File{Path: filepath.Join(g.cpuacctDir, "cpuacct.usage")}
 	g.memUse = reread.File{Path: filepath.Join(g.memDir, "memory.usage_in_bytes")}
 	g.memStat = reread.File{Path: filepath.Join(g.memDir, "memory.stat")}
 	g.procs = reread.File{Path: filepath.Join(g.memDir, "cgroup.procs"), Reopen: true}
+	g.memMax = reread.File{Path: filepath.Join(g.memDir, "memory.limit_in_bytes")}
+	if g.cpuDir != "" {
+		g.cpuQuota = reread.File{Path: filepath.Join(g.cpuDir, "cpu.cfs_quota_us")}
+		g.cpuPeriod = reread.File{Path: filepath.Join(g.cpuDir, "cpu.cfs_period_us")}
+	}
+	if g.pidsDir != "" {
+		g.pidsMax = reread.File{Path: filepath.Join(g.pidsDir, "pids.max")}
+	}
 	return g
+}
+
+// Controllers returns the v1 controllers worker cgroups join.
+func (m *v1Manager) Controllers() []string {
+	out := make([]string, len(m.ctrls))
+	for i, c := range m.ctrls {
+		out[i] = string(c)
+	}
+	return out
 }
 
 func (m *v1Manager) List() ([]string, error) {
@@ -183,23 +217,30 @@ func (m *v1Manager) RemoveAll(ctx context.Context) error {
 type v1Group struct {
 	// mu serialises Sample and Close: an exit cleans up while a pass reads.
 	mu                         sync.Mutex
-	path                       string
+	path, mount                string
 	dirs                       []string // one per controller; memory's is the reference
 	memDir, cpuacctDir, cpuDir string
+	pidsDir, freezerDir        string // "" when not mounted
 
 	cpu, memUse, memStat, procs reread.File
-	buf                         []byte
-	pids                        []int
+	// The limit files, re-read every pass to notice a change made behind
+	// the hive's back.
+	cpuQuota, cpuPeriod, memMax, pidsMax reread.File
+	buf                                  []byte
+	pids                                 []int
 }
 
 func (g *v1Group) Path() string { return g.path }
 
-func (g *v1Group) Start(cmd *exec.Cmd) error {
+// Placement lists every controller's cgroup.procs: v1 has no
+// clone-into-cgroup, so the starting process joins them itself before it
+// executes the worker.
+func (g *v1Group) Placement() (Placement, error) {
 	procs := make([]string, len(g.dirs))
 	for i, d := range g.dirs {
 		procs[i] = filepath.Join(d, "cgroup.procs")
 	}
-	return startViaShim(cmd, procs)
+	return Placement{Procs: procs, Mount: g.mount}, nil
 }
 
 var v1MemKeys = []string{"total_rss", "total_inactive_file", "rss", "inactive_file"}
@@ -244,14 +285,37 @@ func (g *v1Group) Sample() (Sample, error) {
 	if found&2 != 0 {
 		s.MemInactiveFile = v[1]
 	}
-	return s, nil
+	s.Limits, err = g.readLimits()
+	return s, err
 }
 
 func (g *v1Group) Limits() (Limits, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.readLimits()
+}
+
+// readLimits reads the limit files. Caller holds mu.
+func (g *v1Group) readLimits() (Limits, error) {
 	var l Limits
+	readInt := func(f *reread.File) (int64, bool, error) {
+		b, err := f.Read(&g.buf)
+		if err != nil {
+			return 0, false, err
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "max" {
+			return 0, false, nil
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("%s: %q is not an integer", f.Path, clip(b))
+		}
+		return v, true, nil
+	}
 	if g.cpuDir != "" {
-		q, qerr := readInt(filepath.Join(g.cpuDir, "cpu.cfs_quota_us"))
-		p, perr := readInt(filepath.Join(g.cpuDir, "cpu.cfs_period_us"))
+		q, _, qerr := readInt(&g.cpuQuota)
+		p, _, perr := readInt(&g.cpuPeriod)
 		if err := errors.Join(qerr, perr); err != nil {
 			return l, err
 		}
@@ -259,12 +323,21 @@ func (g *v1Group) Limits() (Limits, error) {
 			l.CPU = cpuFromQuota(q, uint64(p))
 		}
 	}
-	v, err := readInt(filepath.Join(g.memDir, "memory.limit_in_bytes"))
+	v, _, err := readInt(&g.memMax)
 	if err != nil {
 		return l, err
 	}
 	if v > 0 && v < v1Unlimited {
 		l.MemoryBytes = v
+	}
+	if g.pidsDir != "" {
+		v, ok, err := readInt(&g.pidsMax)
+		if err != nil {
+			return l, err
+		}
+		if ok && v > 0 {
+			l.Pids = v
+		}
 	}
 	return l, nil
 }
@@ -299,13 +372,44 @@ func (g *v1Group) Signal(sig Signal) error {
 	return signalPids(filepath.Join(g.memDir, "cgroup.procs"), sig)
 }
 
+// Kill freezes the cgroup (so no task forks or runs while the pids are
+// read and killed), SIGKILLs every task, thaws it so the kills take
+// effect, and repeats until the cgroup is empty. Without the freezer it
+// kills the pids it reads until none is left.
+func (g *v1Group) Kill(ctx context.Context) error {
+	procs := filepath.Join(g.memDir, "cgroup.procs")
+	return killUntilEmpty(ctx, procs, func() error {
+		if g.freezerDir == "" {
+			return signalPids(procs, syscall.SIGKILL)
+		}
+		state := filepath.Join(g.freezerDir, "freezer.state")
+		if err := os.WriteFile(state, []byte("FROZEN"), 0); err != nil {
+			return signalPids(procs, syscall.SIGKILL)
+		}
+		// Freezing is asynchronous: wait (briefly) until it is done.
+		for i := 0; i < 100; i++ {
+			b, err := os.ReadFile(state)
+			if err != nil || strings.TrimSpace(string(b)) == "FROZEN" {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		err := signalPids(filepath.Join(g.freezerDir, "cgroup.procs"), syscall.SIGKILL)
+		return errors.Join(err, signalPids(procs, syscall.SIGKILL), os.WriteFile(state, []byte("THAWED"), 0))
+	})
+}
+
 func (g *v1Group) Delete(ctx context.Context) error {
 	_ = g.Close()
+	if err := g.Kill(ctx); err != nil {
+		return err
+	}
 	return removeDirs(ctx, g.dirs, func() { _ = g.Signal(syscall.SIGKILL) })
 }
 
 func (g *v1Group) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return errors.Join(g.cpu.Close(), g.memUse.Close(), g.memStat.Close(), g.procs.Close())
+	return errors.Join(g.cpu.Close(), g.memUse.Close(), g.memStat.Close(), g.procs.Close(),
+		g.cpuQuota.Close(), g.cpuPeriod.Close(), g.memMax.Close(), g.pidsMax.Close())
 }

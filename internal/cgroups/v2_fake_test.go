@@ -97,7 +97,7 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 		t.Fatalf("rbee.slice subtree_control = %q", got)
 	}
 
-	g, err := m.Create("llm/9301", Limits{CPU: 20, MemoryBytes: 256 << 20})
+	g, err := m.Create("llm/9301", Limits{CPU: 20, MemoryBytes: 256 << 20, Pids: 4096})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +108,14 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 	if got := f.read(t, "sup/rbee.slice/llm/9301/memory.max"); got != "268435456" {
 		t.Fatalf("memory.max = %q", got)
 	}
+	if got := f.read(t, "sup/rbee.slice/llm/9301/pids.max"); got != "4096" {
+		t.Fatalf("pids.max = %q", got)
+	}
 	if got := f.read(t, "sup/rbee.slice/llm/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
 		t.Fatalf("group subtree_control = %q", got)
 	}
 	lim, err := g.Limits()
-	if err != nil || lim != (Limits{CPU: 20, MemoryBytes: 256 << 20}) {
+	if err != nil || lim != (Limits{CPU: 20, MemoryBytes: 256 << 20, Pids: 4096}) {
 		t.Fatalf("Limits = %+v, %v", lim, err)
 	}
 
@@ -123,7 +126,8 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 	}
 	want := Sample{
 		CPUUsageNS: 855000, MemUsage: 237568, MemAnon: 12288000, MemInactiveFile: 3072000,
-		IO: IOCounters{ReadBytes: 12288, WriteBytes: 5242880}, HasIO: true, PIDs: []int{670, 671},
+		Limits: Limits{CPU: 20, MemoryBytes: 256 << 20, Pids: 4096},
+		IO:     IOCounters{ReadBytes: 12288, WriteBytes: 5242880}, HasIO: true, PIDs: []int{670, 671},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("Sample = %+v\nwant     %+v", s, want)
@@ -133,6 +137,12 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 	f.write(t, "sup/rbee.slice/llm/9301/cgroup.procs", "670\n")
 	if s, err = g.Sample(); err != nil || s.CPUUsageNS != 2000855000 || !slices.Equal(s.PIDs, []int{670}) {
 		t.Fatalf("second Sample = %+v, %v", s, err)
+	}
+	// A limit changed behind the hive's back shows in the next Sample.
+	f.write(t, "sup/rbee.slice/llm/9301/memory.max", "max\n")
+	f.write(t, "sup/rbee.slice/llm/9301/cpu.max", "max 100000\n")
+	if s, err = g.Sample(); err != nil || s.Limits != (Limits{Pids: 4096}) {
+		t.Fatalf("Sample after the limits were lifted = %+v, %v", s.Limits, err)
 	}
 	if n, exact, err := g.OOMKills(); n != 2 || !exact || err != nil {
 		t.Fatalf("OOMKills = %d %v %v", n, exact, err)

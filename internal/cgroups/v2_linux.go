@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
+
+	"math"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
@@ -176,6 +176,14 @@ func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
 	}
 	if lim.MemoryBytes > 0 {
 		res.Memory = &cgroup2.Memory{Max: &lim.MemoryBytes}
+		// memory.swap.max bounds swap alone: 0 keeps memory plus swap
+		// within the limit. The file exists where swap is accounted.
+		if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil {
+			res.Memory.Swap = new(int64)
+		}
+	}
+	if lim.Pids > 0 && slices.Contains(m.ctrls, "pids") {
+		res.Pids = &cgroup2.Pids{Max: lim.Pids}
 	}
 	cg, err := cgroup2.Load(path, cgroup2.WithMountpoint(m.root))
 	if err != nil {
@@ -184,7 +192,7 @@ func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
 	if err := cg.Update(res); err != nil {
 		return nil, fmt.Errorf("set limits on cgroup %s: %w", path, err)
 	}
-	return m.open(path, cg), nil
+	return m.open(path), nil
 }
 
 func (m *v2Manager) Open(rel string) (Group, error) {
@@ -195,22 +203,22 @@ func (m *v2Manager) Open(rel string) (Group, error) {
 	if _, err := os.Stat(m.dir(path)); err != nil {
 		return nil, fmt.Errorf("open cgroup %s: %w", path, err)
 	}
-	cg, err := cgroup2.Load(path, cgroup2.WithMountpoint(m.root))
-	if err != nil {
-		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
-	}
-	return m.open(path, cg), nil
+	return m.open(path), nil
 }
 
-func (m *v2Manager) open(path string, cg *cgroup2.Manager) *v2Group {
+func (m *v2Manager) open(path string) *v2Group {
 	dir := m.dir(path)
 	f := func(name string) reread.File { return reread.File{Path: filepath.Join(dir, name)} }
 	return &v2Group{
-		path: path, dir: dir, cg: cg,
+		path: path, dir: dir, mount: m.root,
 		cpu: f("cpu.stat"), memCur: f("memory.current"), memStat: f("memory.stat"),
 		io: f("io.stat"), procs: f("cgroup.procs"),
+		cpuMax: f("cpu.max"), memMax: f("memory.max"), pidsMax: f("pids.max"),
 	}
 }
+
+// Controllers returns the controllers worker cgroups get.
+func (m *v2Manager) Controllers() []string { return slices.Clone(m.ctrls) }
 
 func (m *v2Manager) List() ([]string, error) { return listTree(m.dir(m.parent)) }
 
@@ -220,34 +228,27 @@ func (m *v2Manager) RemoveAll(ctx context.Context) error {
 
 type v2Group struct {
 	// mu serialises Sample and Close: an exit cleans up while a pass reads.
-	mu        sync.Mutex
-	path, dir string
-	cg        *cgroup2.Manager
-
-	cpu, memCur, memStat, io, procs reread.File
-	buf                             []byte
-	pids                            []int
+	mu                   sync.Mutex
+	path, dir, mount     string
+	cpu, memCur, memStat reread.File
+	io, procs            reread.File
+	// The limit files, re-read every pass to notice a change made behind
+	// the hive's back.
+	cpuMax, memMax, pidsMax reread.File
+	buf                     []byte
+	pids                    []int
 }
 
 func (g *v2Group) Path() string { return g.path }
 
-func (g *v2Group) Start(cmd *exec.Cmd) error {
-	// Opened per start and closed right after: the fd only has to live
-	// through clone3(CLONE_INTO_CGROUP).
+// Placement opens the cgroup for clone3(CLONE_INTO_CGROUP); the descriptor
+// only has to live through the start.
+func (g *v2Group) Placement() (Placement, error) {
 	fd, err := unix.Open(g.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open cgroup %s: %w", g.dir, err)
+		return Placement{}, fmt.Errorf("open cgroup %s: %w", g.dir, err)
 	}
-	defer unix.Close(fd)
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.UseCgroupFD = true
-	cmd.SysProcAttr.CgroupFD = fd
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.path, err)
-	}
-	return nil
+	return Placement{Dir: os.NewFile(uintptr(fd), g.dir), Mount: g.mount}, nil
 }
 
 var (
@@ -295,34 +296,50 @@ func (g *v2Group) Sample() (Sample, error) {
 		return s, fmt.Errorf("%s: %w", g.io.Path, err)
 	}
 	s.HasIO = true
-	return s, nil
+	s.Limits, err = g.readLimits()
+	return s, err
 }
 
 func (g *v2Group) Limits() (Limits, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.readLimits()
+}
+
+// readLimits reads the limit files; a file that does not exist (the
+// controller is not enabled) means no limit. Caller holds mu.
+func (g *v2Group) readLimits() (Limits, error) {
 	var l Limits
-	b, err := os.ReadFile(filepath.Join(g.dir, "cpu.max"))
+	b, err := g.cpuMax.Read(&g.buf)
 	if err == nil {
 		q, p, ok, err := ParseCPUMax(b)
 		if err != nil {
-			return l, err
+			return l, fmt.Errorf("%s: %w", g.cpuMax.Path, err)
 		}
 		if ok {
 			l.CPU = cpuFromQuota(q, p)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return l, fmt.Errorf("read cpu.max: %w", err)
+		return l, err
 	}
-	b, err = os.ReadFile(filepath.Join(g.dir, "memory.max"))
-	if err == nil {
+	for _, f := range []struct {
+		file *reread.File
+		dst  *int64
+	}{{&g.memMax, &l.MemoryBytes}, {&g.pidsMax, &l.Pids}} {
+		b, err := f.file.Read(&g.buf)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return l, err
+		}
 		v, ok, err := ParseUint(b)
 		if err != nil {
-			return l, fmt.Errorf("memory.max: %w", err)
+			return l, fmt.Errorf("%s: %w", f.file.Path, err)
 		}
 		if ok {
-			l.MemoryBytes = int64(v)
+			*f.dst = int64(min(v, math.MaxInt64))
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return l, fmt.Errorf("read memory.max: %w", err)
 	}
 	return l, nil
 }
@@ -352,13 +369,30 @@ func (g *v2Group) Signal(sig Signal) error {
 	return signalPids(filepath.Join(g.dir, "cgroup.procs"), sig)
 }
 
+// Kill writes cgroup.kill (Linux 5.14+), which kills every task at once,
+// so a forking worker cannot escape between a read of the pids and the
+// kill; on older kernels it signals the pids until none is left.
+func (g *v2Group) Kill(ctx context.Context) error {
+	procs := filepath.Join(g.dir, "cgroup.procs")
+	return killUntilEmpty(ctx, procs, func() error {
+		if err := os.WriteFile(filepath.Join(g.dir, "cgroup.kill"), []byte("1"), 0); err == nil || errors.Is(err, os.ErrNotExist) && !exists(g.dir) {
+			return nil
+		}
+		return signalPids(procs, unix.SIGKILL)
+	})
+}
+
 func (g *v2Group) Delete(ctx context.Context) error {
 	_ = g.Close()
+	if err := g.Kill(ctx); err != nil {
+		return err
+	}
 	return removeDirs(ctx, []string{g.dir}, func() { _ = g.Signal(unix.SIGKILL) })
 }
 
 func (g *v2Group) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return errors.Join(g.cpu.Close(), g.memCur.Close(), g.memStat.Close(), g.io.Close(), g.procs.Close())
+	return errors.Join(g.cpu.Close(), g.memCur.Close(), g.memStat.Close(), g.io.Close(), g.procs.Close(),
+		g.cpuMax.Close(), g.memMax.Close(), g.pidsMax.Close())
 }

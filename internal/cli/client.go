@@ -4,25 +4,51 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 )
 
 // ClientFlags returns the flags of a client subcommand: the daemon's URL
-// (flag urlFlag, env urlEnv, default def) and --token-file; the function
-// builds the API client after parsing.
+// (flag urlFlag, env urlEnv, default def), the token (--token-file, else
+// $RBEE_TOKEN, else the daemon's generated token in --state-dir), --ca and
+// --insecure-no-tls; the function builds the API client after parsing.
 func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flags, func() (*api.Client, error)) {
 	fs := NewFlags(prog+" "+name, usage, summary)
 	base := fs.String(urlFlag, urlEnv, def, "the daemon's URL")
-	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the shared token (or set RBEE_TOKEN)")
+	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the token (or set RBEE_TOKEN; default: the daemon's generated token in --state-dir)")
+	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where a daemon on this host keeps its generated token")
+	ca := fs.String("ca", "RBEE_CA", "", "PEM file of a private CA that signed the daemon's certificate")
+	noTLS := fs.Bool("insecure-no-tls", "RBEE_INSECURE_NO_TLS", false, "allow sending the token over plain HTTP to a non-loopback address")
 	return fs, func() (*api.Client, error) {
-		tok, err := auth.LoadToken(*tokenFile)
-		if err != nil {
+		tok, err := auth.ClientToken(*tokenFile, *stateDir)
+		var why string
+		switch {
+		case errors.Is(err, auth.ErrNoToken):
+			why = err.Error()
+			tok = ""
+		case err != nil:
 			return nil, err
 		}
-		return &api.Client{Base: *base, Token: tok}, nil
+		if tok != "" {
+			if err := auth.CheckTransport(*base, *noTLS); err != nil {
+				return nil, fmt.Errorf("--%s: %w", urlFlag, err)
+			}
+		}
+		hc := &http.Client{Timeout: 60 * time.Second}
+		if *ca != "" {
+			tc, err := api.ClientTLS(*ca)
+			if err != nil {
+				return nil, fmt.Errorf("--ca: %w", err)
+			}
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = tc
+			hc.Transport = tr
+		}
+		return &api.Client{Base: *base, Token: tok, HTTP: hc, NoTokenWhy: why}, nil
 	}
 }
 

@@ -94,3 +94,48 @@ type Repeated []string
 
 func (r *Repeated) String() string     { return strings.Join(*r, ",") }
 func (r *Repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+// Int defines an integer flag defaulting to $env, else def.
+func (f *Flags) Int(name, env string, def int, usage string) *int {
+	if v, ok := os.LookupEnv(env); ok && env != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q: want a whole number", env, v))
+		} else {
+			def = n
+		}
+	}
+	return f.FlagSet.Int(name, def, usage+envNote(env))
+}
+
+// List defines a flag that may be given many times; $env, a comma-separated
+// list, is the default when the flag is not given.
+func (f *Flags) List(name, env, usage string) *Repeated {
+	r := &listFlag{}
+	if v, ok := os.LookupEnv(env); ok && env != "" {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				r.vals = append(r.vals, s)
+			}
+		}
+		r.fromEnv = true
+	}
+	f.FlagSet.Var(r, name, usage+" (repeatable)"+envNote(env))
+	return &r.vals
+}
+
+// listFlag collects repeated values; the first one given on the command
+// line replaces those from the environment.
+type listFlag struct {
+	vals    Repeated
+	fromEnv bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Set(v string) error {
+	if l.fromEnv {
+		l.vals, l.fromEnv = nil, false
+	}
+	l.vals = append(l.vals, v)
+	return nil
+}

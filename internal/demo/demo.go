@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/registry"
@@ -59,20 +60,27 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
 		return err
 	}
-	queen, err := start(cfg, "queen", filepath.Join(cfg.BinDir, "queen-rbee"), "--listen", "127.0.0.1:0")
+	// Both daemons share a state directory of the demo's own: the queen
+	// creates the operator token there, the hive and the clients read it.
+	stateDir := filepath.Join(cfg.LogDir, "state")
+	queen, err := start(cfg, "queen", filepath.Join(cfg.BinDir, "queen-rbee"), "--listen", "127.0.0.1:0", "--state-dir", stateDir)
 	if err != nil {
 		return err
 	}
 	defer queen.stop(out)
 	hive, err := start(cfg, "hive", filepath.Join(cfg.BinDir, "rbee-hive"),
 		"--listen", "127.0.0.1:0", "--queen", queen.url, "--hive-id", "demo-hive", "--cgroup-parent", CgroupParent,
-		"--stop-workers-on-exit", "--stop-grace", "2s", "--worker-log-dir", cfg.LogDir)
+		"--stop-workers-on-exit", "--stop-grace", "2s", "--worker-log-dir", cfg.LogDir, "--state-dir", stateDir)
 	if err != nil {
 		return err
 	}
 	defer hive.stop(out) // runs first: the hive stops its workers, then the queen goes
-	hc := &api.Client{Base: hive.url}
-	qc := &api.Client{Base: queen.url}
+	token, err := auth.ReadTokenFile(filepath.Join(stateDir, auth.TokenFileName))
+	if err != nil {
+		return err
+	}
+	hc := &api.Client{Base: hive.url, Token: token}
+	qc := &api.Client{Base: queen.url, Token: token}
 	var info map[string]any
 	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
 		return fmt.Errorf("hive info: %w", err)
@@ -92,14 +100,15 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	fmt.Fprintf(out, `
 rbee demo: a queen, a hive and three workers are running on this machine.
   queen API     %[1]s/v1/hives   %[1]s/v1/workers   %[1]s/v1/schedule?model=qwen2.5-0.5b
-  event stream  curl -N %[1]s/v1/heartbeats/stream
+  event stream  curl -N -H "Authorization: Bearer $(cat %[5]s/token)" %[1]s/v1/heartbeats/stream
   hive API      %[2]s/v1/workers   %[2]s/v1/info
-  from a shell  %[3]s/queen-rbee workers --queen %[1]s
+  from a shell  export RBEE_STATE_DIR=%[5]s   # where the demo's token is
+                %[3]s/queen-rbee workers --queen %[1]s
                 %[3]s/rbee-hive list --hive %[2]s
   logs          %[4]s
 Press Ctrl-C to stop everything.
 
-`, queen.url, hive.url, cfg.BinDir, cfg.LogDir)
+`, queen.url, hive.url, cfg.BinDir, cfg.LogDir, stateDir)
 
 	var deadline <-chan time.Time
 	if cfg.Duration > 0 {

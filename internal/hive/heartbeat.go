@@ -3,8 +3,12 @@ package hive
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -13,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
@@ -26,26 +31,58 @@ type sender struct {
 	url      string // the queen's heartbeat endpoint
 	token    string
 	interval time.Duration
-	build    func(seq uint64) telemetry.Heartbeat
+	build    func(session string, seq uint64) telemetry.Heartbeat
 	log      *slog.Logger
 	client   *http.Client
 
 	poke chan struct{}
-	seq  uint64
 
 	mu        sync.Mutex
+	session   string // new at start, and whenever the queen ignores us
+	seq       uint64
 	failures  int
 	failedAt  time.Time
 	lastLog   time.Time
 	delivered time.Time
+	dropLog   map[string]time.Time // worker id -> when its refusal was logged
 }
 
-func newSender(queenURL, token string, interval time.Duration, log *slog.Logger, build func(uint64) telemetry.Heartbeat) *sender {
+// senderConfig configures a sender.
+type senderConfig struct {
+	QueenURL string
+	Token    string
+	Interval time.Duration
+	// TLS is the client's TLS configuration (a private CA); nil means the
+	// system's roots.
+	TLS   *tls.Config
+	Log   *slog.Logger
+	Build func(session string, seq uint64) telemetry.Heartbeat
+}
+
+func newSender(c senderConfig) *sender {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = c.TLS
 	return &sender{
-		url: strings.TrimRight(queenURL, "/") + "/v1/hive-heartbeat", token: token, interval: interval,
-		build: build, log: log, poke: make(chan struct{}, 1),
-		client: &http.Client{Timeout: max(interval, 2*time.Second)},
+		url: strings.TrimRight(c.QueenURL, "/") + "/v1/hive-heartbeat", token: c.Token, interval: c.Interval,
+		build: c.Build, log: c.Log, poke: make(chan struct{}, 1), session: newSession(),
+		client:  &http.Client{Timeout: max(c.Interval, 2*time.Second), Transport: tr},
+		dropLog: map[string]time.Time{},
 	}
+}
+
+// newSession returns a random session id.
+func newSession() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// next returns the session and sequence number of the next heartbeat.
+func (s *sender) next() (string, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.session, s.seq
 }
 
 // Poke asks for a heartbeat now (after a spawn, an exit or a stop).
@@ -98,11 +135,23 @@ func (s *sender) backoff() time.Duration {
 	return min(time.Duration(float64(d)*jitter), s.interval)
 }
 
-// send posts one heartbeat with the current state.
+// send posts one heartbeat with the current state. A queen that ignored
+// it (it holds a newer sequence number of this session: a queen that saw
+// another hive speak with this session, or a clock of ours gone wrong)
+// gets a new session at once, so the hive is never silently ignored.
 func (s *sender) send(ctx context.Context) error {
-	s.seq++
-	hb := s.build(s.seq)
-	err := s.post(ctx, hb)
+	ack, err := s.post(ctx, s.build(s.next()))
+	if err == nil && ack.Ignored {
+		s.mu.Lock()
+		old := s.session
+		s.session, s.seq = newSession(), 0
+		s.mu.Unlock()
+		s.log.Warn("queen ignored our heartbeat as out of date; starting a new session", "queen", s.url, "old_session", old)
+		ack, err = s.post(ctx, s.build(s.next()))
+	}
+	if err == nil {
+		s.logDropped(ack)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -126,22 +175,44 @@ func (s *sender) send(ctx context.Context) error {
 	return nil
 }
 
-func (s *sender) post(ctx context.Context, hb telemetry.Heartbeat) error {
+// logDropped logs the worker entries the queen refused, each at most
+// once a minute.
+func (s *sender) logDropped(ack telemetry.HeartbeatAck) {
+	if len(ack.Dropped) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for _, d := range ack.Dropped {
+		if now.Sub(s.dropLog[d.ID]) < time.Minute {
+			continue
+		}
+		if len(s.dropLog) > 4096 {
+			clear(s.dropLog)
+		}
+		s.dropLog[d.ID] = now
+		s.log.Warn("queen refused a worker entry", "queen", s.url, "worker", d.ID, "reason", d.Reason)
+	}
+}
+
+func (s *sender) post(ctx context.Context, hb telemetry.Heartbeat) (telemetry.HeartbeatAck, error) {
+	var ack telemetry.HeartbeatAck
 	body, err := json.Marshal(hb)
 	if err != nil {
-		return fmt.Errorf("encode heartbeat: %w", err)
+		return ack, fmt.Errorf("encode heartbeat: %w", err)
 	}
 	gz := len(body) > gzipAbove
 	if gz {
 		if body, err = api.Gzip(body); err != nil {
-			return err
+			return ack, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(s.interval, 2*time.Second))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return ack, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if gz {
@@ -152,26 +223,30 @@ func (s *sender) post(ctx context.Context, hb telemetry.Heartbeat) error {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return ack, err
 	}
 	defer resp.Body.Close()
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
 		var eb api.ErrorBody
-		_ = json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 4096)).Decode(&eb)
-		return fmt.Errorf("queen answered %s: %s", resp.Status, eb.Error)
+		_ = dec.Decode(&eb)
+		return ack, fmt.Errorf("queen answered %s: %s", resp.Status, ids.Clean(eb.Error, 512))
 	}
-	return nil
+	if err := dec.Decode(&ack); err != nil {
+		return ack, fmt.Errorf("queen's answer: %w", err)
+	}
+	return ack, nil
 }
 
 // final sends one last heartbeat on shutdown, bounded by ctx.
 func (s *sender) final(ctx context.Context) error {
-	s.seq++
-	return s.post(ctx, s.build(s.seq))
+	_, err := s.post(ctx, s.build(s.next()))
+	return err
 }
 
 // state reports delivery, for /v1/info.
-func (s *sender) state() (failures int, delivered time.Time) {
+func (s *sender) state() (session string, failures int, delivered time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failures, s.delivered
+	return s.session, s.failures, s.delivered
 }

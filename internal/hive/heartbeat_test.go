@@ -3,6 +3,7 @@ package hive
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,7 +18,7 @@ import (
 )
 
 func TestBackoffNeverExceedsInterval(t *testing.T) {
-	s := newSender("http://x", "", time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	s := newSender(senderConfig{QueenURL: "http://x", Interval: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	prev := time.Duration(0)
 	for n := 1; n <= 20; n++ {
 		s.failures = n
@@ -65,14 +66,15 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	for i := range workers {
 		workers[i] = telemetry.Worker{ID: strings.Repeat("w", 60)}
 	}
-	s := newSender(queen.URL, "", interval, slog.New(slog.NewTextHandler(&log, nil)), func(seq uint64) telemetry.Heartbeat {
-		return telemetry.Heartbeat{HiveID: "h", Seq: seq, Workers: workers}
-	})
+	s := newSender(senderConfig{QueenURL: queen.URL, Interval: interval, Log: slog.New(slog.NewTextHandler(&log, nil)),
+		Build: func(session string, seq uint64) telemetry.Heartbeat {
+			return telemetry.Heartbeat{HiveID: "h", SessionID: session, Seq: seq, Workers: workers}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.run(ctx) }()
 	time.Sleep(5 * interval) // an outage of several intervals
-	fails, _ := s.state()
+	_, fails, _ := s.state()
 	if fails < 5 {
 		t.Fatalf("%d attempts during 5 intervals of outage, want at least one per interval", fails)
 	}
@@ -86,7 +88,7 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	}
 	// The queen counts the delivery before the sender has its answer:
 	// wait for the sender to have seen it too.
-	for fails, _ := s.state(); fails != 0; fails, _ = s.state() {
+	for _, fails, _ := s.state(); fails != 0; _, fails, _ = s.state() {
 		if time.Since(back) > 5*time.Second {
 			t.Fatalf("the sender still counts %d failures after the queen recovered", fails)
 		}
@@ -103,5 +105,50 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	}
 	if !gzipped.Load() {
 		t.Fatal("a large heartbeat was not gzipped")
+	}
+}
+
+// A queen that answers "ignored" (it holds a newer sequence number of this
+// session: someone spoke for the hive, or the hive's state went back) makes
+// the hive start a new session at once instead of staying silent; worker
+// entries the queen dropped are logged.
+func TestSenderResyncsWhenIgnored(t *testing.T) {
+	var mu sync.Mutex
+	var sessions []string
+	var seqs []uint64
+	queen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var hb telemetry.Heartbeat
+		if err := json.NewDecoder(r.Body).Decode(&hb); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		sessions, seqs = append(sessions, hb.SessionID), append(seqs, hb.Seq)
+		first := len(sessions) == 1
+		mu.Unlock()
+		if first {
+			w.Write([]byte(`{"ignored":true}`))
+			return
+		}
+		w.Write([]byte(`{"ignored":false,"dropped":[{"id":"llm-1","reason":"cpu_pct -1 outside [0, 220]"}]}`))
+	}))
+	defer queen.Close()
+	var log syncBuf
+	s := newSender(senderConfig{QueenURL: queen.URL, Interval: time.Second, Log: slog.New(slog.NewTextHandler(&log, nil)),
+		Build: func(session string, seq uint64) telemetry.Heartbeat {
+			return telemetry.Heartbeat{HiveID: "h", SessionID: session, Seq: seq}
+		}})
+	if err := s.send(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sessions) != 2 || sessions[0] == sessions[1] || seqs[1] != 1 {
+		t.Fatalf("sessions %v seqs %v, want a second heartbeat in a new session starting at 1", sessions, seqs)
+	}
+	if cur, _, _ := s.state(); cur != sessions[1] {
+		t.Fatalf("sender session %s, want the new %s", cur, sessions[1])
+	}
+	if out := log.String(); !strings.Contains(out, "new session") || !strings.Contains(out, "llm-1") || !strings.Contains(out, "cpu_pct -1") {
+		t.Fatalf("log:\n%s", out)
 	}
 }

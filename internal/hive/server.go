@@ -4,21 +4,23 @@ package hive
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/ids"
+	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/procfs"
@@ -31,15 +33,37 @@ type Config struct {
 	Listen string // "" means 127.0.0.1:7835; port 0 picks a free one
 	// QueenURL is where heartbeats go; "" means none are sent.
 	QueenURL string
+	// QueenToken is the credential heartbeats carry: the hive's own token
+	// from the queen's --hive-tokens, or an operator token; "" means the
+	// hive's operator token.
+	QueenToken string
+	// QueenCA, when set, is a PEM file of the CA that signed the queen's
+	// certificate (a private CA).
+	QueenCA string
+	// InsecureNoTLS allows sending the token to a non-loopback queen over
+	// plain HTTP.
+	InsecureNoTLS bool
 	// HiveURL is how the queen reaches this hive; "" means derived from
 	// the bound address.
 	HiveURL  string
 	Interval time.Duration // 0 means 1 s
-	Token    string
+	// Tokens are the credentials the hive API accepts: the operator's
+	// (everything) and a read-only one (GET). Only the operator may
+	// spawn or stop.
+	Tokens auth.Tokens
+	// Insecure serves without credentials (--insecure-no-auth).
 	Insecure bool
+	// AllowedHosts are extra names the Host header may carry.
+	AllowedHosts []string
+	// TLSCert and TLSKey, both set, make the hive serve HTTPS.
+	TLSCert, TLSKey string
 	// BinDir, when set, is the only directory workers may be spawned from
-	// (after resolving links). A hive listening beyond loopback needs it.
+	// (resolved without links). A hive listening beyond loopback needs it.
 	BinDir string
+	// WorkerUser is who workers run as; nil means the hive's own user.
+	WorkerUser *launch.Credential
+	// WorkerPidsMax is each worker's pids limit; 0 means none.
+	WorkerPidsMax int64
 	// StopWorkersOnExit stops every worker when the hive shuts down;
 	// otherwise they keep running for the next hive to adopt.
 	StopWorkersOnExit bool
@@ -58,27 +82,65 @@ type Config struct {
 	MaxWorkers int          // 0 means 1024
 }
 
+// Check validates the settings that need nothing from the system, so a
+// daemon can refuse a bad command line before it creates any cgroup.
+func (c *Config) Check() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7835"
+	}
+	if c.Tokens.Operator == "" && !c.Insecure {
+		return fmt.Errorf("%w: the hive needs an operator token (--token-file, %s, or the one generated in --state-dir), or --insecure-no-auth", auth.ErrNoToken, auth.EnvToken)
+	}
+	if !auth.IsLoopback(c.Listen) && c.BinDir == "" {
+		return fmt.Errorf("listening beyond loopback (--listen %s) needs --worker-bin-dir: spawning arbitrary binaries as this user is remote code execution", c.Listen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.HiveID != "" {
+		if err := ids.ValidHiveID(c.HiveID); err != nil {
+			return fmt.Errorf("--hive-id %s: %w", ids.Quote(c.HiveID), err)
+		}
+	}
+	if c.QueenURL != "" {
+		if c.QueenToken == "" {
+			c.QueenToken = c.Tokens.Operator
+		}
+		if c.QueenToken != "" {
+			if err := auth.CheckTransport(c.QueenURL, c.InsecureNoTLS); err != nil {
+				return fmt.Errorf("--queen: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // Server is a hive.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	mon       *monitor.Monitor
-	send      *sender
-	node      *nodeReader
-	sessionID string
-	addr      net.Addr
-	url       string
+	cfg    Config
+	log    *slog.Logger
+	mon    *monitor.Monitor
+	send   *sender
+	node   *nodeReader
+	guard  *auth.Guard
+	tls    *tls.Config // nil: plain HTTP
+	binDir *launch.BinDir
+	addr   net.Addr
+	url    string
 }
 
 // New prepares a hive; Run starts it.
 func New(cfg Config) (*Server, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:7835"
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	if cfg.HiveID == "" {
 		h, err := os.Hostname()
 		if err != nil {
 			return nil, fmt.Errorf("hive id: %w", err)
+		}
+		if err := ids.ValidHiveID(h); err != nil {
+			return nil, fmt.Errorf("hive id from the hostname %s: %w (set --hive-id)", ids.Quote(h), err)
 		}
 		cfg.HiveID = h
 	}
@@ -94,35 +156,51 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := auth.CheckBind(cfg.Listen, cfg.Token, cfg.Insecure); err != nil {
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if cfg.BinDir != "" {
+		d, err := launch.NewBinDir(cfg.BinDir)
+		if err != nil {
+			return nil, err
+		}
+		s.binDir = d
+	}
+	allowed := slices.Clone(cfg.AllowedHosts)
+	if cfg.HiveURL != "" {
+		if u, err := url.Parse(cfg.HiveURL); err == nil && u.Hostname() != "" {
+			allowed = append(allowed, u.Hostname())
+		}
+	}
+	g, err := auth.NewGuard(auth.GuardConfig{Tokens: cfg.Tokens, Insecure: cfg.Insecure, AllowedHosts: allowed, Open: []string{"/healthz"}})
+	if err != nil {
 		return nil, err
 	}
-	if !auth.IsLoopback(cfg.Listen) && cfg.BinDir == "" {
-		return nil, fmt.Errorf("listening beyond loopback (--listen %s) needs --worker-bin-dir: spawning arbitrary binaries as this user is remote code execution", cfg.Listen)
-	}
-	if cfg.BinDir != "" {
-		d, err := filepath.EvalSymlinks(cfg.BinDir)
+	s.guard = g
+	if cfg.TLSCert != "" {
+		tc, err := api.ServerTLS(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("--worker-bin-dir: %w", err)
+			return nil, err
 		}
-		cfg.BinDir = d
+		s.tls = tc
 	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	s := &Server{cfg: cfg, log: cfg.Logger, sessionID: hex.EncodeToString(b[:])}
 	var src monitor.GPUSource
 	if cfg.GPU != nil {
 		src = cfg.GPU.Source()
 	}
 	s.mon = monitor.New(monitor.Config{
-		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, BinDir: cfg.BinDir, GPU: src,
-		Logger: cfg.Logger, OnChange: s.changed,
+		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, BinDir: s.binDir, GPU: src,
+		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
 	})
 	s.node = &nodeReader{proc: cfg.Proc, sampler: cfg.GPU}
 	// The sender exists from the start (it runs only in Run): exit
 	// watchers of adopted workers may poke it while Run is starting.
 	if cfg.QueenURL != "" {
-		s.send = newSender(cfg.QueenURL, cfg.Token, cfg.Interval, cfg.Logger, s.heartbeat)
+		var ca *tls.Config
+		if cfg.QueenCA != "" {
+			if ca, err = api.ClientTLS(cfg.QueenCA); err != nil {
+				return nil, fmt.Errorf("--queen-ca: %w", err)
+			}
+		}
+		s.send = newSender(senderConfig{QueenURL: cfg.QueenURL, Token: cfg.QueenToken, Interval: cfg.Interval, TLS: ca, Log: cfg.Logger, Build: s.heartbeat})
 	}
 	return s, nil
 }
@@ -137,7 +215,7 @@ func (s *Server) changed() {
 }
 
 // heartbeat builds the current heartbeat.
-func (s *Server) heartbeat(seq uint64) telemetry.Heartbeat {
+func (s *Server) heartbeat(session string, seq uint64) telemetry.Heartbeat {
 	backend := "none"
 	if s.cfg.GPU != nil {
 		backend = s.cfg.GPU.Backend()
@@ -150,35 +228,37 @@ func (s *Server) heartbeat(seq uint64) telemetry.Heartbeat {
 		ws = []telemetry.Worker{}
 	}
 	return telemetry.Heartbeat{
-		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: s.sessionID, Seq: seq, SentAt: time.Now().UTC(),
+		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: session, Seq: seq, SentAt: time.Now().UTC(),
 		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
 		Node: node, Workers: ws,
 	}
 }
 
-// Handler returns the hive's HTTP API.
+// Handler returns the hive's HTTP API: the operator may do everything, a
+// read-only token may GET.
 func (s *Server) Handler() http.Handler {
+	g := s.guard
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/workers", s.spawn)
-	mux.HandleFunc("GET /v1/workers", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/workers", g.Allow(auth.NeedOperator, s.spawn))
+	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
 		ws := s.mon.Workers()
 		if ws == nil {
 			ws = []telemetry.Worker{}
 		}
 		api.WriteJSON(w, 200, ws)
-	})
-	mux.HandleFunc("GET /v1/workers/{id}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("GET /v1/workers/{id}", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
 		rec, err := s.mon.Get(r.PathValue("id"))
 		if err != nil {
-			api.WriteError(w, http.StatusNotFound, "no worker %q", r.PathValue("id"))
+			api.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
 			return
 		}
 		api.WriteJSON(w, 200, rec)
-	})
-	mux.HandleFunc("DELETE /v1/workers/{id}", s.stop)
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.Info()) })
+	}))
+	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, s.stop))
+	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.Info()) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	return auth.Require(s.cfg.Token, []string{"/healthz"}, api.JSONErrors(mux))
+	return g.Handler(api.JSONErrors(mux))
 }
 
 // maxSpawnBody bounds a spawn request.
@@ -218,9 +298,10 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
 func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.stopTimeout())
 	defer cancel()
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.stopTimeout() + 5*time.Second))
 	rec, err := s.mon.Stop(ctx, r.PathValue("id"))
 	if errors.Is(err, monitor.ErrNotFound) {
-		api.WriteError(w, http.StatusNotFound, "no worker %q", r.PathValue("id"))
+		api.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
 		return
 	}
 	if err != nil {
@@ -243,17 +324,23 @@ type Info struct {
 	HiveID    string `json:"hive_id"`
 	HiveURL   string `json:"hive_url"`
 	Listen    string `json:"listen"`
-	SessionID string `json:"session_id"`
+	SessionID string `json:"session_id,omitempty"`
 	Version   string `json:"version"`
 	monitor.Info
-	GPUBackend       string    `json:"gpu_backend"`
-	GPUBackendReason string    `json:"gpu_backend_reason"`
-	QueenURL         string    `json:"queen_url"`
-	IntervalMS       int64     `json:"interval_ms"`
-	WorkerBinDir     string    `json:"worker_bin_dir,omitempty"`
-	Workers          int       `json:"workers"`
-	QueenFailures    int       `json:"queen_failures"`
-	LastDelivered    time.Time `json:"last_delivered,omitzero"`
+	GPUBackend       string `json:"gpu_backend"`
+	GPUBackendReason string `json:"gpu_backend_reason"`
+	QueenURL         string `json:"queen_url"`
+	IntervalMS       int64  `json:"interval_ms"`
+	WorkerBinDir     string `json:"worker_bin_dir,omitempty"`
+	// WorkerUser is who workers run as.
+	WorkerUser    string            `json:"worker_user"`
+	WorkerPidsMax int64             `json:"worker_pids_max"`
+	AuthRequired  bool              `json:"auth_required"`
+	TLS           bool              `json:"tls"`
+	Refused       map[string]uint64 `json:"refused"`
+	Workers       int               `json:"workers"`
+	QueenFailures int               `json:"queen_failures"`
+	LastDelivered time.Time         `json:"last_delivered,omitzero"`
 }
 
 // Info describes the hive.
@@ -263,15 +350,17 @@ func (s *Server) Info() Info {
 		backend = s.cfg.GPU.Backend()
 	}
 	i := Info{
-		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, SessionID: s.sessionID, Version: s.cfg.Version,
+		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, Version: s.cfg.Version,
 		Info: s.mon.Info(), GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy, QueenURL: s.cfg.QueenURL,
 		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.mon.Workers()),
+		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
+		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.guard.Refused(),
 	}
 	if s.addr != nil {
 		i.Listen = s.addr.String()
 	}
 	if s.send != nil {
-		i.QueenFailures, i.LastDelivered = s.send.state()
+		i.SessionID, i.QueenFailures, i.LastDelivered = s.send.state()
 	}
 	return i
 }
@@ -300,13 +389,14 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	s.addr = ln.Addr()
 	s.url = s.cfg.HiveURL
 	if s.url == "" {
-		s.url = deriveURL(ln.Addr())
+		s.url = deriveURL(ln.Addr(), s.tls != nil)
 	}
-	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL)
+	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL,
+		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
 
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewServer(s.Handler(), s.tls)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- api.Serve(srv, api.LimitListener(ln, maxConns)) }()
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -391,12 +481,20 @@ func (s *Server) collect(ctx context.Context) {
 	}
 }
 
-func deriveURL(a net.Addr) string {
+// maxConns caps the hive API's open connections: a few clients and the
+// queen's schedulers talk to it, never thousands.
+const maxConns = 256
+
+func deriveURL(a net.Addr, tls bool) string {
 	host, port, _ := net.SplitHostPort(a.String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		if h, err := os.Hostname(); err == nil {
 			host = h
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

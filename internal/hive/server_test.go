@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/hive"
 	"github.com/rbee-dev/rbee/internal/monitor"
@@ -48,6 +49,7 @@ func newHive(t *testing.T, mut func(*hive.Config)) *hiveUnderTest {
 		t.Fatal(err)
 	}
 	cfg := hive.Config{HiveID: "h", Platform: p, StopGrace: 2 * time.Second, BinDir: binDir,
+		Tokens: auth.Tokens{Operator: harness.Token, Reader: readToken},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mut != nil {
 		mut(&cfg)
@@ -105,7 +107,7 @@ func TestHiveAPIEndpoints(t *testing.T) {
 	}
 	var stopped telemetry.Worker
 	_ = json.Unmarshal(body, &stopped)
-	if stopped.State != telemetry.StateExited || stopped.ExitCode == nil {
+	if stopped.State != telemetry.StateExited || stopped.ExitCode == nil && stopped.Signal == nil {
 		t.Fatalf("stopped record %s", body)
 	}
 	if rels, _ := h.cgm.List(); len(rels) != 0 {
@@ -168,10 +170,13 @@ func TestHiveAPIRejectsBadInput(t *testing.T) {
 		{"dotdot group", js(func(s *monitor.Spec) { s.Group = ".." }), "", 400, "group"},
 		{"path instance", js(func(s *monitor.Spec) { s.Instance = "../../etc" }), "", 400, "instance"},
 		{"relative binary", js(func(s *monitor.Spec) { s.Binary = "worker" }), "", 400, "absolute"},
-		{"missing binary", js(func(s *monitor.Spec) { s.Binary = filepath.Join(h.binDir, "gone") }), "", 403, "gone"},
+		{"missing binary", js(func(s *monitor.Spec) { s.Binary = filepath.Join(h.binDir, "gone") }), "", 400, "gone"},
 		{"not executable", js(func(s *monitor.Spec) { s.Binary = noexec }), "", 400, "not executable"},
 		{"outside bin dir", js(func(s *monitor.Spec) { s.Binary = outside }), "", 403, "outside --worker-bin-dir"},
-		{"link out of bin dir", js(func(s *monitor.Spec) { s.Binary = link }), "", 403, "outside --worker-bin-dir"},
+		{"link out of bin dir", js(func(s *monitor.Spec) { s.Binary = link }), "", 403, "symbolic link"},
+		{"loader variable", js(func(s *monitor.Spec) { s.Env = map[string]string{"LD_PRELOAD": "./evil.so"} }), "", 400, "LD_PRELOAD"},
+		{"control characters in the model", js(func(s *monitor.Spec) { s.Args = []string{"--model", "a\x1b]0;pwned\x07"} }), "", 400, "model name"},
+		{"relative dir", js(func(s *monitor.Spec) { s.Dir = "tmp" }), "", 400, "dir"},
 		{"duplicate", js(func(s *monitor.Spec) { s.Instance = "keep" }), "", 409, "already running"},
 		{"huge body", append([]byte(`{"group":"`), bytes.Repeat([]byte("a"), 2<<20)...), "", 413, "larger than"},
 		{"gzip bomb", bomb.Bytes(), "gzip", 413, "larger than"},
@@ -183,10 +188,11 @@ func TestHiveAPIRejectsBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest("POST", h.url+"/v1/workers", bytes.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
 			if tc.encoding != "" {
 				req.Header.Set("Content-Encoding", tc.encoding)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := harness.HTTP.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,38 +215,76 @@ func TestHiveAPIRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestHiveAPINeedsToken(t *testing.T) {
-	h := newHive(t, func(c *hive.Config) { c.Token = "s3cret" })
-	if code, _ := harness.Call(t, "GET", h.url+"/v1/workers", nil); code != 401 {
-		t.Fatalf("no token: %d", code)
+// The hive API takes the operator token for everything and a read-only
+// token for GET; nothing else, and no cross-site request.
+func TestHiveAPIRoles(t *testing.T) {
+	h := newHive(t, nil)
+	body, _ := json.Marshal(h.spec("x"))
+	tests := []struct {
+		name, method, path, token, ctype, origin string
+		want                                     int
+	}{
+		{"no token", "GET", "/v1/workers", "", "", "", 401},
+		{"spawn without token", "POST", "/v1/workers", "", "application/json", "", 401},
+		{"reader lists", "GET", "/v1/workers", readToken, "", "", 200},
+		{"reader reads info", "GET", "/v1/info", readToken, "", "", 200},
+		{"reader may not spawn", "POST", "/v1/workers", readToken, "application/json", "", 403},
+		{"reader may not stop", "DELETE", "/v1/workers/llm-x", readToken, "", "", 403},
+		{"text/plain spawn", "POST", "/v1/workers", harness.Token, "text/plain", "", 415},
+		{"cross-site spawn", "POST", "/v1/workers", harness.Token, "application/json", "http://evil.example", 403},
+		{"healthz is open", "GET", "/healthz", "", "", "", 200},
 	}
-	if code, _ := harness.Call(t, "POST", h.url+"/v1/workers", h.spec("x")); code != 401 {
-		t.Fatalf("spawn without token: %d", code)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, h.url+tc.path, bytes.NewReader(body))
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			if tc.origin != "" {
+				req.Header.Set("Origin", tc.origin)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%d, want %d", resp.StatusCode, tc.want)
+			}
+		})
 	}
-	if code, _ := harness.Call(t, "GET", h.url+"/healthz", nil); code != 200 {
-		t.Fatalf("healthz: %d", code)
+	if ws := h.s.Monitor().Workers(); len(ws) != 0 {
+		t.Fatalf("refused requests spawned %v", ws)
 	}
-	req, _ := http.NewRequest("GET", h.url+"/v1/workers", nil)
-	req.Header.Set("Authorization", "Bearer s3cret")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("with token: %v %v", resp.StatusCode, err)
-	}
-	resp.Body.Close()
 }
 
 func TestHiveRefusesUnsafeConfig(t *testing.T) {
+	tok := auth.Tokens{Operator: harness.Token}
 	for _, tc := range []struct {
 		name string
 		cfg  hive.Config
 		says string
 	}{
-		{"public without token", hive.Config{HiveID: "h", Listen: "0.0.0.0:0"}, "needs a token"},
-		{"public without bin dir", hive.Config{HiveID: "h", Listen: "0.0.0.0:0", Token: "t"}, "--worker-bin-dir"},
-		{"missing bin dir", hive.Config{HiveID: "h", BinDir: "/nonexistent/bin"}, "--worker-bin-dir"},
+		{"no token", hive.Config{HiveID: "h"}, "operator token"},
+		{"public without bin dir", hive.Config{HiveID: "h", Listen: "0.0.0.0:0", Tokens: tok}, "--worker-bin-dir"},
+		{"missing bin dir", hive.Config{HiveID: "h", BinDir: "/nonexistent/bin", Tokens: tok}, "--worker-bin-dir"},
+		{"world-writable bin dir", hive.Config{HiveID: "h", BinDir: "/tmp", Tokens: tok}, "writable"},
+		{"token in clear to a remote queen", hive.Config{HiveID: "h", Tokens: tok, QueenURL: "http://10.0.0.1:7833"}, "clear text"},
+		{"bad hive id", hive.Config{HiveID: "a/b", Tokens: tok}, "--hive-id"},
+		{"cert without key", hive.Config{HiveID: "h", Tokens: tok, TLSCert: "c.pem"}, "--tls-key"},
 	} {
 		if _, err := hive.New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.says)
 		}
 	}
+	// Said explicitly, plain HTTP to a remote queen is allowed.
+	cfg := hive.Config{HiveID: "h", Tokens: tok, QueenURL: "http://10.0.0.1:7833", InsecureNoTLS: true}
+	if _, err := hive.New(cfg); err != nil {
+		t.Fatalf("--insecure-no-tls: %v", err)
+	}
 }
+
+const readToken = "hive-test-read-token-0123456789"

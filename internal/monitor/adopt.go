@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -71,7 +72,14 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 		m.log.Warn("read limits of adopted worker", "cgroup", g.Path(), "err", err)
 	}
 	oomBase, _, _ := g.OOMKills()
-	w := &worker{
+	// On Linux FindProcess holds a pidfd: signals cannot reach a process
+	// that reused the pid.
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		g.Close()
+		return nil, fmt.Errorf("adopt pid %d: %w", pid, err)
+	}
+	w := &worker{proc: proc,
 		id: group + "-" + instance, group: group, instance: instance,
 		pid: pid, cg: g, limits: lim, oomBase: oomBase,
 		state: telemetry.StateRunning, done: make(chan struct{}),

@@ -3,10 +3,13 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/procfs"
 	"github.com/rbee-dev/rbee/internal/reread"
 	"github.com/rbee-dev/rbee/internal/telemetry"
@@ -84,6 +87,7 @@ func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) 
 		return
 	}
 	rec.PIDs = slices.Clone(s.PIDs)
+	reportLimits(rec, w.limits, s.Limits)
 	rec.MemBytes = telemetry.Ptr(s.MemUsage)
 	rec.MemRSSBytes = telemetry.Ptr(s.MemAnon)
 	rec.MemWorkingSetBytes = telemetry.Ptr(s.MemUsage - min(s.MemInactiveFile, s.MemUsage))
@@ -105,6 +109,41 @@ func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) 
 		m.taskIORates(w, rec, s.PIDs, valid && w.prev.taskIOs, dt)
 	}
 	w.prev = mark
+}
+
+// reportLimits puts the limits in force into rec, and an error when they
+// differ from the ones the hive set: someone changed them behind its back.
+func reportLimits(rec *telemetry.Worker, set, now cgroups.Limits) {
+	rec.CPULimitPct, rec.MemLimitBytes, rec.PidsLimit = nil, nil, nil
+	if now.CPU > 0 {
+		rec.CPULimitPct = telemetry.Ptr(now.CPU.Percent())
+	}
+	if now.MemoryBytes > 0 {
+		rec.MemLimitBytes = telemetry.Ptr(now.MemoryBytes)
+	}
+	if now.Pids > 0 {
+		rec.PidsLimit = telemetry.Ptr(now.Pids)
+	}
+	var drift []string
+	if math.Abs(float64(now.CPU-set.CPU)) > 0.01 {
+		drift = append(drift, fmt.Sprintf("cpu %s, set %s", limitStr(now.CPU > 0, now.CPU.Percent(), "%"), limitStr(set.CPU > 0, set.CPU.Percent(), "%")))
+	}
+	if now.MemoryBytes != set.MemoryBytes {
+		drift = append(drift, fmt.Sprintf("memory %s, set %s", limitStr(now.MemoryBytes > 0, float64(now.MemoryBytes), " bytes"), limitStr(set.MemoryBytes > 0, float64(set.MemoryBytes), " bytes")))
+	}
+	if now.Pids != set.Pids {
+		drift = append(drift, fmt.Sprintf("pids %s, set %s", limitStr(now.Pids > 0, float64(now.Pids), ""), limitStr(set.Pids > 0, float64(set.Pids), "")))
+	}
+	if len(drift) > 0 {
+		rec.Errors = append(rec.Errors, "limits changed outside rbee: "+strings.Join(drift, "; "))
+	}
+}
+
+func limitStr(set bool, v float64, unit string) string {
+	if !set {
+		return "none"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64) + unit
 }
 
 // taskIORates computes I/O rates from per-task counters (cgroup v1, where

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ func (m *Monitor) waitChild(w *worker) {
 // the worker left behind in it), and tells the caller.
 func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	var oom *bool
+	var cleanupErr error
 	if w.cg != nil {
 		if n, exact, err := w.cg.OOMKills(); err == nil {
 			// Without an exact counter, a hit limit only counts when the
@@ -43,6 +45,7 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		if err := w.cg.Delete(ctx); err != nil {
+			cleanupErr = fmt.Errorf("worker %s exited but its cgroup could not be emptied and removed: %w", w.id, err)
 			m.log.Error("remove cgroup of exited worker", "worker", w.id, "err", err)
 		}
 		cancel()
@@ -56,7 +59,7 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	m.mu.Lock()
 	w.state = telemetry.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom
-	w.exitedAt = m.now()
+	w.exitedAt, w.cleanupErr = m.now(), cleanupErr
 	m.mu.Unlock()
 	close(w.done)
 	m.log.Info("worker exited", "worker", w.id, "pid", w.pid,
@@ -64,11 +67,12 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	m.changed()
 }
 
-// Stop stops a worker: SIGTERM to its main process, SIGKILL to everything
-// in its cgroup after the grace period, then its cgroup is removed. The
-// record stays, as exited with its exit status, until Forget, so the next
-// heartbeat tells the queen how the worker ended. Stopping an exited
-// worker returns its record.
+// Stop stops a worker: SIGTERM to its main process, then after the grace
+// period every process of its cgroup is killed at once and the main
+// process through its pidfd, then its cgroup is removed. It succeeds only
+// when nothing is left. The record stays, as exited with its exit status,
+// until Forget, so the next heartbeat tells the queen how the worker
+// ended. Stopping an exited worker returns its record.
 func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error) {
 	m.mu.Lock()
 	w, ok := m.workers[id]
@@ -77,7 +81,7 @@ func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error)
 		return telemetry.Worker{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if !w.exited() {
-		if err := terminate(w.pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := w.proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			m.log.Warn("SIGTERM worker", "worker", id, "err", err)
 		}
 		grace := time.NewTimer(m.cfg.StopGrace)
@@ -98,14 +102,23 @@ func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if w.cleanupErr != nil {
+		return w.baseLocked(m.now()), w.cleanupErr
+	}
 	return w.baseLocked(m.now()), nil
 }
 
-// kill SIGKILLs every process of the worker.
+// kill kills every process of the worker: the whole cgroup at once, and
+// the main process through its pidfd (in case it left the cgroup).
 func (m *Monitor) kill(w *worker) {
+	if err := w.proc.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.log.Warn("SIGKILL worker", "worker", w.id, "err", err)
+	}
 	if w.cg != nil {
-		if err := w.cg.Signal(syscall.SIGKILL); err != nil {
-			m.log.Warn("SIGKILL worker cgroup", "worker", w.id, "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w.cg.Kill(ctx); err != nil {
+			m.log.Warn("kill worker cgroup", "worker", w.id, "err", err)
 		}
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/procfs"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
@@ -23,10 +25,11 @@ import (
 var (
 	ErrExists   = errors.New("worker already running")
 	ErrNotFound = errors.New("no such worker")
-	ErrBinary   = errors.New("bad worker binary")
+	ErrBinary   = launch.ErrBinary
 	ErrSpec     = errors.New("bad worker spec")
-	// ErrForbidden: the binary is outside Config.BinDir.
-	ErrForbidden = errors.New("binary not allowed")
+	// ErrForbidden: the binary is outside Config.BinDir, reached through a
+	// link, or writable by others.
+	ErrForbidden = launch.ErrForbidden
 )
 
 // Platform is what the host offers the monitor. DetectPlatform fills it in;
@@ -54,11 +57,14 @@ type Config struct {
 	// LogDir receives each worker's stdout and stderr as <id>.log; ""
 	// discards them.
 	LogDir string
-	// BinDir, when set, is the only directory workers may be spawned from,
-	// after resolving links; the resolved path is what runs, so a link
-	// swapped after the check cannot redirect the exec. It must itself be
-	// a resolved path (filepath.EvalSymlinks).
-	BinDir string
+	// BinDir, when set, is the only directory workers may be spawned from
+	// (see launch.OpenBinary); nil allows any absolute path.
+	BinDir *launch.BinDir
+	// User is who workers run as; nil means the hive's own user. Workers
+	// never keep capabilities and always run with no_new_privs.
+	User *launch.Credential
+	// PidsMax is each worker's pids.max (no fork bomb); 0 means none.
+	PidsMax int64
 	// GPU reports per-process GPU use for each pass; nil means none.
 	GPU GPUSource
 	// OnChange is called after a spawn, an exit or a stop, so the caller
@@ -187,22 +193,42 @@ func (m *Monitor) changed() {
 	}
 }
 
-// workerEnv is the environment a worker starts with: the hive's own, minus
-// rbee's settings (RBEE_TOKEN above all), plus the spec's.
-func workerEnv(extra map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RBEE_") && !strings.HasPrefix(kv, "_RBEE_") {
-			env = append(env, kv)
+// defaultPath is a worker's PATH when the hive has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// workerEnv is the environment a worker starts with: not the hive's (a
+// root daemon's environment is not the worker user's business, and holds
+// rbee's own settings), but PATH, the locale and time zone, the user's
+// HOME, USER and LOGNAME, and then the spec's variables.
+func workerEnv(extra map[string]string, u *launch.Credential) []string {
+	env := map[string]string{"PATH": defaultPath}
+	if p := os.Getenv("PATH"); p != "" {
+		env["PATH"] = p
+	}
+	for _, k := range []string{"LANG", "LC_ALL", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
 		}
 	}
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		keys = append(keys, k)
+	if u == nil {
+		for _, k := range []string{"HOME", "USER", "LOGNAME"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env[k] = v
+			}
+		}
+	} else {
+		env["HOME"] = "/"
+		if u.Home != "" {
+			env["HOME"] = u.Home
+		}
+		if u.Name != "" {
+			env["USER"], env["LOGNAME"] = u.Name, u.Name
+		}
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		env = append(env, k+"="+extra[k])
+	maps.Copy(env, extra)
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
 	}
-	return env
+	return out
 }

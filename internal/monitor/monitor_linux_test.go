@@ -16,6 +16,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/telemetry"
@@ -508,19 +509,113 @@ func TestSpawnEnforcesBinDir(t *testing.T) {
 	if err := os.Symlink(real, link); err != nil {
 		t.Fatal(err)
 	}
-	m := startMonitor(t, monitor.Config{Platform: p, BinDir: dir, StopGrace: 2 * time.Second})
-	w := spawn(t, m, monitor.Spec{Instance: "linked", Binary: link})
+	bd, err := launch.NewBinDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMonitor(t, monitor.Config{Platform: p, BinDir: bd, StopGrace: 2 * time.Second})
+	w := spawn(t, m, monitor.Spec{Instance: "real", Binary: real})
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", w.PID)); err != nil || exe != real {
-		t.Fatalf("the worker runs %q (%v), want the resolved %q", exe, err, real)
+		t.Fatalf("the worker runs %q (%v), want %q", exe, err, real)
 	}
-	if w.Binary != link {
-		t.Fatalf("record names %q, want the path asked for (%q)", w.Binary, link)
+	for _, tc := range []struct{ inst, bin, msg string }{
+		{"linked", link, "symbolic link"},
+		{"out", harness.TestWorker(t), "outside --worker-bin-dir"},
+	} {
+		_, err = m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: tc.inst, Binary: tc.bin})
+		if !errors.Is(err, monitor.ErrForbidden) || !strings.Contains(err.Error(), tc.msg) {
+			t.Fatalf("spawn of %s = %v, want ErrForbidden saying %q", tc.bin, err, tc.msg)
+		}
+		if _, err := m.Get("llm-" + tc.inst); !errors.Is(err, monitor.ErrNotFound) {
+			t.Fatal("a refused spawn left a record")
+		}
 	}
-	_, err = m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "out", Binary: harness.TestWorker(t)})
-	if !errors.Is(err, monitor.ErrForbidden) || !strings.Contains(err.Error(), "outside --worker-bin-dir") {
-		t.Fatalf("spawn from outside the bin dir = %v, want ErrForbidden", err)
+}
+
+// Loader variables never reach a worker: the spawn is refused, naming the
+// variable, and nothing is created.
+func TestSpawnRefusesLoaderEnv(t *testing.T) {
+	m := startMonitor(t, monitor.Config{Platform: monitor.DetectPlatform(cgroups.Config{Parent: harness.CgroupParent(t)})})
+	for _, k := range []string{"LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "BASH_ENV"} {
+		_, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "env", Binary: harness.TestWorker(t), Env: map[string]string{k: "./evil.so"}})
+		if !errors.Is(err, monitor.ErrSpec) || !strings.Contains(err.Error(), k) {
+			t.Fatalf("env %s: %v, want ErrSpec naming it", k, err)
+		}
 	}
-	if _, err := m.Get("llm-out"); !errors.Is(err, monitor.ErrNotFound) {
-		t.Fatal("a refused spawn left a record")
+	if ws := m.Workers(); len(ws) != 0 {
+		t.Fatalf("refused spawns left %v", ws)
 	}
+}
+
+// Workers run as the configured user with no capabilities, under a pids
+// limit, and a limit changed behind the hive's back is reported.
+func TestWorkerUserPidsAndLimitDrift(t *testing.T) {
+	harness.RequireRoot(t)
+	p := monitor.DetectPlatform(cgroups.Config{Parent: harness.CgroupParent(t)})
+	if p.Cgroups == nil {
+		t.Fatalf("cgroups: %s", p.NoCgroupsReason)
+	}
+	nobody, err := launch.LookupUser("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMonitor(t, monitor.Config{Platform: p, User: nobody, PidsMax: 64, StopGrace: 2 * time.Second})
+	w := spawn(t, m, monitor.Spec{Instance: "user", Args: []string{"--model", "m"}, MemoryLimit: "64Mi"})
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), "Uid:\t65534\t65534\t65534\t65534") || !strings.Contains(string(st), "NoNewPrivs:\t1") ||
+		!strings.Contains(string(st), "CapEff:\t0000000000000000") {
+		t.Fatalf("worker status:\n%s", st)
+	}
+	rec := waitRecord(t, m, "llm-user", func(r telemetry.Worker) error {
+		if r.PidsLimit == nil || *r.PidsLimit != 64 || r.MemLimitBytes == nil || *r.MemLimitBytes != 64<<20 {
+			return fmt.Errorf("limits %v %v", deref(r.PidsLimit), deref(r.MemLimitBytes))
+		}
+		return nil
+	})
+	if len(rec.Errors) != 0 {
+		t.Fatalf("errors before any change: %v", rec.Errors)
+	}
+	// Raise the memory limit from outside the hive, as a root process
+	// could: the next pass reports the new value and says it drifted.
+	limFile := filepath.Join(cgroups.DefaultRoot, "memory", rec.Cgroup, "memory.limit_in_bytes")
+	if p.Cgroups.Mode() == cgroups.ModeV2 {
+		limFile = filepath.Join(cgroups.DefaultRoot, rec.Cgroup, "memory.max")
+	}
+	if p.Cgroups.Mode() != cgroups.ModeV2 {
+		// memory plus swap is bounded too, and must stay at least memory.
+		if err := os.WriteFile(filepath.Join(filepath.Dir(limFile), "memory.memsw.limit_in_bytes"), []byte("134217728"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(limFile, []byte("134217728"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, m, "llm-user", func(r telemetry.Worker) error {
+		if r.MemLimitBytes == nil || *r.MemLimitBytes != 128<<20 {
+			return fmt.Errorf("mem limit %v, want the new 128 MiB", deref(r.MemLimitBytes))
+		}
+		if len(r.Errors) == 0 || !strings.Contains(r.Errors[0], "limits changed outside rbee: memory 134217728 bytes, set 67108864 bytes") {
+			return fmt.Errorf("errors %v, want the drift", r.Errors)
+		}
+		return nil
+	})
+}
+
+// waitRecord runs collection passes until check accepts the worker's record.
+func waitRecord(t *testing.T, m *monitor.Monitor, id string, check func(telemetry.Worker) error) telemetry.Worker {
+	t.Helper()
+	var rec telemetry.Worker
+	harness.WaitFor(t, 10*time.Second, func() error {
+		for _, r := range m.Collect(context.Background()) {
+			if r.ID == id {
+				rec = r
+				return check(r)
+			}
+		}
+		return fmt.Errorf("no %s", id)
+	})
+	return rec
 }

@@ -28,8 +28,6 @@ func exitStatus(ps *os.ProcessState) (code *int, sig *string) {
 	return &c, nil
 }
 
-func terminate(pid int) error { return syscall.Kill(pid, syscall.SIGTERM) }
-
 // killGroup kills a plain worker's process group (it leads its session).
 func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
 

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/ids"
+	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
@@ -34,27 +38,32 @@ type Spec struct {
 const (
 	maxArgs   = 256
 	maxEnv    = 256
-	maxStrLen = 4096
+	maxStrLen = ids.MaxTextLen
+	// MaxModelLen bounds a model name.
+	MaxModelLen = 256
 )
 
 // ID returns the worker's stable id, "<group>-<instance>".
-func (s Spec) ID() string { return s.Group + "-" + s.Instance }
+func (s Spec) ID() string { return ids.WorkerID(s.Group, s.Instance) }
 
 // Validate checks the spec without touching the system and returns the
 // parsed limits. Errors wrap ErrSpec or are *limits.Error.
 func (s Spec) Validate() (cgroups.Limits, error) {
 	var lim cgroups.Limits
-	if err := cgroups.ValidName(s.Group); err != nil {
-		return lim, fmt.Errorf("%w: group %q: %v", ErrSpec, s.Group, err)
+	if err := ids.ValidName(s.Group); err != nil {
+		return lim, fmt.Errorf("%w: group %s: %v", ErrSpec, ids.Quote(s.Group), err)
 	}
-	if err := cgroups.ValidName(s.Instance); err != nil {
-		return lim, fmt.Errorf("%w: instance %q: %v", ErrSpec, s.Instance, err)
+	if err := ids.ValidName(s.Instance); err != nil {
+		return lim, fmt.Errorf("%w: instance %s: %v", ErrSpec, ids.Quote(s.Instance), err)
 	}
 	if s.Binary == "" {
 		return lim, fmt.Errorf("%w: binary is required", ErrSpec)
 	}
 	if !filepath.IsAbs(s.Binary) {
-		return lim, fmt.Errorf("%w: binary %q must be an absolute path", ErrSpec, s.Binary)
+		return lim, fmt.Errorf("%w: binary %s must be an absolute path", ErrSpec, ids.Quote(s.Binary))
+	}
+	if s.Dir != "" && !filepath.IsAbs(s.Dir) {
+		return lim, fmt.Errorf("%w: dir %s must be an absolute path", ErrSpec, ids.Quote(s.Dir))
 	}
 	if len(s.Args) > maxArgs {
 		return lim, fmt.Errorf("%w: %d args, at most %d", ErrSpec, len(s.Args), maxArgs)
@@ -67,9 +76,18 @@ func (s Spec) Validate() (cgroups.Limits, error) {
 			return lim, fmt.Errorf("%w: an argument is longer than %d bytes or holds a NUL byte", ErrSpec, maxStrLen)
 		}
 	}
-	for k, v := range s.Env {
+	if m := ModelFromArgs(s.Args); m != nil {
+		if err := ids.ValidText(*m, MaxModelLen); err != nil {
+			return lim, fmt.Errorf("%w: model name %s: %v", ErrSpec, ids.Quote(*m), err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		v := s.Env[k]
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) || len(k)+len(v) > maxStrLen {
-			return lim, fmt.Errorf("%w: env %q: names must be non-empty without '=' or NUL, values without NUL", ErrSpec, clipStr(k))
+			return lim, fmt.Errorf("%w: env %s: names must be non-empty without '=' or NUL, values without NUL", ErrSpec, ids.Quote(k))
+		}
+		if why := launch.EnvAllowed(k); why != "" {
+			return lim, fmt.Errorf("%w: env %s: %s", ErrSpec, ids.Quote(k), why)
 		}
 	}
 	var err error
@@ -82,21 +100,6 @@ func (s Spec) Validate() (cgroups.Limits, error) {
 	return lim, nil
 }
 
-// checkBinary fails unless path is an executable regular file.
-func checkBinary(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrBinary, path, errors.Unwrap(err))
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%w: %s is not a regular file", ErrBinary, path)
-	}
-	if st.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%w: %s is not executable", ErrBinary, path)
-	}
-	return nil
-}
-
 // Spawn starts a worker. Nothing is left behind when it fails: no cgroup,
 // no process, no record.
 func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error) {
@@ -104,13 +107,12 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 	if err != nil {
 		return telemetry.Worker{}, err
 	}
-	exe, err := m.allowed(spec.Binary)
+	lim.Pids = m.cfg.PidsMax
+	exe, err := launch.OpenBinary(spec.Binary, m.cfg.BinDir)
 	if err != nil {
 		return telemetry.Worker{}, err
 	}
-	if err := checkBinary(exe); err != nil {
-		return telemetry.Worker{}, err
-	}
+	defer exe.Close()
 	id := spec.ID()
 	if err := m.reserve(id); err != nil {
 		return telemetry.Worker{}, err
@@ -123,22 +125,17 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 		model: ModelFromArgs(spec.Args), state: telemetry.StateStarting,
 		done: make(chan struct{}),
 	}
-	cmd := &exec.Cmd{
-		Path: exe,
-		Args: append([]string{spec.Binary}, spec.Args...),
-		Env:  workerEnv(spec.Env),
-		Dir:  spec.Dir,
+	ls := launch.Spec{
+		Exe: exe, Argv: append([]string{spec.Binary}, spec.Args...),
+		Env: workerEnv(spec.Env, m.cfg.User), Dir: spec.Dir, User: m.cfg.User,
 	}
-	// A worker outlives a hive restart: its own session keeps a Ctrl-C in
-	// the hive's terminal from reaching it.
-	cmd.SysProcAttr = workerSysProcAttr()
 	if m.cfg.LogDir != "" {
-		f, err := os.OpenFile(filepath.Join(m.cfg.LogDir, id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		f, err := openLog(filepath.Join(m.cfg.LogDir, id+".log"))
 		if err != nil {
-			return telemetry.Worker{}, fmt.Errorf("open worker log: %w", err)
+			return telemetry.Worker{}, err
 		}
 		w.logFile = f
-		cmd.Stdout, cmd.Stderr = f, f
+		ls.Stdout, ls.Stderr = f, f
 	}
 	fail := func(err error) (telemetry.Worker, error) {
 		if w.cg != nil {
@@ -163,14 +160,23 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 			return fail(fmt.Errorf("create cgroup for %s: %w", id, err))
 		}
 		w.cg, w.limits = g, lim
-		err = g.Start(cmd)
+		pl, err := g.Placement()
 		if err != nil {
 			return fail(err)
 		}
-	} else if err := cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start %s: %w", spec.Binary, err))
+		if pl.Dir != nil {
+			defer pl.Dir.Close()
+		}
+		ls.CgroupFD, ls.JoinProcs = pl.Dir, pl.Procs
+		if m.rootWorker() && pl.Mount != "" {
+			ls.ReadOnly = []string{pl.Mount}
+		}
 	}
-	w.cmd, w.pid = cmd, cmd.Process.Pid
+	cmd, err := launch.Start(ls)
+	if err != nil {
+		return fail(err)
+	}
+	w.cmd, w.proc, w.pid = cmd, cmd.Process, cmd.Process.Pid
 	w.startedAt = m.processStart(w.pid)
 
 	m.mu.Lock()
@@ -179,26 +185,33 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 	m.mu.Unlock()
 	go m.waitChild(w)
 
-	m.log.Info("worker spawned", "worker", id, "pid", w.pid, "binary", spec.Binary,
+	m.log.Info("worker spawned", "worker", id, "pid", w.pid, "binary", spec.Binary, "user", m.cfg.User.String(),
 		"cgroup", rec.Cgroup, "cpu_limit", spec.CPULimit, "memory_limit", spec.MemoryLimit)
 	m.changed()
 	return rec, nil
 }
 
-// allowed enforces Config.BinDir and returns the path to execute: the
-// binary itself, or its resolved path when a bin dir is set.
-func (m *Monitor) allowed(bin string) (string, error) {
-	if m.cfg.BinDir == "" {
-		return bin, nil
+// rootWorker reports whether workers run as uid 0 (explicitly, or because
+// the hive is root and no user is set).
+func (m *Monitor) rootWorker() bool {
+	if m.cfg.User != nil {
+		return m.cfg.User.UID == 0
 	}
-	real, err := filepath.EvalSymlinks(bin)
+	return os.Geteuid() == 0
+}
+
+// openLog opens a worker's log for appending without following a link, so
+// whoever can write the log directory cannot point it at another file.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
-		return "", fmt.Errorf("%w: binary %s: %v", ErrForbidden, bin, errors.Unwrap(err))
+		return nil, fmt.Errorf("open worker log: %w", err)
 	}
-	if rel, err := filepath.Rel(m.cfg.BinDir, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("%w: binary %s (resolves to %s) is outside --worker-bin-dir %s", ErrForbidden, bin, real, m.cfg.BinDir)
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open worker log %s: not a regular file", path)
 	}
-	return real, nil
+	return f, nil
 }
 
 // reserve claims id for a spawn: it fails if a live worker has it or
@@ -230,11 +243,4 @@ func (m *Monitor) processStart(pid int) time.Time {
 		}
 	}
 	return m.now()
-}
-
-func clipStr(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }

@@ -21,7 +21,8 @@ type worker struct {
 	args                []string
 	model               *string
 	pid                 int
-	cmd                 *exec.Cmd // nil for adopted workers
+	cmd                 *exec.Cmd   // nil for adopted workers
+	proc                *os.Process // signals go through its pidfd: no pid-reuse race
 	cg                  cgroups.Group
 	limits              cgroups.Limits
 	startedAt           time.Time
@@ -35,8 +36,11 @@ type worker struct {
 	signal   *string
 	oom      *bool
 	exitedAt time.Time
-	last     telemetry.Worker
-	seen     bool // a pass has produced last
+	// cleanupErr says what was left behind after the exit (a cgroup that
+	// would not go); Stop reports it.
+	cleanupErr error
+	last       telemetry.Worker
+	seen       bool // a pass has produced last
 
 	// sampling state, owned by the collection pass
 	prev    sampleMark
@@ -77,6 +81,9 @@ func (w *worker) baseLocked(now time.Time) telemetry.Worker {
 		}
 		if w.limits.MemoryBytes > 0 {
 			r.MemLimitBytes = telemetry.Ptr(w.limits.MemoryBytes)
+		}
+		if w.limits.Pids > 0 {
+			r.PidsLimit = telemetry.Ptr(w.limits.Pids)
 		}
 	}
 	if !w.startedAt.IsZero() {

@@ -16,19 +16,29 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/registry"
 	"github.com/rbee-dev/rbee/internal/stream"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
-// Config configures the queen. The zero value listens on 127.0.0.1:7833.
+// Config configures the queen. It needs an operator token or Insecure.
 type Config struct {
 	Listen  string        // "" means 127.0.0.1:7833; port 0 picks a free one
 	HiveTTL time.Duration // 0 means 90 s
-	Token   string        // "" means no authentication (loopback only, unless Insecure)
-	// Insecure allows a non-loopback bind without a token.
+	// Tokens are the credentials: the operator's, a read-only one, and
+	// one per hive that lets it post its own heartbeats only.
+	Tokens auth.Tokens
+	// Insecure serves without credentials (--insecure-no-auth).
 	Insecure bool
+	// AllowedHosts are extra names the Host header may carry.
+	AllowedHosts []string
+	// MaxHives bounds the registry; 0 means 10,000.
+	MaxHives int
+	// MaxConns caps open connections; 0 means MaxHives plus the stream
+	// clients plus 1024.
+	MaxConns int
 	// TLSCert and TLSKey, both set, make the queen serve HTTPS.
 	TLSCert, TLSKey string
 	Version         string
@@ -70,8 +80,14 @@ type Server struct {
 	log     *slog.Logger
 	reg     *registry.Registry
 	broker  *stream.Broker
+	guard   *auth.Guard
+	tls     *tls.Config // nil: plain HTTP
 	started time.Time
 	addr    net.Addr
+	ln      *api.Limited
+
+	refused  refusals // heartbeats refused, by reason
+	dropLogs logLimiter
 }
 
 // New builds a queen; Run starts it.
@@ -94,15 +110,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := auth.CheckBind(cfg.Listen, cfg.Token, cfg.Insecure); err != nil {
-		return nil, err
+	if cfg.MaxHives == 0 {
+		cfg.MaxHives = 10000
+	}
+	if cfg.Stream.MaxClients == 0 {
+		cfg.Stream.MaxClients = 1000
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = cfg.MaxHives + cfg.Stream.MaxClients + 1024
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
+	g, err := auth.NewGuard(auth.GuardConfig{Tokens: cfg.Tokens, Insecure: cfg.Insecure, AllowedHosts: cfg.AllowedHosts,
+		Open: []string{"/healthz"}, QueryToken: []string{"/v1/heartbeats/stream"}})
+	if err != nil {
+		return nil, err
+	}
+	var tc *tls.Config
 	if cfg.TLSCert != "" {
-		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
-			return nil, fmt.Errorf("TLS key pair: %w", err)
+		if tc, err = api.ServerTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, err
 		}
 	}
 	cfg.Stream.Coalesce = registry.EventHiveTelemetry
@@ -111,8 +139,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, broker: b, started: cfg.Now()}
-	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish})
+	s := &Server{cfg: cfg, log: cfg.Logger, broker: b, guard: g, tls: tc, started: cfg.Now()}
+	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives})
 	return s, nil
 }
 
@@ -129,18 +157,35 @@ func (s *Server) Close(ctx context.Context) error { return s.broker.Shutdown(ctx
 // Registry returns the queen's registry.
 func (s *Server) Registry() *registry.Registry { return s.reg }
 
-// Handler returns the queen's HTTP API.
+// Handler returns the queen's HTTP API: readers may GET and stream,
+// hives may post their own heartbeats, the operator may do everything.
 func (s *Server) Handler() http.Handler {
+	g := s.guard
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/hive-heartbeat", s.heartbeat)
-	mux.HandleFunc("GET /v1/hives", func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.reg.Hives()) })
-	mux.HandleFunc("GET /v1/hives/{id}", s.hive)
-	mux.HandleFunc("GET /v1/workers", s.workers)
-	mux.HandleFunc("GET /v1/schedule", s.schedule)
-	mux.Handle("GET /v1/heartbeats/stream", s.broker)
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.info()) })
+	mux.Handle("POST /v1/hive-heartbeat", g.Allow(auth.NeedHeartbeat, s.heartbeat))
+	mux.Handle("GET /v1/hives", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
+		hs := s.reg.Hives()
+		for i := range hs {
+			hs[i] = forReader(r, hs[i])
+		}
+		api.WriteJSON(w, 200, hs)
+	}))
+	mux.Handle("GET /v1/hives/{id}", g.Allow(auth.NeedRead, s.hive))
+	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, s.workers))
+	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, s.schedule))
+	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker.ServeHTTP))
+	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.info()) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	return auth.Require(s.cfg.Token, []string{"/healthz"}, api.JSONErrors(mux))
+	return g.Handler(api.JSONErrors(mux))
+}
+
+// forReader hides what only the operator may see: the session id, which
+// would let its holder try to speak for the hive.
+func forReader(r *http.Request, h registry.Hive) registry.Hive {
+	if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {
+		h.SessionID = ""
+	}
+	return h
 }
 
 // Info is GET /v1/info.
@@ -149,6 +194,10 @@ type Info struct {
 	Listen       string  `json:"listen"`
 	HiveTTLS     float64 `json:"hive_ttl_s"`
 	AuthRequired bool    `json:"auth_required"`
+	TLS          bool    `json:"tls"`
+	MaxHives     int     `json:"max_hives"`
+	// Refused counts refused requests and heartbeats, by reason.
+	Refused map[string]uint64 `json:"refused"`
 }
 
 func (s *Server) info() Info {
@@ -160,7 +209,22 @@ func (s *Server) info() Info {
 	if ttl == 0 {
 		ttl = 90 * time.Second
 	}
-	return Info{Summary: s.summary(), Listen: addr, HiveTTLS: ttl.Seconds(), AuthRequired: s.cfg.Token != ""}
+	refused := s.guard.Refused()
+	for k, v := range s.refused.snapshot() {
+		refused["heartbeat_"+k] = v
+	}
+	rs, bs := s.reg.Stats(), s.broker.Stats()
+	refused["heartbeat_invalid"] = rs.Rejected
+	refused["heartbeat_rate_limited"] = rs.RateLimited
+	refused["heartbeat_too_many_hives"] = rs.TooManyHives
+	refused["worker_entries_dropped"] = rs.DroppedWorkers
+	refused["values_clamped"] = rs.Clamped
+	refused["stream_clients_over_max"] = bs.Refused
+	if s.ln != nil {
+		refused["connections_over_max"] = s.ln.Refused()
+	}
+	return Info{Summary: s.summary(), Listen: addr, HiveTTLS: ttl.Seconds(), AuthRequired: !s.cfg.Insecure,
+		TLS: s.tls != nil, MaxHives: s.cfg.MaxHives, Refused: refused}
 }
 
 func (s *Server) summary() Summary {
@@ -176,37 +240,65 @@ func (s *Server) summary() Summary {
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	var hb telemetry.Heartbeat
 	if err := api.Decode(w, r, s.cfg.MaxBody, false, &hb); err != nil {
-		s.reject(w, r, err)
+		s.reject(w, r, "decode", err)
+		return
+	}
+	if p := auth.PrincipalOf(r.Context()); p.Role == auth.RoleHive && p.HiveID != hb.HiveID {
+		s.refused.add("wrong_hive")
+		s.log.Warn("heartbeat refused: a hive token used for another hive", "remote", r.RemoteAddr, "token_of", p.HiveID, "hive_id", ids.Quote(hb.HiveID))
+		api.WriteError(w, http.StatusForbidden, "this token belongs to hive %s and may not post heartbeats for %s", p.HiveID, ids.Quote(hb.HiveID))
 		return
 	}
 	res, err := s.reg.Ingest(hb)
-	if err != nil {
-		s.reject(w, r, err)
+	switch {
+	case errors.Is(err, registry.ErrTooManyHives):
+		w.Header().Set("Retry-After", "30")
+		s.reject(w, r, "", err)
+		return
+	case errors.Is(err, registry.ErrRateLimited):
+		w.Header().Set("Retry-After", "1")
+		s.reject(w, r, "", err)
+		return
+	case err != nil:
+		s.reject(w, r, "", err)
 		return
 	}
 	if res.New || res.Restarted {
-		s.log.Info("hive online", "hive", hb.HiveID, "url", hb.HiveURL, "session", hb.SessionID, "restarted", res.Restarted, "workers", len(hb.Workers))
+		s.log.Info("hive online", "hive", hb.HiveID, "url", hb.HiveURL, "restarted", res.Restarted, "workers", len(hb.Workers))
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]bool{"ignored": res.Ignored})
+	if rep := res.Report; (len(rep.Dropped) > 0 || len(rep.Clamped) > 0) && s.dropLogs.allow(hb.HiveID, s.cfg.Now()) {
+		s.log.Warn("heartbeat values refused", "hive", hb.HiveID, "dropped_workers", rep.Dropped, "clamped", rep.Clamped)
+	}
+	api.WriteJSON(w, http.StatusOK, telemetry.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped)})
 }
 
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, err error) {
+// reject answers a refused heartbeat with the status its error calls for.
+// reason, when set, is counted (the registry counts its own refusals).
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, reason string, err error) {
 	code := http.StatusBadRequest
 	var de *api.DecodeError
-	if errors.As(err, &de) {
+	switch {
+	case errors.As(err, &de):
 		code = de.Status
+	case errors.Is(err, registry.ErrTooManyHives), errors.Is(err, registry.ErrRateLimited):
+		code = http.StatusTooManyRequests
 	}
-	s.log.Warn("heartbeat rejected", "remote", r.RemoteAddr, "err", err)
+	if reason != "" {
+		s.refused.add(reason)
+	}
+	if s.dropLogs.allow("reject "+r.RemoteAddr, s.cfg.Now()) {
+		s.log.Warn("heartbeat rejected", "remote", r.RemoteAddr, "err", err)
+	}
 	api.WriteError(w, code, "%v", err)
 }
 
 func (s *Server) hive(w http.ResponseWriter, r *http.Request) {
 	h, ok := s.reg.Hive(r.PathValue("id"))
 	if !ok {
-		api.WriteError(w, http.StatusNotFound, "no hive %q", r.PathValue("id"))
+		api.WriteError(w, http.StatusNotFound, "no hive %s", ids.Quote(r.PathValue("id")))
 		return
 	}
-	api.WriteJSON(w, 200, h)
+	api.WriteJSON(w, 200, forReader(r, h))
 }
 
 func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
@@ -266,11 +358,12 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.addr = ln.Addr()
-	s.log.Info("listening on "+ln.Addr().String(), "tls", s.cfg.TLSCert != "")
+	s.ln = api.LimitListener(ln, s.cfg.MaxConns)
+	s.log.Info("listening on "+ln.Addr().String(), "tls", s.tls != nil, "auth", !s.cfg.Insecure)
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewServer(s.Handler(), s.tls)
 	// Streams never end on their own: close them when shutdown starts.
 	srv.RegisterOnShutdown(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -281,13 +374,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	defer stopLoops()
 	go s.loops(loopCtx)
 	errc := make(chan error, 1)
-	go func() {
-		if s.cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
+	go func() { errc <- api.Serve(srv, s.ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +18,10 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/queen"
 	"github.com/rbee-dev/rbee/internal/registry"
+	"github.com/rbee-dev/rbee/internal/stream"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
@@ -26,6 +30,9 @@ func TestMain(m *testing.M) { harness.Main(m) }
 func newQueen(t *testing.T, cfg queen.Config) (*queen.Server, string) {
 	t.Helper()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Tokens.Operator == "" && !cfg.Insecure {
+		cfg.Tokens.Operator = harness.Token
+	}
 	q, err := queen.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +54,7 @@ func beat(seq uint64) telemetry.Heartbeat {
 	m := "qwen"
 	return telemetry.Heartbeat{
 		HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835", SessionID: "s1", Seq: seq, IntervalMS: 1000, GPUBackend: "nvml",
-		Node:    telemetry.Node{GPUs: []telemetry.GPU{{Index: 0, UUID: "GPU-x", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(8 << 30)}}},
+		Node:    telemetry.Node{CPUCores: 8, GPUs: []telemetry.GPU{{Index: 0, UUID: "GPU-x", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(8 << 30)}}},
 		Workers: []telemetry.Worker{{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: telemetry.StateRunning, CPUPct: f(1), GPUUtilPct: f(0)}},
 	}
 }
@@ -55,10 +62,11 @@ func beat(seq uint64) telemetry.Heartbeat {
 func post(t *testing.T, url string, body []byte, encoding string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", url+"/v1/hive-heartbeat", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	if encoding != "" {
 		req.Header.Set("Content-Encoding", encoding)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := harness.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +121,7 @@ func TestQueenQueries(t *testing.T) {
 	}
 	var info queen.Info
 	harness.Get(t, url+"/v1/info", &info)
-	if info.Hives != 1 || info.Heartbeats != 1 || info.AuthRequired {
+	if info.Hives != 1 || info.Heartbeats != 1 || !info.AuthRequired {
 		t.Fatalf("info %+v", info)
 	}
 	for _, tc := range []struct {
@@ -167,12 +175,25 @@ func TestQueenRejectsBadHeartbeats(t *testing.T) {
 		{"bad gzip", []byte("plain"), "gzip", 400, "gzip"},
 		{"deflate", good, "deflate", 415, "only gzip"},
 		{"bad hive id", mut(func(h *telemetry.Heartbeat) { h.HiveID = "a b" }), "", 400, "hive_id"},
-		{"bad worker", mut(func(h *telemetry.Heartbeat) { h.Workers[0].Instance = "../x" }), "", 400, "instance"},
 		{"no session", mut(func(h *telemetry.Heartbeat) { h.SessionID = "" }), "", 400, "session_id"},
+		{"no cores", mut(func(h *telemetry.Heartbeat) { h.Node.CPUCores = 0 }), "", 400, "cpu_cores"},
+		{"inflated pid bomb", mut(func(h *telemetry.Heartbeat) {
+			h.Workers = nil
+			for i := range 5 {
+				h.Workers = append(h.Workers, telemetry.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: telemetry.StateRunning, PIDs: make([]int, 16000)})
+				for j := range h.Workers[i].PIDs {
+					h.Workers[i].PIDs[j] = j + 1
+				}
+			}
+		}), "gzip", 413, "larger than"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if code, msg := post(t, url, tc.body, tc.encoding); code != tc.want || !strings.Contains(msg, tc.says) {
+			body := tc.body
+			if tc.encoding == "gzip" && tc.name != "bad gzip" && tc.name != "gzip bomb" {
+				body = gz(body)
+			}
+			if code, msg := post(t, url, body, tc.encoding); code != tc.want || !strings.Contains(msg, tc.says) {
 				t.Fatalf("%d %q, want %d naming %q", code, msg, tc.want, tc.says)
 			}
 		})
@@ -186,28 +207,208 @@ func TestQueenRejectsBadHeartbeats(t *testing.T) {
 	}
 }
 
-func TestQueenNeedsTokenAndSafeBind(t *testing.T) {
-	_, url := newQueen(t, queen.Config{Token: "s3cret"})
-	good, _ := json.Marshal(beat(1))
-	if code, _ := post(t, url, good, ""); code != 401 {
-		t.Fatalf("heartbeat without token: %d", code)
+const (
+	readToken  = "queen-test-read-token-0123456789"
+	hiveAToken = "queen-test-hive-a-token-0123456789"
+)
+
+// postAs posts a heartbeat with a token (or none) and returns the status
+// and the error message.
+func postAs(t *testing.T, url, token string, hb telemetry.Heartbeat) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(hb)
+	req, _ := http.NewRequest("POST", url+"/v1/hive-heartbeat", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if code, _ := harness.Call(t, "GET", url+"/v1/heartbeats/stream", nil); code != 401 {
-		t.Fatalf("stream without token: %d", code)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := harness.Subscribe(t, url+"/v1/heartbeats/stream?access_token=s3cret", harness.SSEOptions{})
+	defer resp.Body.Close()
+	var eb struct{ Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	return resp.StatusCode, eb.Error
+}
+
+// Each role does what it may and nothing more: a hive token speaks for
+// its own hive only, a reader reads (without the session ids), and
+// nothing works without a token.
+func TestQueenRoles(t *testing.T) {
+	q, url := newQueen(t, queen.Config{Tokens: auth.Tokens{Operator: harness.Token, Reader: readToken,
+		Hives: map[string]string{"gpu-a": hiveAToken}}})
+	a := beat(1)
+	a.HiveID = "gpu-a"
+	if code, msg := postAs(t, url, hiveAToken, a); code != 200 {
+		t.Fatalf("hive token for its own hive: %d %s", code, msg)
+	}
+	victim := beat(1)
+	if code, _ := postAs(t, url, harness.Token, victim); code != 200 {
+		t.Fatalf("operator heartbeat: %d", code)
+	}
+	forged := beat(math.MaxUint64)
+	forged.HiveURL = "http://attacker.example:7835"
+	if code, msg := postAs(t, url, hiveAToken, forged); code != 403 || !strings.Contains(msg, "gpu-a") {
+		t.Fatalf("hive token used for another hive: %d %q, want 403", code, msg)
+	}
+	if code, _ := postAs(t, url, readToken, a); code != 403 {
+		t.Fatalf("reader posting a heartbeat: %d", code)
+	}
+	if code, _ := postAs(t, url, "", a); code != 401 {
+		t.Fatalf("heartbeat without a token: %d", code)
+	}
+	if h, _ := q.Registry().Hive("gpu-1"); h.URL != "http://10.0.0.5:7835" || h.Seq != 1 {
+		t.Fatalf("the forged heartbeat changed the victim: %+v", h)
+	}
+	var hs []registry.Hive
+	if err := (harness.Client{Token: readToken}).Get(url+"/v1/hives", &hs); err != nil || len(hs) != 2 {
+		t.Fatalf("reader: %v %v", hs, err)
+	}
+	for _, h := range hs {
+		if h.SessionID != "" {
+			t.Fatalf("a reader sees session ids: %+v", h)
+		}
+	}
+	harness.Get(t, url+"/v1/hives", &hs)
+	if hs[0].SessionID == "" {
+		t.Fatal("the operator does not see session ids")
+	}
+	var hiveRead []registry.Hive
+	if err := (harness.Client{Token: hiveAToken}).Get(url+"/v1/hives", &hiveRead); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("a hive token reading the registry: %v", err)
+	}
+	s := harness.Subscribe(t, url+"/v1/heartbeats/stream?access_token="+readToken, harness.SSEOptions{Header: http.Header{"Authorization": nil}})
 	s.Close()
-	if _, err := queen.New(queen.Config{Listen: "0.0.0.0:0"}); err == nil {
-		t.Fatal("public bind without token accepted")
+	if _, err := queen.New(queen.Config{}); !errors.Is(err, auth.ErrNoToken) {
+		t.Fatalf("a queen without a token: %v", err)
 	}
 	if _, err := queen.New(queen.Config{Listen: "0.0.0.0:0", Insecure: true}); err != nil {
 		t.Fatalf("--insecure-no-auth refused: %v", err)
 	}
 }
 
+// Impossible numbers never enter the registry: a bad worker entry is
+// dropped (and the hive told why), impossible host values are nulled, and
+// the rest of the heartbeat is applied.
+func TestQueenDropsImpossibleValues(t *testing.T) {
+	q, url := newQueen(t, queen.Config{})
+	hb := beat(1)
+	good := hb.Workers[0]
+	bad := func(id string, mut func(*telemetry.Worker)) telemetry.Worker {
+		w := good
+		w.ID, w.Instance = "llm-"+id, id
+		mut(&w)
+		return w
+	}
+	hb.Workers = append(hb.Workers,
+		bad("neg", func(w *telemetry.Worker) { w.CPUPct = f(-1e308) }),
+		bad("huge", func(w *telemetry.Worker) { w.CPUPct = f(1e6) }),
+		bad("gpu", func(w *telemetry.Worker) { w.GPUUtilPct = f(250) }),
+		bad("vram", func(w *telemetry.Worker) { w.VRAMBytes = u(math.MaxUint64) }),
+		bad("esc", func(w *telemetry.Worker) { m := "evil\x1b]0;owned\x07"; w.Model = &m }),
+		bad("pids", func(w *telemetry.Worker) { w.PIDs = []int{-5} }),
+	)
+	hb.Node.GPUs = append(hb.Node.GPUs, telemetry.GPU{Index: 1, UUID: "GPU-y", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(0)})
+	hb.Node.CPUPct = f(-3)
+	b, _ := json.Marshal(hb)
+	req, _ := http.NewRequest("POST", url+"/v1/hive-heartbeat", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := harness.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ack telemetry.HeartbeatAck
+	json.NewDecoder(resp.Body).Decode(&ack)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(ack.Dropped) != 6 || ack.Clamped != 2 {
+		t.Fatalf("%d %+v, want 200 with 6 workers dropped and 2 values clamped", resp.StatusCode, ack)
+	}
+	for _, d := range ack.Dropped {
+		if d.ID == "" || d.Reason == "" {
+			t.Fatalf("dropped entry without id or reason: %+v", d)
+		}
+	}
+	h, _ := q.Registry().Hive("gpu-1")
+	if len(h.Workers) != 1 || h.Workers[0].ID != "llm-9301" || h.Node.CPUPct != nil || h.Node.GPUs[1].VRAMTotalBytes != nil {
+		t.Fatalf("registry holds %+v", h)
+	}
+	var d registry.Decision
+	harness.Get(t, url+"/v1/schedule?model=llama&vram_bytes=16Gi", &d)
+	if d.GPU == nil || d.GPU.Index != 0 {
+		t.Fatalf("a forged GPU won the placement: %+v", d)
+	}
+	if st := q.Registry().Stats(); st.DroppedWorkers != 6 || st.Clamped != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The registry is bounded: hives beyond --max-hives, heartbeats beyond a
+// hive's rate and stream clients beyond --max-stream-clients are refused
+// with a status that says so, and what was there stays.
+func TestQueenBounds(t *testing.T) {
+	q, url := newQueen(t, queen.Config{MaxHives: 3, Stream: stream.Config{MaxClients: 2}})
+	for i := range 5 {
+		hb := beat(1)
+		hb.HiveID = fmt.Sprintf("junk-%d", i)
+		code, msg := postAs(t, url, harness.Token, hb)
+		if i < 3 && code != 200 || i >= 3 && (code != 429 || !strings.Contains(msg, "--max-hives")) {
+			t.Fatalf("hive %d: %d %q", i, code, msg)
+		}
+	}
+	// A flood from one hive runs out of its burst.
+	var limited int
+	for seq := uint64(2); seq < 100; seq++ {
+		hb := beat(seq)
+		hb.HiveID = "junk-0"
+		if code, _ := postAs(t, url, harness.Token, hb); code == 429 {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("98 heartbeats at once from one hive were all accepted")
+	}
+	if st := q.Registry().Stats(); st.Hives != 3 || st.TooManyHives != 2 || st.RateLimited != uint64(limited) {
+		t.Fatalf("stats %+v (limited %d)", st, limited)
+	}
+	// Within the body limit, but more pids than a heartbeat may carry.
+	bomb := beat(1)
+	bomb.HiveID = "junk-1"
+	bomb.SessionID = "s2"
+	bomb.Workers = nil
+	for i := range 5 {
+		w := telemetry.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: telemetry.StateRunning, PIDs: make([]int, 16000)}
+		for j := range w.PIDs {
+			w.PIDs[j] = j + 1
+		}
+		bomb.Workers = append(bomb.Workers, w)
+	}
+	if code, msg := postAs(t, url, harness.Token, bomb); code != 400 || !strings.Contains(msg, "pids in all") {
+		t.Fatalf("pid bomb: %d %q", code, msg)
+	}
+	s1 := harness.Subscribe(t, url+"/v1/heartbeats/stream", harness.SSEOptions{})
+	s2 := harness.Subscribe(t, url+"/v1/heartbeats/stream", harness.SSEOptions{})
+	req, _ := http.NewRequest("GET", url+"/v1/heartbeats/stream", nil)
+	resp, err := harness.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third stream client: %d (Retry-After %q)", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	s1.Close()
+	s2.Close()
+	var info queen.Info
+	harness.Get(t, url+"/v1/info", &info)
+	if info.Refused["heartbeat_too_many_hives"] != 2 || info.Refused["stream_clients_over_max"] != 1 {
+		t.Fatalf("refusal counters %v", info.Refused)
+	}
+}
+
 func TestQueenStreamsRegistryEvents(t *testing.T) {
 	q, err := queen.New(queen.Config{Listen: "127.0.0.1:0", HiveTTL: 3 * time.Second, SweepEvery: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Tokens: auth.Tokens{Operator: harness.Token}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func TestQueenServesTLS(t *testing.T) {
 	if _, err := queen.New(queen.Config{TLSCert: key, TLSKey: key}); err == nil {
 		t.Fatal("a bad key pair accepted")
 	}
-	q, err := queen.New(queen.Config{Listen: "127.0.0.1:0", TLSCert: cert, TLSKey: key, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	q, err := queen.New(queen.Config{Listen: "127.0.0.1:0", TLSCert: cert, TLSKey: key, Insecure: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,6 @@ type Event struct {
 type HiveOnline struct {
 	HiveID    string `json:"hive_id"`
 	HiveURL   string `json:"hive_url"`
-	SessionID string `json:"session_id"`
 	Restarted bool   `json:"restarted"`
 	Returned  bool   `json:"returned"` // was stale
 }

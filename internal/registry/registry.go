@@ -5,6 +5,8 @@ package registry
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -36,14 +38,31 @@ type Config struct {
 	// IdleCPUPct and IdleGPUPct are the thresholds below which a worker
 	// counts as idle; 0 means 10.
 	IdleCPUPct, IdleGPUPct float64
+	// MaxHives bounds the registry; a new hive beyond it is refused with
+	// ErrTooManyHives. 0 means 10,000.
+	MaxHives int
+	// HeartbeatRate and HeartbeatBurst bound each hive's heartbeats (a
+	// token bucket): a hive sends one per interval and one per change, so
+	// more is a bug or an attack. 0 means 20 per second, bursts of 40.
+	HeartbeatRate, HeartbeatBurst float64
 }
+
+// Errors Ingest returns besides ErrInvalid.
+var (
+	// ErrTooManyHives: the registry holds MaxHives hives already.
+	ErrTooManyHives = errors.New("too many hives")
+	// ErrRateLimited: the hive sends heartbeats faster than allowed.
+	ErrRateLimited = errors.New("heartbeats too frequent")
+)
 
 // Hive is a hive's record, as queries return it.
 type Hive struct {
-	ID          string             `json:"id"`
-	URL         string             `json:"url"`
-	State       string             `json:"state"`
-	SessionID   string             `json:"session_id"`
+	ID    string `json:"id"`
+	URL   string `json:"url"`
+	State string `json:"state"`
+	// SessionID is shown to operators only: whoever knows it could try
+	// to speak for the hive.
+	SessionID   string             `json:"session_id,omitempty"`
 	Seq         uint64             `json:"seq"`
 	Version     string             `json:"version"`
 	GPUBackend  string             `json:"gpu_backend"`
@@ -52,6 +71,10 @@ type Hive struct {
 	OnlineSince time.Time          `json:"online_since"`
 	Node        telemetry.Node     `json:"node"`
 	Workers     []telemetry.Worker `json:"workers"`
+
+	// The heartbeat rate limiter: tokens left, as of refilled.
+	tokens   float64
+	refilled time.Time
 }
 
 // Worker is a worker with its hive, as queries return it. Stale is true
@@ -67,7 +90,10 @@ type Worker struct {
 // Stats counts what the registry has done, for metrics and the summary.
 type Stats struct {
 	Heartbeats, Ignored, Rejected uint64
-	Hives, Online, Stale, Workers int
+	// RateLimited and TooManyHives count refused heartbeats by reason;
+	// DroppedWorkers and Clamped what Validate removed from accepted ones.
+	RateLimited, TooManyHives, DroppedWorkers, Clamped uint64
+	Hives, Online, Stale, Workers                      int
 }
 
 // Registry is safe for concurrent use; queries take a read lock only.
@@ -98,6 +124,15 @@ func New(cfg Config) *Registry {
 	if cfg.IdleGPUPct == 0 {
 		cfg.IdleGPUPct = 10
 	}
+	if cfg.MaxHives == 0 {
+		cfg.MaxHives = 10000
+	}
+	if cfg.HeartbeatRate == 0 {
+		cfg.HeartbeatRate = 20
+	}
+	if cfg.HeartbeatBurst == 0 {
+		cfg.HeartbeatBurst = 40
+	}
 	return &Registry{cfg: cfg, hives: map[string]*Hive{}}
 }
 
@@ -108,39 +143,57 @@ type Result struct {
 	Ignored   bool
 	Restarted bool
 	New       bool
+	// Report lists the worker entries dropped and values nulled.
+	Report Report
 }
 
 // Ingest applies a heartbeat: the hive's worker list is replaced and the
 // differences become events. The queen's clock, not sent_at, marks the
-// hive alive.
+// hive alive. It refuses an invalid heartbeat (ErrInvalid), a new hive
+// beyond MaxHives (ErrTooManyHives) and a hive over its heartbeat rate
+// (ErrRateLimited), each without changing anything.
 func (r *Registry) Ingest(hb telemetry.Heartbeat) (Result, error) {
-	if err := Validate(&hb); err != nil {
+	now := r.cfg.Now()
+	rep, err := Validate(&hb, now)
+	if err != nil {
 		r.mu.Lock()
 		r.stats.Rejected++
 		r.mu.Unlock()
 		return Result{}, err
 	}
-	now := r.cfg.Now()
 	r.mu.Lock()
 	h := r.hives[hb.HiveID]
-	var res Result
+	if h == nil && len(r.hives) >= r.cfg.MaxHives {
+		r.stats.TooManyHives++
+		r.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: the queen holds %d hives, its --max-hives", ErrTooManyHives, len(r.hives))
+	}
+	if h != nil && !r.allow(h, now) {
+		r.stats.RateLimited++
+		r.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
+	}
+	res := Result{Report: rep}
+	r.stats.DroppedWorkers += uint64(len(rep.Dropped))
+	r.stats.Clamped += uint64(len(rep.Clamped))
 	var evs []Event
 	switch {
 	case h == nil:
 		res.New = true
-		h = &Hive{ID: hb.HiveID, OnlineSince: now}
+		h = &Hive{ID: hb.HiveID, OnlineSince: now, tokens: r.cfg.HeartbeatBurst - 1, refilled: now}
 		r.hives[hb.HiveID] = h
-		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, SessionID: hb.SessionID}})
+		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL}})
 	case h.SessionID != hb.SessionID:
 		res.Restarted = true
-		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, SessionID: hb.SessionID, Restarted: true, Returned: h.State == StateStale}})
+		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Restarted: true, Returned: h.State == StateStale}})
 		h.OnlineSince = now
 	case hb.Seq <= h.Seq:
 		r.stats.Ignored++
 		r.mu.Unlock()
-		return Result{Ignored: true}, nil
+		res.Ignored = true
+		return res, nil
 	case h.State == StateStale:
-		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, SessionID: hb.SessionID, Returned: true}})
+		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Returned: true}})
 		h.OnlineSince = now
 	}
 	evs = append(evs, diffWorkers(h.ID, h.Workers, hb.Workers, res.Restarted)...)
@@ -153,6 +206,18 @@ func (r *Registry) Ingest(hb telemetry.Heartbeat) (Result, error) {
 	evs = append(evs, Event{Type: EventHiveTelemetry, Hive: h.ID, Data: copyHive(h)})
 	r.publish(evs)
 	return res, nil
+}
+
+// allow takes one token from h's bucket, refilled at HeartbeatRate up to
+// HeartbeatBurst. Caller holds mu.
+func (r *Registry) allow(h *Hive, now time.Time) bool {
+	h.tokens = min(r.cfg.HeartbeatBurst, h.tokens+now.Sub(h.refilled).Seconds()*r.cfg.HeartbeatRate)
+	h.refilled = now
+	if h.tokens < 1 {
+		return false
+	}
+	h.tokens--
+	return true
 }
 
 // publish releases mu and publishes evs in order. Caller holds mu.

@@ -1,8 +1,13 @@
 package registry
 
 import (
+	"encoding/json"
+	"math"
+	"slices"
+
 	"errors"
 	"fmt"
+	"github.com/rbee-dev/rbee/internal/ids"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +49,9 @@ func types(evs []Event) string {
 func newReg() (*Registry, *clock, *recorder) {
 	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 	rec := &recorder{}
-	return New(Config{HiveTTL: 90 * time.Second, Now: c.now, Publish: rec.publish}), c, rec
+	// The fake clock barely moves: a rate limit would refuse the tests'
+	// back-to-back heartbeats. TestRateLimit covers it.
+	return New(Config{HiveTTL: 90 * time.Second, Now: c.now, Publish: rec.publish, HeartbeatRate: 1e6, HeartbeatBurst: 1e6}), c, rec
 }
 
 func f(v float64) *float64 { return &v }
@@ -57,7 +64,8 @@ func worker(inst, model string, pid int, cpu, gpu float64) telemetry.Worker {
 }
 
 func hb(hive, session string, seq uint64, ws ...telemetry.Worker) telemetry.Heartbeat {
-	return telemetry.Heartbeat{HiveID: hive, HiveURL: "http://" + hive + ":7835", SessionID: session, Seq: seq, IntervalMS: 1000, Workers: ws}
+	return telemetry.Heartbeat{HiveID: hive, HiveURL: "http://" + hive + ":7835", SessionID: session, Seq: seq, IntervalMS: 1000,
+		Node: telemetry.Node{CPUCores: 4}, Workers: ws}
 }
 
 func mustIngest(t *testing.T, r *Registry, h telemetry.Heartbeat) Result {
@@ -272,15 +280,14 @@ func TestRejectsBadHeartbeats(t *testing.T) {
 	}{
 		{"empty hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = "" }), "hive_id"},
 		{"path in hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = "../x" }), "hive_id"},
+		{"control in hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = "h\x1b" }), "hive_id"},
+		{"long hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = strings.Repeat("h", 65) }), "hive_id"},
 		{"no session", bad(func(h *telemetry.Heartbeat) { h.SessionID = "" }), "session_id"},
 		{"bad url", bad(func(h *telemetry.Heartbeat) { h.HiveURL = "ftp://x" }), "hive_url"},
 		{"interval", bad(func(h *telemetry.Heartbeat) { h.IntervalMS = 5 }), "interval_ms"},
-		{"worker id", bad(func(h *telemetry.Heartbeat) { h.Workers[0].ID = "x" }), "id must be group-instance"},
-		{"worker group", bad(func(h *telemetry.Heartbeat) { h.Workers[0].Group = "a/b" }), "group"},
-		{"state", bad(func(h *telemetry.Heartbeat) { h.Workers[0].State = "dancing" }), "state"},
-		{"duplicate", bad(func(h *telemetry.Heartbeat) { h.Workers = append(h.Workers, h.Workers[0]) }), "duplicate"},
+		{"no cores", bad(func(h *telemetry.Heartbeat) { h.Node.CPUCores = 0 }), "cpu_cores"},
 		{"too many workers", bad(func(h *telemetry.Heartbeat) { h.Workers = make([]telemetry.Worker, MaxWorkers+1) }), "at most"},
-		{"huge arg", bad(func(h *telemetry.Heartbeat) { h.Workers[0].Args = []string{strings.Repeat("x", 5000)} }), "longer"},
+		{"too many gpus", bad(func(h *telemetry.Heartbeat) { h.Node.GPUs = make([]telemetry.GPU, MaxGPUs+1) }), "gpus"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,6 +302,106 @@ func TestRejectsBadHeartbeats(t *testing.T) {
 	}
 	if st := r.Stats(); st.Rejected != uint64(len(tests)) {
 		t.Fatalf("rejected %d, want %d", st.Rejected, len(tests))
+	}
+}
+
+// A bad worker entry costs only itself: it is dropped with the reason and
+// the rest of the heartbeat is applied.
+func TestDropsBadWorkers(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	w := func(inst string, mut func(*telemetry.Worker)) telemetry.Worker {
+		x := worker(inst, "m", 1, 1, 0)
+		mut(&x)
+		return x
+	}
+	future := now.Add(2 * time.Hour)
+	tests := []struct {
+		name string
+		w    telemetry.Worker
+		want string
+	}{
+		{"id", w("a", func(x *telemetry.Worker) { x.ID = "x" }), "id must be group-instance"},
+		{"group", w("a", func(x *telemetry.Worker) { x.Group = "a/b" }), "group"},
+		{"state", w("a", func(x *telemetry.Worker) { x.State = "dancing" }), "state"},
+		{"negative cpu", w("a", func(x *telemetry.Worker) { x.CPUPct = f(-1e308) }), "cpu_pct"},
+		{"cpu beyond the cores", w("a", func(x *telemetry.Worker) { x.CPUPct = f(1000) }), "cpu_pct"},
+		{"gpu above 100", w("a", func(x *telemetry.Worker) { x.GPUUtilPct = f(101) }), "gpu_util_pct"},
+		{"sm above 100", w("a", func(x *telemetry.Worker) {
+			x.GPUs = []telemetry.WorkerGPU{{Index: 0, UUID: "GPU-1", SMUtilPct: f(300)}}
+		}), "sm_util_pct"},
+		{"vram beyond a GPU", w("a", func(x *telemetry.Worker) {
+			x.GPUs = []telemetry.WorkerGPU{{Index: 0, UUID: "GPU-1", VRAMBytes: u(5 << 40)}}
+		}), "vram_bytes"},
+		{"memory", w("a", func(x *telemetry.Worker) { x.MemBytes = u(math.MaxUint64) }), "mem_bytes"},
+		{"io", w("a", func(x *telemetry.Worker) { x.IOReadBps = f(-5) }), "io_read_bps"},
+		{"nan", w("a", func(x *telemetry.Worker) { x.UptimeS = f(math.NaN()) }), "uptime_s"},
+		{"pid", w("a", func(x *telemetry.Worker) { x.PIDs = []int{MaxPID + 1} }), "pid"},
+		{"too many pids", w("a", func(x *telemetry.Worker) { x.PIDs = make([]int, MaxPIDsPerWorker+1) }), "pids"},
+		{"control in model", w("a", func(x *telemetry.Worker) { x.Model = s("m\x1b[2J") }), "model"},
+		{"bidi in model", w("a", func(x *telemetry.Worker) { x.Model = s("m\u202e") }), "model"},
+		{"huge arg", w("a", func(x *telemetry.Worker) { x.Args = []string{strings.Repeat("x", 5000)} }), "longer"},
+		{"many args", w("a", func(x *telemetry.Worker) { x.Args = make([]string, 300) }), "args"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := hb("h1", "s", 1, worker("ok", "m", 7, 1, 0), tc.w)
+			rep, err := Validate(&h, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(h.Workers) != 1 || h.Workers[0].ID != "llm-ok" {
+				t.Fatalf("kept %d workers", len(h.Workers))
+			}
+			if len(rep.Dropped) != 1 || !strings.Contains(rep.Dropped[0].Reason, tc.want) {
+				t.Fatalf("dropped %+v, want one naming %q", rep.Dropped, tc.want)
+			}
+		})
+	}
+	// A duplicate is dropped; a timestamp in the future is nulled, not fatal.
+	h := hb("h1", "s", 1, worker("a", "m", 1, 1, 0), worker("a", "m", 2, 1, 0),
+		w("t", func(x *telemetry.Worker) { x.StartedAt, x.UptimeS = &future, f(1) }))
+	rep, err := Validate(&h, now)
+	if err != nil || len(h.Workers) != 2 || len(rep.Dropped) != 1 || len(rep.Clamped) != 1 || h.Workers[1].StartedAt != nil {
+		t.Fatalf("rep %+v workers %+v err %v", rep, h.Workers, err)
+	}
+	// Impossible host values are nulled; the GPU stays, without them.
+	h = hb("h1", "s", 1)
+	h.Node.CPUPct = f(400)
+	h.Node.MemTotalBytes, h.Node.MemUsedBytes = u(10), u(20)
+	h.Node.GPUs = []telemetry.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(1), UtilPct: f(-1)}}
+	rep, err = Validate(&h, now)
+	if err != nil || len(rep.Clamped) != 4 || h.Node.CPUPct != nil || h.Node.MemUsedBytes != nil ||
+		h.Node.GPUs[0].VRAMTotalBytes != nil || h.Node.GPUs[0].UtilPct != nil {
+		t.Fatalf("node %+v rep %+v err %v", h.Node, rep, err)
+	}
+}
+
+func TestRateLimitAndMaxHives(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	r := New(Config{Now: c.now, MaxHives: 2, HeartbeatRate: 10, HeartbeatBurst: 5})
+	var limited int
+	for seq := uint64(1); seq <= 20; seq++ {
+		if _, err := r.Ingest(hb("h1", "s", seq)); errors.Is(err, ErrRateLimited) {
+			limited++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limited != 15 {
+		t.Fatalf("%d of 20 instant heartbeats limited, want 15 (a burst of 5)", limited)
+	}
+	c.add(time.Second) // ten more tokens, capped at the burst of five
+	for seq := uint64(21); seq <= 25; seq++ {
+		if _, err := r.Ingest(hb("h1", "s", seq)); err != nil {
+			t.Fatalf("heartbeat %d after a second: %v", seq, err)
+		}
+	}
+	mustIngest(t, r, hb("h2", "s", 1))
+	if _, err := r.Ingest(hb("h3", "s", 1)); !errors.Is(err, ErrTooManyHives) {
+		t.Fatalf("third hive: %v", err)
+	}
+	if st := r.Stats(); st.Hives != 2 || st.TooManyHives != 1 || st.RateLimited != 15 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -348,13 +455,32 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 	}
 }
 
+// FuzzValidate feeds arbitrary JSON through the queen's decode and
+// validation: it never panics, and what it accepts holds up to a second
+// look (validation is idempotent: nothing left to drop or clamp).
 func FuzzValidate(f *testing.F) {
-	f.Add("h1", "s", "llm", "a", "running", int64(1000))
-	f.Fuzz(func(t *testing.T, hive, session, group, inst, state string, interval int64) {
-		h := telemetry.Heartbeat{HiveID: hive, SessionID: session, IntervalMS: interval,
-			Workers: []telemetry.Worker{{ID: group + "-" + inst, Group: group, Instance: inst, State: telemetry.State(state)}}}
-		if Validate(&h) == nil && (strings.Contains(hive, "/") || strings.Contains(group, "/") || strings.Contains(inst, "..") && len(inst) == 2) {
-			t.Fatalf("accepted %+v", h)
+	seed, _ := json.Marshal(hb("h1", "s", 1, worker("a", "m", 1, 12.5, 3)))
+	f.Add(seed)
+	f.Add([]byte(`{"hive_id":"h","session_id":"s","node":{"cpu_cores":2,"cpu_pct":-1},"workers":[{"id":"a-b","group":"a","instance":"b","state":"running","cpu_pct":1e308}]}`))
+	f.Add([]byte(`{"hive_id":"..","workers":[]}`))
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var h telemetry.Heartbeat
+		if json.Unmarshal(data, &h) != nil {
+			return
+		}
+		if _, err := Validate(&h, now); err != nil {
+			return
+		}
+		if ids.ValidHiveID(h.HiveID) != nil {
+			t.Fatalf("accepted hive id %q", h.HiveID)
+		}
+		again := h
+		again.Workers = slices.Clone(h.Workers)
+		again.Node.GPUs = slices.Clone(h.Node.GPUs)
+		rep, err := Validate(&again, now)
+		if err != nil || len(rep.Dropped) != 0 || len(rep.Clamped) != 0 {
+			t.Fatalf("a validated heartbeat fails a second validation: %v %+v", err, rep)
 		}
 	})
 }

@@ -3,27 +3,47 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
+	"time"
 	"unicode/utf8"
 
-	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
-// ErrInvalid marks a heartbeat the queen refuses; the message names the
-// field.
+// ErrInvalid marks a heartbeat the queen refuses as a whole; the message
+// names the field.
 var ErrInvalid = errors.New("invalid heartbeat")
 
 // Bounds on a heartbeat, so one hive cannot make the queen hold unbounded
-// data.
+// data or believe impossible numbers.
 const (
-	MaxWorkers   = 4096
-	MaxGPUs      = 64
-	maxIDLen     = 253 // a DNS name
-	maxStrLen    = 4096
+	MaxWorkers = 4096
+	MaxGPUs    = 64
+	// MaxPIDsPerWorker and MaxPIDsTotal bound the pid lists of one worker
+	// and of a whole heartbeat; the hive clips what it sends to them.
+	MaxPIDsPerWorker = 16384
+	MaxPIDsTotal     = 65536
+	// MaxCores bounds a hive's cpu_cores.
+	MaxCores = 16384
+	// MaxGPUBytes bounds one GPU's memory: 4 TiB is beyond any GPU made.
+	MaxGPUBytes = 4 << 40
+	// MaxMemBytes bounds host and worker memory figures (1 PiB).
+	MaxMemBytes = 1 << 50
+	// MaxIORate bounds an I/O rate in bytes per second (1 TB/s).
+	MaxIORate = 1e12
+	// MaxPID is the kernel's largest pid (PID_MAX_LIMIT).
+	MaxPID = 1 << 22
+	// FutureSlack is how far ahead of the queen's clock a hive's
+	// timestamps may be: clocks drift; they do not drift by an hour.
+	FutureSlack = time.Hour
+
+	maxStrLen    = ids.MaxTextLen
 	maxArgs      = 256
 	maxErrors    = 32
-	maxPIDs      = 65536
+	maxErrorLen  = 512
+	maxModelLen  = 256
 	minInterval  = 100   // ms
 	maxInterval  = 600e3 // ms
 	defaultIntMS = 1000
@@ -33,121 +53,245 @@ func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 }
 
-// ValidHiveID reports whether s may be a hive id: 1 to 253 of
-// [A-Za-z0-9._-], not "." or "..".
-func ValidHiveID(s string) error {
-	if len(s) == 0 || len(s) > maxIDLen {
-		return fmt.Errorf("length %d, want 1 to %d", len(s), maxIDLen)
-	}
-	if s == "." || s == ".." {
-		return fmt.Errorf("%q is not allowed", s)
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("character %q not allowed (use A-Z a-z 0-9 . _ -)", r)
-		}
-	}
-	return nil
+// Report says what Validate changed in a heartbeat it accepted: worker
+// entries it dropped and values it replaced with null.
+type Report struct {
+	Dropped []telemetry.DroppedWorker
+	Clamped []string
 }
 
-// Validate checks every bound and identifier of hb, filling the interval
-// default.
-func Validate(hb *telemetry.Heartbeat) error {
-	if err := ValidHiveID(hb.HiveID); err != nil {
-		return invalid("hive_id %q: %v", clip(hb.HiveID), err)
+// Validate checks every bound, identifier and number of hb against what is
+// possible, as of now (the queen's clock). A heartbeat-level problem
+// refuses the whole heartbeat (ErrInvalid). A bad worker entry is dropped,
+// with the reason in the report, and the rest is kept; an impossible
+// host-level number is replaced with null and noted.
+func Validate(hb *telemetry.Heartbeat, now time.Time) (Report, error) {
+	var rep Report
+	if err := ids.ValidHiveID(hb.HiveID); err != nil {
+		return rep, invalid("hive_id %s: %v", ids.Quote(hb.HiveID), err)
 	}
-	if hb.SessionID == "" || len(hb.SessionID) > 128 || !printable(hb.SessionID) {
-		return invalid("session_id: want 1 to 128 printable characters")
+	if hb.SessionID == "" || ids.ValidText(hb.SessionID, 128) != nil {
+		return rep, invalid("session_id: want 1 to 128 printable characters")
 	}
 	if hb.HiveURL != "" {
 		u, err := url.Parse(hb.HiveURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(hb.HiveURL) > maxStrLen {
-			return invalid("hive_url %q: want an http(s) URL", clip(hb.HiveURL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || ids.ValidText(hb.HiveURL, 1024) != nil {
+			return rep, invalid("hive_url %s: want an http(s) URL", ids.Quote(hb.HiveURL))
 		}
 	}
 	if hb.IntervalMS == 0 {
 		hb.IntervalMS = defaultIntMS
 	}
 	if hb.IntervalMS < minInterval || hb.IntervalMS > maxInterval {
-		return invalid("interval_ms %d: want %d to %d", hb.IntervalMS, minInterval, int64(maxInterval))
+		return rep, invalid("interval_ms %d: want %d to %d", hb.IntervalMS, minInterval, int64(maxInterval))
 	}
 	for _, s := range []struct{ name, v string }{{"version", hb.Version}, {"gpu_backend", hb.GPUBackend}} {
-		if len(s.v) > 128 || !printable(s.v) {
-			return invalid("%s: at most 128 printable characters", s.name)
+		if err := ids.ValidText(s.v, 128); err != nil {
+			return rep, invalid("%s: %v", s.name, err)
 		}
+	}
+	if hb.Node.CPUCores < 1 || hb.Node.CPUCores > MaxCores {
+		return rep, invalid("node.cpu_cores %d: want 1 to %d", hb.Node.CPUCores, MaxCores)
 	}
 	if len(hb.Node.GPUs) > MaxGPUs {
-		return invalid("node.gpus: %d GPUs, at most %d", len(hb.Node.GPUs), MaxGPUs)
+		return rep, invalid("node.gpus: %d GPUs, at most %d", len(hb.Node.GPUs), MaxGPUs)
 	}
 	if len(hb.Node.Errors) > maxErrors {
-		return invalid("node.errors: at most %d", maxErrors)
+		return rep, invalid("node.errors: %d, at most %d", len(hb.Node.Errors), maxErrors)
 	}
 	if len(hb.Workers) > MaxWorkers {
-		return invalid("workers: %d, at most %d", len(hb.Workers), MaxWorkers)
+		return rep, invalid("workers: %d, at most %d", len(hb.Workers), MaxWorkers)
 	}
+	pids := 0
+	for i := range hb.Workers {
+		pids += len(hb.Workers[i].PIDs)
+	}
+	if pids > MaxPIDsTotal {
+		return rep, invalid("workers hold %d pids in all, at most %d", pids, MaxPIDsTotal)
+	}
+	if err := ids.ValidText(hb.Node.LimitsReason, maxStrLen); err != nil {
+		hb.Node.LimitsReason = ids.Clean(hb.Node.LimitsReason, maxStrLen)
+	}
+	cleanErrors(hb.Node.Errors)
+	validNode(&hb.Node, &rep)
+
+	kept := hb.Workers[:0]
 	seen := make(map[string]bool, len(hb.Workers))
 	for i := range hb.Workers {
-		w := &hb.Workers[i]
-		if err := validWorker(w); err != nil {
-			return invalid("workers[%d] (%q): %v", i, clip(w.ID), err)
+		w := hb.Workers[i]
+		err := validWorker(&w, hb.Node.CPUCores, now, &rep)
+		if err == nil && seen[w.ID] {
+			err = errors.New("duplicate id")
 		}
-		if seen[w.ID] {
-			return invalid("workers[%d]: duplicate id %q", i, w.ID)
+		if err != nil {
+			id := w.ID
+			if ids.ValidText(id, 2*ids.MaxNameLen+1) != nil {
+				id = ids.Quote(id)
+			}
+			rep.Dropped = append(rep.Dropped, telemetry.DroppedWorker{ID: id, Reason: err.Error()})
+			continue
 		}
 		seen[w.ID] = true
+		kept = append(kept, w)
 	}
-	return nil
+	clear(hb.Workers[len(kept):])
+	hb.Workers = kept
+	return rep, nil
 }
 
-func validWorker(w *telemetry.Worker) error {
-	if err := cgroups.ValidName(w.Group); err != nil {
+// validNode nulls impossible host-level numbers.
+func validNode(n *telemetry.Node, rep *Report) {
+	clampF := func(name string, p **float64, lo, hi float64) {
+		if *p != nil && !within(**p, lo, hi) {
+			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s %g outside [%g, %g]", name, **p, lo, hi))
+			*p = nil
+		}
+	}
+	clampF("node.cpu_pct", &n.CPUPct, 0, 100)
+	if n.MemTotalBytes != nil && *n.MemTotalBytes > MaxMemBytes ||
+		n.MemUsedBytes != nil && (n.MemTotalBytes == nil || *n.MemUsedBytes > *n.MemTotalBytes) {
+		rep.Clamped = append(rep.Clamped, "node memory: used above total, or total beyond 1 PiB")
+		n.MemTotalBytes, n.MemUsedBytes = nil, nil
+	}
+	seen := map[int]bool{}
+	kept := n.GPUs[:0]
+	for _, g := range n.GPUs {
+		name := fmt.Sprintf("node.gpus[%d]", g.Index)
+		if g.Index < 0 || g.Index >= 1024 || seen[g.Index] || ids.ValidText(g.UUID, 128) != nil || ids.ValidText(g.Name, 256) != nil {
+			rep.Clamped = append(rep.Clamped, name+": bad or duplicate index, uuid or name; GPU left out")
+			continue
+		}
+		seen[g.Index] = true
+		if g.VRAMTotalBytes != nil && *g.VRAMTotalBytes > MaxGPUBytes ||
+			g.VRAMUsedBytes != nil && (g.VRAMTotalBytes == nil || *g.VRAMUsedBytes > *g.VRAMTotalBytes) {
+			rep.Clamped = append(rep.Clamped, name+": VRAM used above total, or total beyond 4 TiB")
+			g.VRAMTotalBytes, g.VRAMUsedBytes = nil, nil
+		}
+		clampF(name+".util_pct", &g.UtilPct, 0, 100)
+		clampF(name+".temp_c", &g.TempC, -100, 200)
+		clampF(name+".power_w", &g.PowerW, 0, 10000)
+		kept = append(kept, g)
+	}
+	n.GPUs = kept
+}
+
+// validWorker checks one worker entry; an error drops it. Timestamps in
+// the future (a hive's clock gone wrong) are nulled rather than fatal.
+func validWorker(w *telemetry.Worker, cores int, now time.Time, rep *Report) error {
+	if err := ids.ValidName(w.Group); err != nil {
 		return fmt.Errorf("group: %v", err)
 	}
-	if err := cgroups.ValidName(w.Instance); err != nil {
+	if err := ids.ValidName(w.Instance); err != nil {
 		return fmt.Errorf("instance: %v", err)
 	}
-	if w.ID != w.Group+"-"+w.Instance {
-		return fmt.Errorf("id must be group-instance")
+	if w.ID != ids.WorkerID(w.Group, w.Instance) {
+		return errors.New("id must be group-instance")
 	}
 	switch w.State {
 	case telemetry.StateStarting, telemetry.StateRunning, telemetry.StateExited:
 	default:
-		return fmt.Errorf("state %q: want starting, running or exited", clip(string(w.State)))
+		return fmt.Errorf("state %s: want starting, running or exited", ids.Quote(string(w.State)))
 	}
-	if w.PID < 0 || len(w.PIDs) > maxPIDs {
-		return fmt.Errorf("pid or pids out of range")
+	if w.PID < 0 || w.PID > MaxPID {
+		return fmt.Errorf("pid %d out of range", w.PID)
+	}
+	if len(w.PIDs) > MaxPIDsPerWorker {
+		return fmt.Errorf("%d pids, at most %d", len(w.PIDs), MaxPIDsPerWorker)
+	}
+	for _, p := range w.PIDs {
+		if p < 1 || p > MaxPID {
+			return fmt.Errorf("pid %d out of range", p)
+		}
 	}
 	if len(w.Args) > maxArgs || len(w.GPUs) > MaxGPUs || len(w.Errors) > maxErrors {
-		return fmt.Errorf("too many args, gpus or errors")
+		return fmt.Errorf("more than %d args, %d gpus or %d errors", maxArgs, MaxGPUs, maxErrors)
 	}
-	strs := append([]string{w.Binary, w.Cgroup}, w.Args...)
-	strs = append(strs, w.Errors...)
+	for _, s := range append([]string{w.Binary, w.Cgroup}, w.Args...) {
+		if len(s) > maxStrLen || !utf8.ValidString(s) {
+			return fmt.Errorf("an argument, the binary or the cgroup is longer than %d bytes or not UTF-8", maxStrLen)
+		}
+	}
 	if w.Model != nil {
-		strs = append(strs, *w.Model)
+		if err := ids.ValidText(*w.Model, maxModelLen); err != nil {
+			return fmt.Errorf("model: %v", err)
+		}
 	}
 	if w.Signal != nil {
-		strs = append(strs, *w.Signal)
-	}
-	for _, s := range strs {
-		if len(s) > maxStrLen || !utf8.ValidString(s) {
-			return fmt.Errorf("a string is longer than %d bytes or not UTF-8", maxStrLen)
+		if err := ids.ValidText(*w.Signal, 32); err != nil {
+			return fmt.Errorf("signal: %v", err)
 		}
+	}
+	cleanErrors(w.Errors)
+
+	maxCPU := 110 * float64(cores) // a rate over a jittery window may read a little high
+	checks := []struct {
+		name   string
+		v      *float64
+		lo, hi float64
+	}{
+		{"cpu_pct", w.CPUPct, 0, maxCPU},
+		{"cpu_limit_pct", w.CPULimitPct, 0.001, 100 * MaxCores},
+		{"io_read_bps", w.IOReadBps, 0, MaxIORate},
+		{"io_write_bps", w.IOWriteBps, 0, MaxIORate},
+		{"uptime_s", w.UptimeS, 0, 100 * 365 * 86400},
+		{"gpu_util_pct", w.GPUUtilPct, 0, 100 * float64(max(len(w.GPUs), 1))},
+	}
+	for _, c := range checks {
+		if c.v != nil && !within(*c.v, c.lo, c.hi) {
+			return fmt.Errorf("%s %g outside [%g, %g]", c.name, *c.v, c.lo, c.hi)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    *uint64
+		hi   uint64
+	}{
+		{"mem_bytes", w.MemBytes, MaxMemBytes}, {"mem_rss_bytes", w.MemRSSBytes, MaxMemBytes},
+		{"mem_working_set_bytes", w.MemWorkingSetBytes, MaxMemBytes}, {"vram_bytes", w.VRAMBytes, MaxGPUs * MaxGPUBytes},
+	} {
+		if c.v != nil && *c.v > c.hi {
+			return fmt.Errorf("%s %d above %d", c.name, *c.v, c.hi)
+		}
+	}
+	if w.MemLimitBytes != nil && (*w.MemLimitBytes < 1 || *w.MemLimitBytes > MaxMemBytes) {
+		return fmt.Errorf("mem_limit_bytes %d out of range", *w.MemLimitBytes)
+	}
+	if w.PidsLimit != nil && *w.PidsLimit < 1 {
+		return fmt.Errorf("pids_limit %d out of range", *w.PidsLimit)
+	}
+	seen := map[int]bool{}
+	for _, g := range w.GPUs {
+		if g.Index < 0 || g.Index >= 1024 || seen[g.Index] || ids.ValidText(g.UUID, 128) != nil {
+			return fmt.Errorf("gpus: bad or duplicate index %d or uuid", g.Index)
+		}
+		seen[g.Index] = true
+		if g.VRAMBytes != nil && *g.VRAMBytes > MaxGPUBytes {
+			return fmt.Errorf("gpus[%d].vram_bytes %d above 4 TiB", g.Index, *g.VRAMBytes)
+		}
+		if g.SMUtilPct != nil && !within(*g.SMUtilPct, 0, 100) {
+			return fmt.Errorf("gpus[%d].sm_util_pct %g outside [0, 100]", g.Index, *g.SMUtilPct)
+		}
+	}
+	limit := now.Add(FutureSlack)
+	if w.StartedAt != nil && w.StartedAt.After(limit) {
+		rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: started_at %s is in the future", w.ID, w.StartedAt.Format(time.RFC3339)))
+		w.StartedAt, w.UptimeS = nil, nil
+	}
+	if w.ExitedAt != nil && w.ExitedAt.After(limit) {
+		rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: exited_at %s is in the future", w.ID, w.ExitedAt.Format(time.RFC3339)))
+		w.ExitedAt = nil
 	}
 	return nil
 }
 
-func printable(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return utf8.ValidString(s)
+// within reports lo <= v <= hi for a finite v.
+func within(v, lo, hi float64) bool {
+	return !math.IsNaN(v) && !math.IsInf(v, 0) && v >= lo && v <= hi
 }
 
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
+// cleanErrors makes error strings from a hive safe to show and bounded.
+func cleanErrors(errs []string) {
+	for i, e := range errs {
+		errs[i] = ids.Clean(e, maxErrorLen)
 	}
-	return s
 }

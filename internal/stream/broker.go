@@ -44,7 +44,10 @@ type Config struct {
 	// Coalesce names the event type whose events of the same key replace
 	// each other in a client's queue; "" means none.
 	Coalesce string
-	Logger   *slog.Logger
+	// MaxClients bounds the connected clients; one more is answered 503
+	// with Retry-After. 0 means 1000.
+	MaxClients int
+	Logger     *slog.Logger
 }
 
 // Stats counts the broker's clients and what slow clients cost.
@@ -53,6 +56,7 @@ type Stats struct {
 	Published uint64 // events published
 	Coalesced uint64 // queued events replaced by a newer one of the same key
 	Evicted   uint64 // clients disconnected for falling behind
+	Refused   uint64 // clients refused over MaxClients
 }
 
 // Broker publishes events to every connected SSE client.
@@ -69,8 +73,8 @@ type Broker struct {
 	keys  map[string]string // event id -> coalescing key, for recent events
 	ring  []string          // ids in keys, oldest first
 
-	clients                       atomic.Int64
-	published, coalesced, evicted atomic.Uint64
+	clients                                atomic.Int64
+	published, coalesced, evicted, refused atomic.Uint64
 }
 
 // New returns a Broker.
@@ -89,6 +93,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = 1000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -169,7 +176,8 @@ func (b *Broker) keyOf(m *sse.Message) string {
 
 // Stats returns the counters.
 func (b *Broker) Stats() Stats {
-	return Stats{Clients: b.clients.Load(), Published: b.published.Load(), Coalesced: b.coalesced.Load(), Evicted: b.evicted.Load()}
+	return Stats{Clients: b.clients.Load(), Published: b.published.Load(), Coalesced: b.coalesced.Load(),
+		Evicted: b.evicted.Load(), Refused: b.refused.Load()}
 }
 
 // Shutdown disconnects every client.
@@ -184,6 +192,19 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 // ServeHTTP streams events to one client until it goes away, is evicted,
 // or the broker shuts down. A Last-Event-ID header replays what it missed.
 func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if n := b.clients.Add(1); n > int64(b.cfg.MaxClients) {
+		b.clients.Add(-1)
+		b.refused.Add(1)
+		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "{\"error\":\"the queen serves %d stream clients, its --max-stream-clients; retry later\"}\n", b.cfg.MaxClients)
+		return
+	}
+	defer b.clients.Add(-1)
+	// A stream lives for hours: the server's read deadline (which guards
+	// request bodies) must not end it.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	sess, err := sse.Upgrade(w, r)
 	if err != nil {
 		http.Error(w, "server-sent events unsupported: "+err.Error(), http.StatusInternalServerError)
@@ -193,8 +214,6 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	c := &client{b: b, sess: sess, rc: http.NewResponseController(w), cancel: cancel,
 		wake: make(chan struct{}, 1), subscribed: make(chan struct{})}
-	b.clients.Add(1)
-	defer b.clients.Add(-1)
 	done := make(chan struct{})
 	go func() { defer close(done); c.write(ctx) }()
 	err = b.joe.Subscribe(ctx, sse.Subscription{Client: c, LastEventID: sess.LastEventID, Topics: topics})

@@ -35,3 +35,21 @@ type Node struct {
 	// Errors lists host-level reads that failed, e.g. the GPU query.
 	Errors []string `json:"errors"`
 }
+
+// HeartbeatAck is the queen's answer to an accepted heartbeat.
+type HeartbeatAck struct {
+	// Ignored is true when the heartbeat was older than the last applied
+	// one of its session; the hive then starts a new session.
+	Ignored bool `json:"ignored"`
+	// Dropped lists the worker entries the queen refused, with why; the
+	// rest of the heartbeat was applied.
+	Dropped []DroppedWorker `json:"dropped,omitempty"`
+	// Clamped counts impossible values the queen replaced with null.
+	Clamped int `json:"clamped,omitempty"`
+}
+
+// DroppedWorker is a worker entry the queen refused.
+type DroppedWorker struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}

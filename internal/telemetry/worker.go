@@ -38,6 +38,7 @@ type Worker struct {
 	CPUPct        *float64 `json:"cpu_pct"`
 	CPULimitPct   *float64 `json:"cpu_limit_pct"`
 	MemLimitBytes *int64   `json:"mem_limit_bytes"`
+	PidsLimit     *int64   `json:"pids_limit,omitempty"`
 
 	MemBytes           *uint64 `json:"mem_bytes"`
 	MemRSSBytes        *uint64 `json:"mem_rss_bytes"`
