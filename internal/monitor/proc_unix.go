@@ -32,3 +32,6 @@ func exitStatus(ps *os.ProcessState) (code *int, sig *string) {
 func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
 
 func osPageSize() int { return unix.Getpagesize() }
+
+// oNoFollow makes an open fail on a symbolic link.
+const oNoFollow = syscall.O_NOFOLLOW

@@ -26,3 +26,6 @@ func terminate(pid int) error {
 func killGroup(pid int) { _ = terminate(pid) }
 
 func osPageSize() int { return 4096 }
+
+// oNoFollow: Windows has no O_NOFOLLOW; links there need privileges.
+const oNoFollow = 0

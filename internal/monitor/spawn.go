@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
@@ -203,7 +202,7 @@ func (m *Monitor) rootWorker() bool {
 // openLog opens a worker's log for appending without following a link, so
 // whoever can write the log directory cannot point it at another file.
 func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|oNoFollow, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open worker log: %w", err)
 	}
