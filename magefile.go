@@ -7,10 +7,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -139,6 +141,87 @@ func (Test) Unit() error {
 // binaries, processes and cgroups (as root). Env: RBEE_TEST_RUN, RBEE_TEST_V.
 func (Test) Integration() error {
 	return goTest([]string{"./harness/integration/..."})
+}
+
+// Fuzz runs every fuzz target of the module for a short time each
+// (RBEE_FUZZTIME, default 10s), one after another, starting from its
+// seeds in testdata/fuzz/<Target>/ and the f.Add seeds, and prints how
+// long each ran and how many inputs it tried. A failing input is saved
+// under testdata/fuzz/ by go test; commit it with the fix.
+// Env: RBEE_FUZZTIME (a duration), RBEE_FUZZ (a regexp of target names).
+func (Test) Fuzz() error {
+	fuzzTime := os.Getenv("RBEE_FUZZTIME")
+	if fuzzTime == "" {
+		fuzzTime = "10s"
+	}
+	if _, err := time.ParseDuration(fuzzTime); err != nil {
+		return fmt.Errorf("RBEE_FUZZTIME=%q: want a duration such as 10s", fuzzTime)
+	}
+	only := regexp.MustCompile(".")
+	if v := os.Getenv("RBEE_FUZZ"); v != "" {
+		re, err := regexp.Compile(v)
+		if err != nil {
+			return fmt.Errorf("RBEE_FUZZ=%q: %w", v, err)
+		}
+		only = re
+	}
+	targets, err := fuzzTargets()
+	if err != nil {
+		return err
+	}
+	type result struct {
+		pkg, name, execs string
+		took           time.Duration
+	}
+	var results []result
+	execsRE := regexp.MustCompile(`execs: (\d+)`)
+	for _, tg := range targets {
+		if !only.MatchString(tg.name) {
+			continue
+		}
+		start := time.Now()
+		out, err := sh.Output("go", "test", "-run", "^$", "-fuzz", "^"+tg.name+"$", "-fuzztime", fuzzTime, tg.pkg)
+		if err != nil {
+			fmt.Println(out)
+			return fmt.Errorf("fuzz %s in %s: %w", tg.name, tg.pkg, err)
+		}
+		execs := "?"
+		if m := execsRE.FindAllStringSubmatch(out, -1); len(m) > 0 {
+			execs = m[len(m)-1][1]
+		}
+		results = append(results, result{tg.pkg, tg.name, execs, time.Since(start)})
+		fmt.Printf("test:fuzz %-28s %-44s %12s inputs in %v\n", tg.name, strings.TrimPrefix(tg.pkg, "github.com/rbee-dev/rbee/"), execs, time.Since(start).Round(100*time.Millisecond))
+	}
+	if len(results) == 0 {
+		return errors.New("test:fuzz: no fuzz target matched")
+	}
+	fmt.Printf("test:fuzz: %d targets, %s each, no failure\n", len(results), fuzzTime)
+	return nil
+}
+
+type fuzzTarget struct{ pkg, name string }
+
+// fuzzTargets lists every Fuzz function of the module with its package.
+func fuzzTargets() ([]fuzzTarget, error) {
+	out, err := sh.Output("go", "test", "-list", "^Fuzz", "./...")
+	if err != nil {
+		return nil, fmt.Errorf("go test -list: %w\n%s", err, out)
+	}
+	var pending []string
+	var targets []fuzzTarget
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 1 && strings.HasPrefix(f[0], "Fuzz"):
+			pending = append(pending, f[0])
+		case len(f) >= 2 && f[0] == "ok":
+			for _, n := range pending {
+				targets = append(targets, fuzzTarget{f[1], n})
+			}
+			pending = nil
+		}
+	}
+	return targets, nil
 }
 
 // All runs the unit and then the integration tests.

@@ -76,7 +76,7 @@ func build(pkg string) (string, error) {
 	// Daemons inherit the test binary's instrumentation: -race so races in
 	// them fail the test (their logs are scanned for DATA RACE), -cover so
 	// integration runs count toward coverage (written to GOCOVERDIR).
-	if raceEnabled && strings.HasPrefix(pkg, "cmd/") {
+	if RaceEnabled && strings.HasPrefix(pkg, "cmd/") {
 		args = append(args, "-race")
 	}
 	if testing.CoverMode() != "" && strings.HasPrefix(pkg, "cmd/") {
@@ -92,10 +92,22 @@ func build(pkg string) (string, error) {
 	return out, nil
 }
 
+// extraCleanup lists directories removed with the builds.
+var extraCleanup []string
+
+func registerCleanup(dir string) {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	extraCleanup = append(extraCleanup, dir)
+}
+
 func cleanupBuilds() {
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
+	}
+	for _, d := range extraCleanup {
+		os.RemoveAll(d)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -114,9 +115,13 @@ func (d *Daemon) start() {
 	}()
 	select {
 	case addr := <-log.addr:
-		d.Addr, d.URL = addr, "http://"+addr
+		scheme := "http://"
+		if slices.Contains(d.args, "--tls-cert") {
+			scheme = "https://" // the test's Client must trust the CA
+		}
+		d.Addr, d.URL = addr, scheme+addr
 		if host, port, err := net.SplitHostPort(addr); err == nil && d.host != "" && net.ParseIP(host).IsUnspecified() {
-			d.URL = "http://" + net.JoinHostPort(d.host, port)
+			d.URL = scheme + net.JoinHostPort(d.host, port)
 		}
 	case <-exited:
 		d.t.Fatalf("%s exited before listening: %v\n%s", d.Name, d.exitErr(), log.String())

@@ -35,7 +35,12 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 // TestMain:
 //
 //	func TestMain(m *testing.M) { harness.Main(m) }
+//
+// A test binary started by RunHelper runs the helper instead of the tests.
 func Main(m *testing.M) {
+	if code, ok := runHelper(); ok {
+		os.Exit(code)
+	}
 	code := m.Run()
 	cleanupBuilds()
 	if code == 0 {

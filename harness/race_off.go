@@ -2,4 +2,5 @@
 
 package harness
 
-const raceEnabled = false
+// RaceEnabled is false: the test binary was built without -race.
+const RaceEnabled = false

@@ -2,6 +2,6 @@
 
 package harness
 
-// raceEnabled is true when the test binary was built with -race; the
+// RaceEnabled is true when the test binary was built with -race; the
 // daemons it builds get -race too.
-const raceEnabled = true
+const RaceEnabled = true

@@ -39,7 +39,7 @@ func hivesCmd(ctx context.Context, args []string) error {
 	fmt.Fprintln(tw, "HIVE\tSTATE\tLAST SEEN\tWORKERS\tGPUS\tCPU%\tURL")
 	for _, h := range hs {
 		fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%s\t%s\n", h.ID, h.State, time.Since(h.LastSeen).Round(100*time.Millisecond),
-			len(h.Workers), len(h.Node.GPUs), cli.Pct(h.Node.CPUPct), h.URL)
+			len(h.Workers), len(h.Node.GPUs), cli.Pct(h.Node.CPUPct), cli.Str(&h.URL))
 	}
 	return tw.Flush()
 }

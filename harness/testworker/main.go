@@ -34,6 +34,8 @@ type config struct {
 	exitCode   int
 	ignoreTerm bool
 	readyFile  string
+	hostile    bool
+	forks      int
 }
 
 func main() {
@@ -56,6 +58,8 @@ func run(args []string) error {
 	fs.IntVar(&c.exitCode, "exit-code", 0, "exit code when --exit-after fires")
 	fs.BoolVar(&c.ignoreTerm, "ignore-term", false, "ignore SIGTERM (to test SIGKILL escalation)")
 	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once signals are handled and the load runs")
+	fs.BoolVar(&c.hostile, "hostile", false, "try to raise its limits, leave its cgroup and signal pid 1, printing each result")
+	fs.IntVar(&c.forks, "forks", 0, "with --hostile: start this many children (to hit the pids limit)")
 	// Flags real workers take; the hive reads the model from the command line.
 	fs.String("model", "", "model name (only shown in the command line)")
 	fs.String("m", "", "model name, short form")
@@ -89,6 +93,9 @@ func run(args []string) error {
 	children, err := startChildren(args, c.children)
 	if err != nil {
 		return err
+	}
+	if c.hostile {
+		children = append(children, hostile(c.forks)...)
 	}
 	held := hold(c.mem)
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,9 +25,11 @@ const (
 
 // NewServer returns an http.Server for h with the daemons' timeouts: slow
 // headers, slow bodies, idle keep-alive connections and slow readers of an
-// answer are all cut. tc, when not nil, is its TLS configuration.
-func NewServer(h http.Handler, tc *tls.Config) *http.Server {
+// answer are all cut. tc, when not nil, is its TLS configuration; the
+// server's own errors (a failed TLS handshake) go to log.
+func NewServer(h http.Handler, tc *tls.Config, log *slog.Logger) *http.Server {
 	return &http.Server{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
 			h.ServeHTTP(w, r)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 const (
@@ -311,4 +313,27 @@ func TestIsLoopback(t *testing.T) {
 			t.Errorf("IsLoopback(%q) != %v", listen, want)
 		}
 	}
+}
+
+func FuzzParseHiveTokens(f *testing.F) {
+	f.Add("# tokens\ngpu-a " + hiveTok + "\n\ngpu-b hive-b-token-0123456789\n")
+	f.Add("../x " + hiveTok)
+	f.Add("gpu-a\tshort\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		m, err := parseHiveTokens(strings.NewReader(in), "fuzz")
+		if err != nil {
+			return
+		}
+		for id, tok := range m {
+			if err := ids.ValidHiveID(id); err != nil {
+				t.Fatalf("accepted hive id %q", id)
+			}
+			if checkToken(tok) != nil {
+				t.Fatalf("accepted token %q", tok)
+			}
+		}
+		if _, err := (Tokens{Operator: opTok, Hives: m}).index(); err != nil && !strings.Contains(err.Error(), "same token") {
+			t.Fatalf("parsed tokens do not index: %v", err)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -111,8 +112,14 @@ func LoadHiveTokens(file string) (map[string]string, error) {
 		return nil, fmt.Errorf("hive tokens: %w", err)
 	}
 	defer f.Close()
+	return parseHiveTokens(f, file)
+}
+
+// parseHiveTokens reads "hive-id token" lines from r (named file in
+// errors).
+func parseHiveTokens(r io.Reader, file string) (map[string]string, error) {
 	out := map[string]string{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {

@@ -67,10 +67,12 @@ func TestParseArgs(t *testing.T) {
 func TestFormat(t *testing.T) {
 	u := func(v uint64) *uint64 { return &v }
 	f := func(v float64) *float64 { return &v }
+	model, evil := "qwen", "m\x1b[2J"
 	tests := []struct{ got, want string }{
 		{Bytes(nil), "-"}, {Bytes(u(512)), "512B"}, {Bytes(u(200 << 20)), "200.0MiB"}, {Bytes(u(3 << 40)), "3.0TiB"},
 		{Secs(f(59)), "59s"}, {Secs(f(61)), "1m1s"}, {Secs(f(7200)), "2h0m"}, {Secs(f(90000)), "1d1h"},
 		{Pct(nil), "-"}, {Pct(f(12.34)), "12.3"},
+		{Str(nil), "-"}, {Str(&model), "qwen"}, {Str(&evil), `"m\x1b[2J"`},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -87,6 +89,7 @@ func TestFormat(t *testing.T) {
 		{telemetry.Worker{State: telemetry.StateExited, Signal: &sig}, "killed by SIGKILL"},
 		{telemetry.Worker{State: telemetry.StateExited, ExitCode: &code}, "exit 3"},
 		{telemetry.Worker{State: telemetry.StateRunning, Errors: []string{"gpu: x"}}, "gpu: x"},
+		{telemetry.Worker{State: telemetry.StateRunning, Errors: []string{"\x1b]0;owned\x07"}}, `"\x1b]0;owned\a"`},
 	} {
 		if got := Note(tc.w); got != tc.want {
 			t.Errorf("Note = %q, want %q", got, tc.want)

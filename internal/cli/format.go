@@ -4,15 +4,17 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
-// Str prints an optional string, "-" when absent.
+// Str prints an optional string, "-" when absent, with control
+// characters escaped: a remote party's text must not drive the terminal.
 func Str(s *string) string {
 	if s == nil {
 		return "-"
 	}
-	return *s
+	return ids.Safe(*s)
 }
 
 // Pct prints an optional percentage.
@@ -74,5 +76,5 @@ func Note(w telemetry.Worker) string {
 		}
 	}
 	parts = append(parts, w.Errors...)
-	return strings.Join(parts, "; ")
+	return ids.Safe(strings.Join(parts, "; "))
 }

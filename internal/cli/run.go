@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rbee-dev/rbee/internal/version"
 )
 
 // Command is one subcommand.
@@ -31,6 +33,11 @@ func Main(name, about string, def func(context.Context, []string) error, cmds []
 	run := def
 	if len(args) > 0 && args[0] == "help" {
 		usage(os.Stdout, name, about, cmds)
+		stop()
+		return
+	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Printf("%s %s\n", name, version.String())
 		stop()
 		return
 	}

@@ -223,7 +223,7 @@ func (s *Server) heartbeat(session string, seq uint64) telemetry.Heartbeat {
 	info := s.mon.Info()
 	node := s.node.read()
 	node.LimitsEnforced, node.LimitsReason = info.LimitsEnforced, info.LimitsReason
-	ws := s.mon.Workers()
+	ws := clipPIDs(s.mon.Workers())
 	if ws == nil {
 		ws = []telemetry.Worker{}
 	}
@@ -232,6 +232,26 @@ func (s *Server) heartbeat(session string, seq uint64) telemetry.Heartbeat {
 		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
 		Node: node, Workers: ws,
 	}
+}
+
+// clipPIDs keeps a heartbeat's pid lists within what the queen accepts:
+// a host with runaway workers must still report them.
+func clipPIDs(ws []telemetry.Worker) []telemetry.Worker {
+	total := 0
+	for _, w := range ws {
+		total += len(w.PIDs)
+	}
+	if total <= telemetry.MaxHeartbeatPIDs {
+		return ws
+	}
+	each := telemetry.MaxHeartbeatPIDs / len(ws)
+	for i := range ws {
+		if len(ws[i].PIDs) > each {
+			ws[i].PIDs = ws[i].PIDs[:each]
+			ws[i].Errors = append(slices.Clip(ws[i].Errors), fmt.Sprintf("pids: list cut to %d to fit the heartbeat", each))
+		}
+	}
+	return ws
 }
 
 // Handler returns the hive's HTTP API: the operator may do everything, a
@@ -394,7 +414,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL,
 		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
 
-	srv := api.NewServer(s.Handler(), s.tls)
+	srv := api.NewServer(s.Handler(), s.tls, s.log)
 	errc := make(chan error, 1)
 	go func() { errc <- api.Serve(srv, api.LimitListener(ln, maxConns)) }()
 	if ready != nil {

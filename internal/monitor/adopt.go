@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
@@ -87,8 +88,11 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 	}
 	if p := m.cfg.Platform.Proc; p != nil {
 		if args, err := p.Cmdline(pid); err == nil && len(args) > 0 {
+			args = clipArgs(args)
 			w.binary, w.args = args[0], args[1:]
-			w.model = ModelFromArgs(w.args)
+			if m := ModelFromArgs(w.args); m != nil {
+				w.model = telemetry.Ptr(ids.Clean(*m, MaxModelLen))
+			}
 		}
 	}
 	m.mu.Lock()
@@ -121,4 +125,25 @@ func (m *Monitor) mainPid(pids []int) int {
 		}
 	}
 	return sorted[0]
+}
+
+// clipArgs bounds a command line read from the host to what a heartbeat
+// may carry: at most telemetry.MaxWorkerArgs arguments (binary included)
+// of at most telemetry.MaxArgLen bytes of valid UTF-8 each. A worker that
+// was not spawned through rbee must not get its hive's heartbeats refused.
+func clipArgs(args []string) []string {
+	if len(args) > telemetry.MaxWorkerArgs+1 {
+		args = args[:telemetry.MaxWorkerArgs+1]
+	}
+	out := make([]string, len(args))
+	for i, a := range args {
+		if len(a) > telemetry.MaxArgLen {
+			a = a[:telemetry.MaxArgLen]
+		}
+		out[i] = strings.ToValidUTF8(a, "\uFFFD")
+		if len(out[i]) > telemetry.MaxArgLen {
+			out[i] = ids.Clean(out[i], telemetry.MaxArgLen)
+		}
+	}
+	return out
 }

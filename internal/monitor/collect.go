@@ -86,7 +86,7 @@ func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) 
 		}
 		return
 	}
-	rec.PIDs = slices.Clone(s.PIDs)
+	rec.PIDs = slices.Clone(s.PIDs[:min(len(s.PIDs), telemetry.MaxWorkerPIDs)])
 	reportLimits(rec, w.limits, s.Limits)
 	rec.MemBytes = telemetry.Ptr(s.MemUsage)
 	rec.MemRSSBytes = telemetry.Ptr(s.MemAnon)

@@ -1,6 +1,12 @@
 package monitor
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/rbee-dev/rbee/internal/telemetry"
+)
 
 func TestModelFromArgs(t *testing.T) {
 	tests := []struct {
@@ -45,4 +51,27 @@ func FuzzModelFromArgs(f *testing.F) {
 			t.Fatal("empty model name")
 		}
 	})
+}
+
+// A command line read from the host is cut to what a heartbeat carries,
+// and stays valid UTF-8.
+func TestClipArgs(t *testing.T) {
+	long := make([]string, 300)
+	for i := range long {
+		long[i] = "a"
+	}
+	long[1] = strings.Repeat("é", 3000) // 6000 bytes
+	long[2] = "bad\xff"
+	got := clipArgs(long)
+	if len(got) != telemetry.MaxWorkerArgs+1 {
+		t.Fatalf("%d args, want %d", len(got), telemetry.MaxWorkerArgs+1)
+	}
+	for i, a := range got {
+		if len(a) > telemetry.MaxArgLen || !utf8.ValidString(a) {
+			t.Fatalf("arg %d: %d bytes, valid %v", i, len(a), utf8.ValidString(a))
+		}
+	}
+	if got[2] != "bad\uFFFD" {
+		t.Fatalf("invalid UTF-8 became %q", got[2])
+	}
 }

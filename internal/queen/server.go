@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -88,6 +89,9 @@ type Server struct {
 
 	refused  refusals // heartbeats refused, by reason
 	dropLogs logLimiter
+	// decoding bounds how many heartbeat bodies are decoded at once: each
+	// may take several times MaxBody in memory while it is.
+	decoding chan struct{}
 }
 
 // New builds a queen; Run starts it.
@@ -139,7 +143,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, broker: b, guard: g, tls: tc, started: cfg.Now()}
+	s := &Server{cfg: cfg, log: cfg.Logger, broker: b, guard: g, tls: tc, started: cfg.Now(),
+		decoding: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives})
 	return s, nil
 }
@@ -238,8 +243,15 @@ func (s *Server) summary() Summary {
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.decoding <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
 	var hb telemetry.Heartbeat
-	if err := api.Decode(w, r, s.cfg.MaxBody, false, &hb); err != nil {
+	err := api.Decode(w, r, s.cfg.MaxBody, false, &hb)
+	<-s.decoding
+	if err != nil {
 		s.reject(w, r, "decode", err)
 		return
 	}
@@ -363,7 +375,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	srv := api.NewServer(s.Handler(), s.tls)
+	srv := api.NewServer(s.Handler(), s.tls, s.log)
 	// Streams never end on their own: close them when shutdown starts.
 	srv.RegisterOnShutdown(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -23,8 +23,8 @@ const (
 	MaxGPUs    = 64
 	// MaxPIDsPerWorker and MaxPIDsTotal bound the pid lists of one worker
 	// and of a whole heartbeat; the hive clips what it sends to them.
-	MaxPIDsPerWorker = 16384
-	MaxPIDsTotal     = 65536
+	MaxPIDsPerWorker = telemetry.MaxWorkerPIDs
+	MaxPIDsTotal     = telemetry.MaxHeartbeatPIDs
 	// MaxCores bounds a hive's cpu_cores.
 	MaxCores = 16384
 	// MaxGPUBytes bounds one GPU's memory: 4 TiB is beyond any GPU made.
@@ -39,8 +39,8 @@ const (
 	// timestamps may be: clocks drift; they do not drift by an hour.
 	FutureSlack = time.Hour
 
-	maxStrLen    = ids.MaxTextLen
-	maxArgs      = 256
+	maxStrLen    = telemetry.MaxArgLen
+	maxArgs      = telemetry.MaxWorkerArgs
 	maxErrors    = 32
 	maxErrorLen  = 512
 	maxModelLen  = 256

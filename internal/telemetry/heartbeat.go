@@ -53,3 +53,15 @@ type DroppedWorker struct {
 	ID     string `json:"id"`
 	Reason string `json:"reason"`
 }
+
+// Bounds of the wire format: the queen refuses what exceeds them, and the
+// hive clips what it reads from the host to them before sending.
+const (
+	// MaxWorkerArgs and MaxArgLen bound a worker's command line.
+	MaxWorkerArgs = 256
+	MaxArgLen     = 4096
+	// MaxWorkerPIDs bounds one worker's pid list, MaxHeartbeatPIDs the
+	// pid lists of a whole heartbeat.
+	MaxWorkerPIDs    = 16384
+	MaxHeartbeatPIDs = 65536
+)

@@ -23,7 +23,7 @@ type Worker struct {
 	Group    string   `json:"group"`
 	Instance string   `json:"instance"`
 	PID      int      `json:"pid"`
-	PIDs     []int    `json:"pids"`
+	PIDs     PIDList  `json:"pids"`
 	Binary   string   `json:"binary"`
 	Args     []string `json:"args"`
 	Model    *string  `json:"model"`

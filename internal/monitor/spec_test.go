@@ -1,0 +1,51 @@
+package monitor
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rbee-dev/rbee/internal/ids"
+	"github.com/rbee-dev/rbee/internal/launch"
+)
+
+// FuzzSpawnSpec feeds arbitrary spawn requests through the hive's strict
+// decode and Validate: nothing panics, and what passes is safe to act on
+// (names that stay inside the cgroup subtree, an absolute binary, no
+// loader variable, no control character in the model).
+func FuzzSpawnSpec(f *testing.F) {
+	f.Add([]byte(`{"group":"llm","instance":"9301","binary":"/opt/llm/worker","args":["--model","qwen2.5-0.5b","--port","9301"],"env":{"CUDA_VISIBLE_DEVICES":"0"},"cpu_limit":"150%","memory_limit":"512Mi"}`))
+	f.Add([]byte(`{"group":"..","instance":"x","binary":"/bin/sh","env":{"LD_PRELOAD":"./evil.so"}}`))
+	f.Add([]byte(`{"group":"a","instance":"b","binary":"rel","cpu_limit":"-1"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		var s Spec
+		if dec.Decode(&s) != nil {
+			return
+		}
+		lim, err := s.Validate()
+		if err != nil {
+			return
+		}
+		if ids.ValidName(s.Group) != nil || ids.ValidName(s.Instance) != nil || strings.Contains(s.ID(), "/") {
+			t.Fatalf("accepted names %q %q", s.Group, s.Instance)
+		}
+		if !filepath.IsAbs(s.Binary) || strings.ContainsRune(s.Binary, 0) {
+			t.Fatalf("accepted binary %q", s.Binary)
+		}
+		for k := range s.Env {
+			if launch.EnvAllowed(k) != "" {
+				t.Fatalf("accepted env %q", k)
+			}
+		}
+		if m := ModelFromArgs(s.Args); m != nil && ids.ValidText(*m, MaxModelLen) != nil {
+			t.Fatalf("accepted model %q", *m)
+		}
+		if lim.CPU < 0 || lim.MemoryBytes < 0 {
+			t.Fatalf("negative limits %+v", lim)
+		}
+	})
+}
