@@ -171,7 +171,7 @@ func (Test) Fuzz() error {
 	}
 	type result struct {
 		pkg, name, execs string
-		took           time.Duration
+		took             time.Duration
 	}
 	var results []result
 	execsRE := regexp.MustCompile(`execs: (\d+)`)
