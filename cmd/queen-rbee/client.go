@@ -128,7 +128,11 @@ func watchCmd(ctx context.Context, args []string) error {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	conn := (&sse.Client{Backoff: sse.Backoff{MaxInterval: 5 * time.Second}}).NewConnection(req)
+	// The stream never ends: the client's whole-request timeout must not
+	// apply, its TLS settings (--ca) must.
+	hc := *c.HTTP
+	hc.Timeout = 0
+	conn := (&sse.Client{HTTPClient: &hc, Backoff: sse.Backoff{MaxInterval: 5 * time.Second}}).NewConnection(req)
 	conn.SubscribeToAll(func(e sse.Event) {
 		if !*all && (e.Type == registry.EventHiveTelemetry || e.Type == "queen") {
 			return

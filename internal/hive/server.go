@@ -276,7 +276,13 @@ func (s *Server) Handler() http.Handler {
 		api.WriteJSON(w, 200, rec)
 	}))
 	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, s.stop))
-	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.Info()) }))
+	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
+		info := s.Info()
+		if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {
+			info.SessionID = "" // the operator's to know: see registry.Hive
+		}
+		api.WriteJSON(w, 200, info)
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	return g.Handler(api.JSONErrors(mux))
 }
