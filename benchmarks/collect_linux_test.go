@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup2"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/monitor"
 )
@@ -69,7 +70,7 @@ func spawnSleepers(b *testing.B, n int) (*monitor.Monitor, string, []string) {
 	var rels []string
 	for i := range n {
 		inst := fmt.Sprintf("w%03d", i)
-		_, err := m.Spawn(context.Background(), monitor.Spec{Group: "bench", Instance: inst, Binary: "/bin/sleep", Args: []string{"3600"}, MemoryLimit: "64Mi"})
+		_, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "bench", Instance: inst, Binary: "/bin/sleep", Args: []string{"3600"}, MemoryLimit: "64Mi"})
 		if err != nil {
 			b.Fatal(err)
 		}

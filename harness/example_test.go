@@ -8,8 +8,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/harness/gpufake"
-	"github.com/rbee-dev/rbee/internal/registry"
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -19,7 +18,7 @@ func ExampleStartQueen() {
 	s := harness.NewScope("example")
 	defer s.Close()
 	queen := harness.StartQueen(s) // port 0; stopped (and its log checked) at Close
-	var hives []registry.Hive
+	var hives []api.Hive
 	harness.Get(s, queen.URL+"/v1/hives", &hives)
 	fmt.Println("hives:", len(hives))
 	queen.Stop() // SIGTERM, and fail unless it exits 0
@@ -31,9 +30,9 @@ func ExampleSubscribe() {
 	defer s.Close()
 	queen := harness.StartQueen(s)
 	events := harness.Subscribe(s, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
-	harness.Call(s, "POST", queen.URL+"/v1/hive-heartbeat", telemetry.Heartbeat{HiveID: "gpu-1", SessionID: "a", Seq: 1, Node: telemetry.Node{CPUCores: 8}})
-	ev, _ := events.WaitType(5*time.Second, 0, registry.EventHiveOnline)
-	var d registry.HiveOnline
+	harness.Call(s, "POST", queen.URL+"/v1/hive-heartbeat", api.Heartbeat{HiveID: "gpu-1", SessionID: "a", Seq: 1, Node: api.Node{CPUCores: 8}})
+	ev, _ := events.WaitType(5*time.Second, 0, api.EventHiveOnline)
+	var d api.HiveOnline
 	_ = ev.Decode(&d)
 	fmt.Println(ev.Type, d.HiveID)
 	// Output: hive_online gpu-1
@@ -55,9 +54,9 @@ func ExampleStartFakeQueen() {
 	defer s.Close()
 	fq := harness.StartFakeQueen(s)
 	fq.Set(harness.QueenError, 0) // every heartbeat now gets a 500
-	code, _ := harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", telemetry.Heartbeat{HiveID: "h"})
+	code, _ := harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", api.Heartbeat{HiveID: "h"})
 	fq.Set(harness.QueenOK, 0)
-	harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", telemetry.Heartbeat{HiveID: "h"})
+	harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", api.Heartbeat{HiveID: "h"})
 	fmt.Println(code, len(fq.Heartbeats()), fq.Attempts())
 	// Output: 500 1 2
 }

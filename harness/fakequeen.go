@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // QueenMode is how a FakeQueen answers heartbeats.
@@ -28,7 +28,7 @@ const (
 // Received is one heartbeat a FakeQueen accepted.
 type Received struct {
 	At time.Time
-	HB telemetry.Heartbeat
+	HB api.Heartbeat
 }
 
 // FakeQueen is a stand-in queen-rbee for hive tests: it records the
@@ -104,7 +104,7 @@ func (q *FakeQueen) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		body = zr
 	}
-	var hb telemetry.Heartbeat
+	var hb api.Heartbeat
 	if err := json.NewDecoder(body).Decode(&hb); err != nil {
 		http.Error(w, err.Error(), 400)
 		return
@@ -170,7 +170,7 @@ func (q *FakeQueen) Attempts() int {
 
 // WaitHeartbeat waits for an accepted heartbeat after index from matching
 // match, and returns it with its index.
-func (q *FakeQueen) WaitHeartbeat(timeout time.Duration, from int, match func(telemetry.Heartbeat) bool) (Received, int) {
+func (q *FakeQueen) WaitHeartbeat(timeout time.Duration, from int, match func(api.Heartbeat) bool) (Received, int) {
 	q.t.Helper()
 	var got Received
 	idx := -1

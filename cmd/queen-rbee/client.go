@@ -15,7 +15,6 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cli"
-	"github.com/rbee-dev/rbee/internal/registry"
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
@@ -28,7 +27,7 @@ func hivesCmd(ctx context.Context, args []string) error {
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	var hs []registry.Hive
+	var hs []api.Hive
 	if err := cli.Get(ctx, client, "/v1/hives", &hs); err != nil {
 		return err
 	}
@@ -64,7 +63,7 @@ func workersCmd(ctx context.Context, args []string) error {
 			q.Set(k, v)
 		}
 	}
-	var ws []registry.Worker
+	var ws []api.FleetWorker
 	if err := c.Do(ctx, http.MethodGet, "/v1/workers?"+q.Encode(), nil, &ws); err != nil {
 		return err
 	}
@@ -104,7 +103,7 @@ func scheduleCmd(ctx context.Context, args []string) error {
 	if *vram != "" {
 		q.Set("vram_bytes", *vram)
 	}
-	var d registry.Decision
+	var d api.Decision
 	if err := c.Do(ctx, http.MethodGet, "/v1/schedule?"+q.Encode(), nil, &d); err != nil {
 		return err
 	}
@@ -134,7 +133,7 @@ func watchCmd(ctx context.Context, args []string) error {
 	hc.Timeout = 0
 	conn := (&sse.Client{HTTPClient: &hc, Backoff: sse.Backoff{MaxInterval: 5 * time.Second}}).NewConnection(req)
 	conn.SubscribeToAll(func(e sse.Event) {
-		if !*all && (e.Type == registry.EventHiveTelemetry || e.Type == "queen") {
+		if !*all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
 			return
 		}
 		fmt.Printf("%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), e.Type, e.LastEventID, e.Data)

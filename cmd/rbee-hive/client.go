@@ -11,8 +11,6 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cli"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
@@ -36,7 +34,7 @@ func spawnCmd(ctx context.Context, args []string) error {
 	if *instance == "" || fs.NArg() == 0 {
 		return cli.Usagef("spawn needs --instance and a binary after the flags (try rbee-hive spawn --help)")
 	}
-	spec := monitor.Spec{Group: *group, Instance: *instance, Binary: fs.Arg(0), Args: fs.Args()[1:],
+	spec := api.SpawnRequest{Group: *group, Instance: *instance, Binary: fs.Arg(0), Args: fs.Args()[1:],
 		CPULimit: *cpu, MemoryLimit: *mem, Dir: *dir, Env: map[string]string{}}
 	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
@@ -49,7 +47,7 @@ func spawnCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var rec telemetry.Worker
+	var rec api.Worker
 	if err := c.Do(ctx, http.MethodPost, "/v1/workers", spec, &rec); err != nil {
 		return fmt.Errorf("spawn %s: %w", spec.ID(), err)
 	}
@@ -57,12 +55,12 @@ func spawnCmd(ctx context.Context, args []string) error {
 }
 
 func listCmd(ctx context.Context, args []string) error {
-	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest telemetry.")
+	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest api.")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	var ws []telemetry.Worker
+	var ws []api.Worker
 	if err := cli.Get(ctx, client, "/v1/workers", &ws); err != nil {
 		return err
 	}
@@ -86,7 +84,7 @@ func showCmd(ctx context.Context, args []string) error {
 	if fs.NArg() != 1 {
 		return cli.Usagef("show needs one worker id")
 	}
-	var w telemetry.Worker
+	var w api.Worker
 	if err := cli.Get(ctx, client, "/v1/workers/"+url.PathEscape(fs.Arg(0)), &w); err != nil {
 		return err
 	}
@@ -106,7 +104,7 @@ func stopCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, id := range fs.Args() {
-		var w telemetry.Worker
+		var w api.Worker
 		if err := c.Do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(id), nil, &w); err != nil {
 			return fmt.Errorf("stop %s: %w", id, err)
 		}
@@ -120,7 +118,7 @@ func infoCmd(ctx context.Context, args []string) error {
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	var info map[string]any
+	var info api.HiveInfo
 	if err := cli.Get(ctx, client, "/v1/info", &info); err != nil {
 		return err
 	}

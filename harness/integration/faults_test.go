@@ -16,11 +16,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/harness/gpufake"
-	"github.com/rbee-dev/rbee/internal/hive"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/queen"
-	"github.com/rbee-dev/rbee/internal/registry"
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // While the queen is down, failing or hanging, the hive keeps collecting
@@ -30,9 +26,9 @@ func TestQueenUnreachable(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	fq := harness.StartFakeQueen(t)
 	h := harness.StartHive(t, harness.HiveOptions{Queen: fq.URL, Args: []string{"--interval", interval.String()}})
-	w := spawn(t, h, "w", monitor.Spec{Args: []string{"--cpu", "20"}})
+	w := spawn(t, h, "w", api.SpawnRequest{Args: []string{"--cpu", "20"}})
 	// CPU % needs two passes; from then on every pass has one.
-	fq.WaitHeartbeat(5*time.Second, 0, func(hb telemetry.Heartbeat) bool { return len(hb.Workers) == 1 && hb.Workers[0].CPUPct != nil })
+	fq.WaitHeartbeat(5*time.Second, 0, func(hb api.Heartbeat) bool { return len(hb.Workers) == 1 && hb.Workers[0].CPUPct != nil })
 
 	// Each outage lasts a few intervals; a hanging queen must outlast the
 	// hive's 2 s request timeout to be an outage at all (a slow answer
@@ -51,7 +47,7 @@ func TestQueenUnreachable(t *testing.T) {
 		var before float64
 		for i := range o.intervals { // the hive still measures and answers
 			time.Sleep(interval)
-			var rec telemetry.Worker
+			var rec api.Worker
 			harness.Get(t, h.URL+"/v1/workers/"+w.ID, &rec)
 			if rec.UptimeS == nil || rec.CPUPct == nil || *rec.UptimeS <= before {
 				t.Fatalf("%s: hive stopped collecting: %+v", o.name, rec)
@@ -72,7 +68,7 @@ func TestQueenUnreachable(t *testing.T) {
 	// The fake queen records a heartbeat before the hive has its answer:
 	// wait for the hive's own view of the recovery.
 	harness.WaitFor(t, 2*time.Second, func() error {
-		var info hive.Info
+		var info api.HiveInfo
 		harness.Get(t, h.URL+"/v1/info", &info)
 		if info.QueenFailures != 0 {
 			return fmt.Errorf("hive still counts %d failures after recovery", info.QueenFailures)
@@ -93,10 +89,10 @@ func TestNvidiaSmiTimeout(t *testing.T) {
 	fake := harness.FakeNvidiaSMI(t, gpufake.H200Busy())
 	h := harness.StartHive(t, harness.HiveOptions{Queen: fq.URL,
 		Args: []string{"--interval", "1s", "--gpu", "nvidia-smi", "--nvidia-smi", fake.Path, "--gpu-timeout", "500ms"}})
-	w := spawn(t, h, "w", monitor.Spec{Args: []string{"--model", "m"}})
+	w := spawn(t, h, "w", api.SpawnRequest{Args: []string{"--model", "m"}})
 	sc := gpufake.H200Busy()
 	sc.Procs[0].PID = w.PID
-	fq.WaitHeartbeat(5*time.Second, 0, func(hb telemetry.Heartbeat) bool { return len(hb.Workers) == 1 })
+	fq.WaitHeartbeat(5*time.Second, 0, func(hb api.Heartbeat) bool { return len(hb.Workers) == 1 })
 
 	sc.Hang, sc.HangChild = true, true
 	fake.Set(sc)
@@ -128,7 +124,7 @@ func TestNvidiaSmiTimeout(t *testing.T) {
 
 	sc.Hang = false
 	fake.Set(sc)
-	fq.WaitHeartbeat(5*time.Second, len(fq.Heartbeats()), func(hb telemetry.Heartbeat) bool {
+	fq.WaitHeartbeat(5*time.Second, len(fq.Heartbeats()), func(hb api.Heartbeat) bool {
 		r := hb.Workers[0]
 		return r.VRAMBytes != nil && *r.VRAMBytes == 3786<<20 && len(r.Errors) == 0 && len(hb.Node.GPUs) == 1
 	})
@@ -148,7 +144,7 @@ func TestCgroupPermissionDenied(t *testing.T) {
 	h := harness.StartDaemon(t, harness.DaemonConfig{Name: "hive-nobody", Package: "cmd/rbee-hive",
 		Args:       []string{"--listen", "127.0.0.1:0", "--queen", "", "--gpu", "none", "--cgroup-parent", "rbee-denied", "--stop-grace", "2s"},
 		Credential: &syscall.Credential{Uid: 65534, Gid: 65534}})
-	var info hive.Info
+	var info api.HiveInfo
 	harness.Get(t, h.URL+"/v1/info", &info)
 	if info.LimitsEnforced || !strings.Contains(info.LimitsReason, "not running as root") {
 		t.Fatalf("info %+v, want limits not enforced, saying why", info)
@@ -156,12 +152,12 @@ func TestCgroupPermissionDenied(t *testing.T) {
 	if !strings.Contains(h.Log(), "limits not enforced") {
 		t.Fatalf("the log does not say limits are off:\n%s", h.Log())
 	}
-	w := spawn(t, h, "plain", monitor.Spec{Args: []string{"--model", "m", "--cpu", "30"}, CPULimit: "10%", MemoryLimit: "64Mi"})
+	w := spawn(t, h, "plain", api.SpawnRequest{Args: []string{"--model", "m", "--cpu", "30"}, CPULimit: "10%", MemoryLimit: "64Mi"})
 	if w.LimitsEnforced || w.CPULimitPct != nil || w.Cgroup != "" {
 		t.Fatalf("worker %+v, want no limits", w)
 	}
 	harness.WaitFor(t, 5*time.Second, func() error {
-		var r telemetry.Worker
+		var r api.Worker
 		harness.Get(t, h.URL+"/v1/workers/"+w.ID, &r)
 		// Not held to 10%: limits are off, and that is what it reports.
 		if r.CPUPct == nil || *r.CPUPct < 20 {
@@ -198,8 +194,8 @@ func TestBroadcastChannelFull(t *testing.T) {
 				// Every beat replaces the hive's single worker with a new
 				// one: worker_added/removed events that do not coalesce.
 				inst := fmt.Sprintf("w%d", seq)
-				hb := telemetry.Heartbeat{HiveID: fmt.Sprintf("flood-%02d", h), SessionID: "s", Seq: uint64(seq), IntervalMS: 1000,
-					Node: telemetry.Node{CPUCores: 8}, Workers: []telemetry.Worker{{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: 1000 + seq, State: telemetry.StateRunning, Args: []string{pad}}}}
+				hb := api.Heartbeat{HiveID: fmt.Sprintf("flood-%02d", h), SessionID: "s", Seq: uint64(seq), IntervalMS: 1000,
+					Node: api.Node{CPUCores: 8}, Workers: []api.Worker{{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: 1000 + seq, State: api.StateRunning, Args: []string{pad}}}}
 				b, _ := json.Marshal(hb)
 				start := time.Now()
 				resp, err := c.Post(q.URL+"/v1/hive-heartbeat", "application/json", strings.NewReader(string(b)))
@@ -228,7 +224,7 @@ func TestBroadcastChannelFull(t *testing.T) {
 	})
 	var added int
 	for _, e := range fast.Events() {
-		if e.Type == registry.EventWorkerAdded {
+		if e.Type == api.EventWorkerAdded {
 			added++
 		}
 	}
@@ -236,7 +232,7 @@ func TestBroadcastChannelFull(t *testing.T) {
 		t.Fatalf("fast client got %d worker_added events, want %d", added, hives*beats)
 	}
 	harness.WaitFor(t, 10*time.Second, func() error {
-		var info queen.Info
+		var info api.QueenInfo
 		harness.Get(t, q.URL+"/v1/info", &info)
 		if info.Evicted < 1 || info.Clients != 1 {
 			return fmt.Errorf("evicted %d, clients %d: the stalled client is still connected", info.Evicted, info.Clients)
@@ -252,7 +248,7 @@ func TestBroadcastChannelFull(t *testing.T) {
 	resume, _ := strconv.Atoi(resumeAt.ID)
 	var want []string
 	for _, e := range evs[len(evs)-49:] {
-		if e.Type != registry.EventHiveTelemetry && e.Type != queen.EventQueen {
+		if e.Type != api.EventHiveTelemetry && e.Type != api.EventQueen {
 			want = append(want, e.ID)
 		}
 	}
@@ -266,7 +262,7 @@ func TestBroadcastChannelFull(t *testing.T) {
 		if id, _ := strconv.Atoi(e.ID); id <= resume {
 			t.Fatalf("replay resent id %s at or before Last-Event-ID %s", e.ID, resumeAt.ID)
 		}
-		if e.Type != registry.EventHiveTelemetry && e.Type != queen.EventQueen {
+		if e.Type != api.EventHiveTelemetry && e.Type != api.EventQueen {
 			got = append(got, e.ID)
 		}
 	}

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/registry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // spawn -> cgroup -> collection -> heartbeat -> registry -> SSE, checking
@@ -19,10 +18,10 @@ func TestEndToEndTelemetryFlow(t *testing.T) {
 	queen := harness.StartQueen(t)
 	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, Args: []string{"--interval", "500ms"}})
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
-	w := spawn(t, hive, "9301", monitor.Spec{Args: []string{"--model", "qwen2.5-0.5b", "--cpu", "50", "--mem", "128Mi"}, CPULimit: "200%", MemoryLimit: "512Mi"})
+	w := spawn(t, hive, "9301", api.SpawnRequest{Args: []string{"--model", "qwen2.5-0.5b", "--cpu", "50", "--mem", "128Mi"}, CPULimit: "200%", MemoryLimit: "512Mi"})
 
 	var last string
-	ev, _ := events.WaitFor(20*time.Second, 0, isEvent(registry.EventHiveTelemetry, func(h registry.Hive) bool {
+	ev, _ := events.WaitFor(20*time.Second, 0, isEvent(api.EventHiveTelemetry, func(h api.Hive) bool {
 		for _, r := range h.Workers {
 			if r.ID != w.ID {
 				continue
@@ -51,7 +50,7 @@ func TestWorkerDiesRemovedFromRegistry(t *testing.T) {
 	queen := harness.StartQueen(t)
 	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL})
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
-	w := spawn(t, hive, "victim", monitor.Spec{Args: []string{"--model", "m"}})
+	w := spawn(t, hive, "victim", api.SpawnRequest{Args: []string{"--model", "m"}})
 	_, next := events.WaitFor(5*time.Second, 0, addedOf(w.ID))
 
 	killed := time.Now()
@@ -59,21 +58,21 @@ func TestWorkerDiesRemovedFromRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev, next := events.WaitFor(5*time.Second, next, removedOf(w.ID))
-	var rm registry.WorkerRemoved
+	var rm api.WorkerRemoved
 	_ = ev.Decode(&rm)
 	took := ev.At.Sub(killed)
 	t.Logf("kill -> worker_removed at the SSE client: %v", took)
 	if took > time.Second {
 		t.Fatalf("worker_removed arrived %v after the kill, want within 1s", took)
 	}
-	if rm.Reason != registry.ReasonExited || rm.Signal == nil || *rm.Signal != "SIGKILL" || rm.OOMKilled == nil || *rm.OOMKilled {
+	if rm.Reason != api.ReasonExited || rm.Signal == nil || *rm.Signal != "SIGKILL" || rm.OOMKilled == nil || *rm.OOMKilled {
 		t.Fatalf("worker_removed %+v, want SIGKILL, not OOM", rm)
 	}
 	if ws := queenWorkers(t, queen, "?state=running"); len(ws) != 0 {
 		t.Fatalf("killed worker still listed as running: %+v", ws)
 	}
 
-	oom := spawn(t, hive, "hog", monitor.Spec{Args: []string{"--mem", "256Mi"}, MemoryLimit: "64Mi"})
+	oom := spawn(t, hive, "hog", api.SpawnRequest{Args: []string{"--mem", "256Mi"}, MemoryLimit: "64Mi"})
 	ev, _ = events.WaitFor(10*time.Second, next, removedOf(oom.ID))
 	_ = ev.Decode(&rm)
 	if rm.OOMKilled == nil || !*rm.OOMKilled || rm.Signal == nil || *rm.Signal != "SIGKILL" {

@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // switchSource lets one monitor be measured through several backends.
@@ -79,12 +79,12 @@ func TestGPUAcceptance(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	busy, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "9301", Binary: python,
+	busy, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "9301", Binary: python,
 		Args: []string{script, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--port", "9301", "--vram-gib", "4", "--busy", "--child"}, MemoryLimit: "16Gi"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	idle, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "9302", Binary: python,
+	idle, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "9302", Binary: python,
 		Args: []string{script, "--model", "Qwen/Qwen2.5-0.5B", "--port", "9302", "--vram-gib", "1.5"}, MemoryLimit: "16Gi"})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +114,7 @@ func TestGPUAcceptance(t *testing.T) {
 
 	type result struct {
 		backend string
-		recs    map[string]telemetry.Worker
+		recs    map[string]api.Worker
 		median  time.Duration
 		err     string
 	}
@@ -135,7 +135,7 @@ func TestGPUAcceptance(t *testing.T) {
 		s := gpu.NewSampler(be, gpu.DefaultTimeout)
 		src.set(s)
 		var times []time.Duration
-		recs := map[string]telemetry.Worker{}
+		recs := map[string]api.Worker{}
 		for range 6 {
 			start := time.Now()
 			for _, r := range m.Collect(context.Background()) {

@@ -8,13 +8,11 @@ import (
 	"testing"
 
 	"github.com/rbee-dev/rbee/harness"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/registry"
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // spawn starts a test worker on hive through its API and returns the record.
-func spawn(t *testing.T, hive *harness.Daemon, inst string, spec monitor.Spec) telemetry.Worker {
+func spawn(t *testing.T, hive *harness.Daemon, inst string, spec api.SpawnRequest) api.Worker {
 	t.Helper()
 	if spec.Group == "" {
 		spec.Group = "llm"
@@ -27,7 +25,7 @@ func spawn(t *testing.T, hive *harness.Daemon, inst string, spec monitor.Spec) t
 	if code != 201 {
 		t.Fatalf("spawn %s on %s: %d %s", spec.ID(), hive.Name, code, body)
 	}
-	var rec telemetry.Worker
+	var rec api.Worker
 	if err := json.Unmarshal(body, &rec); err != nil {
 		t.Fatal(err)
 	}
@@ -47,16 +45,16 @@ func isEvent[T any](typ string, ok func(T) bool) func(harness.Event) bool {
 }
 
 func removedOf(id string) func(harness.Event) bool {
-	return isEvent(registry.EventWorkerRemoved, func(d registry.WorkerRemoved) bool { return d.WorkerID == id })
+	return isEvent(api.EventWorkerRemoved, func(d api.WorkerRemoved) bool { return d.WorkerID == id })
 }
 
 func addedOf(id string) func(harness.Event) bool {
-	return isEvent(registry.EventWorkerAdded, func(d registry.WorkerAdded) bool { return d.Worker.ID == id })
+	return isEvent(api.EventWorkerAdded, func(d api.WorkerAdded) bool { return d.Worker.ID == id })
 }
 
-func queenWorkers(t *testing.T, queen *harness.Daemon, query string) []registry.Worker {
+func queenWorkers(t *testing.T, queen *harness.Daemon, query string) []api.FleetWorker {
 	t.Helper()
-	var ws []registry.Worker
+	var ws []api.FleetWorker
 	harness.Get(t, queen.URL+"/v1/workers"+query, &ws)
 	return ws
 }

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -24,7 +24,7 @@ func TestHiveAdoptsAndSurvivesRestart(t *testing.T) {
 	parent := harness.CgroupParent(t)
 	m := monitor.New(monitor.Config{Platform: monitor.DetectPlatform(cgroups.Config{Parent: parent})})
 	defer m.Close()
-	w, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "a", Binary: harness.TestWorker(t), Args: []string{"--model", "qwen", "--cpu", "20"}})
+	w, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "a", Binary: harness.TestWorker(t), Args: []string{"--model", "qwen", "--cpu", "20"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,9 +32,9 @@ func TestHiveAdoptsAndSurvivesRestart(t *testing.T) {
 
 	hive := harness.StartHive(t, harness.HiveOptions{CgroupParent: parent, Args: []string{"--interval", "200ms"}})
 	harness.WaitFor(t, 10*time.Second, func() error {
-		var ws []telemetry.Worker
+		var ws []api.Worker
 		harness.Get(t, hive.URL+"/v1/workers", &ws)
-		if len(ws) != 1 || ws[0].PID != w.PID || ws[0].State != telemetry.StateRunning || ws[0].Model == nil || *ws[0].Model != "qwen" || ws[0].CPUPct == nil {
+		if len(ws) != 1 || ws[0].PID != w.PID || ws[0].State != api.StateRunning || ws[0].Model == nil || *ws[0].Model != "qwen" || ws[0].CPUPct == nil {
 			return fmt.Errorf("hive has not adopted llm-a yet: %+v", ws)
 		}
 		return nil

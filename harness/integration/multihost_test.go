@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
-	"github.com/rbee-dev/rbee/internal/registry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // A queen and three hives on separate hosts (network namespaces joined by
@@ -50,7 +50,7 @@ func TestMultiHost(t *testing.T) {
 		Header: map[string][]string{"Authorization": {"Bearer multi-host-secret"}}})
 	sessions := map[string]string{}
 	harness.WaitFor(t, 10*time.Second, func() error {
-		var hs []registry.Hive
+		var hs []api.Hive
 		if err := qc.Get(queen.URL+"/v1/hives", &hs); err != nil {
 			return err
 		}
@@ -67,21 +67,21 @@ func TestMultiHost(t *testing.T) {
 	cut := hives["host-2"]
 	pid := cut.daemon.Pid()
 	qh.SetLink(cut.qDev, false)
-	_, i := events.WaitFor(5*time.Second, 0, isEvent(registry.EventHiveStale, func(d registry.HiveGone) bool { return d.HiveID == "host-2" }))
-	_, i = events.WaitFor(10*time.Second, i, isEvent(registry.EventHiveRemoved, func(d registry.HiveGone) bool { return d.HiveID == "host-2" }))
-	var hs []registry.Hive
+	_, i := events.WaitFor(5*time.Second, 0, isEvent(api.EventHiveStale, func(d api.HiveGone) bool { return d.HiveID == "host-2" }))
+	_, i = events.WaitFor(10*time.Second, i, isEvent(api.EventHiveRemoved, func(d api.HiveGone) bool { return d.HiveID == "host-2" }))
+	var hs []api.Hive
 	if err := qc.Get(queen.URL+"/v1/hives", &hs); err != nil || len(hs) != 2 {
 		t.Fatalf("hives while host-2 is cut off: %+v %v", hs, err)
 	}
 	for _, h := range hs {
-		if h.State != registry.StateOnline {
+		if h.State != api.HiveStateOnline {
 			t.Fatalf("%s is %s while only host-2 was cut", h.ID, h.State)
 		}
 	}
 	// Restore it: back, same session, same process.
 	qh.SetLink(cut.qDev, true)
-	events.WaitFor(10*time.Second, i, isEvent(registry.EventHiveOnline, func(d registry.HiveOnline) bool { return d.HiveID == "host-2" }))
-	var back registry.Hive
+	events.WaitFor(10*time.Second, i, isEvent(api.EventHiveOnline, func(d api.HiveOnline) bool { return d.HiveID == "host-2" }))
+	var back api.Hive
 	if err := qc.Get(queen.URL+"/v1/hives/host-2", &back); err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +111,8 @@ func TestLossyLink(t *testing.T) {
 			"--worker-bin-dir", dir, "--gpu", "none", "--cgroup-parent", harness.CgroupParent(t)}})
 	qc := harness.Client{HTTP: qh.Client()}
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{Client: qh.Client()})
-	events.WaitType(10*time.Second, 0, registry.EventHiveTelemetry)
-	var before, after registry.Hive
+	events.WaitType(10*time.Second, 0, api.EventHiveTelemetry)
+	var before, after api.Hive
 	if err := qc.Get(queen.URL+"/v1/hives/lossy", &before); err != nil {
 		t.Fatal(err)
 	}
@@ -125,9 +125,9 @@ func TestLossyLink(t *testing.T) {
 	stale := 0
 	for _, e := range events.Events() {
 		switch e.Type {
-		case registry.EventHiveStale:
+		case api.EventHiveStale:
 			stale++
-		case registry.EventHiveRemoved:
+		case api.EventHiveRemoved:
 			t.Fatalf("the hive was removed over a lossy link")
 		}
 	}

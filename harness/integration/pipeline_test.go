@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/registry"
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // Spawn through the hive API, see worker_added on the queen's stream with
@@ -23,7 +21,7 @@ func TestSpawnStopReachesStream(t *testing.T) {
 	// Subscribed before the hive starts, so its hive_online is not missed.
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
 	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL})
-	_, next := events.WaitType(10*time.Second, 0, registry.EventHiveOnline)
+	_, next := events.WaitType(10*time.Second, 0, api.EventHiveOnline)
 	worker := harness.TestWorker(t)
 
 	const n = 20
@@ -32,23 +30,23 @@ func TestSpawnStopReachesStream(t *testing.T) {
 		id := fmt.Sprintf("llm-w%02d", i)
 		model := fmt.Sprintf("model-%d", i)
 		start := time.Now()
-		code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", monitor.Spec{
+		code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", api.SpawnRequest{
 			Group: "llm", Instance: fmt.Sprintf("w%02d", i), Binary: worker, Args: []string{"--model", model}, MemoryLimit: "64Mi",
 		})
 		if code != 201 {
 			t.Fatalf("spawn %s: %d %s", id, code, body)
 		}
-		var rec telemetry.Worker
+		var rec api.Worker
 		if err := json.Unmarshal(body, &rec); err != nil {
 			t.Fatal(err)
 		}
 		ev, idx := events.WaitFor(5*time.Second, next, func(e harness.Event) bool {
-			var d registry.WorkerAdded
-			return e.Type == registry.EventWorkerAdded && e.Decode(&d) == nil && d.Worker.ID == id
+			var d api.WorkerAdded
+			return e.Type == api.EventWorkerAdded && e.Decode(&d) == nil && d.Worker.ID == id
 		})
 		lat = append(lat, ev.At.Sub(start))
 		next = idx + 1
-		var added registry.WorkerAdded
+		var added api.WorkerAdded
 		_ = ev.Decode(&added)
 		if added.Worker.PID != rec.PID || added.Worker.Model == nil || *added.Worker.Model != model || added.HiveID != hive.Name {
 			t.Fatalf("worker_added %+v, want pid %d model %s on %s", added, rec.PID, model, hive.Name)
@@ -63,12 +61,12 @@ func TestSpawnStopReachesStream(t *testing.T) {
 			t.Fatalf("stop %s: %d %s", id, code, body)
 		}
 		ev, _ := events.WaitFor(5*time.Second, next, func(e harness.Event) bool {
-			var d registry.WorkerRemoved
-			return e.Type == registry.EventWorkerRemoved && e.Decode(&d) == nil && d.WorkerID == id
+			var d api.WorkerRemoved
+			return e.Type == api.EventWorkerRemoved && e.Decode(&d) == nil && d.WorkerID == id
 		})
-		var rm registry.WorkerRemoved
+		var rm api.WorkerRemoved
 		_ = ev.Decode(&rm)
-		if rm.Reason != registry.ReasonExited || rm.ExitCode == nil || *rm.ExitCode != 0 || rm.OOMKilled == nil || *rm.OOMKilled {
+		if rm.Reason != api.ReasonExited || rm.ExitCode == nil || *rm.ExitCode != 0 || rm.OOMKilled == nil || *rm.OOMKilled {
 			t.Fatalf("worker_removed %+v, want exited with code 0, not OOM", rm)
 		}
 	}

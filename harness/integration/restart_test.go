@@ -10,9 +10,8 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/registry"
 )
 
 // The queen dies and comes back empty: every hive and worker is back in
@@ -22,11 +21,11 @@ func TestQueenRestartRecovers(t *testing.T) {
 	queen := harness.StartQueen(t)
 	for i := range 2 {
 		h := harness.StartHive(t, harness.HiveOptions{ID: fmt.Sprintf("h%d", i), Queen: queen.URL, Args: []string{"--interval", interval.String()}})
-		spawn(t, h, "w", monitor.Spec{Args: []string{"--model", "m"}})
+		spawn(t, h, "w", api.SpawnRequest{Args: []string{"--model", "m"}})
 	}
 	sessions := map[string]string{}
 	harness.WaitFor(t, 10*time.Second, func() error {
-		var hs []registry.Hive
+		var hs []api.Hive
 		harness.Get(t, queen.URL+"/v1/hives", &hs)
 		if len(hs) != 2 || len(queenWorkers(t, queen, "")) != 2 {
 			return fmt.Errorf("%d hives", len(hs))
@@ -41,7 +40,7 @@ func TestQueenRestartRecovers(t *testing.T) {
 	queen.Restart()
 	back := time.Now()
 	harness.WaitFor(t, 5*time.Second, func() error {
-		var hs []registry.Hive
+		var hs []api.Hive
 		harness.Get(t, queen.URL+"/v1/hives", &hs)
 		if len(hs) != 2 || len(queenWorkers(t, queen, "")) != 2 {
 			return fmt.Errorf("%d hives back", len(hs))
@@ -68,8 +67,8 @@ func TestHiveRestartClearsWorkers(t *testing.T) {
 	parent := harness.CgroupParent(t)
 	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, CgroupParent: parent, Args: []string{"--interval", "300ms"}})
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
-	keep := spawn(t, hive, "keep", monitor.Spec{Args: []string{"--model", "m"}, MemoryLimit: "64Mi"})
-	die := spawn(t, hive, "die", monitor.Spec{Args: []string{"--model", "m"}})
+	keep := spawn(t, hive, "keep", api.SpawnRequest{Args: []string{"--model", "m"}, MemoryLimit: "64Mi"})
+	die := spawn(t, hive, "die", api.SpawnRequest{Args: []string{"--model", "m"}})
 	_, next := events.WaitFor(5*time.Second, 0, addedOf(die.ID))
 
 	hive.Stop() // SIGTERM: the workers keep running
@@ -80,11 +79,11 @@ func TestHiveRestartClearsWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	hive.Restart()
-	_, i := events.WaitFor(10*time.Second, next, isEvent(registry.EventHiveOnline, func(d registry.HiveOnline) bool { return d.Restarted }))
+	_, i := events.WaitFor(10*time.Second, next, isEvent(api.EventHiveOnline, func(d api.HiveOnline) bool { return d.Restarted }))
 	ev, _ := events.WaitFor(5*time.Second, i, removedOf(die.ID))
-	var rm registry.WorkerRemoved
+	var rm api.WorkerRemoved
 	_ = ev.Decode(&rm)
-	if rm.Reason != registry.ReasonHiveRestarted {
+	if rm.Reason != api.ReasonHiveRestarted {
 		t.Fatalf("worker_removed %+v, want reason hive_restarted", rm)
 	}
 	ws := queenWorkers(t, queen, "")

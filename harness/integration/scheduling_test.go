@@ -12,8 +12,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/harness/gpufake"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/registry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 func h100(i int, uuid string, usedMiB int) gpufake.GPU {
@@ -34,10 +33,10 @@ func TestSchedulingQueries(t *testing.T) {
 		hives[name] = harness.StartHive(t, harness.HiveOptions{ID: name, Queen: queen.URL,
 			Args: []string{"--interval", "300ms", "--gpu", "nvidia-smi", "--nvidia-smi", fakes[name].Path}})
 	}
-	busy := spawn(t, hives["h1"], "a", monitor.Spec{Args: []string{"--model", "llama", "--cpu", "60"}})
-	qwen := spawn(t, hives["h1"], "b", monitor.Spec{Args: []string{"--model", "qwen"}})
-	idle := spawn(t, hives["h2"], "c", monitor.Spec{Args: []string{"--model", "llama"}})
-	staleW := spawn(t, hives["h3"], "d", monitor.Spec{Args: []string{"--model", "mistral"}})
+	busy := spawn(t, hives["h1"], "a", api.SpawnRequest{Args: []string{"--model", "llama", "--cpu", "60"}})
+	qwen := spawn(t, hives["h1"], "b", api.SpawnRequest{Args: []string{"--model", "qwen"}})
+	idle := spawn(t, hives["h2"], "c", api.SpawnRequest{Args: []string{"--model", "llama"}})
+	staleW := spawn(t, hives["h3"], "d", api.SpawnRequest{Args: []string{"--model", "mistral"}})
 	_ = qwen
 	fakes["h1"].Set(gpufake.Scenario{GPUs: []gpufake.GPU{h100(0, "GPU-11111111-0000-0000-0000-000000000000", 72000)},
 		Procs: []gpufake.Proc{{PID: busy.PID, GPU: 0, Name: "testworker", UsedMiB: 60000, SMPct: ptr(90)}}})
@@ -70,15 +69,15 @@ func TestSchedulingQueries(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Kill(h3.Pid(), syscall.SIGCONT) })
 	harness.WaitFor(t, 5*time.Second, func() error {
-		var h registry.Hive
+		var h api.Hive
 		harness.Get(t, queen.URL+"/v1/hives/h3", &h)
-		if h.State != registry.StateStale {
+		if h.State != api.HiveStateStale {
 			return errors.New("h3 not stale yet")
 		}
 		return nil
 	})
 
-	var d registry.Decision
+	var d api.Decision
 	harness.Get(t, queen.URL+"/v1/schedule?model=llama", &d)
 	if d.Kind != "worker" || d.Worker.ID != idle.ID || d.HiveID != "h2" {
 		t.Errorf("schedule llama = %+v, want the idle worker on h2, not the busy one on h1", d)

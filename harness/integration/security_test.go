@@ -28,11 +28,8 @@ import (
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/launch"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/queen"
-	"github.com/rbee-dev/rbee/internal/registry"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // The attacks of the security review, each against real daemons: every
@@ -165,7 +162,7 @@ func TestSecurityLocalUserAndBrowser(t *testing.T) {
 	if _, err := os.Stat(proof); err == nil {
 		t.Fatal("a refused request ran its command")
 	}
-	var ws []telemetry.Worker
+	var ws []api.Worker
 	if err := (harness.Client{Token: strings.TrimSpace(string(tok))}).Get(url, &ws); err != nil || len(ws) != 0 {
 		t.Fatalf("workers after the attacks: %v %v", ws, err)
 	}
@@ -186,13 +183,13 @@ func TestSecurityLoaderVariables(t *testing.T) {
 	mark := filepath.Join(dir, "mark")
 	hive := harness.StartHive(t, harness.HiveOptions{})
 	for _, v := range []string{"LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GCONV_PATH"} {
-		code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", monitor.Spec{Group: "llm", Instance: "1", Binary: "/bin/true",
+		code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", api.SpawnRequest{Group: "llm", Instance: "1", Binary: "/bin/true",
 			Env: map[string]string{v: so, "PRELOAD_MARK": mark}})
 		if code != 400 || !strings.Contains(string(body), v) {
 			t.Fatalf("env %s: %d %s, want 400 naming it", v, code, body)
 		}
 	}
-	spawn(t, hive, "fine", monitor.Spec{Args: []string{"--exit-after", "100ms"}, Env: map[string]string{"PRELOAD_MARK": mark}})
+	spawn(t, hive, "fine", api.SpawnRequest{Args: []string{"--exit-after", "100ms"}, Env: map[string]string{"PRELOAD_MARK": mark}})
 	time.Sleep(500 * time.Millisecond)
 	if b, err := os.ReadFile(mark); err == nil {
 		t.Fatalf("the preload library ran: %s", b)
@@ -206,7 +203,7 @@ func TestSecurityLoaderVariables(t *testing.T) {
 func TestSecurityHostileWorker(t *testing.T) {
 	logs := t.TempDir()
 	hive := harness.StartHive(t, harness.HiveOptions{Args: []string{"--worker-pids-max", "32", "--worker-log-dir", logs}})
-	rec := spawn(t, hive, "evil", monitor.Spec{Args: []string{"--hostile", "--forks", "100", "--ignore-term", "--model", "m"}, MemoryLimit: "64Mi"})
+	rec := spawn(t, hive, "evil", api.SpawnRequest{Args: []string{"--hostile", "--forks", "100", "--ignore-term", "--model", "m"}, MemoryLimit: "64Mi"})
 	logFile := filepath.Join(logs, rec.ID+".log")
 	var out string
 	harness.WaitFor(t, 10*time.Second, func() error {
@@ -237,7 +234,7 @@ func TestSecurityHostileWorker(t *testing.T) {
 	if !strings.Contains(string(cg), rec.Cgroup) {
 		t.Fatalf("the worker left its cgroup %s:\n%s", rec.Cgroup, cg)
 	}
-	var w telemetry.Worker
+	var w api.Worker
 	harness.WaitFor(t, 5*time.Second, func() error {
 		harness.Get(t, hive.URL+"/v1/workers/"+rec.ID, &w)
 		if len(w.PIDs) < 2 {
@@ -293,9 +290,9 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 			"--queen-token-file", harness.WriteToken(t, tok), "--interval", "300ms"}})
 	}
 	qc := harness.Client{HTTP: client}
-	var b registry.Hive
+	var b api.Hive
 	harness.WaitFor(t, 10*time.Second, func() error {
-		var hs []registry.Hive
+		var hs []api.Hive
 		if err := qc.Get(q.URL+"/v1/hives", &hs); err != nil {
 			return err
 		}
@@ -307,8 +304,8 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	})
 	// Host A is compromised: its token tries to speak for B, with B's
 	// session and the largest sequence number, to redirect B's traffic.
-	forged := telemetry.Heartbeat{HiveID: "gpu-b", HiveURL: "https://attacker.example:7835", SessionID: b.SessionID,
-		Seq: math.MaxUint64, IntervalMS: 1000, Node: telemetry.Node{CPUCores: 8}}
+	forged := api.Heartbeat{HiveID: "gpu-b", HiveURL: "https://attacker.example:7835", SessionID: b.SessionID,
+		Seq: math.MaxUint64, IntervalMS: 1000, Node: api.Node{CPUCores: 8}}
 	body, _ := json.Marshal(forged)
 	req, _ := http.NewRequest("POST", q.URL+"/v1/hive-heartbeat", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -322,7 +319,7 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 		t.Fatalf("hive A's token speaking for hive B: %d, want 403", resp.StatusCode)
 	}
 	// Nor may it read the registry or spawn on B.
-	if err := (harness.Client{HTTP: client, Token: tokA}).Get(q.URL+"/v1/hives", new([]registry.Hive)); err == nil || !strings.Contains(err.Error(), "403") {
+	if err := (harness.Client{HTTP: client, Token: tokA}).Get(q.URL+"/v1/hives", new([]api.Hive)); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("hive token reading the registry: %v", err)
 	}
 	req, _ = http.NewRequest("POST", b.URL+"/v1/workers", strings.NewReader(`{"group":"x","instance":"1","binary":"/bin/true"}`))
@@ -338,11 +335,11 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	}
 	// B stays itself: same URL and session, heartbeats still applied.
 	time.Sleep(time.Second)
-	var after registry.Hive
+	var after api.Hive
 	if err := qc.Get(q.URL+"/v1/hives/gpu-b", &after); err != nil {
 		t.Fatal(err)
 	}
-	if after.URL != b.URL || after.SessionID != b.SessionID || after.State != registry.StateOnline || after.Seq <= b.Seq {
+	if after.URL != b.URL || after.SessionID != b.SessionID || after.State != api.HiveStateOnline || after.Seq <= b.Seq {
 		t.Fatalf("hive B after the forgery: %+v (was url %s session %s seq %d)", after, b.URL, b.SessionID, b.Seq)
 	}
 	// The CLI trusts the private CA with --ca, and only then.
@@ -366,17 +363,17 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 func TestSecurityForgedValues(t *testing.T) {
 	q := harness.StartQueen(t)
 	hive := harness.StartHive(t, harness.HiveOptions{ID: "honest", Queen: q.URL, Args: []string{"--interval", "300ms"}})
-	spawn(t, hive, "1", monitor.Spec{Args: []string{"--model", "m"}})
-	forged := telemetry.Heartbeat{HiveID: "evil", HiveURL: "http://evil.example:7835", SessionID: "s", Seq: 1, IntervalMS: 1000,
-		Node: telemetry.Node{CPUCores: 8, GPUs: []telemetry.GPU{{Index: 0, UUID: "GPU-evil", VRAMTotalBytes: telemetry.Ptr(uint64(math.MaxUint64)), VRAMUsedBytes: telemetry.Ptr(uint64(0))}}},
-		Workers: []telemetry.Worker{{ID: "llm-1", Group: "llm", Instance: "1", PID: 1, State: telemetry.StateRunning,
-			Model: telemetry.Ptr("m"), CPUPct: telemetry.Ptr(-1e308), GPUUtilPct: telemetry.Ptr(0.0)}}}
+	spawn(t, hive, "1", api.SpawnRequest{Args: []string{"--model", "m"}})
+	forged := api.Heartbeat{HiveID: "evil", HiveURL: "http://evil.example:7835", SessionID: "s", Seq: 1, IntervalMS: 1000,
+		Node: api.Node{CPUCores: 8, GPUs: []api.GPU{{Index: 0, UUID: "GPU-evil", VRAMTotalBytes: api.Ptr(uint64(math.MaxUint64)), VRAMUsedBytes: api.Ptr(uint64(0))}}},
+		Workers: []api.Worker{{ID: "llm-1", Group: "llm", Instance: "1", PID: 1, State: api.StateRunning,
+			Model: api.Ptr("m"), CPUPct: api.Ptr(-1e308), GPUUtilPct: api.Ptr(0.0)}}}
 	code, body := harness.Call(t, "POST", q.URL+"/v1/hive-heartbeat", forged)
-	var ack telemetry.HeartbeatAck
+	var ack api.HeartbeatAck
 	if err := json.Unmarshal(body, &ack); err != nil || code != 200 || len(ack.Dropped) != 1 || ack.Clamped != 1 {
 		t.Fatalf("forged heartbeat: %d %s", code, body)
 	}
-	var d registry.Decision
+	var d api.Decision
 	harness.WaitFor(t, 10*time.Second, func() error {
 		code, body := harness.Call(t, "GET", q.URL+"/v1/schedule?model=m", nil)
 		if code != 200 {
@@ -463,7 +460,7 @@ func TestSecurityQueenBounds(t *testing.T) {
 	for c := range 8 {
 		wg.Go(func() {
 			for i := c; i < 2000; i += 8 {
-				hb := telemetry.Heartbeat{HiveID: fmt.Sprintf("junk-%04d", i), SessionID: "s", Seq: 1, IntervalMS: 60000, Node: telemetry.Node{CPUCores: 1}}
+				hb := api.Heartbeat{HiveID: fmt.Sprintf("junk-%04d", i), SessionID: "s", Seq: 1, IntervalMS: 60000, Node: api.Node{CPUCores: 1}}
 				b, _ := json.Marshal(hb)
 				req, _ := http.NewRequest("POST", q.URL+"/v1/hive-heartbeat", bytes.NewReader(b))
 				req.Header.Set("Content-Type", "application/json")
@@ -503,12 +500,12 @@ func TestSecurityQueenBounds(t *testing.T) {
 	s1.Close()
 	s2.Close()
 	// The connection that never spoke is cut after the header timeout.
-	idle.SetReadDeadline(opened.Add(api.ReadHeaderTimeout + 5*time.Second))
+	idle.SetReadDeadline(opened.Add(httpx.ReadHeaderTimeout + 5*time.Second))
 	if _, err := idle.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("an idle connection is still open after %v: %v", time.Since(opened), err)
 	}
 	// The queen answers as before, with what it had and the counts.
-	var info queen.Info
+	var info api.QueenInfo
 	harness.Get(t, q.URL+"/v1/info", &info)
 	if info.Hives != 1000 || info.Refused["heartbeat_too_many_hives"] != 1000 || info.Refused["stream_clients_over_max"] != 1 {
 		t.Fatalf("info after the attacks: hives %d refused %v", info.Hives, info.Refused)
@@ -548,17 +545,17 @@ func TestSecurityAdoptedLongCommandLine(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	q := harness.StartQueen(t)
 	harness.StartHive(t, harness.HiveOptions{Queen: q.URL, CgroupParent: parent, Args: []string{"--interval", "300ms"}})
-	var ws []registry.Worker
+	var ws []api.FleetWorker
 	harness.WaitFor(t, 10*time.Second, func() error {
 		if ws = queenWorkers(t, q, ""); len(ws) != 1 {
 			return fmt.Errorf("%d workers", len(ws))
 		}
 		return nil
 	})
-	if len(ws[0].Args) != telemetry.MaxWorkerArgs || *ws[0].Model != "m" || ws[0].PID != cmd.Process.Pid {
+	if len(ws[0].Args) != api.MaxWorkerArgs || *ws[0].Model != "m" || ws[0].PID != cmd.Process.Pid {
 		t.Fatalf("adopted worker: %d args, model %v, pid %d", len(ws[0].Args), ws[0].Model, ws[0].PID)
 	}
-	var info queen.Info
+	var info api.QueenInfo
 	harness.Get(t, q.URL+"/v1/info", &info)
 	if info.Refused["heartbeat_invalid"] != 0 || info.Refused["worker_entries_dropped"] != 0 {
 		t.Fatalf("the queen refused some of the hive: %v", info.Refused)

@@ -1,12 +1,20 @@
+// Package api is rbee's wire contract: the JSON types that cross a process
+// boundary (spawn requests, worker records, heartbeats, the queen's
+// answers, stream events), the error classes with their HTTP statuses, and
+// the client the command-line tools use.
 package api
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -82,4 +90,36 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	return nil
+}
+
+// ErrorBody is every error response: {"error": "..."}.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// ClientTLS trusts the CA certificates in caFile (PEM) in addition to
+// none: a private CA signs the daemons' certificates.
+func ClientTLS(caFile string) (*tls.Config, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+}
+
+// Gzip compresses b, for bodies large enough to be worth it.
+func Gzip(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

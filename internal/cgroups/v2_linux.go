@@ -20,7 +20,7 @@ import (
 )
 
 // v2Controllers are enabled on the way down to worker cgroups when the
-// kernel offers them: cpu and memory for limits, io and pids for telemetry.
+// kernel offers them: cpu and memory for limits, io and pids for api.
 var v2Controllers = []string{"cpu", "memory", "io", "pids"}
 
 // hiveLeaf is the leaf the hive moves itself into when its own cgroup must

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 func TestFlagsEnvFallback(t *testing.T) {
@@ -82,14 +82,14 @@ func TestFormat(t *testing.T) {
 	sig, yes := "SIGKILL", true
 	code := 3
 	for _, tc := range []struct {
-		w    telemetry.Worker
+		w    api.Worker
 		want string
 	}{
-		{telemetry.Worker{State: telemetry.StateExited, OOMKilled: &yes, Signal: &sig}, "OOM-killed"},
-		{telemetry.Worker{State: telemetry.StateExited, Signal: &sig}, "killed by SIGKILL"},
-		{telemetry.Worker{State: telemetry.StateExited, ExitCode: &code}, "exit 3"},
-		{telemetry.Worker{State: telemetry.StateRunning, Errors: []string{"gpu: x"}}, "gpu: x"},
-		{telemetry.Worker{State: telemetry.StateRunning, Errors: []string{"\x1b]0;owned\x07"}}, `"\x1b]0;owned\a"`},
+		{api.Worker{State: api.StateExited, OOMKilled: &yes, Signal: &sig}, "OOM-killed"},
+		{api.Worker{State: api.StateExited, Signal: &sig}, "killed by SIGKILL"},
+		{api.Worker{State: api.StateExited, ExitCode: &code}, "exit 3"},
+		{api.Worker{State: api.StateRunning, Errors: []string{"gpu: x"}}, "gpu: x"},
+		{api.Worker{State: api.StateRunning, Errors: []string{"\x1b]0;owned\x07"}}, `"\x1b]0;owned\a"`},
 	} {
 		if got := Note(tc.w); got != tc.want {
 			t.Errorf("Note = %q, want %q", got, tc.want)

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Str prints an optional string, "-" when absent, with control
@@ -61,9 +61,9 @@ func Bytes(v *uint64) string {
 }
 
 // Note summarises how a worker ended and what could not be read.
-func Note(w telemetry.Worker) string {
+func Note(w api.Worker) string {
 	var parts []string
-	if w.State == telemetry.StateExited {
+	if w.State == api.StateExited {
 		switch {
 		case w.OOMKilled != nil && *w.OOMKilled:
 			parts = append(parts, "OOM-killed")

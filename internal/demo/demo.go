@@ -22,9 +22,6 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
-	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/registry"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Config says where the binaries are and how long to run.
@@ -43,14 +40,14 @@ const CgroupParent = "rbee-demo.slice"
 
 // The three workers: different models and loads.
 var workers = []struct {
-	spec monitor.Spec
+	spec api.SpawnRequest
 	args []string
 }{
-	{monitor.Spec{Group: "llm", Instance: "9301", CPULimit: "50%", MemoryLimit: "256Mi"},
+	{api.SpawnRequest{Group: "llm", Instance: "9301", CPULimit: "50%", MemoryLimit: "256Mi"},
 		[]string{"--model", "qwen2.5-0.5b", "--port", "9301", "--cpu", "30", "--mem", "64Mi"}},
-	{monitor.Spec{Group: "llm", Instance: "9302", CPULimit: "150%", MemoryLimit: "512Mi"},
+	{api.SpawnRequest{Group: "llm", Instance: "9302", CPULimit: "150%", MemoryLimit: "512Mi"},
 		[]string{"--model", "meta-llama/Llama-3.1-8B-Instruct", "--port", "9302", "--cpu", "90", "--mem", "192Mi", "--io-write", "1Mi"}},
-	{monitor.Spec{Group: "embed", Instance: "9401", MemoryLimit: "128Mi"},
+	{api.SpawnRequest{Group: "embed", Instance: "9401", MemoryLimit: "128Mi"},
 		[]string{"--served-model-name", "bge-small-en", "--port", "9401", "--cpu", "5", "--mem", "32Mi"}},
 }
 
@@ -81,18 +78,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	hc := &api.Client{Base: hive.url, Token: token}
 	qc := &api.Client{Base: queen.url, Token: token}
-	var info map[string]any
+	var info api.HiveInfo
 	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
 		return fmt.Errorf("hive info: %w", err)
 	}
-	if enforced, _ := info["limits_enforced"].(bool); !enforced {
-		fmt.Fprintf(out, "NOTE: limits are not enforced, workers run as plain processes: %v\n", info["limits_reason"])
+	if !info.LimitsEnforced {
+		fmt.Fprintf(out, "NOTE: limits are not enforced, workers run as plain processes: %v\n", info.LimitsReason)
 	}
 	for _, w := range workers {
 		spec := w.spec
 		spec.Binary = filepath.Join(cfg.BinDir, "testworker")
 		spec.Args = w.args
-		var rec telemetry.Worker
+		var rec api.Worker
 		if err := hc.Do(ctx, "POST", "/v1/workers", spec, &rec); err != nil {
 			return fmt.Errorf("spawn %s: %w", spec.ID(), err)
 		}
@@ -130,7 +127,7 @@ Press Ctrl-C to stop everything.
 		if !queen.alive() || !hive.alive() {
 			return errors.New("a daemon exited; see its log in " + cfg.LogDir)
 		}
-		var ws []registry.Worker
+		var ws []api.FleetWorker
 		if err := qc.Do(ctx, "GET", "/v1/workers", nil, &ws); err != nil {
 			if ctx.Err() != nil {
 				continue
@@ -142,7 +139,7 @@ Press Ctrl-C to stop everything.
 	}
 }
 
-func view(out io.Writer, ws []registry.Worker, tty bool) {
+func view(out io.Writer, ws []api.FleetWorker, tty bool) {
 	if tty {
 		fmt.Fprint(out, "\033[s\033[J") // save the cursor, clear below
 	}

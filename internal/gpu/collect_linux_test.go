@@ -14,10 +14,10 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/harness/gpufake"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func newMonitor(t *testing.T, src monitor.GPUSource) *monitor.Monitor {
@@ -38,22 +38,22 @@ func newMonitor(t *testing.T, src monitor.GPUSource) *monitor.Monitor {
 	return m
 }
 
-func spawn(t *testing.T, m *monitor.Monitor, inst string, args ...string) telemetry.Worker {
+func spawn(t *testing.T, m *monitor.Monitor, inst string, args ...string) api.Worker {
 	t.Helper()
-	w, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: inst, Binary: harness.TestWorker(t), Args: args})
+	w, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: inst, Binary: harness.TestWorker(t), Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return w
 }
 
-func byID(recs []telemetry.Worker, id string) telemetry.Worker {
+func byID(recs []api.Worker, id string) api.Worker {
 	for _, r := range recs {
 		if r.ID == id {
 			return r
 		}
 	}
-	return telemetry.Worker{}
+	return api.Worker{}
 }
 
 func ptr(v int) *int { return &v }
@@ -94,7 +94,7 @@ func TestCollectQueriesNvidiaSmi(t *testing.T) {
 	})
 	before := len(fake.Invocations())
 	const passes = 3
-	var recs []telemetry.Worker
+	var recs []api.Worker
 	for range passes {
 		recs = m.Collect(context.Background())
 	}
@@ -103,7 +103,7 @@ func TestCollectQueriesNvidiaSmi(t *testing.T) {
 	}
 
 	ra, rb, rc := byID(recs, a.ID), byID(recs, b.ID), byID(recs, c.ID)
-	for _, r := range []telemetry.Worker{ra, rb, rc} {
+	for _, r := range []api.Worker{ra, rb, rc} {
 		if len(r.Errors) > 0 {
 			t.Fatalf("%s errors: %v", r.ID, r.Errors)
 		}
@@ -139,7 +139,7 @@ func TestCollectHandlesMissingGPU(t *testing.T) {
 	m := newMonitor(t, s.Source())
 	w := spawn(t, m, "nogpu", "--model", "tiny")
 	r := byID(m.Collect(context.Background()), w.ID)
-	if r.State != telemetry.StateRunning || len(r.Errors) != 0 || r.MemBytes == nil {
+	if r.State != api.StateRunning || len(r.Errors) != 0 || r.MemBytes == nil {
 		t.Fatalf("pass without a GPU: %+v", r)
 	}
 	if r.GPUs != nil || r.VRAMBytes != nil || r.GPUUtilPct != nil {
@@ -175,7 +175,7 @@ func TestCollectNvidiaSmiHang(t *testing.T) {
 		if !slices.ContainsFunc(r.Errors, func(e string) bool { return e == "gpu: nvidia-smi timed out after 500ms" }) {
 			t.Fatalf("pass %d errors %q, want \"gpu: nvidia-smi timed out after 500ms\"", i, r.Errors)
 		}
-		if r.MemBytes == nil || r.State != telemetry.StateRunning {
+		if r.MemBytes == nil || r.State != api.StateRunning {
 			t.Fatalf("pass %d: the rest of the record must survive: %+v", i, r)
 		}
 	}

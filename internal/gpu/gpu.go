@@ -8,7 +8,7 @@ package gpu
 import (
 	"context"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // Process is one process's use of one GPU. PIDs are host pids, as NVML and
@@ -25,7 +25,7 @@ type Process struct {
 
 // Snapshot is one query's result.
 type Snapshot struct {
-	Devices []telemetry.GPU
+	Devices []api.GPU
 	Procs   []Process
 	// Partial lists what could not be read while the rest could, e.g.
 	// "nvidia-smi pmon timed out after 2s": per-process SM use is then

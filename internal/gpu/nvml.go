@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // NVML error classes the logic must tell apart. The driver maps NVML's
@@ -123,8 +123,8 @@ func (n *NVML) Query(ctx context.Context) (Snapshot, error) {
 	return snap, nil
 }
 
-func (n *NVML) device(i int, dev nvmlDevice, nowUS uint64) (telemetry.GPU, []Process, []string, error) {
-	g := telemetry.GPU{Index: i}
+func (n *NVML) device(i int, dev nvmlDevice, nowUS uint64) (api.GPU, []Process, []string, error) {
+	g := api.GPU{Index: i}
 	var err error
 	if g.UUID, err = dev.UUID(); err != nil {
 		return g, nil, nil, fmt.Errorf("nvml: device %d uuid: %w", i, err)
@@ -148,17 +148,17 @@ func (n *NVML) device(i int, dev nvmlDevice, nowUS uint64) (telemetry.GPU, []Pro
 		note("memory", err)
 	}
 	if u, err := dev.Utilization(); err == nil {
-		g.UtilPct = telemetry.Ptr(float64(u))
+		g.UtilPct = api.Ptr(float64(u))
 	} else {
 		note("utilization", err)
 	}
 	if c, err := dev.Temperature(); err == nil {
-		g.TempC = telemetry.Ptr(float64(c))
+		g.TempC = api.Ptr(float64(c))
 	} else {
 		note("temperature", err)
 	}
 	if mw, err := dev.Power(); err == nil {
-		g.PowerW = telemetry.Ptr(float64(mw) / 1000)
+		g.PowerW = api.Ptr(float64(mw) / 1000)
 	} else {
 		note("power", err)
 	}
@@ -181,7 +181,7 @@ func (n *NVML) device(i int, dev nvmlDevice, nowUS uint64) (telemetry.GPU, []Pro
 		used := p.UsedBytes
 		pr := Process{PID: int(p.PID), GPUIndex: i, UUID: g.UUID, VRAMBytes: &used}
 		if v, ok := sm[p.PID]; ok {
-			pr.SMUtilPct = telemetry.Ptr(float64(v))
+			pr.SMUtilPct = api.Ptr(float64(v))
 		}
 		out = append(out, pr)
 	}

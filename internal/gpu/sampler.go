@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // DefaultTimeout is the deadline of one GPU query.
@@ -146,9 +146,9 @@ func (s *Sampler) GPUUsage(ctx context.Context) (monitor.GPUUsage, error) {
 	if err != nil {
 		return monitor.GPUUsage{}, err
 	}
-	u := monitor.GPUUsage{ByPID: map[int][]telemetry.WorkerGPU{}, Partial: snap.Partial}
+	u := monitor.GPUUsage{ByPID: map[int][]api.WorkerGPU{}, Partial: snap.Partial}
 	for _, p := range snap.Procs {
-		u.ByPID[p.PID] = append(u.ByPID[p.PID], telemetry.WorkerGPU{
+		u.ByPID[p.PID] = append(u.ByPID[p.PID], api.WorkerGPU{
 			Index: p.GPUIndex, UUID: p.UUID, VRAMBytes: p.VRAMBytes, SMUtilPct: p.SMUtilPct,
 		})
 	}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // The nvidia-smi invocations, exactly those of the captures in
@@ -26,8 +26,8 @@ const maxLines = 4096
 // ParseQueryGPU parses --query-gpu output for queryGPUFields, with or
 // without the header line and units ("143771 MiB", "0 %", "78.44 W").
 // Values nvidia-smi cannot report ("[N/A]", "[Not Supported]") are nil.
-func ParseQueryGPU(b []byte) ([]telemetry.GPU, error) {
-	var out []telemetry.GPU
+func ParseQueryGPU(b []byte) ([]api.GPU, error) {
+	var out []api.GPU
 	for i, line := range splitLines(b) {
 		if i >= maxLines {
 			return nil, fmt.Errorf("more than %d lines", maxLines)
@@ -46,7 +46,7 @@ func ParseQueryGPU(b []byte) ([]telemetry.GPU, error) {
 		if !strings.HasPrefix(f[1], "GPU-") && !strings.HasPrefix(f[1], "MIG-") {
 			return nil, fmt.Errorf("line %d: uuid %q", i+1, clip(f[1]))
 		}
-		g := telemetry.GPU{Index: idx, UUID: f[1], Name: f[2]}
+		g := api.GPU{Index: idx, UUID: f[1], Name: f[2]}
 		var total, used *float64
 		for _, p := range []struct {
 			s    string

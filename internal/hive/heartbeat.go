@@ -18,7 +18,6 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // gzipAbove is the body size from which heartbeats are compressed.
@@ -31,7 +30,7 @@ type sender struct {
 	url      string // the queen's heartbeat endpoint
 	token    string
 	interval time.Duration
-	build    func(session string, seq uint64) telemetry.Heartbeat
+	build    func(session string, seq uint64) api.Heartbeat
 	log      *slog.Logger
 	client   *http.Client
 
@@ -56,7 +55,7 @@ type senderConfig struct {
 	// system's roots.
 	TLS   *tls.Config
 	Log   *slog.Logger
-	Build func(session string, seq uint64) telemetry.Heartbeat
+	Build func(session string, seq uint64) api.Heartbeat
 }
 
 func newSender(c senderConfig) *sender {
@@ -177,7 +176,7 @@ func (s *sender) send(ctx context.Context) error {
 
 // logDropped logs the worker entries the queen refused, each at most
 // once a minute.
-func (s *sender) logDropped(ack telemetry.HeartbeatAck) {
+func (s *sender) logDropped(ack api.HeartbeatAck) {
 	if len(ack.Dropped) == 0 {
 		return
 	}
@@ -196,8 +195,8 @@ func (s *sender) logDropped(ack telemetry.HeartbeatAck) {
 	}
 }
 
-func (s *sender) post(ctx context.Context, hb telemetry.Heartbeat) (telemetry.HeartbeatAck, error) {
-	var ack telemetry.HeartbeatAck
+func (s *sender) post(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAck, error) {
+	var ack api.HeartbeatAck
 	body, err := json.Marshal(hb)
 	if err != nil {
 		return ack, fmt.Errorf("encode heartbeat: %w", err)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 func TestBackoffNeverExceedsInterval(t *testing.T) {
@@ -62,13 +62,13 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	defer queen.Close()
 	var log syncBuf
 	const interval = 200 * time.Millisecond
-	workers := make([]telemetry.Worker, 20) // big enough to be gzipped
+	workers := make([]api.Worker, 20) // big enough to be gzipped
 	for i := range workers {
-		workers[i] = telemetry.Worker{ID: strings.Repeat("w", 60)}
+		workers[i] = api.Worker{ID: strings.Repeat("w", 60)}
 	}
 	s := newSender(senderConfig{QueenURL: queen.URL, Interval: interval, Log: slog.New(slog.NewTextHandler(&log, nil)),
-		Build: func(session string, seq uint64) telemetry.Heartbeat {
-			return telemetry.Heartbeat{HiveID: "h", SessionID: session, Seq: seq, Workers: workers}
+		Build: func(session string, seq uint64) api.Heartbeat {
+			return api.Heartbeat{HiveID: "h", SessionID: session, Seq: seq, Workers: workers}
 		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -117,7 +117,7 @@ func TestSenderResyncsWhenIgnored(t *testing.T) {
 	var sessions []string
 	var seqs []uint64
 	queen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var hb telemetry.Heartbeat
+		var hb api.Heartbeat
 		if err := json.NewDecoder(r.Body).Decode(&hb); err != nil {
 			t.Error(err)
 		}
@@ -134,8 +134,8 @@ func TestSenderResyncsWhenIgnored(t *testing.T) {
 	defer queen.Close()
 	var log syncBuf
 	s := newSender(senderConfig{QueenURL: queen.URL, Interval: time.Second, Log: slog.New(slog.NewTextHandler(&log, nil)),
-		Build: func(session string, seq uint64) telemetry.Heartbeat {
-			return telemetry.Heartbeat{HiveID: "h", SessionID: session, Seq: seq}
+		Build: func(session string, seq uint64) api.Heartbeat {
+			return api.Heartbeat{HiveID: "h", SessionID: session, Seq: seq}
 		}})
 	if err := s.send(context.Background()); err != nil {
 		t.Fatal(err)

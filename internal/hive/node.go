@@ -4,9 +4,9 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/procfs"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // nodeReader measures the host: CPU % as a delta of /proc/stat between
@@ -20,8 +20,8 @@ type nodeReader struct {
 	ok   bool
 }
 
-func (n *nodeReader) read() telemetry.Node {
-	node := telemetry.Node{CPUCores: runtime.NumCPU(), Errors: []string{}}
+func (n *nodeReader) read() api.Node {
+	node := api.Node{CPUCores: runtime.NumCPU(), Errors: []string{}}
 	if n.proc != nil {
 		if ct, err := n.proc.CPUTimes(); err == nil {
 			n.mu.Lock()
@@ -50,7 +50,7 @@ func (n *nodeReader) read() telemetry.Node {
 		}
 	}
 	if node.GPUs == nil {
-		node.GPUs = []telemetry.GPU{}
+		node.GPUs = []api.GPU{}
 	}
 	return node
 }

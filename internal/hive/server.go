@@ -19,12 +19,12 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/procfs"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Config configures a hive.
@@ -176,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.guard = g
 	if cfg.TLSCert != "" {
-		tc, err := api.ServerTLS(cfg.TLSCert, cfg.TLSKey)
+		tc, err := httpx.ServerTLS(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +215,7 @@ func (s *Server) changed() {
 }
 
 // heartbeat builds the current heartbeat.
-func (s *Server) heartbeat(session string, seq uint64) telemetry.Heartbeat {
+func (s *Server) heartbeat(session string, seq uint64) api.Heartbeat {
 	backend := "none"
 	if s.cfg.GPU != nil {
 		backend = s.cfg.GPU.Backend()
@@ -225,9 +225,9 @@ func (s *Server) heartbeat(session string, seq uint64) telemetry.Heartbeat {
 	node.LimitsEnforced, node.LimitsReason = info.LimitsEnforced, info.LimitsReason
 	ws := clipPIDs(s.mon.Workers())
 	if ws == nil {
-		ws = []telemetry.Worker{}
+		ws = []api.Worker{}
 	}
-	return telemetry.Heartbeat{
+	return api.Heartbeat{
 		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: session, Seq: seq, SentAt: time.Now().UTC(),
 		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
 		Node: node, Workers: ws,
@@ -236,15 +236,15 @@ func (s *Server) heartbeat(session string, seq uint64) telemetry.Heartbeat {
 
 // clipPIDs keeps a heartbeat's pid lists within what the queen accepts:
 // a host with runaway workers must still report them.
-func clipPIDs(ws []telemetry.Worker) []telemetry.Worker {
+func clipPIDs(ws []api.Worker) []api.Worker {
 	total := 0
 	for _, w := range ws {
 		total += len(w.PIDs)
 	}
-	if total <= telemetry.MaxHeartbeatPIDs {
+	if total <= api.MaxHeartbeatPIDs {
 		return ws
 	}
-	each := telemetry.MaxHeartbeatPIDs / len(ws)
+	each := api.MaxHeartbeatPIDs / len(ws)
 	for i := range ws {
 		if len(ws[i].PIDs) > each {
 			ws[i].PIDs = ws[i].PIDs[:each]
@@ -263,43 +263,43 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
 		ws := s.mon.Workers()
 		if ws == nil {
-			ws = []telemetry.Worker{}
+			ws = []api.Worker{}
 		}
-		api.WriteJSON(w, 200, ws)
+		httpx.WriteJSON(w, 200, ws)
 	}))
 	mux.Handle("GET /v1/workers/{id}", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
 		rec, err := s.mon.Get(r.PathValue("id"))
 		if err != nil {
-			api.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
+			httpx.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
 			return
 		}
-		api.WriteJSON(w, 200, rec)
+		httpx.WriteJSON(w, 200, rec)
 	}))
 	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, s.stop))
 	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
 		info := s.Info()
 		if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {
-			info.SessionID = "" // the operator's to know: see registry.Hive
+			info.SessionID = "" // the operator's to know: see api.Hive
 		}
-		api.WriteJSON(w, 200, info)
+		httpx.WriteJSON(w, 200, info)
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	return g.Handler(api.JSONErrors(mux))
+	return g.Handler(httpx.JSONErrors(mux))
 }
 
 // maxSpawnBody bounds a spawn request.
 const maxSpawnBody = 1 << 20
 
 func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
-	var spec monitor.Spec
-	if err := api.Decode(w, r, maxSpawnBody, true, &spec); err != nil {
-		var de *api.DecodeError
+	var spec api.SpawnRequest
+	if err := httpx.Decode(w, r, maxSpawnBody, true, &spec); err != nil {
+		var de *httpx.DecodeError
 		errors.As(err, &de)
-		api.WriteError(w, de.Status, "%v", err)
+		httpx.WriteError(w, de.Status, "%v", err)
 		return
 	}
 	if n := s.live(); n >= s.cfg.MaxWorkers {
-		api.WriteError(w, http.StatusTooManyRequests, "this hive already has %d workers (the limit)", n)
+		httpx.WriteError(w, http.StatusTooManyRequests, "this hive already has %d workers (the limit)", n)
 		return
 	}
 	rec, err := s.mon.Spawn(r.Context(), spec)
@@ -307,18 +307,18 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
 		var le *limits.Error
 		switch {
 		case errors.As(err, &le), errors.Is(err, monitor.ErrSpec), errors.Is(err, monitor.ErrBinary):
-			api.WriteError(w, http.StatusBadRequest, "%v", err)
+			httpx.WriteError(w, http.StatusBadRequest, "%v", err)
 		case errors.Is(err, monitor.ErrForbidden):
-			api.WriteError(w, http.StatusForbidden, "%v", err)
+			httpx.WriteError(w, http.StatusForbidden, "%v", err)
 		case errors.Is(err, monitor.ErrExists):
-			api.WriteError(w, http.StatusConflict, "%v", err)
+			httpx.WriteError(w, http.StatusConflict, "%v", err)
 		default:
 			s.log.Error("spawn failed", "worker", spec.ID(), "err", err)
-			api.WriteError(w, http.StatusInternalServerError, "%v", err)
+			httpx.WriteError(w, http.StatusInternalServerError, "%v", err)
 		}
 		return
 	}
-	api.WriteJSON(w, http.StatusCreated, rec)
+	httpx.WriteJSON(w, http.StatusCreated, rec)
 }
 
 func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
@@ -327,14 +327,14 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.stopTimeout() + 5*time.Second))
 	rec, err := s.mon.Stop(ctx, r.PathValue("id"))
 	if errors.Is(err, monitor.ErrNotFound) {
-		api.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
+		httpx.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
 		return
 	}
 	if err != nil {
-		api.WriteError(w, http.StatusInternalServerError, "%v", err)
+		httpx.WriteError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
-	api.WriteJSON(w, 200, rec)
+	httpx.WriteJSON(w, 200, rec)
 }
 
 func (s *Server) stopTimeout() time.Duration {
@@ -345,39 +345,17 @@ func (s *Server) stopTimeout() time.Duration {
 	return g + 30*time.Second
 }
 
-// Info is GET /v1/info.
-type Info struct {
-	HiveID    string `json:"hive_id"`
-	HiveURL   string `json:"hive_url"`
-	Listen    string `json:"listen"`
-	SessionID string `json:"session_id,omitempty"`
-	Version   string `json:"version"`
-	monitor.Info
-	GPUBackend       string `json:"gpu_backend"`
-	GPUBackendReason string `json:"gpu_backend_reason"`
-	QueenURL         string `json:"queen_url"`
-	IntervalMS       int64  `json:"interval_ms"`
-	WorkerBinDir     string `json:"worker_bin_dir,omitempty"`
-	// WorkerUser is who workers run as.
-	WorkerUser    string            `json:"worker_user"`
-	WorkerPidsMax int64             `json:"worker_pids_max"`
-	AuthRequired  bool              `json:"auth_required"`
-	TLS           bool              `json:"tls"`
-	Refused       map[string]uint64 `json:"refused"`
-	Workers       int               `json:"workers"`
-	QueenFailures int               `json:"queen_failures"`
-	LastDelivered time.Time         `json:"last_delivered,omitzero"`
-}
-
 // Info describes the hive.
-func (s *Server) Info() Info {
+func (s *Server) Info() api.HiveInfo {
 	backend := "none"
 	if s.cfg.GPU != nil {
 		backend = s.cfg.GPU.Backend()
 	}
-	i := Info{
+	mi := s.mon.Info()
+	i := api.HiveInfo{
 		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, Version: s.cfg.Version,
-		Info: s.mon.Info(), GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy, QueenURL: s.cfg.QueenURL,
+		CgroupMode: string(mi.CgroupMode), CgroupParent: mi.CgroupParent, LimitsEnforced: mi.LimitsEnforced,
+		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy, QueenURL: s.cfg.QueenURL,
 		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.mon.Workers()),
 		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
 		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.guard.Refused(),
@@ -420,9 +398,9 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL,
 		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
 
-	srv := api.NewServer(s.Handler(), s.tls, s.log)
+	srv := httpx.NewServer(s.Handler(), s.tls, s.log)
 	errc := make(chan error, 1)
-	go func() { errc <- api.Serve(srv, api.LimitListener(ln, maxConns)) }()
+	go func() { errc <- httpx.Serve(srv, httpx.LimitListener(ln, maxConns)) }()
 	if ready != nil {
 		ready(ln.Addr())
 	}
@@ -479,7 +457,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 func (s *Server) live() int {
 	n := 0
 	for _, w := range s.mon.Workers() {
-		if w.State != telemetry.StateExited {
+		if w.State != api.StateExited {
 			n++
 		}
 	}
@@ -495,7 +473,7 @@ func (s *Server) collect(ctx context.Context) {
 		recs := s.mon.Collect(ctx)
 		now := time.Now()
 		for _, r := range recs {
-			if r.State == telemetry.StateExited && r.ExitedAt != nil && now.Sub(*r.ExitedAt) > s.cfg.ExitedRetention {
+			if r.State == api.StateExited && r.ExitedAt != nil && now.Sub(*r.ExitedAt) > s.cfg.ExitedRetention {
 				s.mon.Forget(r.ID)
 			}
 		}

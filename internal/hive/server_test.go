@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/hive"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -72,8 +72,8 @@ func newHive(t *testing.T, mut func(*hive.Config)) *hiveUnderTest {
 	return &hiveUnderTest{s: s, url: srv.URL, binDir: binDir, cgm: cgm}
 }
 
-func (h *hiveUnderTest) spec(inst string) monitor.Spec {
-	return monitor.Spec{Group: "llm", Instance: inst, Binary: filepath.Join(h.binDir, "worker"), Args: []string{"--model", "m"}, MemoryLimit: "64Mi"}
+func (h *hiveUnderTest) spec(inst string) api.SpawnRequest {
+	return api.SpawnRequest{Group: "llm", Instance: inst, Binary: filepath.Join(h.binDir, "worker"), Args: []string{"--model", "m"}, MemoryLimit: "64Mi"}
 }
 
 func TestHiveAPIEndpoints(t *testing.T) {
@@ -82,32 +82,32 @@ func TestHiveAPIEndpoints(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("spawn: %d %s", code, body)
 	}
-	var rec telemetry.Worker
+	var rec api.Worker
 	if err := json.Unmarshal(body, &rec); err != nil || rec.ID != "llm-9301" || rec.PID <= 0 || *rec.Model != "m" || *rec.MemLimitBytes != 64<<20 {
 		t.Fatalf("spawn answer %s (%v)", body, err)
 	}
-	var list []telemetry.Worker
+	var list []api.Worker
 	harness.Get(t, h.url+"/v1/workers", &list)
 	if len(list) != 1 || list[0].ID != rec.ID {
 		t.Fatalf("list %+v", list)
 	}
-	var one telemetry.Worker
+	var one api.Worker
 	harness.Get(t, h.url+"/v1/workers/llm-9301", &one)
 	if one.PID != rec.PID {
 		t.Fatalf("get %+v", one)
 	}
-	var info hive.Info
+	var info api.HiveInfo
 	harness.Get(t, h.url+"/v1/info", &info)
-	if info.HiveID != "h" || !info.LimitsEnforced || info.CgroupMode == cgroups.ModeNone || info.GPUBackend != "none" || info.Workers != 1 || info.WorkerBinDir == "" {
+	if info.HiveID != "h" || !info.LimitsEnforced || info.CgroupMode == string(cgroups.ModeNone) || info.GPUBackend != "none" || info.Workers != 1 || info.WorkerBinDir == "" {
 		t.Fatalf("info %+v", info)
 	}
 	code, body = harness.Call(t, "DELETE", h.url+"/v1/workers/llm-9301", nil)
 	if code != 200 {
 		t.Fatalf("stop: %d %s", code, body)
 	}
-	var stopped telemetry.Worker
+	var stopped api.Worker
 	_ = json.Unmarshal(body, &stopped)
-	if stopped.State != telemetry.StateExited || stopped.ExitCode == nil && stopped.Signal == nil {
+	if stopped.State != api.StateExited || stopped.ExitCode == nil && stopped.Signal == nil {
 		t.Fatalf("stopped record %s", body)
 	}
 	if rels, _ := h.cgm.List(); len(rels) != 0 {
@@ -141,7 +141,7 @@ func TestHiveAPIRejectsBadInput(t *testing.T) {
 	}
 	noexec := filepath.Join(h.binDir, "notes.txt")
 	os.WriteFile(noexec, []byte("x"), 0o644)
-	js := func(mut func(*monitor.Spec)) []byte {
+	js := func(mut func(*api.SpawnRequest)) []byte {
 		s := h.spec("x")
 		mut(&s)
 		b, _ := json.Marshal(s)
@@ -164,26 +164,26 @@ func TestHiveAPIRejectsBadInput(t *testing.T) {
 		{"not an object", []byte(`[1,2]`), "", 400, "malformed JSON"},
 		{"trailing data", []byte(`{"group":"llm"} {}`), "", 400, "data after"},
 		{"unknown field", []byte(`{"group":"llm","instance":"x","binary":"/bin/true","cpu_limt":"50%"}`), "", 400, "cpu_limt"},
-		{"bad cpu limit", js(func(s *monitor.Spec) { s.CPULimit = "fast" }), "", 400, "cpu_limit"},
-		{"zero cpu limit", js(func(s *monitor.Spec) { s.CPULimit = "0" }), "", 400, "cpu_limit"},
-		{"negative memory", js(func(s *monitor.Spec) { s.MemoryLimit = "-1Gi" }), "", 400, "memory_limit"},
-		{"dotdot group", js(func(s *monitor.Spec) { s.Group = ".." }), "", 400, "group"},
-		{"path instance", js(func(s *monitor.Spec) { s.Instance = "../../etc" }), "", 400, "instance"},
-		{"relative binary", js(func(s *monitor.Spec) { s.Binary = "worker" }), "", 400, "absolute"},
-		{"missing binary", js(func(s *monitor.Spec) { s.Binary = filepath.Join(h.binDir, "gone") }), "", 400, "gone"},
-		{"not executable", js(func(s *monitor.Spec) { s.Binary = noexec }), "", 400, "not executable"},
-		{"outside bin dir", js(func(s *monitor.Spec) { s.Binary = outside }), "", 403, "outside --worker-bin-dir"},
-		{"link out of bin dir", js(func(s *monitor.Spec) { s.Binary = link }), "", 403, "symbolic link"},
-		{"loader variable", js(func(s *monitor.Spec) { s.Env = map[string]string{"LD_PRELOAD": "./evil.so"} }), "", 400, "LD_PRELOAD"},
-		{"control characters in the model", js(func(s *monitor.Spec) { s.Args = []string{"--model", "a\x1b]0;pwned\x07"} }), "", 400, "model name"},
-		{"relative dir", js(func(s *monitor.Spec) { s.Dir = "tmp" }), "", 400, "dir"},
-		{"duplicate", js(func(s *monitor.Spec) { s.Instance = "keep" }), "", 409, "already running"},
+		{"bad cpu limit", js(func(s *api.SpawnRequest) { s.CPULimit = "fast" }), "", 400, "cpu_limit"},
+		{"zero cpu limit", js(func(s *api.SpawnRequest) { s.CPULimit = "0" }), "", 400, "cpu_limit"},
+		{"negative memory", js(func(s *api.SpawnRequest) { s.MemoryLimit = "-1Gi" }), "", 400, "memory_limit"},
+		{"dotdot group", js(func(s *api.SpawnRequest) { s.Group = ".." }), "", 400, "group"},
+		{"path instance", js(func(s *api.SpawnRequest) { s.Instance = "../../etc" }), "", 400, "instance"},
+		{"relative binary", js(func(s *api.SpawnRequest) { s.Binary = "worker" }), "", 400, "absolute"},
+		{"missing binary", js(func(s *api.SpawnRequest) { s.Binary = filepath.Join(h.binDir, "gone") }), "", 400, "gone"},
+		{"not executable", js(func(s *api.SpawnRequest) { s.Binary = noexec }), "", 400, "not executable"},
+		{"outside bin dir", js(func(s *api.SpawnRequest) { s.Binary = outside }), "", 403, "outside --worker-bin-dir"},
+		{"link out of bin dir", js(func(s *api.SpawnRequest) { s.Binary = link }), "", 403, "symbolic link"},
+		{"loader variable", js(func(s *api.SpawnRequest) { s.Env = map[string]string{"LD_PRELOAD": "./evil.so"} }), "", 400, "LD_PRELOAD"},
+		{"control characters in the model", js(func(s *api.SpawnRequest) { s.Args = []string{"--model", "a\x1b]0;pwned\x07"} }), "", 400, "model name"},
+		{"relative dir", js(func(s *api.SpawnRequest) { s.Dir = "tmp" }), "", 400, "dir"},
+		{"duplicate", js(func(s *api.SpawnRequest) { s.Instance = "keep" }), "", 409, "already running"},
 		{"huge body", append([]byte(`{"group":"`), bytes.Repeat([]byte("a"), 2<<20)...), "", 413, "larger than"},
 		{"gzip bomb", bomb.Bytes(), "gzip", 413, "larger than"},
 		{"bad gzip", []byte("not gzip"), "gzip", 400, "gzip"},
 		{"unknown encoding", []byte(`{}`), "br", 415, "only gzip"},
-		{"env with =", js(func(s *monitor.Spec) { s.Env = map[string]string{"A=B": "c"} }), "", 400, "env"},
-		{"too many args", js(func(s *monitor.Spec) { s.Args = make([]string, 300) }), "", 400, "args"},
+		{"env with =", js(func(s *api.SpawnRequest) { s.Env = map[string]string{"A=B": "c"} }), "", 400, "env"},
+		{"too many args", js(func(s *api.SpawnRequest) { s.Args = make([]string, 300) }), "", 400, "args"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,7 +205,7 @@ func TestHiveAPIRejectsBadInput(t *testing.T) {
 		})
 	}
 	// Nothing changed: one worker, one cgroup, the hive still answers.
-	var list []telemetry.Worker
+	var list []api.Worker
 	harness.Get(t, h.url+"/v1/workers", &list)
 	if len(list) != 1 || list[0].ID != "llm-keep" {
 		t.Fatalf("workers after bad input: %+v", list)

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Adopt walks the cgroup tree under the parent and takes over every worker
@@ -83,7 +83,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 	w := &worker{proc: proc,
 		id: group + "-" + instance, group: group, instance: instance,
 		pid: pid, cg: g, limits: lim, oomBase: oomBase,
-		state: telemetry.StateRunning, done: make(chan struct{}),
+		state: api.StateRunning, done: make(chan struct{}),
 		startedAt: m.processStart(pid),
 	}
 	if p := m.cfg.Platform.Proc; p != nil {
@@ -91,7 +91,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			args = clipArgs(args)
 			w.binary, w.args = args[0], args[1:]
 			if m := ModelFromArgs(w.args); m != nil {
-				w.model = telemetry.Ptr(ids.Clean(*m, MaxModelLen))
+				w.model = api.Ptr(ids.Clean(*m, MaxModelLen))
 			}
 		}
 	}
@@ -128,21 +128,21 @@ func (m *Monitor) mainPid(pids []int) int {
 }
 
 // clipArgs bounds a command line read from the host to what a heartbeat
-// may carry: at most telemetry.MaxWorkerArgs arguments (binary included)
-// of at most telemetry.MaxArgLen bytes of valid UTF-8 each. A worker that
+// may carry: at most api.MaxWorkerArgs arguments (binary included)
+// of at most api.MaxArgLen bytes of valid UTF-8 each. A worker that
 // was not spawned through rbee must not get its hive's heartbeats refused.
 func clipArgs(args []string) []string {
-	if len(args) > telemetry.MaxWorkerArgs+1 {
-		args = args[:telemetry.MaxWorkerArgs+1]
+	if len(args) > api.MaxWorkerArgs+1 {
+		args = args[:api.MaxWorkerArgs+1]
 	}
 	out := make([]string, len(args))
 	for i, a := range args {
-		if len(a) > telemetry.MaxArgLen {
-			a = a[:telemetry.MaxArgLen]
+		if len(a) > api.MaxArgLen {
+			a = a[:api.MaxArgLen]
 		}
 		out[i] = strings.ToValidUTF8(a, "\uFFFD")
-		if len(out[i]) > telemetry.MaxArgLen {
-			out[i] = ids.Clean(out[i], telemetry.MaxArgLen)
+		if len(out[i]) > api.MaxArgLen {
+			out[i] = ids.Clean(out[i], api.MaxArgLen)
 		}
 	}
 	return out

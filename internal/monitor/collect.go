@@ -9,17 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/procfs"
 	"github.com/rbee-dev/rbee/internal/reread"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Collect runs one collection pass over every worker and returns their
 // records, sorted by id. A worker that cannot be read gets an entry in its
 // Errors; the pass goes on for the others. CPU and I/O rates are deltas
 // over the time since the previous pass and null on the first one.
-func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
+func (m *Monitor) Collect(ctx context.Context) []api.Worker {
 	m.collectMu.Lock()
 	defer m.collectMu.Unlock()
 
@@ -37,13 +37,13 @@ func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
 		gpus, gpuErr = m.cfg.GPU.GPUUsage(ctx)
 	}
 
-	out := make([]telemetry.Worker, 0, len(ws))
+	out := make([]api.Worker, 0, len(ws))
 	for _, w := range ws {
 		now := m.now()
 		m.mu.Lock()
 		rec := w.baseLocked(now)
 		m.mu.Unlock()
-		if rec.State != telemetry.StateExited {
+		if rec.State != api.StateExited {
 			m.sample(w, &rec, now)
 			if m.cfg.GPU != nil {
 				attachGPU(&rec, gpus, gpuErr)
@@ -52,11 +52,11 @@ func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
 			w.closeTaskIO()
 		}
 		m.mu.Lock()
-		if rec.State == telemetry.StateStarting && len(rec.PIDs) > 0 && w.state == telemetry.StateStarting {
-			w.state = telemetry.StateRunning
-			rec.State = telemetry.StateRunning
+		if rec.State == api.StateStarting && len(rec.PIDs) > 0 && w.state == api.StateStarting {
+			w.state = api.StateRunning
+			rec.State = api.StateRunning
 		}
-		if w.state != telemetry.StateExited {
+		if w.state != api.StateExited {
 			w.last, w.seen = rec, true
 		} else {
 			// It exited during the pass: report the exit, not a half-read.
@@ -69,7 +69,7 @@ func (m *Monitor) Collect(ctx context.Context) []telemetry.Worker {
 }
 
 // sample fills the measured fields of rec.
-func (m *Monitor) sample(w *worker, rec *telemetry.Worker, now time.Time) {
+func (m *Monitor) sample(w *worker, rec *api.Worker, now time.Time) {
 	if w.cg != nil {
 		m.sampleCgroup(w, rec, now)
 		return
@@ -77,7 +77,7 @@ func (m *Monitor) sample(w *worker, rec *telemetry.Worker, now time.Time) {
 	m.samplePlain(w, rec, now)
 }
 
-func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) {
+func (m *Monitor) sampleCgroup(w *worker, rec *api.Worker, now time.Time) {
 	s, err := w.cg.Sample()
 	if err != nil {
 		w.prev = sampleMark{}
@@ -86,23 +86,23 @@ func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) 
 		}
 		return
 	}
-	rec.PIDs = slices.Clone(s.PIDs[:min(len(s.PIDs), telemetry.MaxWorkerPIDs)])
+	rec.PIDs = slices.Clone(s.PIDs[:min(len(s.PIDs), api.MaxWorkerPIDs)])
 	reportLimits(rec, w.limits, s.Limits)
-	rec.MemBytes = telemetry.Ptr(s.MemUsage)
-	rec.MemRSSBytes = telemetry.Ptr(s.MemAnon)
-	rec.MemWorkingSetBytes = telemetry.Ptr(s.MemUsage - min(s.MemInactiveFile, s.MemUsage))
+	rec.MemBytes = api.Ptr(s.MemUsage)
+	rec.MemRSSBytes = api.Ptr(s.MemAnon)
+	rec.MemWorkingSetBytes = api.Ptr(s.MemUsage - min(s.MemInactiveFile, s.MemUsage))
 
 	mark := sampleMark{ok: true, at: now, cpuNS: s.CPUUsageNS}
 	dt := now.Sub(w.prev.at).Seconds()
 	valid := w.prev.ok && dt > 0
 	if valid && s.CPUUsageNS >= w.prev.cpuNS {
-		rec.CPUPct = telemetry.Ptr(float64(s.CPUUsageNS-w.prev.cpuNS) / 1e9 / dt * 100)
+		rec.CPUPct = api.Ptr(float64(s.CPUUsageNS-w.prev.cpuNS) / 1e9 / dt * 100)
 	}
 	if s.HasIO {
 		mark.io, mark.hasIO = s.IO, true
 		if valid && w.prev.hasIO && s.IO.ReadBytes >= w.prev.io.ReadBytes && s.IO.WriteBytes >= w.prev.io.WriteBytes {
-			rec.IOReadBps = telemetry.Ptr(float64(s.IO.ReadBytes-w.prev.io.ReadBytes) / dt)
-			rec.IOWriteBps = telemetry.Ptr(float64(s.IO.WriteBytes-w.prev.io.WriteBytes) / dt)
+			rec.IOReadBps = api.Ptr(float64(s.IO.ReadBytes-w.prev.io.ReadBytes) / dt)
+			rec.IOWriteBps = api.Ptr(float64(s.IO.WriteBytes-w.prev.io.WriteBytes) / dt)
 		}
 	} else if m.cfg.Platform.Proc != nil {
 		mark.taskIOs = true
@@ -113,16 +113,16 @@ func (m *Monitor) sampleCgroup(w *worker, rec *telemetry.Worker, now time.Time) 
 
 // reportLimits puts the limits in force into rec, and an error when they
 // differ from the ones the hive set: someone changed them behind its back.
-func reportLimits(rec *telemetry.Worker, set, now cgroups.Limits) {
+func reportLimits(rec *api.Worker, set, now cgroups.Limits) {
 	rec.CPULimitPct, rec.MemLimitBytes, rec.PidsLimit = nil, nil, nil
 	if now.CPU > 0 {
-		rec.CPULimitPct = telemetry.Ptr(now.CPU.Percent())
+		rec.CPULimitPct = api.Ptr(now.CPU.Percent())
 	}
 	if now.MemoryBytes > 0 {
-		rec.MemLimitBytes = telemetry.Ptr(now.MemoryBytes)
+		rec.MemLimitBytes = api.Ptr(now.MemoryBytes)
 	}
 	if now.Pids > 0 {
-		rec.PidsLimit = telemetry.Ptr(now.Pids)
+		rec.PidsLimit = api.Ptr(now.Pids)
 	}
 	var drift []string
 	if math.Abs(float64(now.CPU-set.CPU)) > 0.01 {
@@ -149,7 +149,7 @@ func limitStr(set bool, v float64, unit string) string {
 // taskIORates computes I/O rates from per-task counters (cgroup v1, where
 // blkio counts nothing without a throttle rule). A task's bytes count from
 // its second sample on; a task that exited takes its last interval with it.
-func (m *Monitor) taskIORates(w *worker, rec *telemetry.Worker, pids []int, valid bool, dt float64) {
+func (m *Monitor) taskIORates(w *worker, rec *api.Worker, pids []int, valid bool, dt float64) {
 	if w.taskIO == nil {
 		w.taskIO = map[int]*taskIO{}
 	}
@@ -184,8 +184,8 @@ func (m *Monitor) taskIORates(w *worker, rec *telemetry.Worker, pids []int, vali
 		}
 	}
 	if valid && errs == 0 {
-		rec.IOReadBps = telemetry.Ptr(float64(rd) / dt)
-		rec.IOWriteBps = telemetry.Ptr(float64(wr) / dt)
+		rec.IOReadBps = api.Ptr(float64(rd) / dt)
+		rec.IOWriteBps = api.Ptr(float64(wr) / dt)
 	} else if errs > 0 && len(pids) > 0 && !w.exited() {
 		rec.Errors = append(rec.Errors, fmt.Sprintf("io: %d of %d tasks unreadable", errs, len(pids)))
 	}
@@ -193,7 +193,7 @@ func (m *Monitor) taskIORates(w *worker, rec *telemetry.Worker, pids []int, vali
 
 // samplePlain measures a worker without a cgroup from its main process
 // alone. Off Linux there is no procfs and only identity and uptime remain.
-func (m *Monitor) samplePlain(w *worker, rec *telemetry.Worker, now time.Time) {
+func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 	rec.PIDs = []int{w.pid}
 	p := m.cfg.Platform.Proc
 	if p == nil {
@@ -212,7 +212,7 @@ func (m *Monitor) samplePlain(w *worker, rec *telemetry.Worker, now time.Time) {
 	cpuNS := (st.UTime + st.STime) * uint64(time.Second) / m.tick
 	dt := now.Sub(w.prev.at).Seconds()
 	if w.prev.ok && dt > 0 && cpuNS >= w.prev.cpuNS {
-		rec.CPUPct = telemetry.Ptr(float64(cpuNS-w.prev.cpuNS) / 1e9 / dt * 100)
+		rec.CPUPct = api.Ptr(float64(cpuNS-w.prev.cpuNS) / 1e9 / dt * 100)
 	}
 	m.taskIORates(w, rec, rec.PIDs, w.prev.ok && dt > 0, dt)
 	w.prev = sampleMark{ok: true, at: now, cpuNS: cpuNS, taskIOs: true}
@@ -222,19 +222,19 @@ func (m *Monitor) samplePlain(w *worker, rec *telemetry.Worker, now time.Time) {
 // may live in a child process), per GPU. A worker the backend saw on no
 // GPU gets empty gpus and zero sums; a failed backend leaves every GPU
 // field null with the error attached.
-func attachGPU(rec *telemetry.Worker, usage GPUUsage, err error) {
+func attachGPU(rec *api.Worker, usage GPUUsage, err error) {
 	if err != nil {
 		rec.Errors = append(rec.Errors, "gpu: "+err.Error())
 		return
 	}
 	gpus := usage.ByPID
-	byIndex := map[int]*telemetry.WorkerGPU{}
+	byIndex := map[int]*api.WorkerGPU{}
 	var order []int
 	for _, pid := range rec.PIDs {
 		for _, g := range gpus[pid] {
 			acc := byIndex[g.Index]
 			if acc == nil {
-				acc = &telemetry.WorkerGPU{Index: g.Index, UUID: g.UUID}
+				acc = &api.WorkerGPU{Index: g.Index, UUID: g.UUID}
 				byIndex[g.Index] = acc
 				order = append(order, g.Index)
 			}
@@ -243,7 +243,7 @@ func attachGPU(rec *telemetry.Worker, usage GPUUsage, err error) {
 		}
 	}
 	slices.Sort(order)
-	rec.GPUs = []telemetry.WorkerGPU{}
+	rec.GPUs = []api.WorkerGPU{}
 	var vram uint64
 	var util float64
 	var haveUtil bool

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // cleanupTimeout bounds how long removing an exited worker's cgroup may
@@ -57,7 +57,7 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		w.logFile.Close()
 	}
 	m.mu.Lock()
-	w.state = telemetry.StateExited
+	w.state = api.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom
 	w.exitedAt, w.cleanupErr = m.now(), cleanupErr
 	m.mu.Unlock()
@@ -73,12 +73,12 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 // when nothing is left. The record stays, as exited with its exit status,
 // until Forget, so the next heartbeat tells the queen how the worker
 // ended. Stopping an exited worker returns its record.
-func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error) {
+func (m *Monitor) Stop(ctx context.Context, id string) (api.Worker, error) {
 	m.mu.Lock()
 	w, ok := m.workers[id]
 	m.mu.Unlock()
 	if !ok {
-		return telemetry.Worker{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return api.Worker{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if !w.exited() {
 		if err := w.proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -97,7 +97,7 @@ func (m *Monitor) Stop(ctx context.Context, id string) (telemetry.Worker, error)
 		select {
 		case <-w.done:
 		case <-ctx.Done():
-			return telemetry.Worker{}, fmt.Errorf("stop %s: %w", id, ctx.Err())
+			return api.Worker{}, fmt.Errorf("stop %s: %w", id, ctx.Err())
 		}
 	}
 	m.mu.Lock()
@@ -131,7 +131,7 @@ func (m *Monitor) Forget(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.workers[id]
-	if !ok || w.state != telemetry.StateExited {
+	if !ok || w.state != api.StateExited {
 		return false
 	}
 	delete(m.workers, id)

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // offLinux is the platform DetectPlatform gives on darwin and windows: no
@@ -24,14 +24,14 @@ func TestSpawnFallbackOnNonLinux(t *testing.T) {
 	}
 	// Limits are still validated, then not enforced.
 	ready, waitReady := readyArgs(t)
-	w := spawn(t, m, monitor.Spec{Instance: "plain", Args: append([]string{"--model", "tiny"}, ready...), CPULimit: "50%", MemoryLimit: "64Mi"})
+	w := spawn(t, m, api.SpawnRequest{Instance: "plain", Args: append([]string{"--model", "tiny"}, ready...), CPULimit: "50%", MemoryLimit: "64Mi"})
 	if w.PID <= 0 || w.LimitsEnforced || w.Cgroup != "" || w.CPULimitPct != nil || w.MemLimitBytes != nil {
 		t.Fatalf("plain worker record %+v", w)
 	}
 	if w.Model == nil || *w.Model != "tiny" {
 		t.Fatalf("model %v", w.Model)
 	}
-	if _, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "bad", Binary: harness.TestWorker(t), CPULimit: "0"}); err == nil {
+	if _, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "bad", Binary: harness.TestWorker(t), CPULimit: "0"}); err == nil {
 		t.Fatal("a bad limit was accepted because limits are not enforced")
 	}
 	waitReady()
@@ -39,21 +39,21 @@ func TestSpawnFallbackOnNonLinux(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != telemetry.StateExited || r.ExitCode == nil || *r.ExitCode != 0 {
+	if r.State != api.StateExited || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Fatalf("stopped plain worker: state %s exit %v signal %v", r.State, r.ExitCode, r.Signal)
 	}
 }
 
 func TestCollectFallbackOnNonLinux(t *testing.T) {
 	m := startMonitor(t, monitor.Config{Platform: offLinux})
-	w := spawn(t, m, monitor.Spec{Instance: "plain", Args: []string{"--cpu", "30", "--exit-after", "1500ms", "--exit-code", "4"}})
+	w := spawn(t, m, api.SpawnRequest{Instance: "plain", Args: []string{"--cpu", "30", "--exit-after", "1500ms", "--exit-code", "4"}})
 	m.Collect(context.Background())
 	recs := m.Collect(context.Background())
 	r, ok := find(recs, w.ID)
 	if !ok {
 		t.Fatal("worker missing from the pass")
 	}
-	if r.State != telemetry.StateRunning || r.PID != w.PID || len(r.PIDs) != 1 || r.UptimeS == nil {
+	if r.State != api.StateRunning || r.PID != w.PID || len(r.PIDs) != 1 || r.UptimeS == nil {
 		t.Fatalf("record %+v", r)
 	}
 	// No procfs: nothing is measured, nothing is made up, and that is not
@@ -64,7 +64,7 @@ func TestCollectFallbackOnNonLinux(t *testing.T) {
 	// The exit is still noticed, with its code.
 	harness.WaitFor(t, 5*time.Second, func() error {
 		r, _ := find(m.Collect(context.Background()), w.ID)
-		if r.State != telemetry.StateExited {
+		if r.State != api.StateExited {
 			return fmt.Errorf("state %s", r.State)
 		}
 		if r.ExitCode == nil || *r.ExitCode != 4 || r.OOMKilled != nil {
@@ -83,7 +83,7 @@ func TestCollectPlainProcessOnLinux(t *testing.T) {
 		t.Fatalf("platform %+v, want procfs without cgroups and a reason", p)
 	}
 	m := startMonitor(t, monitor.Config{Platform: p})
-	w := spawn(t, m, monitor.Spec{Instance: "plain", Args: []string{"--cpu", "50", "--mem", "64Mi"}})
+	w := spawn(t, m, api.SpawnRequest{Instance: "plain", Args: []string{"--cpu", "50", "--mem", "64Mi"}})
 	harness.WaitFor(t, 5*time.Second, func() error {
 		r, _ := find(m.Collect(context.Background()), w.ID)
 		if r.MemRSSBytes == nil || *r.MemRSSBytes < 60<<20 {

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -49,7 +49,7 @@ func startMonitor(t *testing.T, cfg monitor.Config) *monitor.Monitor {
 	return m
 }
 
-func spawn(t *testing.T, m *monitor.Monitor, spec monitor.Spec) telemetry.Worker {
+func spawn(t *testing.T, m *monitor.Monitor, spec api.SpawnRequest) api.Worker {
 	t.Helper()
 	if spec.Binary == "" {
 		spec.Binary = harness.TestWorker(t)
@@ -64,22 +64,22 @@ func spawn(t *testing.T, m *monitor.Monitor, spec monitor.Spec) telemetry.Worker
 	return w
 }
 
-func find(recs []telemetry.Worker, id string) (telemetry.Worker, bool) {
+func find(recs []api.Worker, id string) (api.Worker, bool) {
 	for _, r := range recs {
 		if r.ID == id {
 			return r, true
 		}
 	}
-	return telemetry.Worker{}, false
+	return api.Worker{}, false
 }
 
 // passes runs n collection passes one interval apart (after one to prime
 // the rates) and returns each worker's records by id. The interval is the
 // measurement window of the rates, not a synchronisation wait.
-func passes(t *testing.T, m *monitor.Monitor, n int, interval time.Duration) map[string][]telemetry.Worker {
+func passes(t *testing.T, m *monitor.Monitor, n int, interval time.Duration) map[string][]api.Worker {
 	t.Helper()
 	m.Collect(context.Background())
-	out := map[string][]telemetry.Worker{}
+	out := map[string][]api.Worker{}
 	tk := time.NewTicker(interval)
 	defer tk.Stop()
 	for range n {
@@ -92,7 +92,7 @@ func passes(t *testing.T, m *monitor.Monitor, n int, interval time.Duration) map
 }
 
 // median of a float field over records; fails if any record lacks it.
-func median(t *testing.T, recs []telemetry.Worker, name string, field func(telemetry.Worker) *float64) float64 {
+func median(t *testing.T, recs []api.Worker, name string, field func(api.Worker) *float64) float64 {
 	t.Helper()
 	var vs []float64
 	for _, r := range recs {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 func TestModelFromArgs(t *testing.T) {
@@ -63,11 +63,11 @@ func TestClipArgs(t *testing.T) {
 	long[1] = strings.Repeat("é", 3000) // 6000 bytes
 	long[2] = "bad\xff"
 	got := clipArgs(long)
-	if len(got) != telemetry.MaxWorkerArgs+1 {
-		t.Fatalf("%d args, want %d", len(got), telemetry.MaxWorkerArgs+1)
+	if len(got) != api.MaxWorkerArgs+1 {
+		t.Fatalf("%d args, want %d", len(got), api.MaxWorkerArgs+1)
 	}
 	for i, a := range got {
-		if len(a) > telemetry.MaxArgLen || !utf8.ValidString(a) {
+		if len(a) > api.MaxArgLen || !utf8.ValidString(a) {
 			t.Fatalf("arg %d: %d bytes, valid %v", i, len(a), utf8.ValidString(a))
 		}
 	}

@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/procfs"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Errors callers can tell apart with errors.Is.
@@ -88,7 +88,7 @@ type GPUSource interface {
 // GPUUsage is one pass's GPU use of every process on the host.
 type GPUUsage struct {
 	// ByPID lists, per host pid, the GPUs the process uses.
-	ByPID map[int][]telemetry.WorkerGPU
+	ByPID map[int][]api.WorkerGPU
 	// Partial lists what the source could not read while the rest could
 	// (per-process SM use, say); it is attached to every worker on a GPU.
 	Partial []string
@@ -158,24 +158,24 @@ func (m *Monitor) Info() Info {
 
 // Workers returns the records of the last collection pass (or of the spawn,
 // for workers no pass has seen yet), sorted by id.
-func (m *Monitor) Workers() []telemetry.Worker {
+func (m *Monitor) Workers() []api.Worker {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]telemetry.Worker, 0, len(m.workers))
+	out := make([]api.Worker, 0, len(m.workers))
 	for _, w := range m.workers {
 		out = append(out, w.lastLocked())
 	}
-	slices.SortFunc(out, func(a, b telemetry.Worker) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b api.Worker) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
 // Get returns one worker's latest record.
-func (m *Monitor) Get(id string) (telemetry.Worker, error) {
+func (m *Monitor) Get(id string) (api.Worker, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.workers[id]
 	if !ok {
-		return telemetry.Worker{}, ErrNotFound
+		return api.Worker{}, ErrNotFound
 	}
 	return w.lastLocked(), nil
 }

@@ -15,16 +15,16 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func TestSpawnCreatesCgroup(t *testing.T) {
 	m, _ := newMonitor(t)
-	w := spawn(t, m, monitor.Spec{Instance: "9301", Args: []string{"--model", "qwen2.5-0.5b"}})
+	w := spawn(t, m, api.SpawnRequest{Instance: "9301", Args: []string{"--model", "qwen2.5-0.5b"}})
 	if w.ID != "llm-9301" || !w.LimitsEnforced {
 		t.Fatalf("record %+v", w)
 	}
@@ -56,7 +56,7 @@ func TestSpawnCreatesCgroup(t *testing.T) {
 func TestSpawnReturnsValidPID(t *testing.T) {
 	m, _ := newMonitor(t)
 	bin := harness.TestWorker(t)
-	w := spawn(t, m, monitor.Spec{Instance: "pid", Binary: bin, Args: []string{"--model", "x"}})
+	w := spawn(t, m, api.SpawnRequest{Instance: "pid", Binary: bin, Args: []string{"--model", "x"}})
 	if w.PID <= 0 {
 		t.Fatalf("pid %d", w.PID)
 	}
@@ -66,14 +66,14 @@ func TestSpawnReturnsValidPID(t *testing.T) {
 	}
 	recs := m.Collect(context.Background())
 	r, _ := find(recs, w.ID)
-	if r.PID != w.PID || !slices.Contains(r.PIDs, w.PID) || r.State != telemetry.StateRunning {
+	if r.PID != w.PID || !slices.Contains(r.PIDs, w.PID) || r.State != api.StateRunning {
 		t.Fatalf("collected %+v, want pid %d among pids and running", r, w.PID)
 	}
 }
 
 func TestSpawnAppliesCPULimit(t *testing.T) {
 	m, _ := newMonitor(t)
-	w := spawn(t, m, monitor.Spec{Instance: "cpu20", Args: []string{"--cpu", "100"}, CPULimit: "20%"})
+	w := spawn(t, m, api.SpawnRequest{Instance: "cpu20", Args: []string{"--cpu", "100"}, CPULimit: "20%"})
 	if w.CPULimitPct == nil || *w.CPULimitPct != 20 {
 		t.Fatalf("cpu_limit_pct %v, want 20", w.CPULimitPct)
 	}
@@ -89,16 +89,16 @@ func TestSpawnAppliesCPULimit(t *testing.T) {
 func TestSpawnAppliesMemoryLimit(t *testing.T) {
 	m, _ := newMonitor(t)
 	// Under the limit: the limit is in force and the worker lives.
-	ok := spawn(t, m, monitor.Spec{Instance: "fits", Args: []string{"--mem", "16Mi"}, MemoryLimit: "64Mi"})
+	ok := spawn(t, m, api.SpawnRequest{Instance: "fits", Args: []string{"--mem", "16Mi"}, MemoryLimit: "64Mi"})
 	if ok.MemLimitBytes == nil || *ok.MemLimitBytes != 64<<20 {
 		t.Fatalf("mem_limit_bytes %v, want %d", ok.MemLimitBytes, 64<<20)
 	}
 	// Over the limit: the kernel OOM-kills it and the monitor says so.
-	big := spawn(t, m, monitor.Spec{Instance: "oom", Args: []string{"--mem", "256Mi"}, MemoryLimit: "64Mi"})
-	var final telemetry.Worker
+	big := spawn(t, m, api.SpawnRequest{Instance: "oom", Args: []string{"--mem", "256Mi"}, MemoryLimit: "64Mi"})
+	var final api.Worker
 	harness.WaitFor(t, 10*time.Second, func() error {
 		final, _ = m.Get(big.ID)
-		if final.State != telemetry.StateExited {
+		if final.State != api.StateExited {
 			return fmt.Errorf("worker allocating 256Mi under a 64Mi limit still %s", final.State)
 		}
 		return nil
@@ -107,7 +107,7 @@ func TestSpawnAppliesMemoryLimit(t *testing.T) {
 		t.Fatalf("exited worker: oom_killed %v signal %v, want true and SIGKILL", deref(final.OOMKilled), deref(final.Signal))
 	}
 	r, _ := m.Get(ok.ID)
-	if r.State == telemetry.StateExited {
+	if r.State == api.StateExited {
 		t.Fatalf("worker under its limit exited: %+v", r)
 	}
 }
@@ -115,9 +115,9 @@ func TestSpawnAppliesMemoryLimit(t *testing.T) {
 func TestCollectReadsCgroupStats(t *testing.T) {
 	m, _ := newMonitor(t)
 	dir := t.TempDir() // on disk: tmpfs would count no block I/O
-	cpu := spawn(t, m, monitor.Spec{Instance: "cpu", Args: []string{"--cpu", "50"}})
-	mem := spawn(t, m, monitor.Spec{Instance: "mem", Args: []string{"--mem", "200Mi"}})
-	io := spawn(t, m, monitor.Spec{Instance: "io", Args: []string{"--io-write", "4Mi", "--io-dir", dir}})
+	cpu := spawn(t, m, api.SpawnRequest{Instance: "cpu", Args: []string{"--cpu", "50"}})
+	mem := spawn(t, m, api.SpawnRequest{Instance: "mem", Args: []string{"--mem", "200Mi"}})
+	io := spawn(t, m, api.SpawnRequest{Instance: "io", Args: []string{"--io-write", "4Mi", "--io-dir", dir}})
 	harness.WaitFor(t, 10*time.Second, func() error {
 		r, _ := find(m.Collect(context.Background()), mem.ID)
 		if r.MemRSSBytes == nil || *r.MemRSSBytes < 190<<20 {
@@ -127,14 +127,14 @@ func TestCollectReadsCgroupStats(t *testing.T) {
 	})
 	got := passes(t, m, 5, time.Second)
 	within(t, "cpu_pct of a worker burning 50%", median(t, got[cpu.ID], "cpu_pct", cpuPct), 50, 15)
-	rss := median(t, got[mem.ID], "mem_rss_bytes", func(r telemetry.Worker) *float64 { return u2f(r.MemRSSBytes) })
+	rss := median(t, got[mem.ID], "mem_rss_bytes", func(r api.Worker) *float64 { return u2f(r.MemRSSBytes) })
 	within(t, "mem_rss_bytes (MiB) of a worker holding 200Mi", rss/(1<<20), 200, 20)
 	for _, r := range got[mem.ID] {
 		if r.MemBytes == nil || r.MemWorkingSetBytes == nil || *r.MemBytes < *r.MemRSSBytes || *r.MemWorkingSetBytes > *r.MemBytes {
 			t.Fatalf("memory fields inconsistent: usage %v rss %v working set %v", deref(r.MemBytes), deref(r.MemRSSBytes), deref(r.MemWorkingSetBytes))
 		}
 	}
-	wr := median(t, got[io.ID], "io_write_bps", func(r telemetry.Worker) *float64 { return r.IOWriteBps })
+	wr := median(t, got[io.ID], "io_write_bps", func(r api.Worker) *float64 { return r.IOWriteBps })
 	within(t, "io_write_bps (MiB/s) of a worker writing 4Mi/s", wr/(1<<20), 4, 1.2)
 	// The idle workers show a CPU near zero, not null.
 	if c := median(t, got[mem.ID], "cpu_pct", cpuPct); c > 10 {
@@ -156,9 +156,9 @@ func TestCollectParsesCmdline(t *testing.T) {
 		"llm-short": ptr("mistral-7b"), "llm-served": ptr("x-chat"), "llm-none": nil,
 	}
 	for inst, args := range cases {
-		spawn(t, m, monitor.Spec{Instance: inst, Args: args})
+		spawn(t, m, api.SpawnRequest{Instance: inst, Args: args})
 	}
-	check := func(src string, recs []telemetry.Worker) {
+	check := func(src string, recs []api.Worker) {
 		t.Helper()
 		for id, w := range want {
 			r, ok := find(recs, id)
@@ -183,7 +183,7 @@ func TestCollectParsesCmdline(t *testing.T) {
 func TestCollectCalculatesUptime(t *testing.T) {
 	m, _ := newMonitor(t)
 	before := time.Now()
-	w := spawn(t, m, monitor.Spec{Instance: "up"})
+	w := spawn(t, m, api.SpawnRequest{Instance: "up"})
 	if w.StartedAt == nil || w.StartedAt.Before(before.Add(-time.Second)) || w.StartedAt.After(time.Now().Add(time.Second)) {
 		t.Fatalf("started_at %v, spawned at %v", w.StartedAt, before)
 	}
@@ -206,8 +206,8 @@ func TestCollectCalculatesUptime(t *testing.T) {
 
 func TestCollectHandlesDeadProcess(t *testing.T) {
 	m, _ := newMonitor(t)
-	live := spawn(t, m, monitor.Spec{Instance: "live", Args: []string{"--mem", "8Mi"}})
-	dead := spawn(t, m, monitor.Spec{Instance: "dead"})
+	live := spawn(t, m, api.SpawnRequest{Instance: "live", Args: []string{"--mem", "8Mi"}})
+	dead := spawn(t, m, api.SpawnRequest{Instance: "dead"})
 	m.Collect(context.Background())
 	if err := syscall.Kill(dead.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -218,11 +218,11 @@ func TestCollectHandlesDeadProcess(t *testing.T) {
 	for {
 		recs := m.Collect(context.Background())
 		l, _ := find(recs, live.ID)
-		if len(l.Errors) > 0 || l.MemBytes == nil || l.State != telemetry.StateRunning {
+		if len(l.Errors) > 0 || l.MemBytes == nil || l.State != api.StateRunning {
 			t.Fatalf("live worker hurt by the dead one: %+v", l)
 		}
 		d, _ := find(recs, dead.ID)
-		if d.State == telemetry.StateExited {
+		if d.State == api.StateExited {
 			if d.Signal == nil || *d.Signal != "SIGKILL" || d.ExitCode != nil || d.OOMKilled == nil || *d.OOMKilled {
 				t.Fatalf("dead worker: signal %v exit %v oom %v, want SIGKILL, none, false", deref(d.Signal), d.ExitCode, deref(d.OOMKilled))
 			}
@@ -246,8 +246,8 @@ func TestCollectHandlesDeadProcess(t *testing.T) {
 
 func TestEnumerateWalksCgroupTree(t *testing.T) {
 	m, cfg := newMonitor(t)
-	a := spawn(t, m, monitor.Spec{Group: "llm", Instance: "a", Args: []string{"--model", "alpha"}, CPULimit: "150%", MemoryLimit: "512Mi"})
-	b := spawn(t, m, monitor.Spec{Group: "embed", Instance: "b", Args: []string{"-m", "beta"}})
+	a := spawn(t, m, api.SpawnRequest{Group: "llm", Instance: "a", Args: []string{"--model", "alpha"}, CPULimit: "150%", MemoryLimit: "512Mi"})
+	b := spawn(t, m, api.SpawnRequest{Group: "embed", Instance: "b", Args: []string{"-m", "beta"}})
 	// An empty worker cgroup, as a crashed hive could leave behind.
 	cgm, err := cgroups.New(cfg)
 	if err != nil {
@@ -290,7 +290,7 @@ func TestEnumerateWalksCgroupTree(t *testing.T) {
 		// It may linger as the first monitor's zombie until reaped.
 		harness.WaitFor(t, 5*time.Second, func() error {
 			r, _ := m.Get(b.ID)
-			if r.State != telemetry.StateExited {
+			if r.State != api.StateExited {
 				return fmt.Errorf("first monitor sees %s as %s", b.ID, r.State)
 			}
 			return nil
@@ -319,7 +319,7 @@ func TestSpawnInvalidBinary(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "x", Binary: tc.binary, MemoryLimit: "64Mi"})
+			_, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "x", Binary: tc.binary, MemoryLimit: "64Mi"})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("Spawn(%q) = %v, want %v saying %q", tc.binary, err, tc.want, tc.says)
 			}
@@ -344,7 +344,7 @@ func TestSpawnInvalidCPULimit(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "x", Binary: harness.TestWorker(t), CPULimit: tc.cpu, MemoryLimit: tc.mem})
+			_, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "x", Binary: harness.TestWorker(t), CPULimit: tc.cpu, MemoryLimit: tc.mem})
 			var le *limits.Error
 			if !errors.As(err, &le) || le.Field != tc.wantField {
 				t.Fatalf("Spawn = %v, want a limits error on %s", err, tc.wantField)
@@ -352,7 +352,7 @@ func TestSpawnInvalidCPULimit(t *testing.T) {
 		})
 	}
 	// Ids that would leave the subtree are refused before anything happens.
-	for _, bad := range []monitor.Spec{{Group: "..", Instance: "x"}, {Group: "llm", Instance: "../../x"}, {Group: "a/b", Instance: "x"}} {
+	for _, bad := range []api.SpawnRequest{{Group: "..", Instance: "x"}, {Group: "llm", Instance: "../../x"}, {Group: "a/b", Instance: "x"}} {
 		bad.Binary = harness.TestWorker(t)
 		if _, err := m.Spawn(context.Background(), bad); !errors.Is(err, monitor.ErrSpec) {
 			t.Errorf("Spawn(%s/%s) = %v, want ErrSpec", bad.Group, bad.Instance, err)
@@ -378,9 +378,9 @@ func assertNothingCreated(t *testing.T, m *monitor.Monitor, cfg cgroups.Config) 
 func TestSpawnRefusesDuplicateAndStopEscalates(t *testing.T) {
 	m, _ := newMonitor(t)
 	ready, waitReady := readyArgs(t)
-	w := spawn(t, m, monitor.Spec{Instance: "dup", Args: append([]string{"--ignore-term"}, ready...)})
+	w := spawn(t, m, api.SpawnRequest{Instance: "dup", Args: append([]string{"--ignore-term"}, ready...)})
 	waitReady()
-	if _, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "dup", Binary: harness.TestWorker(t)}); !errors.Is(err, monitor.ErrExists) {
+	if _, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "dup", Binary: harness.TestWorker(t)}); !errors.Is(err, monitor.ErrExists) {
 		t.Fatalf("duplicate spawn = %v, want ErrExists", err)
 	}
 	// The worker ignores SIGTERM: Stop must SIGKILL it after the grace.
@@ -393,10 +393,10 @@ func TestSpawnRefusesDuplicateAndStopEscalates(t *testing.T) {
 		t.Fatalf("stop of a SIGTERM-ignoring worker: signal %v after %v", deref(r.Signal), time.Since(start))
 	}
 	// The exited record stays for the queen until forgotten.
-	if g, err := m.Get(w.ID); err != nil || g.State != telemetry.StateExited {
+	if g, err := m.Get(w.ID); err != nil || g.State != api.StateExited {
 		t.Fatalf("record after Stop: %+v, %v", g, err)
 	}
-	if again, err := m.Stop(context.Background(), w.ID); err != nil || again.State != telemetry.StateExited {
+	if again, err := m.Stop(context.Background(), w.ID); err != nil || again.State != api.StateExited {
 		t.Fatalf("second Stop = %+v, %v; want the exited record", again, err)
 	}
 	if !m.Forget(w.ID) {
@@ -412,10 +412,10 @@ func TestSpawnRefusesDuplicateAndStopEscalates(t *testing.T) {
 
 func TestExitCodeAndChildrenCleanup(t *testing.T) {
 	m, _ := newMonitor(t)
-	w := spawn(t, m, monitor.Spec{Instance: "exit3", Args: []string{"--exit-after", "300ms", "--exit-code", "3"}})
+	w := spawn(t, m, api.SpawnRequest{Instance: "exit3", Args: []string{"--exit-after", "300ms", "--exit-code", "3"}})
 	harness.WaitFor(t, 5*time.Second, func() error {
 		r, _ := m.Get(w.ID)
-		if r.State != telemetry.StateExited {
+		if r.State != api.StateExited {
 			return fmt.Errorf("state %s", r.State)
 		}
 		if r.ExitCode == nil || *r.ExitCode != 3 || r.Signal != nil {
@@ -424,7 +424,7 @@ func TestExitCodeAndChildrenCleanup(t *testing.T) {
 		return nil
 	})
 	// A worker whose main process dies leaves no child behind.
-	p := spawn(t, m, monitor.Spec{Instance: "parent", Args: []string{"--children", "2"}})
+	p := spawn(t, m, api.SpawnRequest{Instance: "parent", Args: []string{"--children", "2"}})
 	var pids []int
 	harness.WaitFor(t, 5*time.Second, func() error {
 		r, _ := find(m.Collect(context.Background()), p.ID)
@@ -472,7 +472,7 @@ func controllerFile(t *testing.T, pid int, controller, v1File, v2File string) st
 	return ""
 }
 
-func cpuPct(r telemetry.Worker) *float64 { return r.CPUPct }
+func cpuPct(r api.Worker) *float64 { return r.CPUPct }
 
 func u2f(v *uint64) *float64 {
 	if v == nil {
@@ -514,7 +514,7 @@ func TestSpawnEnforcesBinDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := startMonitor(t, monitor.Config{Platform: p, BinDir: bd, StopGrace: 2 * time.Second})
-	w := spawn(t, m, monitor.Spec{Instance: "real", Binary: real})
+	w := spawn(t, m, api.SpawnRequest{Instance: "real", Binary: real})
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", w.PID)); err != nil || exe != real {
 		t.Fatalf("the worker runs %q (%v), want %q", exe, err, real)
 	}
@@ -522,7 +522,7 @@ func TestSpawnEnforcesBinDir(t *testing.T) {
 		{"linked", link, "symbolic link"},
 		{"out", harness.TestWorker(t), "outside --worker-bin-dir"},
 	} {
-		_, err = m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: tc.inst, Binary: tc.bin})
+		_, err = m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: tc.inst, Binary: tc.bin})
 		if !errors.Is(err, monitor.ErrForbidden) || !strings.Contains(err.Error(), tc.msg) {
 			t.Fatalf("spawn of %s = %v, want ErrForbidden saying %q", tc.bin, err, tc.msg)
 		}
@@ -537,7 +537,7 @@ func TestSpawnEnforcesBinDir(t *testing.T) {
 func TestSpawnRefusesLoaderEnv(t *testing.T) {
 	m := startMonitor(t, monitor.Config{Platform: monitor.DetectPlatform(cgroups.Config{Parent: harness.CgroupParent(t)})})
 	for _, k := range []string{"LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "BASH_ENV"} {
-		_, err := m.Spawn(context.Background(), monitor.Spec{Group: "llm", Instance: "env", Binary: harness.TestWorker(t), Env: map[string]string{k: "./evil.so"}})
+		_, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "llm", Instance: "env", Binary: harness.TestWorker(t), Env: map[string]string{k: "./evil.so"}})
 		if !errors.Is(err, monitor.ErrSpec) || !strings.Contains(err.Error(), k) {
 			t.Fatalf("env %s: %v, want ErrSpec naming it", k, err)
 		}
@@ -560,7 +560,7 @@ func TestWorkerUserPidsAndLimitDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := startMonitor(t, monitor.Config{Platform: p, User: nobody, PidsMax: 64, StopGrace: 2 * time.Second})
-	w := spawn(t, m, monitor.Spec{Instance: "user", Args: []string{"--model", "m"}, MemoryLimit: "64Mi"})
+	w := spawn(t, m, api.SpawnRequest{Instance: "user", Args: []string{"--model", "m"}, MemoryLimit: "64Mi"})
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.PID))
 	if err != nil {
 		t.Fatal(err)
@@ -569,7 +569,7 @@ func TestWorkerUserPidsAndLimitDrift(t *testing.T) {
 		!strings.Contains(string(st), "CapEff:\t0000000000000000") {
 		t.Fatalf("worker status:\n%s", st)
 	}
-	rec := waitRecord(t, m, "llm-user", func(r telemetry.Worker) error {
+	rec := waitRecord(t, m, "llm-user", func(r api.Worker) error {
 		if r.PidsLimit == nil || *r.PidsLimit != 64 || r.MemLimitBytes == nil || *r.MemLimitBytes != 64<<20 {
 			return fmt.Errorf("limits %v %v", deref(r.PidsLimit), deref(r.MemLimitBytes))
 		}
@@ -593,7 +593,7 @@ func TestWorkerUserPidsAndLimitDrift(t *testing.T) {
 	if err := os.WriteFile(limFile, []byte("134217728"), 0); err != nil {
 		t.Fatal(err)
 	}
-	waitRecord(t, m, "llm-user", func(r telemetry.Worker) error {
+	waitRecord(t, m, "llm-user", func(r api.Worker) error {
 		if r.MemLimitBytes == nil || *r.MemLimitBytes != 128<<20 {
 			return fmt.Errorf("mem limit %v, want the new 128 MiB", deref(r.MemLimitBytes))
 		}
@@ -605,9 +605,9 @@ func TestWorkerUserPidsAndLimitDrift(t *testing.T) {
 }
 
 // waitRecord runs collection passes until check accepts the worker's record.
-func waitRecord(t *testing.T, m *monitor.Monitor, id string, check func(telemetry.Worker) error) telemetry.Worker {
+func waitRecord(t *testing.T, m *monitor.Monitor, id string, check func(api.Worker) error) api.Worker {
 	t.Helper()
-	var rec telemetry.Worker
+	var rec api.Worker
 	harness.WaitFor(t, 10*time.Second, func() error {
 		for _, r := range m.Collect(context.Background()) {
 			if r.ID == id {

@@ -11,27 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
-
-// Spec describes a worker to spawn, as the hive API receives it.
-type Spec struct {
-	Group    string            `json:"group"`
-	Instance string            `json:"instance"`
-	Binary   string            `json:"binary"`
-	Args     []string          `json:"args"`
-	Env      map[string]string `json:"env"`
-	// CPULimit is percent of one core ("250%") or cores ("2.5"); "" = none.
-	CPULimit string `json:"cpu_limit"`
-	// MemoryLimit is bytes, optionally with K/M/G/Ki/Mi/Gi; "" = none.
-	MemoryLimit string `json:"memory_limit"`
-	// Dir is the working directory; "" means the hive's.
-	Dir string `json:"dir,omitempty"`
-}
 
 // Bounds on a spec, so no request can make the hive hold unbounded data.
 const (
@@ -42,12 +27,9 @@ const (
 	MaxModelLen = 256
 )
 
-// ID returns the worker's stable id, "<group>-<instance>".
-func (s Spec) ID() string { return ids.WorkerID(s.Group, s.Instance) }
-
-// Validate checks the spec without touching the system and returns the
-// parsed limits. Errors wrap ErrSpec or are *limits.Error.
-func (s Spec) Validate() (cgroups.Limits, error) {
+// ValidateSpec checks a spawn request without touching the system and
+// returns the parsed limits. Errors wrap ErrSpec or are *limits.Error.
+func ValidateSpec(s api.SpawnRequest) (cgroups.Limits, error) {
 	var lim cgroups.Limits
 	if err := ids.ValidName(s.Group); err != nil {
 		return lim, fmt.Errorf("%w: group %s: %v", ErrSpec, ids.Quote(s.Group), err)
@@ -101,27 +83,27 @@ func (s Spec) Validate() (cgroups.Limits, error) {
 
 // Spawn starts a worker. Nothing is left behind when it fails: no cgroup,
 // no process, no record.
-func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error) {
-	lim, err := spec.Validate()
+func (m *Monitor) Spawn(ctx context.Context, spec api.SpawnRequest) (api.Worker, error) {
+	lim, err := ValidateSpec(spec)
 	if err != nil {
-		return telemetry.Worker{}, err
+		return api.Worker{}, err
 	}
 	lim.Pids = m.cfg.PidsMax
 	exe, err := launch.OpenBinary(spec.Binary, m.cfg.BinDir)
 	if err != nil {
-		return telemetry.Worker{}, err
+		return api.Worker{}, err
 	}
 	defer exe.Close()
 	id := spec.ID()
 	if err := m.reserve(id); err != nil {
-		return telemetry.Worker{}, err
+		return api.Worker{}, err
 	}
 	defer m.release(id)
 
 	w := &worker{
 		id: id, group: spec.Group, instance: spec.Instance,
 		binary: spec.Binary, args: append([]string(nil), spec.Args...),
-		model: ModelFromArgs(spec.Args), state: telemetry.StateStarting,
+		model: ModelFromArgs(spec.Args), state: api.StateStarting,
 		done: make(chan struct{}),
 	}
 	ls := launch.Spec{
@@ -131,12 +113,12 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 	if m.cfg.LogDir != "" {
 		f, err := openLog(filepath.Join(m.cfg.LogDir, id+".log"))
 		if err != nil {
-			return telemetry.Worker{}, err
+			return api.Worker{}, err
 		}
 		w.logFile = f
 		ls.Stdout, ls.Stderr = f, f
 	}
-	fail := func(err error) (telemetry.Worker, error) {
+	fail := func(err error) (api.Worker, error) {
 		if w.cg != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
@@ -147,7 +129,7 @@ func (m *Monitor) Spawn(ctx context.Context, spec Spec) (telemetry.Worker, error
 		if w.logFile != nil {
 			w.logFile.Close()
 		}
-		return telemetry.Worker{}, err
+		return api.Worker{}, err
 	}
 
 	if cg := m.cfg.Platform.Cgroups; cg != nil {
@@ -221,7 +203,7 @@ func (m *Monitor) reserve(id string) error {
 	if m.spawning[id] {
 		return fmt.Errorf("%w: %s is being spawned", ErrExists, id)
 	}
-	if w, ok := m.workers[id]; ok && w.state != telemetry.StateExited {
+	if w, ok := m.workers[id]; ok && w.state != api.StateExited {
 		return fmt.Errorf("%w: %s (pid %d)", ErrExists, id, w.pid)
 	}
 	m.spawning[id] = true

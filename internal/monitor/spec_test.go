@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
 )
@@ -22,11 +23,11 @@ func FuzzSpawnSpec(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		var s Spec
+		var s api.SpawnRequest
 		if dec.Decode(&s) != nil {
 			return
 		}
-		lim, err := s.Validate()
+		lim, err := ValidateSpec(s)
 		if err != nil {
 			return
 		}

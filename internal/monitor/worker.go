@@ -5,10 +5,10 @@ import (
 	"os/exec"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/procfs"
 	"github.com/rbee-dev/rbee/internal/reread"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // worker is the monitor's state for one worker. Fields under "identity"
@@ -31,7 +31,7 @@ type worker struct {
 	done                chan struct{} // closed once the worker has exited and is cleaned up
 
 	// exit, guarded by Monitor.mu
-	state    telemetry.State
+	state    api.State
 	exitCode *int
 	signal   *string
 	oom      *bool
@@ -39,7 +39,7 @@ type worker struct {
 	// cleanupErr says what was left behind after the exit (a cgroup that
 	// would not go); Stop reports it.
 	cleanupErr error
-	last       telemetry.Worker
+	last       api.Worker
 	seen       bool // a pass has produced last
 
 	// sampling state, owned by the collection pass
@@ -67,8 +67,8 @@ type taskIO struct {
 
 // base returns the parts of the record that need no sampling. Caller holds
 // Monitor.mu.
-func (w *worker) baseLocked(now time.Time) telemetry.Worker {
-	r := telemetry.Worker{
+func (w *worker) baseLocked(now time.Time) api.Worker {
+	r := api.Worker{
 		ID: w.id, Group: w.group, Instance: w.instance,
 		PID: w.pid, Binary: w.binary, Args: w.args, Model: w.model,
 		State: w.state, LimitsEnforced: w.cg != nil,
@@ -77,32 +77,32 @@ func (w *worker) baseLocked(now time.Time) telemetry.Worker {
 	if w.cg != nil {
 		r.Cgroup = w.cg.Path()
 		if w.limits.CPU > 0 {
-			r.CPULimitPct = telemetry.Ptr(w.limits.CPU.Percent())
+			r.CPULimitPct = api.Ptr(w.limits.CPU.Percent())
 		}
 		if w.limits.MemoryBytes > 0 {
-			r.MemLimitBytes = telemetry.Ptr(w.limits.MemoryBytes)
+			r.MemLimitBytes = api.Ptr(w.limits.MemoryBytes)
 		}
 		if w.limits.Pids > 0 {
-			r.PidsLimit = telemetry.Ptr(w.limits.Pids)
+			r.PidsLimit = api.Ptr(w.limits.Pids)
 		}
 	}
 	if !w.startedAt.IsZero() {
-		r.StartedAt = telemetry.Ptr(w.startedAt)
+		r.StartedAt = api.Ptr(w.startedAt)
 		end := now
-		if w.state == telemetry.StateExited {
+		if w.state == api.StateExited {
 			end = w.exitedAt
 		}
-		r.UptimeS = telemetry.Ptr(max(end.Sub(w.startedAt).Seconds(), 0))
+		r.UptimeS = api.Ptr(max(end.Sub(w.startedAt).Seconds(), 0))
 	}
-	if w.state == telemetry.StateExited {
-		r.ExitedAt = telemetry.Ptr(w.exitedAt)
+	if w.state == api.StateExited {
+		r.ExitedAt = api.Ptr(w.exitedAt)
 	}
 	return r
 }
 
 // lastLocked returns the latest record. Caller holds Monitor.mu.
-func (w *worker) lastLocked() telemetry.Worker {
-	if !w.seen || w.state == telemetry.StateExited {
+func (w *worker) lastLocked() api.Worker {
+	if !w.seen || w.state == api.StateExited {
 		return w.baseLocked(time.Now())
 	}
 	return w.last

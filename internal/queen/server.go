@@ -17,11 +17,11 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/registry"
 	"github.com/rbee-dev/rbee/internal/stream"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // Config configures the queen. It needs an operator token or Insecure.
@@ -56,25 +56,6 @@ type Config struct {
 	Now func() time.Time
 }
 
-// EventQueen is the type of the periodic summary event.
-const EventQueen = "queen"
-
-// Summary is the data of the "queen" event and of /v1/info's counters.
-type Summary struct {
-	Version    string  `json:"version"`
-	UptimeS    float64 `json:"uptime_s"`
-	Hives      int     `json:"hives"`
-	Online     int     `json:"online"`
-	Stale      int     `json:"stale"`
-	Workers    int     `json:"workers"`
-	Heartbeats uint64  `json:"heartbeats"`
-	Ignored    uint64  `json:"heartbeats_ignored"`
-	Rejected   uint64  `json:"heartbeats_rejected"`
-	Clients    int64   `json:"sse_clients"`
-	Coalesced  uint64  `json:"sse_coalesced"`
-	Evicted    uint64  `json:"sse_evicted"`
-}
-
 // Server is a running queen.
 type Server struct {
 	cfg     Config
@@ -85,7 +66,7 @@ type Server struct {
 	tls     *tls.Config // nil: plain HTTP
 	started time.Time
 	addr    net.Addr
-	ln      *api.Limited
+	ln      *httpx.Limited
 
 	refused  refusals // heartbeats refused, by reason
 	dropLogs logLimiter
@@ -133,11 +114,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	var tc *tls.Config
 	if cfg.TLSCert != "" {
-		if tc, err = api.ServerTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
+		if tc, err = httpx.ServerTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return nil, err
 		}
 	}
-	cfg.Stream.Coalesce = registry.EventHiveTelemetry
+	cfg.Stream.Coalesce = api.EventHiveTelemetry
 	cfg.Stream.Logger = cfg.Logger
 	b, err := stream.New(cfg.Stream)
 	if err != nil {
@@ -173,39 +154,27 @@ func (s *Server) Handler() http.Handler {
 		for i := range hs {
 			hs[i] = forReader(r, hs[i])
 		}
-		api.WriteJSON(w, 200, hs)
+		httpx.WriteJSON(w, 200, hs)
 	}))
 	mux.Handle("GET /v1/hives/{id}", g.Allow(auth.NeedRead, s.hive))
 	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, s.workers))
 	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, s.schedule))
 	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker.ServeHTTP))
-	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) { api.WriteJSON(w, 200, s.info()) }))
+	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, s.info()) }))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	return g.Handler(api.JSONErrors(mux))
+	return g.Handler(httpx.JSONErrors(mux))
 }
 
 // forReader hides what only the operator may see: the session id, which
 // would let its holder try to speak for the hive.
-func forReader(r *http.Request, h registry.Hive) registry.Hive {
+func forReader(r *http.Request, h api.Hive) api.Hive {
 	if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {
 		h.SessionID = ""
 	}
 	return h
 }
 
-// Info is GET /v1/info.
-type Info struct {
-	Summary
-	Listen       string  `json:"listen"`
-	HiveTTLS     float64 `json:"hive_ttl_s"`
-	AuthRequired bool    `json:"auth_required"`
-	TLS          bool    `json:"tls"`
-	MaxHives     int     `json:"max_hives"`
-	// Refused counts refused requests and heartbeats, by reason.
-	Refused map[string]uint64 `json:"refused"`
-}
-
-func (s *Server) info() Info {
+func (s *Server) info() api.QueenInfo {
 	addr := s.cfg.Listen
 	if s.addr != nil {
 		addr = s.addr.String()
@@ -228,13 +197,13 @@ func (s *Server) info() Info {
 	if s.ln != nil {
 		refused["connections_over_max"] = s.ln.Refused()
 	}
-	return Info{Summary: s.summary(), Listen: addr, HiveTTLS: ttl.Seconds(), AuthRequired: !s.cfg.Insecure,
+	return api.QueenInfo{QueenSummary: s.summary(), Listen: addr, HiveTTLS: ttl.Seconds(), AuthRequired: !s.cfg.Insecure,
 		TLS: s.tls != nil, MaxHives: s.cfg.MaxHives, Refused: refused}
 }
 
-func (s *Server) summary() Summary {
+func (s *Server) summary() api.QueenSummary {
 	rs, bs := s.reg.Stats(), s.broker.Stats()
-	return Summary{
+	return api.QueenSummary{
 		Version: s.cfg.Version, UptimeS: s.cfg.Now().Sub(s.started).Seconds(),
 		Hives: rs.Hives, Online: rs.Online, Stale: rs.Stale, Workers: rs.Workers,
 		Heartbeats: rs.Heartbeats, Ignored: rs.Ignored, Rejected: rs.Rejected,
@@ -248,8 +217,8 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	var hb telemetry.Heartbeat
-	err := api.Decode(w, r, s.cfg.MaxBody, false, &hb)
+	var hb api.Heartbeat
+	err := httpx.Decode(w, r, s.cfg.MaxBody, false, &hb)
 	<-s.decoding
 	if err != nil {
 		s.reject(w, r, "decode", err)
@@ -258,7 +227,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if p := auth.PrincipalOf(r.Context()); p.Role == auth.RoleHive && p.HiveID != hb.HiveID {
 		s.refused.add("wrong_hive")
 		s.log.Warn("heartbeat refused: a hive token used for another hive", "remote", r.RemoteAddr, "token_of", p.HiveID, "hive_id", ids.Quote(hb.HiveID))
-		api.WriteError(w, http.StatusForbidden, "this token belongs to hive %s and may not post heartbeats for %s", p.HiveID, ids.Quote(hb.HiveID))
+		httpx.WriteError(w, http.StatusForbidden, "this token belongs to hive %s and may not post heartbeats for %s", p.HiveID, ids.Quote(hb.HiveID))
 		return
 	}
 	res, err := s.reg.Ingest(hb)
@@ -281,14 +250,14 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if rep := res.Report; (len(rep.Dropped) > 0 || len(rep.Clamped) > 0) && s.dropLogs.allow(hb.HiveID, s.cfg.Now()) {
 		s.log.Warn("heartbeat values refused", "hive", hb.HiveID, "dropped_workers", rep.Dropped, "clamped", rep.Clamped)
 	}
-	api.WriteJSON(w, http.StatusOK, telemetry.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped)})
+	httpx.WriteJSON(w, http.StatusOK, api.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped)})
 }
 
 // reject answers a refused heartbeat with the status its error calls for.
 // reason, when set, is counted (the registry counts its own refusals).
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, reason string, err error) {
 	code := http.StatusBadRequest
-	var de *api.DecodeError
+	var de *httpx.DecodeError
 	switch {
 	case errors.As(err, &de):
 		code = de.Status
@@ -301,64 +270,64 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, reason string, e
 	if s.dropLogs.allow("reject "+r.RemoteAddr, s.cfg.Now()) {
 		s.log.Warn("heartbeat rejected", "remote", r.RemoteAddr, "err", err)
 	}
-	api.WriteError(w, code, "%v", err)
+	httpx.WriteError(w, code, "%v", err)
 }
 
 func (s *Server) hive(w http.ResponseWriter, r *http.Request) {
 	h, ok := s.reg.Hive(r.PathValue("id"))
 	if !ok {
-		api.WriteError(w, http.StatusNotFound, "no hive %s", ids.Quote(r.PathValue("id")))
+		httpx.WriteError(w, http.StatusNotFound, "no hive %s", ids.Quote(r.PathValue("id")))
 		return
 	}
-	api.WriteJSON(w, 200, forReader(r, h))
+	httpx.WriteJSON(w, 200, forReader(r, h))
 }
 
 func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := registry.Filter{Model: q.Get("model"), Hive: q.Get("hive"), State: telemetry.State(q.Get("state"))}
+	f := registry.Filter{Model: q.Get("model"), Hive: q.Get("hive"), State: api.State(q.Get("state"))}
 	switch f.State {
-	case "", telemetry.StateStarting, telemetry.StateRunning, telemetry.StateExited:
+	case "", api.StateStarting, api.StateRunning, api.StateExited:
 	default:
-		api.WriteError(w, 400, "state %q: want starting, running or exited", f.State)
+		httpx.WriteError(w, 400, "state %q: want starting, running or exited", f.State)
 		return
 	}
 	if v := q.Get("idle"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			api.WriteError(w, 400, "idle %q: want true or false", v)
+			httpx.WriteError(w, 400, "idle %q: want true or false", v)
 			return
 		}
 		f.Idle = &b
 	}
 	ws := s.reg.Workers(f)
 	if ws == nil {
-		ws = []registry.Worker{}
+		ws = []api.FleetWorker{}
 	}
-	api.WriteJSON(w, 200, ws)
+	httpx.WriteJSON(w, 200, ws)
 }
 
 func (s *Server) schedule(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	model := q.Get("model")
 	if model == "" {
-		api.WriteError(w, 400, "model is required")
+		httpx.WriteError(w, 400, "model is required")
 		return
 	}
 	var vram uint64
 	if v := q.Get("vram_bytes"); v != "" {
 		n, err := limits.ParseMemory("vram_bytes", v)
 		if err != nil {
-			api.WriteError(w, 400, "%v", err)
+			httpx.WriteError(w, 400, "%v", err)
 			return
 		}
 		vram = uint64(n)
 	}
 	d, err := s.reg.Schedule(model, vram)
 	if err != nil {
-		api.WriteError(w, http.StatusNotFound, "%v", err)
+		httpx.WriteError(w, http.StatusNotFound, "%v", err)
 		return
 	}
-	api.WriteJSON(w, 200, d)
+	httpx.WriteJSON(w, 200, d)
 }
 
 // Run listens, serves until ctx is done, then finishes in-flight requests,
@@ -370,12 +339,12 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.addr = ln.Addr()
-	s.ln = api.LimitListener(ln, s.cfg.MaxConns)
+	s.ln = httpx.LimitListener(ln, s.cfg.MaxConns)
 	s.log.Info("listening on "+ln.Addr().String(), "tls", s.tls != nil, "auth", !s.cfg.Insecure)
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	srv := api.NewServer(s.Handler(), s.tls, s.log)
+	srv := httpx.NewServer(s.Handler(), s.tls, s.log)
 	// Streams never end on their own: close them when shutdown starts.
 	srv.RegisterOnShutdown(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -386,7 +355,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	defer stopLoops()
 	go s.loops(loopCtx)
 	errc := make(chan error, 1)
-	go func() { errc <- api.Serve(srv, s.ln) }()
+	go func() { errc <- httpx.Serve(srv, s.ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -413,7 +382,7 @@ func (s *Server) loops(ctx context.Context) {
 		case <-sweep.C:
 			s.reg.Sweep()
 		case <-sum.C:
-			if err := s.broker.Publish(EventQueen, "", s.summary()); err != nil {
+			if err := s.broker.Publish(api.EventQueen, "", s.summary()); err != nil {
 				s.log.Debug("publish summary", "err", err)
 			}
 		}

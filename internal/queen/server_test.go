@@ -18,11 +18,10 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/queen"
-	"github.com/rbee-dev/rbee/internal/registry"
 	"github.com/rbee-dev/rbee/internal/stream"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -50,12 +49,12 @@ func newQueen(t *testing.T, cfg queen.Config) (*queen.Server, string) {
 func f(v float64) *float64 { return &v }
 func u(v uint64) *uint64   { return &v }
 
-func beat(seq uint64) telemetry.Heartbeat {
+func beat(seq uint64) api.Heartbeat {
 	m := "qwen"
-	return telemetry.Heartbeat{
+	return api.Heartbeat{
 		HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835", SessionID: "s1", Seq: seq, IntervalMS: 1000, GPUBackend: "nvml",
-		Node:    telemetry.Node{CPUCores: 8, GPUs: []telemetry.GPU{{Index: 0, UUID: "GPU-x", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(8 << 30)}}},
-		Workers: []telemetry.Worker{{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: telemetry.StateRunning, CPUPct: f(1), GPUUtilPct: f(0)}},
+		Node:    api.Node{CPUCores: 8, GPUs: []api.GPU{{Index: 0, UUID: "GPU-x", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(8 << 30)}}},
+		Workers: []api.Worker{{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: api.StateRunning, CPUPct: f(1), GPUUtilPct: f(0)}},
 	}
 }
 
@@ -91,17 +90,17 @@ func TestQueenQueries(t *testing.T) {
 	if code, msg := post(t, url, gz(b), "gzip"); code != 200 {
 		t.Fatalf("gzip heartbeat: %d %s", code, msg)
 	}
-	var hives []registry.Hive
+	var hives []api.Hive
 	harness.Get(t, url+"/v1/hives", &hives)
-	if len(hives) != 1 || hives[0].ID != "gpu-1" || hives[0].State != registry.StateOnline || hives[0].GPUBackend != "nvml" {
+	if len(hives) != 1 || hives[0].ID != "gpu-1" || hives[0].State != api.HiveStateOnline || hives[0].GPUBackend != "nvml" {
 		t.Fatalf("hives %+v", hives)
 	}
-	var h registry.Hive
+	var h api.Hive
 	harness.Get(t, url+"/v1/hives/gpu-1", &h)
 	if len(h.Workers) != 1 {
 		t.Fatalf("hive %+v", h)
 	}
-	var ws []registry.Worker
+	var ws []api.FleetWorker
 	harness.Get(t, url+"/v1/workers?model=qwen&idle=true&state=running", &ws)
 	if len(ws) != 1 || ws[0].HiveID != "gpu-1" || !ws[0].Idle {
 		t.Fatalf("workers %+v", ws)
@@ -110,7 +109,7 @@ func TestQueenQueries(t *testing.T) {
 	if len(ws) != 0 {
 		t.Fatalf("filtered workers %+v", ws)
 	}
-	var d registry.Decision
+	var d api.Decision
 	harness.Get(t, url+"/v1/schedule?model=qwen", &d)
 	if d.Kind != "worker" || d.Worker.ID != "llm-9301" || d.HiveURL != "http://10.0.0.5:7835" {
 		t.Fatalf("schedule %+v", d)
@@ -119,7 +118,7 @@ func TestQueenQueries(t *testing.T) {
 	if d.Kind != "gpu" || *d.FreeVRAMBytes != 72<<30 {
 		t.Fatalf("schedule by capacity %+v", d)
 	}
-	var info queen.Info
+	var info api.QueenInfo
 	harness.Get(t, url+"/v1/info", &info)
 	if info.Hives != 1 || info.Heartbeats != 1 || !info.AuthRequired {
 		t.Fatalf("info %+v", info)
@@ -153,7 +152,7 @@ func TestQueenRejectsBadHeartbeats(t *testing.T) {
 	if code, msg := post(t, url, good, ""); code != 200 {
 		t.Fatalf("heartbeat: %d %s", code, msg)
 	}
-	mut := func(m func(*telemetry.Heartbeat)) []byte {
+	mut := func(m func(*api.Heartbeat)) []byte {
 		h := beat(2)
 		m(&h)
 		b, _ := json.Marshal(h)
@@ -174,13 +173,13 @@ func TestQueenRejectsBadHeartbeats(t *testing.T) {
 		{"gzip bomb", bomb, "gzip", 413, "larger than"},
 		{"bad gzip", []byte("plain"), "gzip", 400, "gzip"},
 		{"deflate", good, "deflate", 415, "only gzip"},
-		{"bad hive id", mut(func(h *telemetry.Heartbeat) { h.HiveID = "a b" }), "", 400, "hive_id"},
-		{"no session", mut(func(h *telemetry.Heartbeat) { h.SessionID = "" }), "", 400, "session_id"},
-		{"no cores", mut(func(h *telemetry.Heartbeat) { h.Node.CPUCores = 0 }), "", 400, "cpu_cores"},
-		{"inflated pid bomb", mut(func(h *telemetry.Heartbeat) {
+		{"bad hive id", mut(func(h *api.Heartbeat) { h.HiveID = "a b" }), "", 400, "hive_id"},
+		{"no session", mut(func(h *api.Heartbeat) { h.SessionID = "" }), "", 400, "session_id"},
+		{"no cores", mut(func(h *api.Heartbeat) { h.Node.CPUCores = 0 }), "", 400, "cpu_cores"},
+		{"inflated pid bomb", mut(func(h *api.Heartbeat) {
 			h.Workers = nil
 			for i := range 5 {
-				h.Workers = append(h.Workers, telemetry.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: telemetry.StateRunning, PIDs: make([]int, 16000)})
+				h.Workers = append(h.Workers, api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateRunning, PIDs: make([]int, 16000)})
 				for j := range h.Workers[i].PIDs {
 					h.Workers[i].PIDs[j] = j + 1
 				}
@@ -214,7 +213,7 @@ const (
 
 // postAs posts a heartbeat with a token (or none) and returns the status
 // and the error message.
-func postAs(t *testing.T, url, token string, hb telemetry.Heartbeat) (int, string) {
+func postAs(t *testing.T, url, token string, hb api.Heartbeat) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(hb)
 	req, _ := http.NewRequest("POST", url+"/v1/hive-heartbeat", bytes.NewReader(b))
@@ -261,7 +260,7 @@ func TestQueenRoles(t *testing.T) {
 	if h, _ := q.Registry().Hive("gpu-1"); h.URL != "http://10.0.0.5:7835" || h.Seq != 1 {
 		t.Fatalf("the forged heartbeat changed the victim: %+v", h)
 	}
-	var hs []registry.Hive
+	var hs []api.Hive
 	if err := (harness.Client{Token: readToken}).Get(url+"/v1/hives", &hs); err != nil || len(hs) != 2 {
 		t.Fatalf("reader: %v %v", hs, err)
 	}
@@ -274,7 +273,7 @@ func TestQueenRoles(t *testing.T) {
 	if hs[0].SessionID == "" {
 		t.Fatal("the operator does not see session ids")
 	}
-	var hiveRead []registry.Hive
+	var hiveRead []api.Hive
 	if err := (harness.Client{Token: hiveAToken}).Get(url+"/v1/hives", &hiveRead); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("a hive token reading the registry: %v", err)
 	}
@@ -295,21 +294,21 @@ func TestQueenDropsImpossibleValues(t *testing.T) {
 	q, url := newQueen(t, queen.Config{})
 	hb := beat(1)
 	good := hb.Workers[0]
-	bad := func(id string, mut func(*telemetry.Worker)) telemetry.Worker {
+	bad := func(id string, mut func(*api.Worker)) api.Worker {
 		w := good
 		w.ID, w.Instance = "llm-"+id, id
 		mut(&w)
 		return w
 	}
 	hb.Workers = append(hb.Workers,
-		bad("neg", func(w *telemetry.Worker) { w.CPUPct = f(-1e308) }),
-		bad("huge", func(w *telemetry.Worker) { w.CPUPct = f(1e6) }),
-		bad("gpu", func(w *telemetry.Worker) { w.GPUUtilPct = f(250) }),
-		bad("vram", func(w *telemetry.Worker) { w.VRAMBytes = u(math.MaxUint64) }),
-		bad("esc", func(w *telemetry.Worker) { m := "evil\x1b]0;owned\x07"; w.Model = &m }),
-		bad("pids", func(w *telemetry.Worker) { w.PIDs = []int{-5} }),
+		bad("neg", func(w *api.Worker) { w.CPUPct = f(-1e308) }),
+		bad("huge", func(w *api.Worker) { w.CPUPct = f(1e6) }),
+		bad("gpu", func(w *api.Worker) { w.GPUUtilPct = f(250) }),
+		bad("vram", func(w *api.Worker) { w.VRAMBytes = u(math.MaxUint64) }),
+		bad("esc", func(w *api.Worker) { m := "evil\x1b]0;owned\x07"; w.Model = &m }),
+		bad("pids", func(w *api.Worker) { w.PIDs = []int{-5} }),
 	)
-	hb.Node.GPUs = append(hb.Node.GPUs, telemetry.GPU{Index: 1, UUID: "GPU-y", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(0)})
+	hb.Node.GPUs = append(hb.Node.GPUs, api.GPU{Index: 1, UUID: "GPU-y", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(0)})
 	hb.Node.CPUPct = f(-3)
 	b, _ := json.Marshal(hb)
 	req, _ := http.NewRequest("POST", url+"/v1/hive-heartbeat", bytes.NewReader(b))
@@ -318,7 +317,7 @@ func TestQueenDropsImpossibleValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ack telemetry.HeartbeatAck
+	var ack api.HeartbeatAck
 	json.NewDecoder(resp.Body).Decode(&ack)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || len(ack.Dropped) != 6 || ack.Clamped != 2 {
@@ -333,7 +332,7 @@ func TestQueenDropsImpossibleValues(t *testing.T) {
 	if len(h.Workers) != 1 || h.Workers[0].ID != "llm-9301" || h.Node.CPUPct != nil || h.Node.GPUs[1].VRAMTotalBytes != nil {
 		t.Fatalf("registry holds %+v", h)
 	}
-	var d registry.Decision
+	var d api.Decision
 	harness.Get(t, url+"/v1/schedule?model=llama&vram_bytes=16Gi", &d)
 	if d.GPU == nil || d.GPU.Index != 0 {
 		t.Fatalf("a forged GPU won the placement: %+v", d)
@@ -377,7 +376,7 @@ func TestQueenBounds(t *testing.T) {
 	bomb.SessionID = "s2"
 	bomb.Workers = nil
 	for i := range 5 {
-		w := telemetry.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: telemetry.StateRunning, PIDs: make([]int, 16000)}
+		w := api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateRunning, PIDs: make([]int, 16000)}
 		for j := range w.PIDs {
 			w.PIDs[j] = j + 1
 		}
@@ -399,7 +398,7 @@ func TestQueenBounds(t *testing.T) {
 	}
 	s1.Close()
 	s2.Close()
-	var info queen.Info
+	var info api.QueenInfo
 	harness.Get(t, url+"/v1/info", &info)
 	if info.Refused["heartbeat_too_many_hives"] != 2 || info.Refused["stream_clients_over_max"] != 1 {
 		t.Fatalf("refusal counters %v", info.Refused)
@@ -422,13 +421,13 @@ func TestQueenStreamsRegistryEvents(t *testing.T) {
 	hb.IntervalMS = 100
 	b, _ := json.Marshal(hb)
 	post(t, url, b, "")
-	_, i := s.WaitType(5*time.Second, 0, registry.EventHiveOnline)
-	_, i = s.WaitType(5*time.Second, i, registry.EventWorkerAdded)
-	_, i = s.WaitType(5*time.Second, i, registry.EventHiveTelemetry)
+	_, i := s.WaitType(5*time.Second, 0, api.EventHiveOnline)
+	_, i = s.WaitType(5*time.Second, i, api.EventWorkerAdded)
+	_, i = s.WaitType(5*time.Second, i, api.EventHiveTelemetry)
 	// Silent for 3 intervals: stale; then removed after the TTL.
-	_, i = s.WaitType(5*time.Second, i, registry.EventHiveStale)
-	_, i = s.WaitType(5*time.Second, i, registry.EventWorkerRemoved)
-	s.WaitType(5*time.Second, i, registry.EventHiveRemoved)
+	_, i = s.WaitType(5*time.Second, i, api.EventHiveStale)
+	_, i = s.WaitType(5*time.Second, i, api.EventWorkerRemoved)
+	s.WaitType(5*time.Second, i, api.EventHiveRemoved)
 	// Shutdown closes the open stream and returns cleanly.
 	cancel()
 	select {

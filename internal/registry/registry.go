@@ -12,13 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
-)
-
-// Hive states.
-const (
-	StateOnline = "online"
-	StateStale  = "stale"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // StaleAfter is how many missed intervals make a hive stale.
@@ -55,36 +49,12 @@ var (
 	ErrRateLimited = errors.New("heartbeats too frequent")
 )
 
-// Hive is a hive's record, as queries return it.
-type Hive struct {
-	ID    string `json:"id"`
-	URL   string `json:"url"`
-	State string `json:"state"`
-	// SessionID is shown to operators only: whoever knows it could try
-	// to speak for the hive.
-	SessionID   string             `json:"session_id,omitempty"`
-	Seq         uint64             `json:"seq"`
-	Version     string             `json:"version"`
-	GPUBackend  string             `json:"gpu_backend"`
-	IntervalMS  int64              `json:"interval_ms"`
-	LastSeen    time.Time          `json:"last_seen"`
-	OnlineSince time.Time          `json:"online_since"`
-	Node        telemetry.Node     `json:"node"`
-	Workers     []telemetry.Worker `json:"workers"`
-
-	// The heartbeat rate limiter: tokens left, as of refilled.
+// hive is the registry's record of a hive: what queries return, and the
+// heartbeat rate limiter (tokens left, as of refilled).
+type hive struct {
+	api.Hive
 	tokens   float64
 	refilled time.Time
-}
-
-// Worker is a worker with its hive, as queries return it. Stale is true
-// while its hive is stale: it is listed but never scheduled.
-type Worker struct {
-	telemetry.Worker
-	HiveID  string `json:"hive_id"`
-	HiveURL string `json:"hive_url"`
-	Stale   bool   `json:"stale"`
-	Idle    bool   `json:"idle"`
 }
 
 // Stats counts what the registry has done, for metrics and the summary.
@@ -101,7 +71,7 @@ type Registry struct {
 	cfg Config
 
 	mu    sync.RWMutex
-	hives map[string]*Hive
+	hives map[string]*hive
 	stats Stats
 
 	pubMu sync.Mutex // keeps events in order while publishing outside mu
@@ -133,7 +103,7 @@ func New(cfg Config) *Registry {
 	if cfg.HeartbeatBurst == 0 {
 		cfg.HeartbeatBurst = 40
 	}
-	return &Registry{cfg: cfg, hives: map[string]*Hive{}}
+	return &Registry{cfg: cfg, hives: map[string]*hive{}}
 }
 
 // Result says what Ingest did with a heartbeat.
@@ -152,7 +122,7 @@ type Result struct {
 // hive alive. It refuses an invalid heartbeat (ErrInvalid), a new hive
 // beyond MaxHives (ErrTooManyHives) and a hive over its heartbeat rate
 // (ErrRateLimited), each without changing anything.
-func (r *Registry) Ingest(hb telemetry.Heartbeat) (Result, error) {
+func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	now := r.cfg.Now()
 	rep, err := Validate(&hb, now)
 	if err != nil {
@@ -180,20 +150,20 @@ func (r *Registry) Ingest(hb telemetry.Heartbeat) (Result, error) {
 	switch {
 	case h == nil:
 		res.New = true
-		h = &Hive{ID: hb.HiveID, OnlineSince: now, tokens: r.cfg.HeartbeatBurst - 1, refilled: now}
+		h = &hive{Hive: api.Hive{ID: hb.HiveID, OnlineSince: now}, tokens: r.cfg.HeartbeatBurst - 1, refilled: now}
 		r.hives[hb.HiveID] = h
-		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL}})
+		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL}})
 	case h.SessionID != hb.SessionID:
 		res.Restarted = true
-		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Restarted: true, Returned: h.State == StateStale}})
+		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Restarted: true, Returned: h.State == api.HiveStateStale}})
 		h.OnlineSince = now
 	case hb.Seq <= h.Seq:
 		r.stats.Ignored++
 		r.mu.Unlock()
 		res.Ignored = true
 		return res, nil
-	case h.State == StateStale:
-		evs = append(evs, Event{Type: EventHiveOnline, Hive: h.ID, Data: HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Returned: true}})
+	case h.State == api.HiveStateStale:
+		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Returned: true}})
 		h.OnlineSince = now
 	}
 	evs = append(evs, diffWorkers(h.ID, h.Workers, hb.Workers, res.Restarted)...)
@@ -201,16 +171,16 @@ func (r *Registry) Ingest(hb telemetry.Heartbeat) (Result, error) {
 	h.URL, h.SessionID, h.Seq = hb.HiveURL, hb.SessionID, hb.Seq
 	h.Version, h.GPUBackend, h.IntervalMS = hb.Version, hb.GPUBackend, hb.IntervalMS
 	h.Node, h.Workers = hb.Node, hb.Workers
-	h.LastSeen, h.State = now, StateOnline
+	h.LastSeen, h.State = now, api.HiveStateOnline
 	r.stats.Heartbeats++
-	evs = append(evs, Event{Type: EventHiveTelemetry, Hive: h.ID, Data: copyHive(h)})
+	evs = append(evs, Event{Type: api.EventHiveTelemetry, Hive: h.ID, Data: copyHive(h)})
 	r.publish(evs)
 	return res, nil
 }
 
 // allow takes one token from h's bucket, refilled at HeartbeatRate up to
 // HeartbeatBurst. Caller holds mu.
-func (r *Registry) allow(h *Hive, now time.Time) bool {
+func (r *Registry) allow(h *hive, now time.Time) bool {
 	h.tokens = min(r.cfg.HeartbeatBurst, h.tokens+now.Sub(h.refilled).Seconds()*r.cfg.HeartbeatRate)
 	h.refilled = now
 	if h.tokens < 1 {
@@ -231,9 +201,9 @@ func (r *Registry) publish(evs []Event) {
 }
 
 // diffWorkers turns the change from old to cur into worker events.
-func diffWorkers(hive string, old, cur []telemetry.Worker, restarted bool) []Event {
+func diffWorkers(hive string, old, cur []api.Worker, restarted bool) []Event {
 	var evs []Event
-	prev := make(map[string]*telemetry.Worker, len(old))
+	prev := make(map[string]*api.Worker, len(old))
 	for i := range old {
 		prev[old[i].ID] = &old[i]
 	}
@@ -242,29 +212,29 @@ func diffWorkers(hive string, old, cur []telemetry.Worker, restarted bool) []Eve
 		w := &cur[i]
 		seen[w.ID] = true
 		p := prev[w.ID]
-		live := w.State != telemetry.StateExited
+		live := w.State != api.StateExited
 		switch {
 		case p == nil:
 			if live {
 				evs = append(evs, added(hive, *w))
 			}
-		case p.State != telemetry.StateExited && p.PID != w.PID:
+		case p.State != api.StateExited && p.PID != w.PID:
 			// The same id now names another process: the old one is gone.
-			evs = append(evs, removed(hive, *p, ReasonReplaced))
+			evs = append(evs, removed(hive, *p, api.ReasonReplaced))
 			if live {
 				evs = append(evs, added(hive, *w))
 			}
-		case p.State != telemetry.StateExited && !live:
-			evs = append(evs, removed(hive, *w, ReasonExited))
-		case p.State == telemetry.StateExited && live:
+		case p.State != api.StateExited && !live:
+			evs = append(evs, removed(hive, *w, api.ReasonExited))
+		case p.State == api.StateExited && live:
 			evs = append(evs, added(hive, *w))
 		}
 	}
 	for i := range old {
-		if p := &old[i]; !seen[p.ID] && p.State != telemetry.StateExited {
-			reason := ReasonGone
+		if p := &old[i]; !seen[p.ID] && p.State != api.StateExited {
+			reason := api.ReasonGone
 			if restarted {
-				reason = ReasonHiveRestarted
+				reason = api.ReasonHiveRestarted
 			}
 			evs = append(evs, removed(hive, *p, reason))
 		}
@@ -272,12 +242,12 @@ func diffWorkers(hive string, old, cur []telemetry.Worker, restarted bool) []Eve
 	return evs
 }
 
-func added(hive string, w telemetry.Worker) Event {
-	return Event{Type: EventWorkerAdded, Hive: hive, Data: WorkerAdded{HiveID: hive, Worker: w}}
+func added(hive string, w api.Worker) Event {
+	return Event{Type: api.EventWorkerAdded, Hive: hive, Data: api.WorkerAdded{HiveID: hive, Worker: w}}
 }
 
-func removed(hive string, w telemetry.Worker, reason string) Event {
-	return Event{Type: EventWorkerRemoved, Hive: hive, Data: WorkerRemoved{
+func removed(hive string, w api.Worker, reason string) Event {
+	return Event{Type: api.EventWorkerRemoved, Hive: hive, Data: api.WorkerRemoved{
 		HiveID: hive, WorkerID: w.ID, Reason: reason, ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, Worker: w,
 	}}
 }
@@ -293,47 +263,47 @@ func (r *Registry) Sweep() {
 		silent := now.Sub(h.LastSeen)
 		if silent > r.cfg.HiveTTL {
 			for _, w := range h.Workers {
-				if w.State != telemetry.StateExited {
-					evs = append(evs, removed(id, w, ReasonHiveRemoved))
+				if w.State != api.StateExited {
+					evs = append(evs, removed(id, w, api.ReasonHiveRemoved))
 				}
 			}
-			evs = append(evs, Event{Type: EventHiveRemoved, Hive: id, Data: HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "silent for more than the hive TTL " + r.cfg.HiveTTL.String()}})
+			evs = append(evs, Event{Type: api.EventHiveRemoved, Hive: id, Data: api.HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "silent for more than the hive TTL " + r.cfg.HiveTTL.String()}})
 			delete(r.hives, id)
 			continue
 		}
-		if h.State == StateOnline && silent > StaleAfter*time.Duration(h.IntervalMS)*time.Millisecond {
-			h.State = StateStale
-			evs = append(evs, Event{Type: EventHiveStale, Hive: id, Data: HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "missed 3 heartbeat intervals"}})
+		if h.State == api.HiveStateOnline && silent > StaleAfter*time.Duration(h.IntervalMS)*time.Millisecond {
+			h.State = api.HiveStateStale
+			evs = append(evs, Event{Type: api.EventHiveStale, Hive: id, Data: api.HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "missed 3 heartbeat intervals"}})
 		}
 	}
 	r.publish(evs)
 }
 
-func copyHive(h *Hive) Hive {
-	c := *h
+func copyHive(h *hive) api.Hive {
+	c := h.Hive
 	c.Workers = slices.Clone(h.Workers)
 	return c
 }
 
 // Hives returns every hive, sorted by id.
-func (r *Registry) Hives() []Hive {
+func (r *Registry) Hives() []api.Hive {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]Hive, 0, len(r.hives))
+	out := make([]api.Hive, 0, len(r.hives))
 	for _, h := range r.hives {
 		out = append(out, copyHive(h))
 	}
-	slices.SortFunc(out, func(a, b Hive) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b api.Hive) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
 // Hive returns one hive.
-func (r *Registry) Hive(id string) (Hive, bool) {
+func (r *Registry) Hive(id string) (api.Hive, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	h, ok := r.hives[id]
 	if !ok {
-		return Hive{}, false
+		return api.Hive{}, false
 	}
 	return copyHive(h), true
 }
@@ -342,22 +312,22 @@ func (r *Registry) Hive(id string) (Hive, bool) {
 type Filter struct {
 	Model string
 	Hive  string
-	State telemetry.State
+	State api.State
 	// Idle, when set, keeps only idle (true) or only busy (false) workers.
 	Idle *bool
 }
 
 // Workers returns the workers matching f, sorted by hive and id.
-func (r *Registry) Workers(f Filter) []Worker {
+func (r *Registry) Workers(f Filter) []api.FleetWorker {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var out []Worker
+	var out []api.FleetWorker
 	for _, h := range r.hives {
 		if f.Hive != "" && h.ID != f.Hive {
 			continue
 		}
 		for _, w := range h.Workers {
-			v := Worker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Stale: h.State == StateStale, Idle: r.idle(w)}
+			v := api.FleetWorker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Stale: h.State == api.HiveStateStale, Idle: r.idle(w)}
 			if f.Model != "" && (w.Model == nil || *w.Model != f.Model) ||
 				f.State != "" && w.State != f.State ||
 				f.Idle != nil && v.Idle != *f.Idle {
@@ -366,7 +336,7 @@ func (r *Registry) Workers(f Filter) []Worker {
 			out = append(out, v)
 		}
 	}
-	slices.SortFunc(out, func(a, b Worker) int {
+	slices.SortFunc(out, func(a, b api.FleetWorker) int {
 		return cmp.Or(cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
 	})
 	return out
@@ -375,8 +345,8 @@ func (r *Registry) Workers(f Filter) []Worker {
 // idle reports whether a running worker's CPU and GPU use are below the
 // thresholds. An unknown CPU reading is not idle; an unknown GPU reading
 // is idle only when the hive reports no GPU error (it has no GPU backend).
-func (r *Registry) idle(w telemetry.Worker) bool {
-	if w.State != telemetry.StateRunning || w.CPUPct == nil || *w.CPUPct >= r.cfg.IdleCPUPct {
+func (r *Registry) idle(w api.Worker) bool {
+	if w.State != api.StateRunning || w.CPUPct == nil || *w.CPUPct >= r.cfg.IdleCPUPct {
 		return false
 	}
 	if w.GPUUtilPct != nil {
@@ -397,7 +367,7 @@ func (r *Registry) Stats() Stats {
 	s := r.stats
 	s.Hives = len(r.hives)
 	for _, h := range r.hives {
-		if h.State == StateOnline {
+		if h.State == api.HiveStateOnline {
 			s.Online++
 		} else {
 			s.Stale++

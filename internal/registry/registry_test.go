@@ -7,13 +7,14 @@ import (
 
 	"errors"
 	"fmt"
-	"github.com/rbee-dev/rbee/internal/ids"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/ids"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 type clock struct {
@@ -58,17 +59,17 @@ func f(v float64) *float64 { return &v }
 func u(v uint64) *uint64   { return &v }
 func s(v string) *string   { return &v }
 
-func worker(inst, model string, pid int, cpu, gpu float64) telemetry.Worker {
-	return telemetry.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: pid, PIDs: []int{pid}, Model: s(model),
-		State: telemetry.StateRunning, CPUPct: f(cpu), GPUUtilPct: f(gpu)}
+func worker(inst, model string, pid int, cpu, gpu float64) api.Worker {
+	return api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: pid, PIDs: []int{pid}, Model: s(model),
+		State: api.StateRunning, CPUPct: f(cpu), GPUUtilPct: f(gpu)}
 }
 
-func hb(hive, session string, seq uint64, ws ...telemetry.Worker) telemetry.Heartbeat {
-	return telemetry.Heartbeat{HiveID: hive, HiveURL: "http://" + hive + ":7835", SessionID: session, Seq: seq, IntervalMS: 1000,
-		Node: telemetry.Node{CPUCores: 4}, Workers: ws}
+func hb(hive, session string, seq uint64, ws ...api.Worker) api.Heartbeat {
+	return api.Heartbeat{HiveID: hive, HiveURL: "http://" + hive + ":7835", SessionID: session, Seq: seq, IntervalMS: 1000,
+		Node: api.Node{CPUCores: 4}, Workers: ws}
 }
 
-func mustIngest(t *testing.T, r *Registry, h telemetry.Heartbeat) Result {
+func mustIngest(t *testing.T, r *Registry, h api.Heartbeat) Result {
 	t.Helper()
 	res, err := r.Ingest(h)
 	if err != nil {
@@ -102,14 +103,14 @@ func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 	}
 	// b exits (OOM), c appears, a unchanged.
 	b := worker("b", "m", 11, 0, 0)
-	b.State, b.Signal, b.OOMKilled = telemetry.StateExited, s("SIGKILL"), func() *bool { v := true; return &v }()
+	b.State, b.Signal, b.OOMKilled = api.StateExited, s("SIGKILL"), func() *bool { v := true; return &v }()
 	mustIngest(t, r, hb("h1", "s1", 2, worker("a", "m", 10, 1, 0), b, worker("c", "m", 12, 1, 0)))
 	evs := rec.take()
 	if got := types(evs); got != "worker_removed,worker_added,hive_telemetry" {
 		t.Fatalf("events %s", got)
 	}
-	rm := evs[0].Data.(WorkerRemoved)
-	if rm.WorkerID != "llm-b" || rm.Reason != ReasonExited || *rm.Signal != "SIGKILL" || !*rm.OOMKilled {
+	rm := evs[0].Data.(api.WorkerRemoved)
+	if rm.WorkerID != "llm-b" || rm.Reason != api.ReasonExited || *rm.Signal != "SIGKILL" || !*rm.OOMKilled {
 		t.Fatalf("worker_removed %+v", rm)
 	}
 	// The exited b is dropped from the list: no second event for it; a is
@@ -146,7 +147,7 @@ func TestIngestIgnoresOldSeqAndDetectsRestart(t *testing.T) {
 	if got := types(evs); got != "hive_online,worker_removed,hive_telemetry" {
 		t.Fatalf("events %s", got)
 	}
-	if d := evs[1].Data.(WorkerRemoved); d.WorkerID != "llm-b" || d.Reason != ReasonHiveRestarted {
+	if d := evs[1].Data.(api.WorkerRemoved); d.WorkerID != "llm-b" || d.Reason != api.ReasonHiveRestarted {
 		t.Fatalf("removed %+v", d)
 	}
 	if st := r.Stats(); st.Ignored != 2 || st.Heartbeats != 2 {
@@ -162,7 +163,7 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	rec.take()
 	c.add(3 * time.Second)
 	r.Sweep()
-	if hv, _ := r.Hive("h1"); hv.State != StateOnline || len(rec.take()) != 0 {
+	if hv, _ := r.Hive("h1"); hv.State != api.HiveStateOnline || len(rec.take()) != 0 {
 		t.Fatalf("stale after exactly 3 intervals: %s", hv.State)
 	}
 	c.add(10 * time.Millisecond)
@@ -180,7 +181,7 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	// Back before the TTL: online again, no restart.
 	mustIngest(t, r, hb("h1", "s1", 2, worker("a", "m", 10, 1, 0)))
 	evs := rec.take()
-	if types(evs) != "hive_online,hive_telemetry" || !evs[0].Data.(HiveOnline).Returned {
+	if types(evs) != "hive_online,hive_telemetry" || !evs[0].Data.(api.HiveOnline).Returned {
 		t.Fatalf("events %s %+v", types(evs), evs)
 	}
 	if _, err := r.Schedule("m", 0); err != nil {
@@ -200,9 +201,9 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 func TestQueries(t *testing.T) {
 	r, _, _ := newReg()
 	h1 := hb("h1", "s", 1, worker("a", "llama", 10, 2, 5), worker("b", "llama", 11, 80, 90), worker("c", "qwen", 12, 1, 0))
-	h1.Node.GPUs = []telemetry.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(70 << 30)}}
+	h1.Node.GPUs = []api.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(70 << 30)}}
 	h2 := hb("h2", "s", 1, worker("d", "llama", 20, 1, 1))
-	h2.Node.GPUs = []telemetry.GPU{{Index: 0, UUID: "GPU-2", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(10 << 30)}, {Index: 1, UUID: "GPU-3", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(5 << 30)}}
+	h2.Node.GPUs = []api.GPU{{Index: 0, UUID: "GPU-2", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(10 << 30)}, {Index: 1, UUID: "GPU-3", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(5 << 30)}}
 	mustIngest(t, r, h1)
 	mustIngest(t, r, h2)
 
@@ -217,7 +218,7 @@ func TestQueries(t *testing.T) {
 		{"hive", Filter{Hive: "h2"}, "h2/llm-d"},
 		{"idle", Filter{Idle: &yes}, "h1/llm-a h1/llm-c h2/llm-d"},
 		{"busy", Filter{Idle: &no}, "h1/llm-b"},
-		{"state", Filter{State: telemetry.StateExited}, ""},
+		{"state", Filter{State: api.StateExited}, ""},
 		{"unknown model", Filter{Model: "nope"}, ""},
 	}
 	for _, tc := range tests {
@@ -268,26 +269,26 @@ func TestRejectsBadHeartbeats(t *testing.T) {
 	r, _, rec := newReg()
 	mustIngest(t, r, hb("h1", "s", 1, worker("a", "m", 1, 0, 0)))
 	rec.take()
-	bad := func(mut func(*telemetry.Heartbeat)) telemetry.Heartbeat {
+	bad := func(mut func(*api.Heartbeat)) api.Heartbeat {
 		h := hb("h1", "s", 2, worker("a", "m", 1, 0, 0))
 		mut(&h)
 		return h
 	}
 	tests := []struct {
 		name string
-		hb   telemetry.Heartbeat
+		hb   api.Heartbeat
 		want string
 	}{
-		{"empty hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = "" }), "hive_id"},
-		{"path in hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = "../x" }), "hive_id"},
-		{"control in hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = "h\x1b" }), "hive_id"},
-		{"long hive id", bad(func(h *telemetry.Heartbeat) { h.HiveID = strings.Repeat("h", 65) }), "hive_id"},
-		{"no session", bad(func(h *telemetry.Heartbeat) { h.SessionID = "" }), "session_id"},
-		{"bad url", bad(func(h *telemetry.Heartbeat) { h.HiveURL = "ftp://x" }), "hive_url"},
-		{"interval", bad(func(h *telemetry.Heartbeat) { h.IntervalMS = 5 }), "interval_ms"},
-		{"no cores", bad(func(h *telemetry.Heartbeat) { h.Node.CPUCores = 0 }), "cpu_cores"},
-		{"too many workers", bad(func(h *telemetry.Heartbeat) { h.Workers = make([]telemetry.Worker, MaxWorkers+1) }), "at most"},
-		{"too many gpus", bad(func(h *telemetry.Heartbeat) { h.Node.GPUs = make([]telemetry.GPU, MaxGPUs+1) }), "gpus"},
+		{"empty hive id", bad(func(h *api.Heartbeat) { h.HiveID = "" }), "hive_id"},
+		{"path in hive id", bad(func(h *api.Heartbeat) { h.HiveID = "../x" }), "hive_id"},
+		{"control in hive id", bad(func(h *api.Heartbeat) { h.HiveID = "h\x1b" }), "hive_id"},
+		{"long hive id", bad(func(h *api.Heartbeat) { h.HiveID = strings.Repeat("h", 65) }), "hive_id"},
+		{"no session", bad(func(h *api.Heartbeat) { h.SessionID = "" }), "session_id"},
+		{"bad url", bad(func(h *api.Heartbeat) { h.HiveURL = "ftp://x" }), "hive_url"},
+		{"interval", bad(func(h *api.Heartbeat) { h.IntervalMS = 5 }), "interval_ms"},
+		{"no cores", bad(func(h *api.Heartbeat) { h.Node.CPUCores = 0 }), "cpu_cores"},
+		{"too many workers", bad(func(h *api.Heartbeat) { h.Workers = make([]api.Worker, MaxWorkers+1) }), "at most"},
+		{"too many gpus", bad(func(h *api.Heartbeat) { h.Node.GPUs = make([]api.GPU, MaxGPUs+1) }), "gpus"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -309,7 +310,7 @@ func TestRejectsBadHeartbeats(t *testing.T) {
 // the rest of the heartbeat is applied.
 func TestDropsBadWorkers(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	w := func(inst string, mut func(*telemetry.Worker)) telemetry.Worker {
+	w := func(inst string, mut func(*api.Worker)) api.Worker {
 		x := worker(inst, "m", 1, 1, 0)
 		mut(&x)
 		return x
@@ -317,30 +318,30 @@ func TestDropsBadWorkers(t *testing.T) {
 	future := now.Add(2 * time.Hour)
 	tests := []struct {
 		name string
-		w    telemetry.Worker
+		w    api.Worker
 		want string
 	}{
-		{"id", w("a", func(x *telemetry.Worker) { x.ID = "x" }), "id must be group-instance"},
-		{"group", w("a", func(x *telemetry.Worker) { x.Group = "a/b" }), "group"},
-		{"state", w("a", func(x *telemetry.Worker) { x.State = "dancing" }), "state"},
-		{"negative cpu", w("a", func(x *telemetry.Worker) { x.CPUPct = f(-1e308) }), "cpu_pct"},
-		{"cpu beyond the cores", w("a", func(x *telemetry.Worker) { x.CPUPct = f(1000) }), "cpu_pct"},
-		{"gpu above 100", w("a", func(x *telemetry.Worker) { x.GPUUtilPct = f(101) }), "gpu_util_pct"},
-		{"sm above 100", w("a", func(x *telemetry.Worker) {
-			x.GPUs = []telemetry.WorkerGPU{{Index: 0, UUID: "GPU-1", SMUtilPct: f(300)}}
+		{"id", w("a", func(x *api.Worker) { x.ID = "x" }), "id must be group-instance"},
+		{"group", w("a", func(x *api.Worker) { x.Group = "a/b" }), "group"},
+		{"state", w("a", func(x *api.Worker) { x.State = "dancing" }), "state"},
+		{"negative cpu", w("a", func(x *api.Worker) { x.CPUPct = f(-1e308) }), "cpu_pct"},
+		{"cpu beyond the cores", w("a", func(x *api.Worker) { x.CPUPct = f(1000) }), "cpu_pct"},
+		{"gpu above 100", w("a", func(x *api.Worker) { x.GPUUtilPct = f(101) }), "gpu_util_pct"},
+		{"sm above 100", w("a", func(x *api.Worker) {
+			x.GPUs = []api.WorkerGPU{{Index: 0, UUID: "GPU-1", SMUtilPct: f(300)}}
 		}), "sm_util_pct"},
-		{"vram beyond a GPU", w("a", func(x *telemetry.Worker) {
-			x.GPUs = []telemetry.WorkerGPU{{Index: 0, UUID: "GPU-1", VRAMBytes: u(5 << 40)}}
+		{"vram beyond a GPU", w("a", func(x *api.Worker) {
+			x.GPUs = []api.WorkerGPU{{Index: 0, UUID: "GPU-1", VRAMBytes: u(5 << 40)}}
 		}), "vram_bytes"},
-		{"memory", w("a", func(x *telemetry.Worker) { x.MemBytes = u(math.MaxUint64) }), "mem_bytes"},
-		{"io", w("a", func(x *telemetry.Worker) { x.IOReadBps = f(-5) }), "io_read_bps"},
-		{"nan", w("a", func(x *telemetry.Worker) { x.UptimeS = f(math.NaN()) }), "uptime_s"},
-		{"pid", w("a", func(x *telemetry.Worker) { x.PIDs = []int{MaxPID + 1} }), "pid"},
-		{"too many pids", w("a", func(x *telemetry.Worker) { x.PIDs = make([]int, MaxPIDsPerWorker+1) }), "pids"},
-		{"control in model", w("a", func(x *telemetry.Worker) { x.Model = s("m\x1b[2J") }), "model"},
-		{"bidi in model", w("a", func(x *telemetry.Worker) { x.Model = s("m\u202e") }), "model"},
-		{"huge arg", w("a", func(x *telemetry.Worker) { x.Args = []string{strings.Repeat("x", 5000)} }), "longer"},
-		{"many args", w("a", func(x *telemetry.Worker) { x.Args = make([]string, 300) }), "args"},
+		{"memory", w("a", func(x *api.Worker) { x.MemBytes = u(math.MaxUint64) }), "mem_bytes"},
+		{"io", w("a", func(x *api.Worker) { x.IOReadBps = f(-5) }), "io_read_bps"},
+		{"nan", w("a", func(x *api.Worker) { x.UptimeS = f(math.NaN()) }), "uptime_s"},
+		{"pid", w("a", func(x *api.Worker) { x.PIDs = []int{MaxPID + 1} }), "pid"},
+		{"too many pids", w("a", func(x *api.Worker) { x.PIDs = make([]int, MaxPIDsPerWorker+1) }), "pids"},
+		{"control in model", w("a", func(x *api.Worker) { x.Model = s("m\x1b[2J") }), "model"},
+		{"bidi in model", w("a", func(x *api.Worker) { x.Model = s("m\u202e") }), "model"},
+		{"huge arg", w("a", func(x *api.Worker) { x.Args = []string{strings.Repeat("x", 5000)} }), "longer"},
+		{"many args", w("a", func(x *api.Worker) { x.Args = make([]string, 300) }), "args"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -359,7 +360,7 @@ func TestDropsBadWorkers(t *testing.T) {
 	}
 	// A duplicate is dropped; a timestamp in the future is nulled, not fatal.
 	h := hb("h1", "s", 1, worker("a", "m", 1, 1, 0), worker("a", "m", 2, 1, 0),
-		w("t", func(x *telemetry.Worker) { x.StartedAt, x.UptimeS = &future, f(1) }))
+		w("t", func(x *api.Worker) { x.StartedAt, x.UptimeS = &future, f(1) }))
 	rep, err := Validate(&h, now)
 	if err != nil || len(h.Workers) != 2 || len(rep.Dropped) != 1 || len(rep.Clamped) != 1 || h.Workers[1].StartedAt != nil {
 		t.Fatalf("rep %+v workers %+v err %v", rep, h.Workers, err)
@@ -368,7 +369,7 @@ func TestDropsBadWorkers(t *testing.T) {
 	h = hb("h1", "s", 1)
 	h.Node.CPUPct = f(400)
 	h.Node.MemTotalBytes, h.Node.MemUsedBytes = u(10), u(20)
-	h.Node.GPUs = []telemetry.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(1), UtilPct: f(-1)}}
+	h.Node.GPUs = []api.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(1), UtilPct: f(-1)}}
 	rep, err = Validate(&h, now)
 	if err != nil || len(rep.Clamped) != 4 || h.Node.CPUPct != nil || h.Node.MemUsedBytes != nil ||
 		h.Node.GPUs[0].VRAMTotalBytes != nil || h.Node.GPUs[0].UtilPct != nil {
@@ -415,7 +416,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 		wg.Go(func() {
 			id := fmt.Sprintf("h%02d", i)
 			for seq := range uint64(beats) {
-				ws := []telemetry.Worker{worker(fmt.Sprint(i), "m", 1000+i, 1, 0)}
+				ws := []api.Worker{worker(fmt.Sprint(i), "m", 1000+i, 1, 0)}
 				if _, err := r.Ingest(hb(id, "s", seq+1, ws...)); err != nil {
 					t.Error(err)
 					return
@@ -465,7 +466,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add([]byte(`{"hive_id":"..","workers":[]}`))
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var h telemetry.Heartbeat
+		var h api.Heartbeat
 		if json.Unmarshal(data, &h) != nil {
 			return
 		}

@@ -6,65 +6,51 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/rbee-dev/rbee/internal/telemetry"
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // ErrNoPlacement is returned by Schedule when nothing fits; the message
 // says why.
 var ErrNoPlacement = errors.New("no placement")
 
-// Decision is a scheduling answer: an idle worker that already serves the
-// model, or else a hive and GPU with room to start one.
-type Decision struct {
-	// Kind is "worker" or "gpu".
-	Kind   string  `json:"kind"`
-	Worker *Worker `json:"worker,omitempty"`
-	HiveID string  `json:"hive_id"`
-	// HiveURL is where to ask the hive to spawn or route to.
-	HiveURL       string         `json:"hive_url"`
-	GPU           *telemetry.GPU `json:"gpu,omitempty"`
-	FreeVRAMBytes *uint64        `json:"free_vram_bytes,omitempty"`
-	Reason        string         `json:"reason"`
-}
-
 // Schedule picks where a request for model should go: the least loaded
 // idle worker serving it on an online hive, else the online hive's GPU with
 // the most free VRAM that fits vramBytes.
-func (r *Registry) Schedule(model string, vramBytes uint64) (Decision, error) {
+func (r *Registry) Schedule(model string, vramBytes uint64) (api.Decision, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var candidates []Worker
+	var candidates []api.FleetWorker
 	var busy, stale int
 	for _, h := range r.hives {
 		for _, w := range h.Workers {
-			if model == "" || w.Model == nil || *w.Model != model || w.State != telemetry.StateRunning {
+			if model == "" || w.Model == nil || *w.Model != model || w.State != api.StateRunning {
 				continue
 			}
 			switch {
-			case h.State == StateStale:
+			case h.State == api.HiveStateStale:
 				stale++
 			case !r.idle(w):
 				busy++
 			default:
-				candidates = append(candidates, Worker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Idle: true})
+				candidates = append(candidates, api.FleetWorker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Idle: true})
 			}
 		}
 	}
 	if len(candidates) > 0 {
-		slices.SortFunc(candidates, func(a, b Worker) int {
+		slices.SortFunc(candidates, func(a, b api.FleetWorker) int {
 			return cmp.Or(cmp.Compare(load(a.GPUUtilPct), load(b.GPUUtilPct)), cmp.Compare(load(a.CPUPct), load(b.CPUPct)),
 				cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
 		})
 		w := candidates[0]
-		return Decision{Kind: "worker", Worker: &w, HiveID: w.HiveID, HiveURL: w.HiveURL,
+		return api.Decision{Kind: "worker", Worker: &w, HiveID: w.HiveID, HiveURL: w.HiveURL,
 			Reason: fmt.Sprintf("least loaded of %d idle workers serving %s", len(candidates), model)}, nil
 	}
 
-	var best *Decision
+	var best *api.Decision
 	var gpus int
 	var bestFree uint64
 	for _, h := range r.hives {
-		if h.State != StateOnline {
+		if h.State != api.HiveStateOnline {
 			continue
 		}
 		for i := range h.Node.GPUs {
@@ -80,7 +66,7 @@ func (r *Registry) Schedule(model string, vramBytes uint64) (Decision, error) {
 			if best == nil || free > bestFree || free == bestFree && h.ID < best.HiveID {
 				bestFree = free
 				f := free
-				best = &Decision{Kind: "gpu", HiveID: h.ID, HiveURL: h.URL, GPU: &g, FreeVRAMBytes: &f}
+				best = &api.Decision{Kind: "gpu", HiveID: h.ID, HiveURL: h.URL, GPU: &g, FreeVRAMBytes: &f}
 			}
 		}
 	}
@@ -90,9 +76,9 @@ func (r *Registry) Schedule(model string, vramBytes uint64) (Decision, error) {
 	}
 	why := fmt.Sprintf("no idle worker serves %q (%d busy, %d on stale hives)", model, busy, stale)
 	if gpus == 0 {
-		return Decision{}, fmt.Errorf("%w: %s, and no online hive reports a GPU with known VRAM", ErrNoPlacement, why)
+		return api.Decision{}, fmt.Errorf("%w: %s, and no online hive reports a GPU with known VRAM", ErrNoPlacement, why)
 	}
-	return Decision{}, fmt.Errorf("%w: %s, and none of %d GPUs on online hives has %d bytes of VRAM free", ErrNoPlacement, why, gpus, vramBytes)
+	return api.Decision{}, fmt.Errorf("%w: %s, and none of %d GPUs on online hives has %d bytes of VRAM free", ErrNoPlacement, why, gpus, vramBytes)
 }
 
 func load(v *float64) float64 {

@@ -8,8 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
-	"github.com/rbee-dev/rbee/internal/telemetry"
 )
 
 // ErrInvalid marks a heartbeat the queen refuses as a whole; the message
@@ -23,8 +23,8 @@ const (
 	MaxGPUs    = 64
 	// MaxPIDsPerWorker and MaxPIDsTotal bound the pid lists of one worker
 	// and of a whole heartbeat; the hive clips what it sends to them.
-	MaxPIDsPerWorker = telemetry.MaxWorkerPIDs
-	MaxPIDsTotal     = telemetry.MaxHeartbeatPIDs
+	MaxPIDsPerWorker = api.MaxWorkerPIDs
+	MaxPIDsTotal     = api.MaxHeartbeatPIDs
 	// MaxCores bounds a hive's cpu_cores.
 	MaxCores = 16384
 	// MaxGPUBytes bounds one GPU's memory: 4 TiB is beyond any GPU made.
@@ -39,8 +39,8 @@ const (
 	// timestamps may be: clocks drift; they do not drift by an hour.
 	FutureSlack = time.Hour
 
-	maxStrLen    = telemetry.MaxArgLen
-	maxArgs      = telemetry.MaxWorkerArgs
+	maxStrLen    = api.MaxArgLen
+	maxArgs      = api.MaxWorkerArgs
 	maxErrors    = 32
 	maxErrorLen  = 512
 	maxModelLen  = 256
@@ -56,7 +56,7 @@ func invalid(format string, a ...any) error {
 // Report says what Validate changed in a heartbeat it accepted: worker
 // entries it dropped and values it replaced with null.
 type Report struct {
-	Dropped []telemetry.DroppedWorker
+	Dropped []api.DroppedWorker
 	Clamped []string
 }
 
@@ -65,7 +65,7 @@ type Report struct {
 // refuses the whole heartbeat (ErrInvalid). A bad worker entry is dropped,
 // with the reason in the report, and the rest is kept; an impossible
 // host-level number is replaced with null and noted.
-func Validate(hb *telemetry.Heartbeat, now time.Time) (Report, error) {
+func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	var rep Report
 	if err := ids.ValidHiveID(hb.HiveID); err != nil {
 		return rep, invalid("hive_id %s: %v", ids.Quote(hb.HiveID), err)
@@ -128,7 +128,7 @@ func Validate(hb *telemetry.Heartbeat, now time.Time) (Report, error) {
 			if ids.ValidText(id, 2*ids.MaxNameLen+1) != nil {
 				id = ids.Quote(id)
 			}
-			rep.Dropped = append(rep.Dropped, telemetry.DroppedWorker{ID: id, Reason: err.Error()})
+			rep.Dropped = append(rep.Dropped, api.DroppedWorker{ID: id, Reason: err.Error()})
 			continue
 		}
 		seen[w.ID] = true
@@ -140,7 +140,7 @@ func Validate(hb *telemetry.Heartbeat, now time.Time) (Report, error) {
 }
 
 // validNode nulls impossible host-level numbers.
-func validNode(n *telemetry.Node, rep *Report) {
+func validNode(n *api.Node, rep *Report) {
 	clampF := func(name string, p **float64, lo, hi float64) {
 		if *p != nil && !within(**p, lo, hi) {
 			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s %g outside [%g, %g]", name, **p, lo, hi))
@@ -177,7 +177,7 @@ func validNode(n *telemetry.Node, rep *Report) {
 
 // validWorker checks one worker entry; an error drops it. Timestamps in
 // the future (a hive's clock gone wrong) are nulled rather than fatal.
-func validWorker(w *telemetry.Worker, cores int, now time.Time, rep *Report) error {
+func validWorker(w *api.Worker, cores int, now time.Time, rep *Report) error {
 	if err := ids.ValidName(w.Group); err != nil {
 		return fmt.Errorf("group: %v", err)
 	}
@@ -188,7 +188,7 @@ func validWorker(w *telemetry.Worker, cores int, now time.Time, rep *Report) err
 		return errors.New("id must be group-instance")
 	}
 	switch w.State {
-	case telemetry.StateStarting, telemetry.StateRunning, telemetry.StateExited:
+	case api.StateStarting, api.StateRunning, api.StateExited:
 	default:
 		return fmt.Errorf("state %s: want starting, running or exited", ids.Quote(string(w.State)))
 	}

@@ -1,4 +1,4 @@
-package telemetry
+package api
 
 // GPU is the host view of one GPU, sent in every heartbeat.
 type GPU struct {

@@ -1,13 +1,11 @@
-package api
+package httpx
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,20 +56,6 @@ func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("TLS key pair: %w", err)
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
-}
-
-// ClientTLS trusts the CA certificates in caFile (PEM) in addition to
-// none: a private CA signs the daemons' certificates.
-func ClientTLS(caFile string) (*tls.Config, error) {
-	b, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
 // LimitListener accepts at most n connections at once; one over the limit

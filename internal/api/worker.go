@@ -1,9 +1,8 @@
-// Package telemetry defines the records rbee-hive reports and queen-rbee
-// stores: one per worker and, in later layers, one per host and heartbeat.
-//
-// Pointer fields mean "not measured": a nil CPU percentage is "unknown this
-// pass" (first sample, counter reset, unreadable), never a made-up zero.
-package telemetry
+package api
+
+// In every record, pointer fields mean "not measured": a nil CPU
+// percentage is "unknown this pass" (first sample, counter reset,
+// unreadable), never a made-up zero.
 
 import "time"
 

@@ -1,9 +1,9 @@
-// Package api holds the HTTP plumbing both daemons and their command-line
-// clients share: JSON responses, bounded request decoding, and a client.
-package api
+// Package httpx is the HTTP server plumbing both daemons share: JSON
+// answers and errors, bounded request decoding, timeouts, TLS and a
+// connection cap.
+package httpx
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -11,12 +11,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
-)
 
-// ErrorBody is every error response: {"error": "..."}.
-type ErrorBody struct {
-	Error string `json:"error"`
-}
+	"github.com/rbee-dev/rbee/internal/api"
+)
 
 // WriteJSON writes v with status code.
 func WriteJSON(w http.ResponseWriter, code int, v any) {
@@ -29,7 +26,7 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 
 // WriteError writes {"error": msg} with status code.
 func WriteError(w http.ResponseWriter, code int, format string, a ...any) {
-	WriteJSON(w, code, ErrorBody{Error: fmt.Sprintf(format, a...)})
+	WriteJSON(w, code, api.ErrorBody{Error: fmt.Sprintf(format, a...)})
 }
 
 // DecodeError is a request body that could not be used; Status is the
@@ -98,17 +95,4 @@ func (c *capReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.left -= int64(n)
 	return n, err
-}
-
-// Gzip compresses b, for bodies large enough to be worth it.
-func Gzip(b []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if _, err := zw.Write(b); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
