@@ -23,6 +23,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/hive"
 	"github.com/rbee-dev/rbee/internal/monitor"
 )
 
@@ -133,7 +134,7 @@ func TestGPUAcceptance(t *testing.T) {
 			continue
 		}
 		s := gpu.NewSampler(be, gpu.DefaultTimeout)
-		src.set(s)
+		src.set(hive.GPUSource(s))
 		var times []time.Duration
 		recs := map[string]api.Worker{}
 		for range 6 {

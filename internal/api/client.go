@@ -29,16 +29,6 @@ type Client struct {
 	NoTokenWhy string
 }
 
-// StatusError is a non-2xx answer.
-type StatusError struct {
-	Code int
-	Msg  string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Msg)
-}
-
 // Do sends in (if not nil) as JSON and decodes the answer into out (if not
 // nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {

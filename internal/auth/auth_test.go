@@ -165,11 +165,11 @@ func testGuard(t *testing.T, cfg GuardConfig) http.Handler {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	ok := func(w http.ResponseWriter, r *http.Request) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalOf(r.Context())
 		w.Header().Set("X-Role", p.Role.String()+"/"+p.HiveID)
 		w.WriteHeader(204)
-	}
+	})
 	mux.Handle("GET /v1/hives", g.Allow(NeedRead, ok))
 	mux.Handle("GET /v1/heartbeats/stream", g.Allow(NeedRead, ok))
 	mux.Handle("POST /v1/workers", g.Allow(NeedOperator, ok))

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // GuardConfig configures Guard.
@@ -90,15 +92,18 @@ func (g *Guard) Refused() map[string]uint64 {
 	return out
 }
 
-func (g *Guard) refuse(w http.ResponseWriter, reason string, code int, format string, a ...any) {
+// refuse answers a refused request with err (of an api class, which
+// picks the status) and counts it under reason.
+func (g *Guard) refuse(w http.ResponseWriter, reason string, err error) {
 	g.refused[reason].Add(1)
+	code := api.HTTPStatus(err)
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	b, _ := json.Marshal(map[string]string{"error": fmt.Sprintf(format, a...)})
+	b, _ := json.Marshal(api.ErrorBody{Error: err.Error()})
 	w.Write(append(b, '\n'))
 }
 
@@ -124,17 +129,17 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 
 func (g *Guard) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	if !g.hostAllowed(r.Host) {
-		g.refuse(w, RefusedHost, http.StatusForbidden, "Host %q does not name this daemon (start it with --allowed-host %s to allow that name)", r.Host, hostOnly(r.Host))
+		g.refuse(w, RefusedHost, api.Errorf(api.ErrForbidden, "Host %q does not name this daemon (start it with --allowed-host %s to allow that name)", r.Host, hostOnly(r.Host)))
 		return
 	}
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
-		g.refuse(w, RefusedOrigin, http.StatusForbidden, "cross-site request refused: Origin %q is not this daemon's", o)
+		g.refuse(w, RefusedOrigin, api.Errorf(api.ErrForbidden, "cross-site request refused: Origin %q is not this daemon's", o))
 		return
 	}
 	switch r.Method {
 	case http.MethodPost, http.MethodPut, http.MethodPatch:
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			g.refuse(w, RefusedContentType, http.StatusUnsupportedMediaType, "Content-Type %q: requests with a body must be application/json", r.Header.Get("Content-Type"))
+			g.refuse(w, RefusedContentType, api.Errorf(api.ErrUnsupported, "Content-Type %q: requests with a body must be application/json", r.Header.Get("Content-Type")))
 			return
 		}
 	}
@@ -146,7 +151,7 @@ func (g *Guard) serve(next http.Handler, w http.ResponseWriter, r *http.Request)
 	if !g.cfg.Insecure {
 		var ok bool
 		if p, ok = g.identify(r); !ok {
-			g.refuse(w, RefusedUnauthorized, http.StatusUnauthorized, "missing or wrong token")
+			g.refuse(w, RefusedUnauthorized, api.Errorf(api.ErrUnauthorized, "missing or wrong token"))
 			return
 		}
 	}
@@ -226,14 +231,14 @@ const (
 
 // Allow wraps h so it only runs for a principal that meets need, as
 // Handler identified it.
-func (g *Guard) Allow(need Need, h http.HandlerFunc) http.Handler {
+func (g *Guard) Allow(need Need, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalOf(r.Context())
 		ok := p.Role == RoleOperator ||
 			need == NeedRead && p.Role == RoleReader ||
 			need == NeedHeartbeat && p.Role == RoleHive
 		if !ok {
-			g.refuse(w, RefusedRole, http.StatusForbidden, "a %s token may not %s %s", p.Role, r.Method, r.URL.Path)
+			g.refuse(w, RefusedRole, api.Errorf(api.ErrForbidden, "a %s token may not %s %s", p.Role, r.Method, r.URL.Path))
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -10,9 +10,9 @@ package cgroups
 
 import (
 	"context"
-	"errors"
 	"os"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/limits"
 )
 
@@ -28,7 +28,7 @@ const (
 )
 
 // ErrExists is returned by Create when the cgroup already holds processes.
-var ErrExists = errors.New("cgroup already holds processes")
+var ErrExists = api.Class(api.ErrConflict, "cgroup already holds processes")
 
 // Limits are the resource limits of one worker cgroup; zero means none.
 type Limits struct {

@@ -33,6 +33,16 @@ type Snapshot struct {
 	Partial []string
 }
 
+// ByPID groups the snapshot's processes by host pid, each with the GPUs it
+// uses, for attributing GPU use to workers.
+func (s Snapshot) ByPID() map[int][]api.WorkerGPU {
+	out := make(map[int][]api.WorkerGPU, len(s.Procs))
+	for _, p := range s.Procs {
+		out[p.PID] = append(out[p.PID], api.WorkerGPU{Index: p.GPUIndex, UUID: p.UUID, VRAMBytes: p.VRAMBytes, SMUtilPct: p.SMUtilPct})
+	}
+	return out
+}
+
 // Backend queries the GPUs of the host.
 type Backend interface {
 	// Name is "nvml", "nvidia-smi" or "none".

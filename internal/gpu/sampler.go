@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/rbee-dev/rbee/internal/api"
-	"github.com/rbee-dev/rbee/internal/monitor"
 )
 
 // DefaultTimeout is the deadline of one GPU query.
@@ -130,27 +127,8 @@ func (s *Sampler) Close() error {
 	return s.backend.Close()
 }
 
-// Source returns the sampler as the monitor's GPU source, or nil for the
-// none backend: workers then have null GPU fields and no GPU errors.
-func (s *Sampler) Source() monitor.GPUSource {
-	if _, ok := s.backend.(None); ok {
-		return nil
-	}
-	return s
-}
-
-// GPUUsage implements monitor.GPUSource: one query per pass, attributed
-// per host pid.
-func (s *Sampler) GPUUsage(ctx context.Context) (monitor.GPUUsage, error) {
-	snap, err := s.Sample(ctx)
-	if err != nil {
-		return monitor.GPUUsage{}, err
-	}
-	u := monitor.GPUUsage{ByPID: map[int][]api.WorkerGPU{}, Partial: snap.Partial}
-	for _, p := range snap.Procs {
-		u.ByPID[p.PID] = append(u.ByPID[p.PID], api.WorkerGPU{
-			Index: p.GPUIndex, UUID: p.UUID, VRAMBytes: p.VRAMBytes, SMUtilPct: p.SMUtilPct,
-		})
-	}
-	return u, nil
+// Enabled reports whether the backend reads any GPU (not "none").
+func (s *Sampler) Enabled() bool {
+	_, none := s.backend.(None)
+	return !none
 }

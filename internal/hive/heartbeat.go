@@ -229,7 +229,7 @@ func (s *sender) post(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAck, 
 	if resp.StatusCode != http.StatusOK {
 		var eb api.ErrorBody
 		_ = dec.Decode(&eb)
-		return ack, fmt.Errorf("queen answered %s: %s", resp.Status, ids.Clean(eb.Error, 512))
+		return ack, fmt.Errorf("queen answered %w", &api.StatusError{Code: resp.StatusCode, Msg: ids.Clean(eb.Error, 512)})
 	}
 	if err := dec.Decode(&ack); err != nil {
 		return ack, fmt.Errorf("queen's answer: %w", err)

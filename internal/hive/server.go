@@ -22,7 +22,6 @@ import (
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
-	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/procfs"
 )
@@ -182,10 +181,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.tls = tc
 	}
-	var src monitor.GPUSource
-	if cfg.GPU != nil {
-		src = cfg.GPU.Source()
-	}
+	src := GPUSource(cfg.GPU)
 	s.mon = monitor.New(monitor.Config{
 		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, BinDir: s.binDir, GPU: src,
 		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
@@ -259,30 +255,30 @@ func clipPIDs(ws []api.Worker) []api.Worker {
 func (s *Server) Handler() http.Handler {
 	g := s.guard
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/workers", g.Allow(auth.NeedOperator, s.spawn))
-	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/workers", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.spawn)))
+	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := s.mon.Workers()
 		if ws == nil {
 			ws = []api.Worker{}
 		}
 		httpx.WriteJSON(w, 200, ws)
-	}))
-	mux.Handle("GET /v1/workers/{id}", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /v1/workers/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		rec, err := s.mon.Get(r.PathValue("id"))
 		if err != nil {
-			httpx.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
-			return
+			return fmt.Errorf("worker %s: %w", ids.Quote(r.PathValue("id")), err)
 		}
 		httpx.WriteJSON(w, 200, rec)
-	}))
-	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, s.stop))
-	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
+		return nil
+	})))
+	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.stop)))
+	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := s.Info()
 		if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {
 			info.SessionID = "" // the operator's to know: see api.Hive
 		}
 		httpx.WriteJSON(w, 200, info)
-	}))
+	})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	return g.Handler(httpx.JSONErrors(mux))
 }
@@ -290,51 +286,35 @@ func (s *Server) Handler() http.Handler {
 // maxSpawnBody bounds a spawn request.
 const maxSpawnBody = 1 << 20
 
-func (s *Server) spawn(w http.ResponseWriter, r *http.Request) {
+func (s *Server) spawn(w http.ResponseWriter, r *http.Request) error {
 	var spec api.SpawnRequest
 	if err := httpx.Decode(w, r, maxSpawnBody, true, &spec); err != nil {
-		var de *httpx.DecodeError
-		errors.As(err, &de)
-		httpx.WriteError(w, de.Status, "%v", err)
-		return
+		return err
 	}
 	if n := s.live(); n >= s.cfg.MaxWorkers {
-		httpx.WriteError(w, http.StatusTooManyRequests, "this hive already has %d workers (the limit)", n)
-		return
+		return api.Errorf(api.ErrTooMany, "this hive already has %d workers (the limit)", n)
 	}
 	rec, err := s.mon.Spawn(r.Context(), spec)
 	if err != nil {
-		var le *limits.Error
-		switch {
-		case errors.As(err, &le), errors.Is(err, monitor.ErrSpec), errors.Is(err, monitor.ErrBinary):
-			httpx.WriteError(w, http.StatusBadRequest, "%v", err)
-		case errors.Is(err, monitor.ErrForbidden):
-			httpx.WriteError(w, http.StatusForbidden, "%v", err)
-		case errors.Is(err, monitor.ErrExists):
-			httpx.WriteError(w, http.StatusConflict, "%v", err)
-		default:
+		if api.HTTPStatus(err) == http.StatusInternalServerError {
 			s.log.Error("spawn failed", "worker", spec.ID(), "err", err)
-			httpx.WriteError(w, http.StatusInternalServerError, "%v", err)
 		}
-		return
+		return err
 	}
 	httpx.WriteJSON(w, http.StatusCreated, rec)
+	return nil
 }
 
-func (s *Server) stop(w http.ResponseWriter, r *http.Request) {
+func (s *Server) stop(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), s.stopTimeout())
 	defer cancel()
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.stopTimeout() + 5*time.Second))
 	rec, err := s.mon.Stop(ctx, r.PathValue("id"))
-	if errors.Is(err, monitor.ErrNotFound) {
-		httpx.WriteError(w, http.StatusNotFound, "no worker %s", ids.Quote(r.PathValue("id")))
-		return
-	}
 	if err != nil {
-		httpx.WriteError(w, http.StatusInternalServerError, "%v", err)
-		return
+		return fmt.Errorf("stop %s: %w", ids.Quote(r.PathValue("id")), err)
 	}
 	httpx.WriteJSON(w, 200, rec)
+	return nil
 }
 
 func (s *Server) stopTimeout() time.Duration {

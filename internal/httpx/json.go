@@ -7,7 +7,6 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -24,24 +23,18 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError writes {"error": msg} with status code.
-func WriteError(w http.ResponseWriter, code int, format string, a ...any) {
-	WriteJSON(w, code, api.ErrorBody{Error: fmt.Sprintf(format, a...)})
+// Error answers with err: the status of its class (api.HTTPStatus) and
+// {"error": "<err>"}. Handlers return errors; this is the one place that
+// turns them into statuses.
+func Error(w http.ResponseWriter, err error) {
+	WriteJSON(w, api.HTTPStatus(err), api.ErrorBody{Error: err.Error()})
 }
-
-// DecodeError is a request body that could not be used; Status is the
-// HTTP status to answer with.
-type DecodeError struct {
-	Status int
-	Msg    string
-}
-
-func (e *DecodeError) Error() string { return e.Msg }
 
 // Decode reads a JSON body of at most limit bytes (after gzip decoding,
 // when the request says Content-Encoding: gzip) into dst. With strict,
 // unknown fields are refused by name (a typo in a spawn request must not
-// pass silently). Trailing data after the value is refused.
+// pass silently). Trailing data after the value is refused. Errors are of
+// class api.ErrInvalid, ErrTooLarge or ErrUnsupported.
 func Decode(w http.ResponseWriter, r *http.Request, limit int64, strict bool, dst any) error {
 	body := io.Reader(http.MaxBytesReader(w, r.Body, limit))
 	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
@@ -49,14 +42,14 @@ func Decode(w http.ResponseWriter, r *http.Request, limit int64, strict bool, ds
 	case "gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			return &DecodeError{http.StatusBadRequest, "body: bad gzip: " + err.Error()}
+			return api.Errorf(api.ErrInvalid, "body: bad gzip: %v", err)
 		}
 		defer zr.Close()
 		// A small gzip body can expand without bound: what it inflates to is
 		// held to the same limit as a plain body.
 		body = &capReader{r: zr, left: limit}
 	default:
-		return &DecodeError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: only gzip is accepted", enc)}
+		return api.Errorf(api.ErrUnsupported, "Content-Encoding %q: only gzip is accepted", enc)
 	}
 	dec := json.NewDecoder(body)
 	if strict {
@@ -66,14 +59,14 @@ func Decode(w http.ResponseWriter, r *http.Request, limit int64, strict bool, ds
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe), errors.Is(err, errInflated):
-			return &DecodeError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", limit)}
+			return api.Errorf(api.ErrTooLarge, "body larger than %d bytes", limit)
 		case errors.Is(err, io.EOF):
-			return &DecodeError{http.StatusBadRequest, "body: empty, want a JSON object"}
+			return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
 		}
-		return &DecodeError{http.StatusBadRequest, "malformed JSON: " + err.Error()}
+		return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
 	}
 	if dec.More() {
-		return &DecodeError{http.StatusBadRequest, "malformed JSON: data after the object"}
+		return api.Errorf(api.ErrInvalid, "malformed JSON: data after the object")
 	}
 	return nil
 }
@@ -95,4 +88,13 @@ func (c *capReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.left -= int64(n)
 	return n, err
+}
+
+// HandlerFunc is a handler that returns its error: Error answers it.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := f(w, r); err != nil {
+		Error(w, err)
+	}
 }

@@ -3,6 +3,8 @@ package httpx
 import (
 	"net/http"
 	"strings"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // JSONErrors serves mux, answering an unknown path with a JSON 404 and a
@@ -24,9 +26,9 @@ func JSONErrors(mux *http.ServeMux) http.Handler {
 		}
 		if len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			WriteError(w, http.StatusMethodNotAllowed, "%s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))
+			Error(w, api.Errorf(api.ErrNotAllowed, "%s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 			return
 		}
-		WriteError(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+		Error(w, api.Errorf(api.ErrNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 }

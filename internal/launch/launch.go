@@ -8,12 +8,13 @@
 package launch
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"strconv"
 	"strings"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // Credential is the user a worker runs as.
@@ -41,11 +42,11 @@ func (c *Credential) String() string {
 
 // ErrBinary marks a binary that cannot be run (missing, not a regular
 // executable file).
-var ErrBinary = errors.New("bad worker binary")
+var ErrBinary = api.Class(api.ErrInvalid, "bad worker binary")
 
 // ErrForbidden marks a binary the hive may not run: outside the allowed
 // directory, reached through a link, or writable by others.
-var ErrForbidden = errors.New("binary not allowed")
+var ErrForbidden = api.Class(api.ErrForbidden, "binary not allowed")
 
 // LookupUser resolves --worker-user: a user name, a uid, or uid:gid.
 // A name takes its primary group and supplementary groups from the user

@@ -11,6 +11,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 const (
@@ -38,6 +40,9 @@ type Error struct {
 func (e *Error) Error() string {
 	return fmt.Sprintf("invalid %s %q: %s", e.Field, e.Value, e.Reason)
 }
+
+// Unwrap makes a bad limit an api.ErrInvalid: a 400.
+func (e *Error) Unwrap() error { return api.ErrInvalid }
 
 // CPU is a CPU limit in percent of one core; 0 means no limit.
 type CPU float64

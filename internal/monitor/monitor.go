@@ -6,7 +6,6 @@ package monitor
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"maps"
 	"os"
@@ -23,10 +22,10 @@ import (
 
 // Errors callers can tell apart with errors.Is.
 var (
-	ErrExists   = errors.New("worker already running")
-	ErrNotFound = errors.New("no such worker")
+	ErrExists   = api.Class(api.ErrConflict, "worker already running")
+	ErrNotFound = api.Class(api.ErrNotFound, "no such worker")
 	ErrBinary   = launch.ErrBinary
-	ErrSpec     = errors.New("bad worker spec")
+	ErrSpec     = api.Class(api.ErrInvalid, "bad worker spec")
 	// ErrForbidden: the binary is outside Config.BinDir, reached through a
 	// link, or writable by others.
 	ErrForbidden = launch.ErrForbidden

@@ -148,19 +148,19 @@ func (s *Server) Registry() *registry.Registry { return s.reg }
 func (s *Server) Handler() http.Handler {
 	g := s.guard
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/hive-heartbeat", g.Allow(auth.NeedHeartbeat, s.heartbeat))
-	mux.Handle("GET /v1/hives", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /v1/hive-heartbeat", g.Allow(auth.NeedHeartbeat, httpx.HandlerFunc(s.heartbeat)))
+	mux.Handle("GET /v1/hives", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hs := s.reg.Hives()
 		for i := range hs {
 			hs[i] = forReader(r, hs[i])
 		}
 		httpx.WriteJSON(w, 200, hs)
-	}))
-	mux.Handle("GET /v1/hives/{id}", g.Allow(auth.NeedRead, s.hive))
-	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, s.workers))
-	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, s.schedule))
-	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker.ServeHTTP))
-	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, s.info()) }))
+	})))
+	mux.Handle("GET /v1/hives/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.hive)))
+	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.workers)))
+	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.schedule)))
+	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker))
+	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, s.info()) })))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	return g.Handler(httpx.JSONErrors(mux))
 }
@@ -211,38 +211,33 @@ func (s *Server) summary() api.QueenSummary {
 	}
 }
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	select {
 	case s.decoding <- struct{}{}:
 	case <-r.Context().Done():
-		return
+		return r.Context().Err()
 	}
 	var hb api.Heartbeat
 	err := httpx.Decode(w, r, s.cfg.MaxBody, false, &hb)
 	<-s.decoding
 	if err != nil {
-		s.reject(w, r, "decode", err)
-		return
+		s.refused.add("decode")
+		return s.rejected(r, err)
 	}
 	if p := auth.PrincipalOf(r.Context()); p.Role == auth.RoleHive && p.HiveID != hb.HiveID {
 		s.refused.add("wrong_hive")
 		s.log.Warn("heartbeat refused: a hive token used for another hive", "remote", r.RemoteAddr, "token_of", p.HiveID, "hive_id", ids.Quote(hb.HiveID))
-		httpx.WriteError(w, http.StatusForbidden, "this token belongs to hive %s and may not post heartbeats for %s", p.HiveID, ids.Quote(hb.HiveID))
-		return
+		return api.Errorf(api.ErrForbidden, "this token belongs to hive %s and may not post heartbeats for %s", p.HiveID, ids.Quote(hb.HiveID))
 	}
 	res, err := s.reg.Ingest(hb)
 	switch {
 	case errors.Is(err, registry.ErrTooManyHives):
 		w.Header().Set("Retry-After", "30")
-		s.reject(w, r, "", err)
-		return
 	case errors.Is(err, registry.ErrRateLimited):
 		w.Header().Set("Retry-After", "1")
-		s.reject(w, r, "", err)
-		return
-	case err != nil:
-		s.reject(w, r, "", err)
-		return
+	}
+	if err != nil {
+		return s.rejected(r, err)
 	}
 	if res.New || res.Restarted {
 		s.log.Info("hive online", "hive", hb.HiveID, "url", hb.HiveURL, "restarted", res.Restarted, "workers", len(hb.Workers))
@@ -251,51 +246,39 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("heartbeat values refused", "hive", hb.HiveID, "dropped_workers", rep.Dropped, "clamped", rep.Clamped)
 	}
 	httpx.WriteJSON(w, http.StatusOK, api.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped)})
+	return nil
 }
 
-// reject answers a refused heartbeat with the status its error calls for.
-// reason, when set, is counted (the registry counts its own refusals).
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, reason string, err error) {
-	code := http.StatusBadRequest
-	var de *httpx.DecodeError
-	switch {
-	case errors.As(err, &de):
-		code = de.Status
-	case errors.Is(err, registry.ErrTooManyHives), errors.Is(err, registry.ErrRateLimited):
-		code = http.StatusTooManyRequests
-	}
-	if reason != "" {
-		s.refused.add(reason)
-	}
+// rejected logs a refused heartbeat (at most every 10 s per peer) and
+// returns its error for the answer.
+func (s *Server) rejected(r *http.Request, err error) error {
 	if s.dropLogs.allow("reject "+r.RemoteAddr, s.cfg.Now()) {
 		s.log.Warn("heartbeat rejected", "remote", r.RemoteAddr, "err", err)
 	}
-	httpx.WriteError(w, code, "%v", err)
+	return err
 }
 
-func (s *Server) hive(w http.ResponseWriter, r *http.Request) {
+func (s *Server) hive(w http.ResponseWriter, r *http.Request) error {
 	h, ok := s.reg.Hive(r.PathValue("id"))
 	if !ok {
-		httpx.WriteError(w, http.StatusNotFound, "no hive %s", ids.Quote(r.PathValue("id")))
-		return
+		return api.Errorf(api.ErrNotFound, "no hive %s", ids.Quote(r.PathValue("id")))
 	}
 	httpx.WriteJSON(w, 200, forReader(r, h))
+	return nil
 }
 
-func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
+func (s *Server) workers(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := registry.Filter{Model: q.Get("model"), Hive: q.Get("hive"), State: api.State(q.Get("state"))}
 	switch f.State {
 	case "", api.StateStarting, api.StateRunning, api.StateExited:
 	default:
-		httpx.WriteError(w, 400, "state %q: want starting, running or exited", f.State)
-		return
+		return api.Errorf(api.ErrInvalid, "state %s: want starting, running or exited", ids.Quote(string(f.State)))
 	}
 	if v := q.Get("idle"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			httpx.WriteError(w, 400, "idle %q: want true or false", v)
-			return
+			return api.Errorf(api.ErrInvalid, "idle %s: want true or false", ids.Quote(v))
 		}
 		f.Idle = &b
 	}
@@ -304,30 +287,29 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 		ws = []api.FleetWorker{}
 	}
 	httpx.WriteJSON(w, 200, ws)
+	return nil
 }
 
-func (s *Server) schedule(w http.ResponseWriter, r *http.Request) {
+func (s *Server) schedule(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	model := q.Get("model")
 	if model == "" {
-		httpx.WriteError(w, 400, "model is required")
-		return
+		return api.Errorf(api.ErrInvalid, "model is required")
 	}
 	var vram uint64
 	if v := q.Get("vram_bytes"); v != "" {
 		n, err := limits.ParseMemory("vram_bytes", v)
 		if err != nil {
-			httpx.WriteError(w, 400, "%v", err)
-			return
+			return err
 		}
 		vram = uint64(n)
 	}
 	d, err := s.reg.Schedule(model, vram)
 	if err != nil {
-		httpx.WriteError(w, http.StatusNotFound, "%v", err)
-		return
+		return err
 	}
 	httpx.WriteJSON(w, 200, d)
+	return nil
 }
 
 // Run listens, serves until ctx is done, then finishes in-flight requests,

@@ -5,7 +5,6 @@ package registry
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -44,9 +43,9 @@ type Config struct {
 // Errors Ingest returns besides ErrInvalid.
 var (
 	// ErrTooManyHives: the registry holds MaxHives hives already.
-	ErrTooManyHives = errors.New("too many hives")
+	ErrTooManyHives = api.Class(api.ErrTooMany, "too many hives")
 	// ErrRateLimited: the hive sends heartbeats faster than allowed.
-	ErrRateLimited = errors.New("heartbeats too frequent")
+	ErrRateLimited = api.Class(api.ErrTooMany, "heartbeats too frequent")
 )
 
 // hive is the registry's record of a hive: what queries return, and the

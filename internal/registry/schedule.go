@@ -2,7 +2,6 @@ package registry
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -11,7 +10,7 @@ import (
 
 // ErrNoPlacement is returned by Schedule when nothing fits; the message
 // says why.
-var ErrNoPlacement = errors.New("no placement")
+var ErrNoPlacement = api.Class(api.ErrNotFound, "no placement")
 
 // Schedule picks where a request for model should go: the least loaded
 // idle worker serving it on an online hive, else the online hive's GPU with

@@ -14,7 +14,7 @@ import (
 
 // ErrInvalid marks a heartbeat the queen refuses as a whole; the message
 // names the field.
-var ErrInvalid = errors.New("invalid heartbeat")
+var ErrInvalid = api.Class(api.ErrInvalid, "invalid heartbeat")
 
 // Bounds on a heartbeat, so one hive cannot make the queen hold unbounded
 // data or believe impossible numbers.

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/httpx"
 	sse "github.com/tmaxmax/go-sse"
 )
 
@@ -196,9 +198,7 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.clients.Add(-1)
 		b.refused.Add(1)
 		w.Header().Set("Retry-After", "5")
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "{\"error\":\"the queen serves %d stream clients, its --max-stream-clients; retry later\"}\n", b.cfg.MaxClients)
+		httpx.Error(w, api.Errorf(api.ErrUnavailable, "the queen serves %d stream clients, its --max-stream-clients; retry later", b.cfg.MaxClients))
 		return
 	}
 	defer b.clients.Add(-1)
