@@ -49,6 +49,9 @@ type Worker struct {
 	GPUs       []WorkerGPU `json:"gpus"`
 	VRAMBytes  *uint64     `json:"vram_bytes"`
 	GPUUtilPct *float64    `json:"gpu_util_pct"`
+	// GPUError says why the GPU fields are null this pass (the GPU query
+	// failed or timed out); it is also among Errors.
+	GPUError string `json:"gpu_error,omitempty"`
 
 	ExitCode  *int       `json:"exit_code"`
 	Signal    *string    `json:"signal"`

@@ -15,9 +15,10 @@ const DefaultParent = "rbee.slice"
 
 // Config chooses where worker cgroups go; see the Linux documentation.
 type Config struct {
-	Root, Parent, SelfCgroupFile string
-	Mode                         Mode
-	Pid                          int
+	Root, Parent string
+	Self         map[string]string
+	Mode         Mode
+	Pid          int
 }
 
 // Detect reports ModeNone: cgroups exist only on Linux.

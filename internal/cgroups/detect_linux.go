@@ -1,12 +1,11 @@
 package cgroups
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/rbee-dev/rbee/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,8 +28,10 @@ type Config struct {
 	// hive's own cgroup (per controller on v1), an absolute one is from the
 	// hierarchy root. "" means DefaultParent.
 	Parent string
-	// SelfCgroupFile names the hive's own cgroups; "" means /proc/self/cgroup.
-	SelfCgroupFile string
+	// Self maps each v1 controller (and "" for the v2 hierarchy) to the
+	// hive's own cgroup in it; nil means this process's, from
+	// /proc/self/cgroup.
+	Self map[string]string
 	// Pid is the hive's pid, moved to a leaf cgroup when the v2
 	// no-internal-processes rule needs it; 0 means os.Getpid().
 	Pid int
@@ -76,9 +77,12 @@ func New(cfg Config) (Manager, error) {
 	if mode == "" {
 		mode = Detect(cfg.root())
 	}
-	self, err := readSelfCgroups(cfg.SelfCgroupFile)
-	if err != nil {
-		return nil, err
+	self := cfg.Self
+	if self == nil {
+		var err error
+		if self, err = procfs.SelfCgroups(); err != nil {
+			return nil, fmt.Errorf("own cgroup: %w", err)
+		}
 	}
 	parent := cfg.Parent
 	if parent == "" {
@@ -110,41 +114,6 @@ func checkParent(p string) error {
 		return fmt.Errorf("cgroup parent %q: must name a cgroup below the root", p)
 	}
 	return nil
-}
-
-// selfCgroups maps a v1 controller name (or "" for the v2 hierarchy) to
-// the hive's own cgroup path in it.
-type selfCgroups map[string]string
-
-func readSelfCgroups(file string) (selfCgroups, error) {
-	if file == "" {
-		file = "/proc/self/cgroup"
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("read own cgroup: %w", err)
-	}
-	defer f.Close()
-	out := selfCgroups{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// hierarchy-ID:controller-list:path
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if parts[1] == "" {
-			out[""] = parts[2]
-			continue
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			out[c] = parts[2]
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
-	}
-	return out, nil
 }
 
 // resolveParent returns the parent path below the hierarchy root.

@@ -40,7 +40,7 @@ type v1Manager struct {
 	ctrls   []cgroup1.Name          // the ones mounted
 }
 
-func newV1(cfg Config, mode Mode, self selfCgroups, parent string) (*v1Manager, error) {
+func newV1(cfg Config, mode Mode, self map[string]string, parent string) (*v1Manager, error) {
 	m := &v1Manager{mode: mode, root: cfg.root(), parents: map[cgroup1.Name]string{}}
 	for _, c := range v1Controllers {
 		own, ok := self[string(c)]

@@ -18,7 +18,6 @@ import (
 // plain directory gets none.
 type fakeV2 struct {
 	root string
-	self string // file standing in for /proc/self/cgroup
 }
 
 const allCtrls = "cpuset cpu io memory hugetlb pids"
@@ -29,10 +28,6 @@ func newFakeV2(t *testing.T, rootSubtree string) *fakeV2 {
 	f.cgroupDir(t, "", allCtrls, rootSubtree)
 	f.cgroupDir(t, "sup", rootSubtree, "")
 	f.write(t, "sup/cgroup.procs", "4242\n")
-	f.self = filepath.Join(t.TempDir(), "cgroup")
-	if err := os.WriteFile(f.self, []byte("0::/sup\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	return f
 }
 
@@ -78,7 +73,7 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 	f.worker(t, "sup/rbee.slice/llm/9301")
 	f.cgroupDir(t, "sup/rbee.slice/llm", "cpu io memory pids", "")
 
-	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +151,7 @@ func TestV2FakeTreeMissingFileIsAnError(t *testing.T) {
 	f := newFakeV2(t, allCtrls)
 	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
 	f.worker(t, "sup/rbee.slice/llm/1")
-	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +176,7 @@ func TestV2FakeTreeRootWithoutControllers(t *testing.T) {
 	f.cgroupDir(t, "sup/rbee.slice", "memory", "")
 	f.cgroupDir(t, "sup/rbee.slice/llm", "memory", "")
 	f.worker(t, "sup/rbee.slice/llm/a")
-	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +199,7 @@ func TestV2FakeTreeRootWithoutControllers(t *testing.T) {
 func TestV2FakeTreeRefusesBadPaths(t *testing.T) {
 	f := newFakeV2(t, allCtrls)
 	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
-	m, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Pid: 4242})
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +212,7 @@ func TestV2FakeTreeRefusesBadPaths(t *testing.T) {
 		}
 	}
 	for _, parent := range []string{"../../etc", "/", "a/../../b"} {
-		if _, err := New(Config{Root: f.root, Mode: ModeV2, SelfCgroupFile: f.self, Parent: parent}); err == nil {
+		if _, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Parent: parent}); err == nil {
 			t.Errorf("New(Parent %q) succeeded", parent)
 		}
 	}

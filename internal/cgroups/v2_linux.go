@@ -33,7 +33,7 @@ type v2Manager struct {
 	ctrls  []string
 }
 
-func newV2(cfg Config, self selfCgroups, parent string) (*v2Manager, error) {
+func newV2(cfg Config, self map[string]string, parent string) (*v2Manager, error) {
 	own, ok := self[""]
 	if !ok {
 		return nil, fmt.Errorf("own cgroup: no cgroup v2 entry in /proc/self/cgroup")

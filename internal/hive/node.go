@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/counter"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/procfs"
 )
@@ -25,9 +26,8 @@ func (n *nodeReader) read() api.Node {
 	if n.proc != nil {
 		if ct, err := n.proc.CPUTimes(); err == nil {
 			n.mu.Lock()
-			if n.ok && ct.Total > n.prev.Total && ct.Busy >= n.prev.Busy {
-				// Percent of the whole host, as top's summary shows it.
-				pct := float64(ct.Busy-n.prev.Busy) / float64(ct.Total-n.prev.Total) * 100
+			// Percent of the whole host, as top's summary shows it.
+			if pct, ok := counter.Share(n.prev.Busy, ct.Busy, n.prev.Total, ct.Total); n.ok && ok {
 				node.CPUPct = &pct
 			}
 			n.prev, n.ok = ct, true

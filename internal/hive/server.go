@@ -13,7 +13,9 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
@@ -116,16 +118,19 @@ func (c *Config) Check() error {
 
 // Server is a hive.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	mon    *monitor.Monitor
-	send   *sender
-	node   *nodeReader
-	guard  *auth.Guard
-	tls    *tls.Config // nil: plain HTTP
-	binDir *launch.BinDir
-	addr   net.Addr
-	url    string
+	snap    atomic.Pointer[snapshot]
+	passMu  sync.Mutex    // one pass (or upsert) at a time
+	passNow chan struct{} // a change asks for a pass at once
+	cfg     Config
+	log     *slog.Logger
+	mon     *monitor.Monitor
+	send    *sender
+	node    *nodeReader
+	guard   *auth.Guard
+	tls     *tls.Config // nil: plain HTTP
+	binDir  *launch.BinDir
+	addr    net.Addr
+	url     string
 }
 
 // New prepares a hive; Run starts it.
@@ -155,7 +160,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
 	if cfg.BinDir != "" {
 		d, err := launch.NewBinDir(cfg.BinDir)
 		if err != nil {
@@ -204,34 +209,9 @@ func New(cfg Config) (*Server, error) {
 // Monitor returns the hive's process monitor.
 func (s *Server) Monitor() *monitor.Monitor { return s.mon }
 
-func (s *Server) changed() {
-	if s.send != nil {
-		s.send.Poke()
-	}
-}
-
-// heartbeat builds the current heartbeat.
-func (s *Server) heartbeat(session string, seq uint64) api.Heartbeat {
-	backend := "none"
-	if s.cfg.GPU != nil {
-		backend = s.cfg.GPU.Backend()
-	}
-	info := s.mon.Info()
-	node := s.node.read()
-	node.LimitsEnforced, node.LimitsReason = info.LimitsEnforced, info.LimitsReason
-	ws := clipPIDs(s.mon.Workers())
-	if ws == nil {
-		ws = []api.Worker{}
-	}
-	return api.Heartbeat{
-		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: session, Seq: seq, SentAt: time.Now().UTC(),
-		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
-		Node: node, Workers: ws,
-	}
-}
-
 // clipPIDs keeps a heartbeat's pid lists within what the queen accepts:
-// a host with runaway workers must still report them.
+// a host with runaway workers must still report them. It copies what it
+// cuts: ws belongs to a published snapshot.
 func clipPIDs(ws []api.Worker) []api.Worker {
 	total := 0
 	for _, w := range ws {
@@ -240,6 +220,7 @@ func clipPIDs(ws []api.Worker) []api.Worker {
 	if total <= api.MaxHeartbeatPIDs {
 		return ws
 	}
+	ws = slices.Clone(ws)
 	each := api.MaxHeartbeatPIDs / len(ws)
 	for i := range ws {
 		if len(ws[i].PIDs) > each {
@@ -257,18 +238,20 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/workers", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.spawn)))
 	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws := s.mon.Workers()
+		ws := s.latest().workers
 		if ws == nil {
 			ws = []api.Worker{}
 		}
 		httpx.WriteJSON(w, 200, ws)
 	})))
 	mux.Handle("GET /v1/workers/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		rec, err := s.mon.Get(r.PathValue("id"))
-		if err != nil {
-			return fmt.Errorf("worker %s: %w", ids.Quote(r.PathValue("id")), err)
+		id := r.PathValue("id")
+		ws := s.latest().workers
+		i, found := slices.BinarySearchFunc(ws, id, func(w api.Worker, id string) int { return strings.Compare(w.ID, id) })
+		if !found {
+			return fmt.Errorf("worker %s: %w", ids.Quote(id), monitor.ErrNotFound)
 		}
-		httpx.WriteJSON(w, 200, rec)
+		httpx.WriteJSON(w, 200, ws[i])
 		return nil
 	})))
 	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.stop)))
@@ -291,7 +274,7 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.Decode(w, r, maxSpawnBody, true, &spec); err != nil {
 		return err
 	}
-	if n := s.live(); n >= s.cfg.MaxWorkers {
+	if n := s.mon.Live(); n >= s.cfg.MaxWorkers {
 		return api.Errorf(api.ErrTooMany, "this hive already has %d workers (the limit)", n)
 	}
 	rec, err := s.mon.Spawn(r.Context(), spec)
@@ -301,6 +284,7 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	s.upsert(rec)
 	httpx.WriteJSON(w, http.StatusCreated, rec)
 	return nil
 }
@@ -313,6 +297,7 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("stop %s: %w", ids.Quote(r.PathValue("id")), err)
 	}
+	s.upsert(rec)
 	httpx.WriteJSON(w, 200, rec)
 	return nil
 }
@@ -336,7 +321,7 @@ func (s *Server) Info() api.HiveInfo {
 		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, Version: s.cfg.Version,
 		CgroupMode: string(mi.CgroupMode), CgroupParent: mi.CgroupParent, LimitsEnforced: mi.LimitsEnforced,
 		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy, QueenURL: s.cfg.QueenURL,
-		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.mon.Workers()),
+		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.latest().workers),
 		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
 		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.guard.Refused(),
 	}
@@ -386,6 +371,9 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	}
 
 	loopCtx, stopLoops := context.WithCancel(context.Background())
+	// The first pass comes before the first heartbeat: an empty one would
+	// tell the queen that every adopted worker is gone.
+	s.pass(loopCtx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.collect(loopCtx) })
 	if s.send != nil {
@@ -417,10 +405,15 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 			}
 			cancel()
 		}
-	} else if n := s.live(); n > 0 {
+	} else if n := s.mon.Live(); n > 0 {
 		s.log.Info("workers keep running for the next hive to adopt", "workers", n)
 	}
 	if s.send != nil {
+		// A last pass, so the final heartbeat tells how the workers stopped
+		// above ended.
+		pctx, pcancel := context.WithTimeout(context.Background(), time.Second)
+		s.pass(pctx)
+		pcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if ferr := s.send.final(fctx); ferr != nil {
 			s.log.Warn("final heartbeat", "err", ferr)
@@ -431,38 +424,6 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 		_ = s.cfg.GPU.Close()
 	}
 	return err
-}
-
-// live counts the workers that have not exited.
-func (s *Server) live() int {
-	n := 0
-	for _, w := range s.mon.Workers() {
-		if w.State != api.StateExited {
-			n++
-		}
-	}
-	return n
-}
-
-// collect runs the collection pass every interval and forgets exited
-// workers after the retention.
-func (s *Server) collect(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		recs := s.mon.Collect(ctx)
-		now := time.Now()
-		for _, r := range recs {
-			if r.State == api.StateExited && r.ExitedAt != nil && now.Sub(*r.ExitedAt) > s.cfg.ExitedRetention {
-				s.mon.Forget(r.ID)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // maxConns caps the hive API's open connections: a few clients and the

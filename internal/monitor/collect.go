@@ -11,6 +11,7 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
+	"github.com/rbee-dev/rbee/internal/counter"
 	"github.com/rbee-dev/rbee/internal/procfs"
 	"github.com/rbee-dev/rbee/internal/reread"
 )
@@ -95,20 +96,41 @@ func (m *Monitor) sampleCgroup(w *worker, rec *api.Worker, now time.Time) {
 	mark := sampleMark{ok: true, at: now, cpuNS: s.CPUUsageNS}
 	dt := now.Sub(w.prev.at).Seconds()
 	valid := w.prev.ok && dt > 0
-	if valid && s.CPUUsageNS >= w.prev.cpuNS {
-		rec.CPUPct = api.Ptr(float64(s.CPUUsageNS-w.prev.cpuNS) / 1e9 / dt * 100)
+	if valid {
+		rec.CPUPct = cpuPct(w.prev.cpuNS, s.CPUUsageNS, dt)
 	}
 	if s.HasIO {
 		mark.io, mark.hasIO = s.IO, true
-		if valid && w.prev.hasIO && s.IO.ReadBytes >= w.prev.io.ReadBytes && s.IO.WriteBytes >= w.prev.io.WriteBytes {
-			rec.IOReadBps = api.Ptr(float64(s.IO.ReadBytes-w.prev.io.ReadBytes) / dt)
-			rec.IOWriteBps = api.Ptr(float64(s.IO.WriteBytes-w.prev.io.WriteBytes) / dt)
+		if valid && w.prev.hasIO {
+			rec.IOReadBps, rec.IOWriteBps = ioRates(w.prev.io, s.IO, dt)
 		}
 	} else if m.cfg.Platform.Proc != nil {
 		mark.taskIOs = true
 		m.taskIORates(w, rec, s.PIDs, valid && w.prev.taskIOs, dt)
 	}
 	w.prev = mark
+}
+
+// cpuPct is the percent of one core used between two readings of a
+// cumulative CPU time in nanoseconds taken dt seconds apart; nil when
+// unknown (see counter.Rate).
+func cpuPct(prevNS, curNS uint64, dt float64) *float64 {
+	r, ok := counter.Rate(prevNS, curNS, dt)
+	if !ok {
+		return nil
+	}
+	return api.Ptr(r / 1e9 * 100)
+}
+
+// ioRates are the read and write bytes per second between two readings;
+// nil when either is unknown.
+func ioRates(prev, cur cgroups.IOCounters, dt float64) (read, write *float64) {
+	r, rok := counter.Rate(prev.ReadBytes, cur.ReadBytes, dt)
+	w, wok := counter.Rate(prev.WriteBytes, cur.WriteBytes, dt)
+	if !rok || !wok {
+		return nil, nil
+	}
+	return &r, &w
 }
 
 // reportLimits puts the limits in force into rec, and an error when they
@@ -184,8 +206,7 @@ func (m *Monitor) taskIORates(w *worker, rec *api.Worker, pids []int, valid bool
 		}
 	}
 	if valid && errs == 0 {
-		rec.IOReadBps = api.Ptr(float64(rd) / dt)
-		rec.IOWriteBps = api.Ptr(float64(wr) / dt)
+		rec.IOReadBps, rec.IOWriteBps = ioRates(cgroups.IOCounters{}, cgroups.IOCounters{ReadBytes: rd, WriteBytes: wr}, dt)
 	} else if errs > 0 && len(pids) > 0 && !w.exited() {
 		rec.Errors = append(rec.Errors, fmt.Sprintf("io: %d of %d tasks unreadable", errs, len(pids)))
 	}
@@ -211,8 +232,8 @@ func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 	rec.MemBytes, rec.MemRSSBytes, rec.MemWorkingSetBytes = &rss, &rss, &rss
 	cpuNS := (st.UTime + st.STime) * uint64(time.Second) / m.tick
 	dt := now.Sub(w.prev.at).Seconds()
-	if w.prev.ok && dt > 0 && cpuNS >= w.prev.cpuNS {
-		rec.CPUPct = api.Ptr(float64(cpuNS-w.prev.cpuNS) / 1e9 / dt * 100)
+	if w.prev.ok {
+		rec.CPUPct = cpuPct(w.prev.cpuNS, cpuNS, dt)
 	}
 	m.taskIORates(w, rec, rec.PIDs, w.prev.ok && dt > 0, dt)
 	w.prev = sampleMark{ok: true, at: now, cpuNS: cpuNS, taskIOs: true}
@@ -224,6 +245,7 @@ func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 // field null with the error attached.
 func attachGPU(rec *api.Worker, usage GPUUsage, err error) {
 	if err != nil {
+		rec.GPUError = err.Error()
 		rec.Errors = append(rec.Errors, "gpu: "+err.Error())
 		return
 	}

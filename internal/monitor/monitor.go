@@ -168,6 +168,19 @@ func (m *Monitor) Workers() []api.Worker {
 	return out
 }
 
+// Live counts the workers that have not exited.
+func (m *Monitor) Live() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, w := range m.workers {
+		if w.state != api.StateExited {
+			n++
+		}
+	}
+	return n
+}
+
 // Get returns one worker's latest record.
 func (m *Monitor) Get(id string) (api.Worker, error) {
 	m.mu.Lock()

@@ -12,7 +12,7 @@ import (
 // cgroup rights the platform still has procfs, and the reason limits are
 // not enforced is filled in.
 func DetectPlatform(cfg cgroups.Config) Platform {
-	p := Platform{Proc: &procfs.Default, ClockTick: procfs.ClockTick()}
+	p := Platform{Proc: procfs.Default, ClockTick: procfs.ClockTick()}
 	m, err := cgroups.New(cfg)
 	if err != nil {
 		p.NoCgroupsReason = reason(err)

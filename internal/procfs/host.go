@@ -1,45 +1,41 @@
 package procfs
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
+
+	prom "github.com/prometheus/procfs"
 )
 
-// CPUTimes are the aggregate CPU counters of /proc/stat's "cpu" line, in
-// clock ticks.
-type CPUTimes struct {
-	Busy, Total uint64
+// The reads that are not on the per-worker hot path (once per pass for
+// the host, once per adoption for a worker) go through
+// github.com/prometheus/procfs, which node_exporter reads /proc with.
+
+// lib returns the library's view of this FS's root.
+func (fs *FS) lib() (prom.FS, error) {
+	fs.once.Do(func() { fs.prom, fs.promErr = prom.NewFS(fs.Root) })
+	return fs.prom, fs.promErr
 }
 
-// ParseCPUTimes parses the first ("cpu ") line of /proc/stat: total is the
-// sum of every field, busy is total minus idle and iowait.
-func ParseCPUTimes(b []byte) (CPUTimes, error) {
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := bytes.Fields(line)
-	if len(f) < 5 || string(f[0]) != "cpu" {
-		return CPUTimes{}, fmt.Errorf("parse /proc/stat: no aggregate cpu line")
+// CPUTimes are the host's aggregate CPU counters in seconds: Busy is
+// everything but idle and iowait.
+type CPUTimes struct {
+	Busy, Total float64
+}
+
+// CPUTimes reads /proc/stat's aggregate cpu line.
+func (fs *FS) CPUTimes() (CPUTimes, error) {
+	l, err := fs.lib()
+	if err != nil {
+		return CPUTimes{}, err
 	}
-	var t CPUTimes
-	var idle uint64
-	for i, s := range f[1:] {
-		v, err := strconv.ParseUint(string(s), 10, 64)
-		if err != nil {
-			return CPUTimes{}, fmt.Errorf("parse /proc/stat: field %d: %w", i+1, err)
-		}
-		// guest and guest_nice (fields 9, 10) are already in user and nice.
-		if i >= 8 {
-			continue
-		}
-		t.Total += v
-		if i == 3 || i == 4 { // idle, iowait
-			idle += v
-		}
+	st, err := l.Stat()
+	if err != nil {
+		return CPUTimes{}, fmt.Errorf("read /proc/stat: %w", err)
 	}
-	t.Busy = t.Total - idle
-	return t, nil
+	c := st.CPUTotal
+	// guest and guest_nice are already counted in user and nice.
+	total := c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	return CPUTimes{Busy: total - c.Idle - c.Iowait, Total: total}, nil
 }
 
 // Meminfo holds the /proc/meminfo values the hive reports, in bytes.
@@ -47,58 +43,71 @@ type Meminfo struct {
 	Total, Available uint64
 }
 
-// ParseMeminfo parses MemTotal and MemAvailable from /proc/meminfo.
-func ParseMeminfo(b []byte) (Meminfo, error) {
-	var m Meminfo
-	var found int
-	for line := range bytes.Lines(b) {
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		var dst *uint64
-		switch string(k) {
-		case "MemTotal":
-			dst = &m.Total
-		case "MemAvailable":
-			dst = &m.Available
-		default:
-			continue
-		}
-		f := bytes.Fields(v)
-		if len(f) < 1 {
-			return m, fmt.Errorf("parse meminfo: %s has no value", k)
-		}
-		n, err := strconv.ParseUint(string(f[0]), 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("parse meminfo: %s: %w", k, err)
-		}
-		if len(f) > 1 && string(f[1]) == "kB" {
-			n *= 1024
-		}
-		*dst = n
-		found++
-	}
-	if found != 2 {
-		return m, fmt.Errorf("parse meminfo: MemTotal or MemAvailable missing")
-	}
-	return m, nil
-}
-
-// CPUTimes reads /proc/stat.
-func (fs FS) CPUTimes() (CPUTimes, error) {
-	b, err := os.ReadFile(filepath.Join(fs.Root, "stat"))
+// Meminfo reads MemTotal and MemAvailable.
+func (fs *FS) Meminfo() (Meminfo, error) {
+	l, err := fs.lib()
 	if err != nil {
-		return CPUTimes{}, fmt.Errorf("read /proc/stat: %w", err)
+		return Meminfo{}, err
 	}
-	return ParseCPUTimes(b)
-}
-
-// Meminfo reads /proc/meminfo.
-func (fs FS) Meminfo() (Meminfo, error) {
-	b, err := os.ReadFile(filepath.Join(fs.Root, "meminfo"))
+	mi, err := l.Meminfo()
 	if err != nil {
 		return Meminfo{}, fmt.Errorf("read /proc/meminfo: %w", err)
 	}
-	return ParseMeminfo(b)
+	if mi.MemTotalBytes == nil || mi.MemAvailableBytes == nil {
+		return Meminfo{}, fmt.Errorf("read /proc/meminfo: MemTotal or MemAvailable missing")
+	}
+	return Meminfo{Total: *mi.MemTotalBytes, Available: *mi.MemAvailableBytes}, nil
 }
+
+// Cmdline returns pid's argument vector.
+func (fs *FS) Cmdline(pid int) ([]string, error) {
+	l, err := fs.lib()
+	if err != nil {
+		return nil, err
+	}
+	p, err := l.Proc(pid)
+	if err != nil {
+		return nil, fmt.Errorf("cmdline of pid %d: %w", pid, err)
+	}
+	args, err := p.CmdLine()
+	if err != nil {
+		return nil, fmt.Errorf("cmdline of pid %d: %w", pid, err)
+	}
+	return args, nil
+}
+
+// Cgroups returns pid's cgroups: each v1 controller (and named hierarchy,
+// as "name=systemd") to its path, and "" to the v2 path. pid 0 means this
+// process.
+func (fs *FS) Cgroups(pid int) (map[string]string, error) {
+	l, err := fs.lib()
+	if err != nil {
+		return nil, err
+	}
+	var p prom.Proc
+	if pid == 0 {
+		p, err = l.Self()
+	} else {
+		p, err = l.Proc(pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cgroups of pid %d: %w", pid, err)
+	}
+	cgs, err := p.Cgroups()
+	if err != nil {
+		return nil, fmt.Errorf("cgroups of pid %d: %w", pid, err)
+	}
+	out := map[string]string{}
+	for _, c := range cgs {
+		if len(c.Controllers) == 0 {
+			out[""] = c.Path
+		}
+		for _, ctrl := range c.Controllers {
+			out[ctrl] = c.Path
+		}
+	}
+	return out, nil
+}
+
+// SelfCgroups returns this process's cgroups (see FS.Cgroups).
+func SelfCgroups() (map[string]string, error) { return Default.Cgroups(0) }

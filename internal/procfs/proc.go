@@ -6,24 +6,39 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
+
+	prom "github.com/prometheus/procfs"
 )
 
 // FS is a proc filesystem at Root (normally "/proc").
+//
+// The files read for every worker on every collection pass (the stat and
+// io of each task) are read by hand, on descriptors kept open, because
+// that path is measured to matter (see benchmarks/); everything else goes
+// through github.com/prometheus/procfs (host.go). /proc/uptime is read by
+// hand too: the library has no reader for it, and its boot time has
+// whole-second resolution, which would make a worker's start time wrong
+// by up to a second.
 type FS struct {
 	Root string
+
+	once    sync.Once
+	prom    prom.FS
+	promErr error
 }
 
 // Default is the host's /proc.
-var Default = FS{Root: "/proc"}
+var Default = &FS{Root: "/proc"}
 
 // Path returns the path of name under the proc root for pid.
-func (fs FS) Path(pid int, name string) string {
+func (fs *FS) Path(pid int, name string) string {
 	return filepath.Join(fs.Root, strconv.Itoa(pid), name)
 }
 
 // Stat reads and parses /proc/<pid>/stat.
-func (fs FS) Stat(pid int) (Stat, error) {
+func (fs *FS) Stat(pid int) (Stat, error) {
 	b, err := os.ReadFile(fs.Path(pid, "stat"))
 	if err != nil {
 		return Stat{}, fmt.Errorf("read stat of pid %d: %w", pid, err)
@@ -31,17 +46,8 @@ func (fs FS) Stat(pid int) (Stat, error) {
 	return ParseStat(b)
 }
 
-// Cmdline reads /proc/<pid>/cmdline as its argument vector.
-func (fs FS) Cmdline(pid int) ([]string, error) {
-	b, err := os.ReadFile(fs.Path(pid, "cmdline"))
-	if err != nil {
-		return nil, fmt.Errorf("read cmdline of pid %d: %w", pid, err)
-	}
-	return ParseCmdline(b), nil
-}
-
 // Uptime reads the seconds since boot from /proc/uptime.
-func (fs FS) Uptime() (float64, error) {
+func (fs *FS) Uptime() (float64, error) {
 	path := filepath.Join(fs.Root, "uptime")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -53,7 +59,7 @@ func (fs FS) Uptime() (float64, error) {
 // StartedAt returns the wall-clock time pid started, from field 22 of its
 // stat line, the system uptime and the clock tick. now is the caller's clock
 // reading taken next to the uptime read.
-func (fs FS) StartedAt(pid int, tick uint64, now time.Time) (time.Time, error) {
+func (fs *FS) StartedAt(pid int, tick uint64, now time.Time) (time.Time, error) {
 	st, err := fs.Stat(pid)
 	if err != nil {
 		return time.Time{}, err
@@ -76,22 +82,6 @@ func StartTime(startTicks, tick uint64, uptime float64, now time.Time) time.Time
 		age = 0
 	}
 	return now.Add(-time.Duration(age * float64(time.Second)))
-}
-
-// ParseCmdline splits the NUL-separated /proc/<pid>/cmdline contents. A
-// process that rewrote its argv into one space-separated string (some
-// servers do) comes back as that single string.
-func ParseCmdline(b []byte) []string {
-	b = bytes.TrimRight(b, "\x00")
-	if len(b) == 0 {
-		return nil
-	}
-	parts := bytes.Split(b, []byte{0})
-	out := make([]string, len(parts))
-	for i, p := range parts {
-		out[i] = string(p)
-	}
-	return out
 }
 
 // ParseUptime parses /proc/uptime ("12345.67 54321.00").

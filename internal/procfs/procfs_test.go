@@ -65,24 +65,43 @@ func TestParseStatRealCapture(t *testing.T) {
 	}
 }
 
-func TestParseCmdline(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want []string
-	}{
-		{"args", "python3\x00worker.py\x00--model\x00qwen\x00", []string{"python3", "worker.py", "--model", "qwen"}},
-		{"no trailing nul", "a\x00b", []string{"a", "b"}},
-		{"empty arg kept", "a\x00\x00b\x00", []string{"a", "", "b"}},
-		{"zombie", "", nil},
-		{"rewritten argv", "nginx: worker process", []string{"nginx: worker process"}},
+// The library-read files, against a fake /proc tree: host CPU and
+// memory, a process's command line and cgroups.
+func TestLibraryReads(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{"stat", "meminfo"} {
+		b, err := os.ReadFile(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(root, f), string(b))
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ParseCmdline([]byte(tc.in)); !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("ParseCmdline(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-		})
+	os.MkdirAll(filepath.Join(root, "77"), 0o755)
+	write(t, filepath.Join(root, "77", "cmdline"), "python3\x00worker.py\x00--model\x00qwen\x00")
+	write(t, filepath.Join(root, "77", "cgroup"), "4:memory:/a/b\n3:cpu,cpuacct:/a\n1:name=systemd:/\n0::/unified\n")
+	fs := &FS{Root: root}
+	ct, err := fs.CPUTimes()
+	if err != nil || ct.Total <= ct.Busy || ct.Busy <= 0 {
+		t.Fatalf("CPUTimes = %+v, %v", ct, err)
+	}
+	mi, err := fs.Meminfo()
+	if err != nil || mi.Total == 0 || mi.Available == 0 || mi.Available > mi.Total {
+		t.Fatalf("Meminfo = %+v, %v", mi, err)
+	}
+	args, err := fs.Cmdline(77)
+	if err != nil || !reflect.DeepEqual(args, []string{"python3", "worker.py", "--model", "qwen"}) {
+		t.Fatalf("Cmdline = %q, %v", args, err)
+	}
+	cgs, err := fs.Cgroups(77)
+	want := map[string]string{"memory": "/a/b", "cpu": "/a", "cpuacct": "/a", "name=systemd": "/", "": "/unified"}
+	if err != nil || !reflect.DeepEqual(cgs, want) {
+		t.Fatalf("Cgroups = %v, %v", cgs, err)
+	}
+	if _, err := fs.Cmdline(78); err == nil {
+		t.Fatal("Cmdline of a missing pid succeeded")
+	}
+	if self, err := SelfCgroups(); err != nil || len(self) == 0 {
+		t.Fatalf("SelfCgroups = %v, %v", self, err)
 	}
 }
 
@@ -112,7 +131,7 @@ func TestStartTimeFromFakeProc(t *testing.T) {
 	write(t, filepath.Join(root, "77", "stat"), stat)
 	write(t, filepath.Join(root, "uptime"), "19.50 3.00\n")
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	got, err := FS{Root: root}.StartedAt(77, 100, now)
+	got, err := (&FS{Root: root}).StartedAt(77, 100, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,11 +139,11 @@ func TestStartTimeFromFakeProc(t *testing.T) {
 		t.Fatalf("StartedAt = %v, want %v", got, want)
 	}
 	// With USER_HZ=250 the same 900 ticks are 3.6 s after boot.
-	got, _ = FS{Root: root}.StartedAt(77, 250, now)
+	got, _ = (&FS{Root: root}).StartedAt(77, 250, now)
 	if want := now.Add(-15900 * time.Millisecond); !got.Equal(want) {
 		t.Fatalf("StartedAt(tick 250) = %v, want %v", got, want)
 	}
-	if _, err := (FS{Root: root}).StartedAt(78, 100, now); err == nil {
+	if _, err := (&FS{Root: root}).StartedAt(78, 100, now); err == nil {
 		t.Fatal("StartedAt of a missing pid succeeded")
 	}
 }
@@ -169,17 +188,6 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
-func FuzzParseCmdline(f *testing.F) {
-	f.Add([]byte("a\x00b\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, a := range ParseCmdline(b) {
-			if strings.Contains(a, "\x00") {
-				t.Fatalf("NUL left in %q", a)
-			}
-		}
-	})
-}
-
 func FuzzParseIO(f *testing.F) {
 	f.Add([]byte("read_bytes: 1\nwrite_bytes: 2\n"))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseIO(b) })
@@ -192,45 +200,4 @@ func FuzzParseUptime(f *testing.F) {
 			t.Fatalf("negative uptime %v", v)
 		}
 	})
-}
-
-func TestParseHostFiles(t *testing.T) {
-	ct, err := ParseCPUTimes([]byte("cpu  100 5 50 800 20 1 2 3 7 0\ncpu0 1 2 3 4\n"))
-	if err != nil || ct.Total != 981 || ct.Busy != 161 {
-		t.Fatalf("ParseCPUTimes = %+v, %v; want total 981 (guest excluded) busy 161", ct, err)
-	}
-	b, _ := os.ReadFile("testdata/stat")
-	if ct, err := ParseCPUTimes(b); err != nil || ct.Total == 0 || ct.Busy > ct.Total {
-		t.Fatalf("real /proc/stat: %+v %v", ct, err)
-	}
-	m, err := ParseMeminfo([]byte("MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   20000000 kB\n"))
-	if err != nil || m.Total != 24000000*1024 || m.Available != 20000000*1024 {
-		t.Fatalf("ParseMeminfo = %+v %v", m, err)
-	}
-	b, _ = os.ReadFile("testdata/meminfo")
-	if m, err := ParseMeminfo(b); err != nil || m.Available > m.Total {
-		t.Fatalf("real meminfo: %+v %v", m, err)
-	}
-	for _, bad := range []string{"", "intr 1 2\n", "cpu x 1 2 3\n"} {
-		if _, err := ParseCPUTimes([]byte(bad)); err == nil {
-			t.Errorf("ParseCPUTimes(%q) succeeded", bad)
-		}
-	}
-	if _, err := ParseMeminfo([]byte("MemTotal: 5 kB\n")); err == nil {
-		t.Error("meminfo without MemAvailable accepted")
-	}
-}
-
-func FuzzParseCPUTimes(f *testing.F) {
-	f.Add([]byte("cpu  100 5 50 800 20 1 2 3 7 0\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if ct, err := ParseCPUTimes(b); err == nil && ct.Busy > ct.Total {
-			t.Fatalf("busy > total: %+v", ct)
-		}
-	})
-}
-
-func FuzzParseMeminfo(f *testing.F) {
-	f.Add([]byte("MemTotal: 5 kB\nMemAvailable: 3 kB\n"))
-	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseMeminfo(b) })
 }

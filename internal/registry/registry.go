@@ -351,12 +351,7 @@ func (r *Registry) idle(w api.Worker) bool {
 	if w.GPUUtilPct != nil {
 		return *w.GPUUtilPct < r.cfg.IdleGPUPct
 	}
-	for _, e := range w.Errors {
-		if len(e) >= 4 && e[:4] == "gpu:" {
-			return false
-		}
-	}
-	return true
+	return w.GPUError == ""
 }
 
 // Stats returns the counters and current sizes.

@@ -254,7 +254,7 @@ func TestIdleNeedsKnownReadings(t *testing.T) {
 	unknownCPU := worker("a", "m", 1, 0, 0)
 	unknownCPU.CPUPct = nil
 	gpuFailed := worker("b", "m", 2, 1, 0)
-	gpuFailed.GPUUtilPct, gpuFailed.Errors = nil, []string{"gpu: nvidia-smi timed out after 2s"}
+	gpuFailed.GPUUtilPct, gpuFailed.GPUError, gpuFailed.Errors = nil, "nvidia-smi timed out after 2s", []string{"gpu: nvidia-smi timed out after 2s"}
 	noGPU := worker("c", "m", 3, 1, 0)
 	noGPU.GPUUtilPct = nil
 	mustIngest(t, r, hb("h", "s", 1, unknownCPU, gpuFailed, noGPU))

@@ -222,6 +222,7 @@ func validWorker(w *api.Worker, cores int, now time.Time, rep *Report) error {
 		}
 	}
 	cleanErrors(w.Errors)
+	w.GPUError = ids.Clean(w.GPUError, maxErrorLen)
 
 	maxCPU := 110 * float64(cores) // a rate over a jittery window may read a little high
 	checks := []struct {

@@ -1,0 +1,122 @@
+package hive
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/api"
+)
+
+// snapshot is one collection pass's view of the hive: the host and every
+// worker, sorted by id. It is immutable once published; the heartbeat
+// sender, the API and the metrics all read the latest one, so a pass is
+// taken, copied and sorted once, however many read it.
+type snapshot struct {
+	at      time.Time
+	node    api.Node
+	workers []api.Worker
+}
+
+// latest returns the newest snapshot (an empty one before the first pass).
+func (s *Server) latest() *snapshot {
+	if p := s.snap.Load(); p != nil {
+		return p
+	}
+	return &snapshot{}
+}
+
+// pass runs one collection pass over the host and every worker, forgets
+// workers that exited longer than the retention ago, and publishes the
+// result. Host and worker rates cover the same window: the time since the
+// previous pass.
+func (s *Server) pass(ctx context.Context) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	recs := s.mon.Collect(ctx)
+	node := s.node.read()
+	info := s.mon.Info()
+	node.LimitsEnforced, node.LimitsReason = info.LimitsEnforced, info.LimitsReason
+	now := time.Now()
+	kept := recs[:0]
+	for _, r := range recs {
+		if r.State == api.StateExited && r.ExitedAt != nil && now.Sub(*r.ExitedAt) > s.cfg.ExitedRetention {
+			s.mon.Forget(r.ID)
+			continue
+		}
+		kept = append(kept, r)
+	}
+	s.snap.Store(&snapshot{at: now, node: node, workers: kept})
+}
+
+// upsert publishes a copy of the latest snapshot with rec in it, so a
+// worker just spawned or stopped shows in the API at once, before the
+// pass its change triggered has run.
+func (s *Server) upsert(rec api.Worker) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	old := s.latest()
+	ws := slices.Clone(old.workers)
+	i, found := slices.BinarySearchFunc(ws, rec.ID, func(w api.Worker, id string) int { return strings.Compare(w.ID, id) })
+	if found {
+		ws[i] = rec
+	} else {
+		ws = slices.Insert(ws, i, rec)
+	}
+	s.snap.Store(&snapshot{at: old.at, node: old.node, workers: ws})
+}
+
+// changed is the monitor's OnChange (a spawn, an exit, a stop): it asks
+// for a pass at once, which then sends a heartbeat at once.
+func (s *Server) changed() {
+	select {
+	case s.passNow <- struct{}{}:
+	default:
+	}
+}
+
+// collect runs a pass every interval, and at once after a change; a pass
+// after a change is followed by a heartbeat.
+func (s *Server) collect(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.pass(ctx)
+		case <-s.passNow:
+			s.pass(ctx)
+			if s.send != nil {
+				s.send.Poke()
+			}
+		}
+	}
+}
+
+// heartbeat builds a heartbeat from the latest snapshot.
+func (s *Server) heartbeat(session string, seq uint64) api.Heartbeat {
+	snap := s.latest()
+	backend := "none"
+	if s.cfg.GPU != nil {
+		backend = s.cfg.GPU.Backend()
+	}
+	ws := clipPIDs(snap.workers)
+	if ws == nil {
+		ws = []api.Worker{}
+	}
+	node := snap.node
+	if node.GPUs == nil {
+		node.GPUs = []api.GPU{}
+	}
+	if node.Errors == nil {
+		node.Errors = []string{}
+	}
+	return api.Heartbeat{
+		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: session, Seq: seq, SentAt: time.Now().UTC(),
+		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
+		Node: node, Workers: ws,
+	}
+}
