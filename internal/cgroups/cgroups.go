@@ -1,11 +1,29 @@
-// Package cgroups creates, limits, reads and removes the cgroups workers run
-// in, on cgroup v2 (unified) and on v1 or hybrid hosts.
+// Package cgroups creates, limits, places, reads, kills and removes the
+// cgroups workers run in, on cgroup v2 (unified) and on v1 or hybrid hosts.
 //
-// containerd/cgroups does the writing of limits and the removal; reading is
-// done here through descriptors kept open per cgroup, because a collection
-// pass reads a handful of files per worker every second and the library's
-// Stat reads every file of every controller (measured: ~50 ms per pass for
-// 100 workers against ~1.5 ms for pread on open descriptors).
+// What containerd/cgroups does (the design card's library, used for the
+// whole lifecycle wherever it stays inside the hive's subtree):
+//   - v1: creating a worker cgroup in every controller with its limits
+//     (cgroup1.New), freezing and thawing it, deleting it;
+//   - v2: writing the limits (cgroup2.Manager.Update), killing it
+//     (cgroup.kill), deleting it, reading memory.events at exit.
+//
+// What is written here, and why:
+//   - v2 creation: cgroup2.NewManager writes cgroup.subtree_control from
+//     the mount root down, and rbee must never touch the root (or anything
+//     above the hive's own cgroup); enableDown does it from the hive's
+//     cgroup down, moving only the hive itself to a leaf when the
+//     no-internal-processes rule requires it;
+//   - placement before the worker's first instruction: on v2 a descriptor
+//     for clone3(CLONE_INTO_CGROUP), on v1 the cgroup.procs files the
+//     launch shim joins;
+//   - the reads of every collection pass (Sample: pids, CPU, memory, I/O
+//     and the limits in force), on descriptors kept open: containerd's
+//     Stat reads every file of every controller and is measured about 11x
+//     slower for 100 workers (benchmarks/collect_linux_test.go);
+//   - v1 OOM counting, for kernels without the oom_kill counter;
+//   - listing worker cgroups for adoption, and the retry of deletion
+//     while the kernel still counts exiting tasks.
 package cgroups
 
 import (
@@ -90,8 +108,6 @@ type Group interface {
 	// OOMKills returns the number of OOM kills in the cgroup. exact is
 	// false where the kernel keeps no such counter and n is a best guess.
 	OOMKills() (n uint64, exact bool, err error)
-	// Signal sends sig to every process in the cgroup.
-	Signal(sig Signal) error
 	// Kill kills every process in the cgroup at once (v2 cgroup.kill; v1
 	// freezes the cgroup first, so nothing forks while it is killed) and
 	// waits until the cgroup is empty or ctx is done.

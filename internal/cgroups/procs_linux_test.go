@@ -28,7 +28,7 @@ func TestRealSampleSeesNewPids(t *testing.T) {
 	defer g.Delete(context.Background())
 	// The shell and one sleep first (2 pids), then the shell and two sleeps.
 	cmd, _ := start(t, g, "/bin/sh", "-c", "sleep 0.2; sleep 30 & sleep 30 & wait")
-	defer func() { _ = g.Signal(9); _ = cmd.Wait() }()
+	defer func() { _ = g.Kill(context.Background()); _ = cmd.Wait() }()
 	harness.WaitFor(t, 5*time.Second, func() error {
 		s, err := g.Sample()
 		if err != nil {

@@ -45,39 +45,51 @@ func listTree(dir string) ([]string, error) {
 	return out, nil
 }
 
-// removeDirs removes the worker cgroup directories and their group
-// directory when it is left empty. While the kernel reports a directory busy
-// (tasks still exiting) it calls kill and retries with backoff until ctx is
-// done.
-func removeDirs(ctx context.Context, dirs []string, kill func()) error {
+// deleteUntilGone calls del (containerd's Delete, which refuses while a
+// task is left and retries briefly itself) until it succeeds or ctx is
+// done, then removes the group directory above each of dirs once its last
+// worker is gone.
+func deleteUntilGone(ctx context.Context, path string, del func() error, dirs []string) error {
 	delay := 5 * time.Millisecond
 	for {
-		var busy error
-		for _, d := range dirs {
-			err := unix.Rmdir(d)
-			switch {
-			case err == nil, errors.Is(err, unix.ENOENT):
-			case errors.Is(err, unix.EBUSY):
-				busy = fmt.Errorf("remove cgroup %s: %w", d, err)
-			default:
-				return fmt.Errorf("remove cgroup %s: %w", d, err)
-			}
-		}
-		if busy == nil {
+		err := del()
+		if err == nil || errors.Is(err, os.ErrNotExist) || !anyExists(dirs) {
 			for _, d := range dirs {
 				// The group directory goes when its last worker does.
 				_ = unix.Rmdir(filepath.Dir(d))
 			}
 			return nil
 		}
-		kill()
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up: %w)", busy, ctx.Err())
+			return fmt.Errorf("remove cgroup %s: %w (gave up: %w)", path, err, ctx.Err())
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 200*time.Millisecond)
 	}
+}
+
+// removeDirs removes cgroup directories by hand (when containerd has no
+// handle for them), retrying while the kernel reports them busy.
+func removeDirs(ctx context.Context, dirs []string) error {
+	return deleteUntilGone(ctx, dirs[0], func() error {
+		var errs []error
+		for _, d := range dirs {
+			if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			}
+		}
+		return errors.Join(errs...)
+	}, dirs)
+}
+
+func anyExists(dirs []string) bool {
+	for _, d := range dirs {
+		if exists(d) {
+			return true
+		}
+	}
+	return false
 }
 
 // removeAll deletes every worker cgroup of m and then the parent dirs.

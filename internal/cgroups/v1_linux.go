@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -178,6 +177,8 @@ func (m *v1Manager) open(rel string) *v1Group {
 			g.freezerDir = d
 		}
 	}
+	// Load reads no file when its hierarchy and path are given.
+	g.cg, _ = cgroup1.Load(m.pathFunc(rel), cgroup1.WithHierarchy(m.hierarchy))
 	g.cpu = reread.File{Path: filepath.Join(g.cpuacctDir, "cpuacct.usage")}
 	g.memUse = reread.File{Path: filepath.Join(g.memDir, "memory.usage_in_bytes")}
 	g.memStat = reread.File{Path: filepath.Join(g.memDir, "memory.stat")}
@@ -221,6 +222,8 @@ type v1Group struct {
 	dirs                       []string // one per controller; memory's is the reference
 	memDir, cpuacctDir, cpuDir string
 	pidsDir, freezerDir        string // "" when not mounted
+	// cg is containerd's handle, for the lifecycle: freeze, thaw, delete.
+	cg cgroup1.Cgroup
 
 	cpu, memUse, memStat, procs reread.File
 	// The limit files, re-read every pass to notice a change made behind
@@ -342,6 +345,9 @@ func (g *v1Group) readLimits() (Limits, error) {
 	return l, nil
 }
 
+// OOMKills reads oom_kill from memory.oom_control by hand: containerd's
+// Stat reads it too, but has nothing for kernels before 4.13 that lack the
+// counter, where a hit limit (memory.failcnt) is the only evidence.
 func (g *v1Group) OOMKills() (uint64, bool, error) {
 	path := filepath.Join(g.memDir, "memory.oom_control")
 	b, err := os.ReadFile(path)
@@ -368,43 +374,36 @@ func (g *v1Group) OOMKills() (uint64, bool, error) {
 	return 0, false, nil
 }
 
-func (g *v1Group) Signal(sig Signal) error {
-	return signalPids(filepath.Join(g.memDir, "cgroup.procs"), sig)
-}
-
 // Kill freezes the cgroup (so no task forks or runs while the pids are
 // read and killed), SIGKILLs every task, thaws it so the kills take
-// effect, and repeats until the cgroup is empty. Without the freezer it
-// kills the pids it reads until none is left.
+// effect, and repeats until the cgroup is empty; freezing and thawing go
+// through containerd. Without the freezer it kills the pids it reads.
 func (g *v1Group) Kill(ctx context.Context) error {
 	procs := filepath.Join(g.memDir, "cgroup.procs")
 	return killUntilEmpty(ctx, procs, func() error {
-		if g.freezerDir == "" {
+		if g.freezerDir == "" || g.cg == nil {
 			return signalPids(procs, syscall.SIGKILL)
 		}
-		state := filepath.Join(g.freezerDir, "freezer.state")
-		if err := os.WriteFile(state, []byte("FROZEN"), 0); err != nil {
-			return signalPids(procs, syscall.SIGKILL)
-		}
-		// Freezing is asynchronous: wait (briefly) until it is done.
-		for i := 0; i < 100; i++ {
-			b, err := os.ReadFile(state)
-			if err != nil || strings.TrimSpace(string(b)) == "FROZEN" {
-				break
-			}
-			time.Sleep(time.Millisecond)
+		if err := g.cg.Freeze(); err != nil {
+			return errors.Join(fmt.Errorf("freeze %s: %w", g.path, err), signalPids(procs, syscall.SIGKILL))
 		}
 		err := signalPids(filepath.Join(g.freezerDir, "cgroup.procs"), syscall.SIGKILL)
-		return errors.Join(err, signalPids(procs, syscall.SIGKILL), os.WriteFile(state, []byte("THAWED"), 0))
+		return errors.Join(err, signalPids(procs, syscall.SIGKILL), g.cg.Thaw())
 	})
 }
 
+// Delete kills what is left and removes the cgroup in every controller
+// (containerd), retrying while the kernel still counts exiting tasks,
+// until ctx is done.
 func (g *v1Group) Delete(ctx context.Context) error {
 	_ = g.Close()
 	if err := g.Kill(ctx); err != nil {
 		return err
 	}
-	return removeDirs(ctx, g.dirs, func() { _ = g.Signal(syscall.SIGKILL) })
+	if g.cg == nil {
+		return removeDirs(ctx, g.dirs)
+	}
+	return deleteUntilGone(ctx, g.path, g.cg.Delete, g.dirs)
 }
 
 func (g *v1Group) Close() error {

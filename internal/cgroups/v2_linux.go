@@ -209,8 +209,10 @@ func (m *v2Manager) Open(rel string) (Group, error) {
 func (m *v2Manager) open(path string) *v2Group {
 	dir := m.dir(path)
 	f := func(name string) reread.File { return reread.File{Path: filepath.Join(dir, name)} }
+	// Load only checks the path's syntax; path is ours and valid.
+	cg, _ := cgroup2.Load(path, cgroup2.WithMountpoint(m.root))
 	return &v2Group{
-		path: path, dir: dir, mount: m.root,
+		path: path, dir: dir, mount: m.root, cg: cg,
 		cpu: f("cpu.stat"), memCur: f("memory.current"), memStat: f("memory.stat"),
 		io: f("io.stat"), procs: f("cgroup.procs"),
 		cpuMax: f("cpu.max"), memMax: f("memory.max"), pidsMax: f("pids.max"),
@@ -228,8 +230,10 @@ func (m *v2Manager) RemoveAll(ctx context.Context) error {
 
 type v2Group struct {
 	// mu serialises Sample and Close: an exit cleans up while a pass reads.
-	mu                   sync.Mutex
-	path, dir, mount     string
+	mu               sync.Mutex
+	path, dir, mount string
+	// cg is containerd's handle, for the lifecycle: kill and delete.
+	cg                   *cgroup2.Manager
 	cpu, memCur, memStat reread.File
 	io, procs            reread.File
 	// The limit files, re-read every pass to notice a change made behind
@@ -344,50 +348,34 @@ func (g *v2Group) readLimits() (Limits, error) {
 	return l, nil
 }
 
+// OOMKills reads oom_kill from memory.events through containerd.
 func (g *v2Group) OOMKills() (uint64, bool, error) {
-	path := filepath.Join(g.dir, "memory.events")
-	b, err := os.ReadFile(path)
+	st, err := g.cg.Stat()
 	if err != nil {
-		return 0, false, fmt.Errorf("read %s: %w", path, err)
+		return 0, false, fmt.Errorf("read memory.events of %s: %w", g.path, err)
 	}
-	var v [1]uint64
-	found, err := ParseKeyed(b, []string{"oom_kill"}, v[:])
-	if err != nil {
-		return 0, false, fmt.Errorf("%s: %w", path, err)
+	if st.MemoryEvents == nil {
+		return 0, false, fmt.Errorf("read memory.events of %s: not available", g.path)
 	}
-	return v[0], found == 1, nil
+	return st.MemoryEvents.OomKill, true, nil
 }
 
-func (g *v2Group) Signal(sig Signal) error {
-	if sig == unix.SIGKILL {
-		// cgroup.kill (Linux 5.14+) kills every task atomically, so a
-		// forking worker cannot escape between read and kill.
-		if err := os.WriteFile(filepath.Join(g.dir, "cgroup.kill"), []byte("1"), 0); err == nil {
-			return nil
-		}
-	}
-	return signalPids(filepath.Join(g.dir, "cgroup.procs"), sig)
-}
-
-// Kill writes cgroup.kill (Linux 5.14+), which kills every task at once,
-// so a forking worker cannot escape between a read of the pids and the
-// kill; on older kernels it signals the pids until none is left.
+// Kill writes cgroup.kill (Linux 5.14+; containerd falls back to killing
+// the pids it reads), which kills every task at once, so a forking
+// worker cannot escape between a read of the pids and the kill; it
+// repeats until the cgroup is empty.
 func (g *v2Group) Kill(ctx context.Context) error {
-	procs := filepath.Join(g.dir, "cgroup.procs")
-	return killUntilEmpty(ctx, procs, func() error {
-		if err := os.WriteFile(filepath.Join(g.dir, "cgroup.kill"), []byte("1"), 0); err == nil || errors.Is(err, os.ErrNotExist) && !exists(g.dir) {
-			return nil
-		}
-		return signalPids(procs, unix.SIGKILL)
-	})
+	return killUntilEmpty(ctx, filepath.Join(g.dir, "cgroup.procs"), g.cg.Kill)
 }
 
+// Delete kills what is left and removes the cgroup (containerd), retrying
+// while the kernel still counts exiting tasks, until ctx is done.
 func (g *v2Group) Delete(ctx context.Context) error {
 	_ = g.Close()
 	if err := g.Kill(ctx); err != nil {
 		return err
 	}
-	return removeDirs(ctx, []string{g.dir}, func() { _ = g.Signal(unix.SIGKILL) })
+	return deleteUntilGone(ctx, g.path, g.cg.Delete, []string{g.dir})
 }
 
 func (g *v2Group) Close() error {
