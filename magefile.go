@@ -21,7 +21,6 @@ import (
 	"github.com/magefile/mage/sh"
 
 	"github.com/rbee-dev/rbee/internal/benchgate"
-	"github.com/rbee-dev/rbee/internal/demo"
 )
 
 // Default is what `go tool mage` runs with no target.
@@ -92,37 +91,27 @@ func (Build) Cross() error {
 // rights, plain processes with a notice when not), spawns three test
 // workers with different models and loads, prints where to look and a live
 // view until Ctrl-C, then stops everything and checks that no process or
-// cgroup is left. Env: RBEE_DEMO_SECONDS stops it after that many seconds.
+// cgroup is left. The demo is its own program (internal/demo/cmd): the
+// magefile imports none of rbee's packages. Env: RBEE_DEMO_SECONDS stops
+// it after that many seconds.
 func Demo(ctx context.Context) error {
 	mg.Deps(Build.All)
-	if err := sh.RunV("go", "build", "-o", filepath.Join("bin", "testworker"), "./harness/testworker"); err != nil {
-		return err
+	for _, p := range []struct{ out, pkg string }{{"testworker", "./harness/testworker"}, {"rbee-demo", "./internal/demo/cmd"}} {
+		if err := sh.RunV("go", "build", "-o", filepath.Join("bin", p.out), p.pkg); err != nil {
+			return err
+		}
 	}
-	cfg := demo.Config{BinDir: mustAbs("bin"), LogDir: mustAbs(filepath.Join("bin", "demo-logs")), Out: os.Stdout}
+	args := []string{"--bin-dir", "bin", "--log-dir", filepath.Join("bin", "demo-logs")}
 	if s := os.Getenv("RBEE_DEMO_SECONDS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n <= 0 {
 			return fmt.Errorf("RBEE_DEMO_SECONDS=%q: want a positive number of seconds", s)
 		}
-		cfg.Duration = time.Duration(n) * time.Second
+		args = append(args, "--seconds", s)
 	}
-	if err := demo.Run(ctx, cfg); err != nil {
-		return err
-	}
-	if left := demo.Leftovers(filepath.Join(cfg.BinDir, "testworker")); len(left) > 0 {
-		return fmt.Errorf("the demo left things behind: %s", strings.Join(left, "; "))
-	}
-	fmt.Println("everything stopped; no worker process or cgroup left behind")
-	return nil
+	return sh.RunV(filepath.Join("bin", "rbee-demo"), args...)
 }
 
-func mustAbs(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		panic(err)
-	}
-	return a
-}
 
 // Unit runs every package's tests with -race, except the integration suite,
 // one package at a time: the telemetry tests check CPU readings against
@@ -393,7 +382,7 @@ func (GPU) Check() error {
 	if err := sh.RunV("go", "test", "-count=1", "-v", "-run", "TestGPUAcceptance", "./harness/integration/"); err != nil {
 		return err
 	}
-	return sh.RunV("go", "test", "-count=1", "./internal/cgroups/", "./internal/monitor/", "./internal/gpu/")
+	return sh.RunV("go", "test", "-count=1", "./internal/cgroups/", "./internal/launch/", "./internal/monitor/", "./internal/gpu/", "./internal/hive/")
 }
 
 // Bundle prepares gpu:check for a machine without Go: test binaries, the
@@ -408,14 +397,15 @@ func (GPU) Bundle() error {
 		return err
 	}
 	strip := "-ldflags=-s -w" // the bundle travels under a 64 MiB limit
-	for _, pkg := range []string{"harness/testworker", "harness/fakesmi"} {
+	for _, pkg := range []string{"harness/testworker", "harness/fakesmi", "harness/cgexec"} {
 		if err := sh.RunV("go", "build", strip, "-o", filepath.Join(dir, "bin", filepath.Base(pkg)), "./"+pkg); err != nil {
 			return err
 		}
 	}
 	// One directory per package, holding its test binary and testdata, so
 	// each runs where its relative paths point.
-	pkgs := map[string]string{"integration": "harness/integration", "cgroups": "internal/cgroups", "monitor": "internal/monitor", "gpu": "internal/gpu"}
+	pkgs := map[string]string{"integration": "harness/integration", "cgroups": "internal/cgroups", "monitor": "internal/monitor",
+		"gpu": "internal/gpu", "hive": "internal/hive", "launch": "internal/launch"}
 	for name, pkg := range pkgs {
 		pdir := filepath.Join(dir, name)
 		if err := sh.RunV("go", "test", "-c", strip, "-o", filepath.Join(pdir, name+".test"), "./"+pkg); err != nil {
@@ -435,30 +425,16 @@ func (GPU) Bundle() error {
 set -u -o pipefail
 cd "$(dirname "$0")"
 export RBEE_HARNESS_BIN_DIR="$PWD/bin"
-# On cgroup v2 a test binary must be alone in its cgroup to delegate
-# controllers below it (no-internal-processes rule), and a process may
-# move only itself: each test starts in a child cgroup of this script's
-# own, entered by its subshell right before the exec.
-own=$(sed -n 's/^0:://p' /proc/self/cgroup)
-v2=""
-if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then v2=1; fi
+# Each test binary runs alone in a child cgroup of this script's own
+# (cgroup v2's no-internal-processes rule), made and removed by cgexec.
 run() { # package, then test flags
   local p=$1; shift
-  if [ -n "$v2" ]; then
-    local cg="/sys/fs/cgroup${own%/}/rbee-gpucheck-$p"
-    mkdir -p "$cg"
-    (echo $BASHPID > "$cg/cgroup.procs" || echo "note: could not enter $cg; running in place"
-     cd "$p" && exec "./$p.test" "$@")
-    local rc=$?
-    rmdir "$cg" 2>/dev/null
-    return $rc
-  fi
-  (cd "$p" && exec "./$p.test" "$@")
+  (cd "$p" && exec ../bin/cgexec "gpucheck-$p" -- "./$p.test" "$@")
 }
 rc=0
 echo "== GPU acceptance: NVML and nvidia-smi against two CUDA workers"
 run integration -test.v -test.count=1 -test.run TestGPUAcceptance || rc=1
-for p in cgroups monitor gpu; do
+for p in cgroups launch monitor gpu hive; do
   echo "== $p tests on this machine's kernel and cgroups"
   run "$p" -test.count=1 -test.v 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)' || rc=1
 done

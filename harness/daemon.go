@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"flag"
+	"io"
 
 	"fmt"
 	"net"
@@ -26,13 +27,15 @@ type Daemon struct {
 	// URL the same as http://Addr.
 	Addr, URL string
 
-	bin    string
-	args   []string
-	env    []string
-	netns  string
-	host   string
-	cred   *syscall.Credential
-	Client *http.Client
+	bin     string
+	args    []string
+	env     []string
+	netns   string
+	host    string
+	cred    *syscall.Credential
+	logFile io.Writer
+	pgid    bool
+	Client  *http.Client
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -59,6 +62,12 @@ type DaemonConfig struct {
 	// Credential runs the daemon as another user (e.g. nobody, to test a
 	// hive without cgroup rights).
 	Credential *syscall.Credential
+	// LogFile, when set, receives a copy of the daemon's output.
+	LogFile io.Writer
+	// OwnProcessGroup starts the daemon in a process group of its own, so
+	// a terminal's Ctrl-C reaches only the program that started it (which
+	// then stops the daemons in order).
+	OwnProcessGroup bool
 }
 
 var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
@@ -70,7 +79,7 @@ var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
 func StartDaemon(t TB, cfg DaemonConfig) *Daemon {
 	t.Helper()
 	d := &Daemon{t: t, Name: cfg.Name, bin: Build(t, cfg.Package), args: cfg.Args, env: cfg.Env,
-		netns: cfg.Netns, host: cfg.Host, Client: cfg.Client, cred: cfg.Credential}
+		netns: cfg.Netns, host: cfg.Host, Client: cfg.Client, cred: cfg.Credential, logFile: cfg.LogFile, pgid: cfg.OwnProcessGroup}
 	if d.Client == nil {
 		d.Client = HTTP
 	}
@@ -96,8 +105,8 @@ func (d *Daemon) start() {
 		cmd.Env = append(cmd.Env, "GOCOVERDIR="+dir)
 	}
 	// Pdeathsig: nothing outlives `go test`, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: d.cred}
-	log := &logBuffer{name: d.Name, addr: make(chan string, 1)}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: d.cred, Setpgid: d.pgid}
+	log := &logBuffer{name: d.Name, t: d.t, addr: make(chan string, 1), file: d.logFile}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		d.t.Fatalf("start %s: %v", d.Name, err)
@@ -226,11 +235,6 @@ func (d *Daemon) cleanup() {
 		}
 	}
 	log := d.Log()
-	for _, bad := range []string{"WARNING: DATA RACE", "panic:"} {
-		if strings.Contains(log, bad) {
-			d.t.Errorf("%s printed %q", d.Name, bad)
-		}
-	}
 	if d.t.Failed() || verbose() {
 		d.t.Logf("---- %s log ----\n%s", d.Name, log)
 	}
@@ -276,27 +280,52 @@ func withFlag(args []string, name, value string) []string {
 	return append(out, name, value)
 }
 
-// logBuffer keeps a daemon's output and spots its address.
+// logBuffer keeps a daemon's output and watches it line by line as it
+// arrives: it spots the address the daemon reports, fails the test at
+// once on a data race or a panic, and copies everything to file when set.
 type logBuffer struct {
 	name string
+	t    TB
 	addr chan string
+	file io.Writer
 
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	seen bool
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	partial []byte // the last line, until its newline arrives
+	seen    bool
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf.Write(p)
+	if l.file != nil {
+		_, _ = l.file.Write(p)
+	}
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.line(l.partial[:i])
+		l.partial = l.partial[i+1:]
+	}
+	l.partial = append([]byte(nil), l.partial...) // let the consumed lines go
+	return len(p), nil
+}
+
+// line looks at one complete line of output. Caller holds mu.
+func (l *logBuffer) line(b []byte) {
 	if !l.seen {
-		if m := listeningRE.FindSubmatch(l.buf.Bytes()); m != nil {
+		if m := listeningRE.FindSubmatch(b); m != nil {
 			l.seen = true
 			l.addr <- string(m[1])
 		}
 	}
-	return len(p), nil
+	if bytes.HasPrefix(b, []byte("WARNING: DATA RACE")) || bytes.HasPrefix(b, []byte("panic: ")) || bytes.HasPrefix(b, []byte("fatal error: ")) {
+		l.t.Errorf("%s printed %q (its log follows when the test ends)", l.name, b)
+	}
 }
 
 func (l *logBuffer) String() string {

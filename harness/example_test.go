@@ -54,9 +54,10 @@ func ExampleStartFakeQueen() {
 	defer s.Close()
 	fq := harness.StartFakeQueen(s)
 	fq.Set(harness.QueenError, 0) // every heartbeat now gets a 500
-	code, _ := harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", api.Heartbeat{HiveID: "h"})
+	hb := api.Heartbeat{HiveID: "h", SessionID: "s", Seq: 1, Node: api.Node{CPUCores: 4}}
+	code, _ := harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", hb)
 	fq.Set(harness.QueenOK, 0)
-	harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", api.Heartbeat{HiveID: "h"})
+	harness.Call(s, "POST", fq.URL+"/v1/hive-heartbeat", hb)
 	fmt.Println(code, len(fq.Heartbeats()), fq.Attempts())
 	// Output: 500 1 2
 }

@@ -1,17 +1,16 @@
 package harness
 
 import (
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/httpx"
+	"github.com/rbee-dev/rbee/internal/registry"
 )
 
 // QueenMode is how a FakeQueen answers heartbeats.
@@ -95,18 +94,19 @@ func (q *FakeQueen) handle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body := io.Reader(r.Body)
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		body = zr
-	}
+	// The real queen's decoder and validation: a hive whose heartbeats
+	// the queen would refuse fails against the fake too.
 	var hb api.Heartbeat
-	if err := json.NewDecoder(body).Decode(&hb); err != nil {
-		http.Error(w, err.Error(), 400)
+	if err := httpx.Decode(w, r, 8<<20, false, &hb); err != nil {
+		httpx.Error(w, err)
+		return
+	}
+	rep, err := registry.Validate(&hb, time.Now())
+	if err == nil && len(rep.Dropped) > 0 {
+		err = api.Errorf(api.ErrInvalid, "worker entries the queen would drop: %+v", rep.Dropped)
+	}
+	if err != nil {
+		httpx.Error(w, err)
 		return
 	}
 	q.mu.Lock()

@@ -25,16 +25,14 @@ func FakeNvidiaSMI(t TB, s gpufake.Scenario) *FakeSMI {
 	bin := Build(t, "harness/fakesmi")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nvidia-smi")
-	// A hard link keeps /proc/self/exe inside dir, where the fake looks
-	// for its scenario; fall back to a copy across filesystems.
-	if err := os.Link(bin, path); err != nil {
-		b, rerr := os.ReadFile(bin)
-		if rerr != nil {
-			t.Fatal(rerr)
-		}
-		if err := os.WriteFile(path, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	// nvidia-smi is a two-line script that names the scenario and the
+	// invocation log of this fake and runs the one fake binary in place
+	// (exec keeps the pid, so a hung one is killed like the real one).
+	script := fmt.Sprintf("#!/bin/sh\n%s=%s %s=%s exec %s \"$@\"\n",
+		gpufake.EnvScenario, shellQuote(filepath.Join(dir, gpufake.ScenarioFile)),
+		gpufake.EnvLog, shellQuote(filepath.Join(dir, gpufake.InvocationLog)), shellQuote(bin))
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	f := &FakeSMI{Dir: dir, Path: path, t: t}
 	f.Set(s)
@@ -74,3 +72,6 @@ func (f *FakeSMI) Running() []int {
 	}
 	return pids
 }
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -6,11 +6,11 @@ import (
 	"flag"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/queen"
+	"github.com/rbee-dev/rbee/internal/registry"
 	"github.com/rbee-dev/rbee/internal/stream"
 	"github.com/rbee-dev/rbee/internal/version"
 )
@@ -23,7 +23,7 @@ func daemon(ctx context.Context, args []string) error {
 			"Every request but /healthz needs a token. Without --token-file or RBEE_TOKEN the queen\n"+
 			"creates an operator token in --state-dir on first start; the client commands find it there.")
 	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7833", "address to serve on; port 0 picks a free port")
-	ttl := fs.Duration("hive-ttl", "RBEE_HIVE_TTL", 90*time.Second, "remove a silent hive and its workers after this long")
+	ttl := fs.Duration("hive-ttl", "RBEE_HIVE_TTL", registry.DefaultHiveTTL, "remove a silent hive and its workers after this long")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the operator token (or set RBEE_TOKEN); mode 0600")
 	readTokenFile := fs.String("read-token-file", "RBEE_READ_TOKEN_FILE", "", "file holding a read-only token (GET and the stream: dashboards, Prometheus)")
 	hiveTokens := fs.String("hive-tokens", "RBEE_HIVE_TOKENS", "", "file of \"hive-id token\" lines: each token may post heartbeats for its own hive only")

@@ -53,7 +53,7 @@ func daemon(ctx context.Context, args []string) error {
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	stopOnExit := fs.Bool("stop-workers-on-exit", "RBEE_STOP_WORKERS_ON_EXIT", false, "stop every worker when the hive exits (default: leave them for the next hive)")
 	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log); default: discarded")
-	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", 10*time.Second, "time between SIGTERM and SIGKILL when stopping a worker")
+	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", monitor.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a worker")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -97,7 +97,7 @@ func daemon(ctx context.Context, args []string) error {
 	}
 	log.Info("gpu backend", "backend", backend.Name(), "why", why)
 	p := monitor.DetectPlatform(cgroups.Config{Parent: *parent})
-	cfg.Platform, cfg.Proc = p, p.Proc
+	cfg.Platform = p
 	cfg.GPU, cfg.GPUWhy = gpu.NewSampler(backend, *gpuTimeout), why
 	h, err := hive.New(cfg)
 	if err != nil {

@@ -19,9 +19,11 @@ import (
 const (
 	ScenarioFile  = "scenario.json"
 	InvocationLog = "invocations.log"
-	envScenario   = "RBEE_FAKE_SMI_SCENARIO"
-	envLog        = "RBEE_FAKE_SMI_LOG"
-	envChild      = "RBEE_FAKE_SMI_HANG_CHILD"
+	// EnvScenario and EnvLog name the scenario and the invocation log
+	// when they are not next to the binary.
+	EnvScenario = "RBEE_FAKE_SMI_SCENARIO"
+	EnvLog      = "RBEE_FAKE_SMI_LOG"
+	envChild    = "RBEE_FAKE_SMI_HANG_CHILD"
 )
 
 // Main runs the fake nvidia-smi with args (without argv[0]) and returns
@@ -34,8 +36,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if exe, err := os.Executable(); err == nil {
 		dir = filepath.Dir(exe)
 	}
-	scPath := or(os.Getenv(envScenario), filepath.Join(dir, ScenarioFile))
-	logPath := or(os.Getenv(envLog), filepath.Join(dir, InvocationLog))
+	scPath := or(os.Getenv(EnvScenario), filepath.Join(dir, ScenarioFile))
+	logPath := or(os.Getenv(EnvLog), filepath.Join(dir, InvocationLog))
 	if f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 		fmt.Fprintln(f, strings.Join(args, " "))
 		f.Close()

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +29,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/launch"
+	"github.com/rbee-dev/rbee/internal/procfs"
 )
 
 // The attacks of the security review, each against real daemons: every
@@ -611,18 +611,15 @@ func TestSecurityRefusedStarts(t *testing.T) {
 // cgroup when ctrl is "".
 func ownCgroup(t *testing.T, ctrl string) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
+	self, err := procfs.SelfCgroups()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && (ctrl == "" && parts[0] == "0" && parts[1] == "" || ctrl != "" && slices.Contains(strings.Split(parts[1], ","), ctrl)) {
-			return parts[2]
-		}
+	p, ok := self[ctrl]
+	if !ok {
+		t.Fatalf("no %q cgroup in /proc/self/cgroup: %v", ctrl, self)
 	}
-	t.Fatalf("no %q cgroup in /proc/self/cgroup", ctrl)
-	return ""
+	return p
 }
 
 // The client commands find the token a daemon generated on this host, and

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/rbee-dev/rbee/internal/procfs"
 )
 
 // hostile tries what a compromised worker would, and prints one line per
@@ -71,30 +72,16 @@ func hostile(forks int) []*exec.Cmd {
 // ownCgroup returns the layout ("v1" or "v2") and the directory of this
 // process's memory cgroup.
 func ownCgroup() (layout, dir string) {
-	f, err := os.Open("/proc/self/cgroup")
+	self, err := procfs.SelfCgroups()
 	if err != nil {
 		return "", ""
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	var v2 string
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			if c == "memory" {
-				return "v1", filepath.Join("/sys/fs/cgroup/memory", parts[2])
-			}
-		}
-		if parts[0] == "0" && parts[1] == "" {
-			v2 = parts[2]
-		}
+	if p, ok := self["memory"]; ok {
+		return "v1", filepath.Join("/sys/fs/cgroup/memory", p)
 	}
-	if v2 != "" {
+	if p, ok := self[""]; ok {
 		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-			return "v2", filepath.Join("/sys/fs/cgroup", v2)
+			return "v2", filepath.Join("/sys/fs/cgroup", p)
 		}
 	}
 	return "", ""

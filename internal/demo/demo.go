@@ -4,24 +4,22 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/cli"
+	"github.com/rbee-dev/rbee/internal/procfs"
 )
 
 // Config says where the binaries are and how long to run.
@@ -51,33 +49,50 @@ var workers = []struct {
 		[]string{"--served-model-name", "bge-small-en", "--port", "9401", "--cpu", "5", "--mem", "32Mi"}},
 }
 
-// Run runs the demo until ctx is done (Ctrl-C) or Duration passes.
+// Run runs the demo until ctx is done (Ctrl-C) or Duration passes. The
+// daemons are started and stopped through the test harness (a Scope),
+// from the prebuilt binaries in BinDir.
 func Run(ctx context.Context, cfg Config) (err error) {
 	out := cfg.Out
 	if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
 		return err
 	}
-	// Both daemons share a state directory of the demo's own: the queen
-	// creates the operator token there, the hive and the clients read it.
+	if err := os.Setenv("RBEE_HARNESS_BIN_DIR", cfg.BinDir); err != nil {
+		return err
+	}
+	s := harness.NewScope("demo")
+	defer s.Close()
+	defer func() {
+		// The harness reports a failure (a daemon that would not start)
+		// by panicking out of a Scope.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	// The queen creates the operator token in a state directory of the
+	// demo's own; the hive and the client commands read it there.
 	stateDir := filepath.Join(cfg.LogDir, "state")
-	queen, err := start(cfg, "queen", filepath.Join(cfg.BinDir, "queen-rbee"), "--listen", "127.0.0.1:0", "--state-dir", stateDir)
-	if err != nil {
-		return err
+	start := func(name, pkg string, args ...string) *harness.Daemon {
+		f, ferr := os.Create(filepath.Join(cfg.LogDir, name+".log"))
+		if ferr != nil {
+			panic(ferr)
+		}
+		s.Cleanup(func() { f.Close() })
+		return harness.StartDaemon(s, harness.DaemonConfig{Name: name, Package: pkg, LogFile: f, OwnProcessGroup: true,
+			Env: []string{"RBEE_TOKEN="}, Args: append(args, "--state-dir", stateDir)})
 	}
-	defer queen.stop(out)
-	hive, err := start(cfg, "hive", filepath.Join(cfg.BinDir, "rbee-hive"),
-		"--listen", "127.0.0.1:0", "--queen", queen.url, "--hive-id", "demo-hive", "--cgroup-parent", CgroupParent,
-		"--stop-workers-on-exit", "--stop-grace", "2s", "--worker-log-dir", cfg.LogDir, "--state-dir", stateDir)
-	if err != nil {
-		return err
-	}
-	defer hive.stop(out) // runs first: the hive stops its workers, then the queen goes
+	queen := start("queen", "cmd/queen-rbee", "--listen", "127.0.0.1:0")
+	hive := start("hive", "cmd/rbee-hive", "--listen", "127.0.0.1:0", "--queen", queen.URL, "--hive-id", "demo-hive",
+		"--cgroup-parent", CgroupParent, "--stop-workers-on-exit", "--stop-grace", "2s", "--worker-log-dir", cfg.LogDir)
+	// The hive stops its workers first, then the queen goes.
+	defer stop(out, queen)
+	defer stop(out, hive)
 	token, err := auth.ReadTokenFile(filepath.Join(stateDir, auth.TokenFileName))
 	if err != nil {
 		return err
 	}
-	hc := &api.Client{Base: hive.url, Token: token}
-	qc := &api.Client{Base: queen.url, Token: token}
+	hc := &api.Client{Base: hive.URL, Token: token}
+	qc := &api.Client{Base: queen.URL, Token: token}
 	var info api.HiveInfo
 	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
 		return fmt.Errorf("hive info: %w", err)
@@ -105,7 +120,7 @@ rbee demo: a queen, a hive and three workers are running on this machine.
   logs          %[4]s
 Press Ctrl-C to stop everything.
 
-`, queen.url, hive.url, cfg.BinDir, cfg.LogDir, stateDir)
+`, queen.URL, hive.URL, cfg.BinDir, cfg.LogDir, stateDir)
 
 	var deadline <-chan time.Time
 	if cfg.Duration > 0 {
@@ -124,7 +139,7 @@ Press Ctrl-C to stop everything.
 			return nil
 		case <-tick.C:
 		}
-		if !queen.alive() || !hive.alive() {
+		if !queen.Running() || !hive.Running() {
 			return errors.New("a daemon exited; see its log in " + cfg.LogDir)
 		}
 		var ws []api.FleetWorker
@@ -137,6 +152,21 @@ Press Ctrl-C to stop everything.
 		}
 		view(out, ws, tty)
 	}
+}
+
+// stop stops a daemon (SIGTERM, then a kill after the harness's wait)
+// and says how it ended.
+func stop(out io.Writer, d *harness.Daemon) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(out, "%s: %v\n", d.Name, r)
+		}
+	}()
+	if !d.Running() {
+		return
+	}
+	d.Stop()
+	fmt.Fprintf(out, "%s exited cleanly\n", d.Name)
 }
 
 func view(out io.Writer, ws []api.FleetWorker, tty bool) {
@@ -173,102 +203,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-type daemon struct {
-	name string
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-	err  error
-}
-
-var listening = regexp.MustCompile(`listening on ([^\s"]+)`)
-
-// start runs a daemon in its own process group (so the terminal's Ctrl-C
-// reaches only the demo, which stops the daemons in order), logging to a
-// file, and waits for its address and /healthz.
-func start(cfg Config, name, bin string, args ...string) (*daemon, error) {
-	logf, err := os.Create(filepath.Join(cfg.LogDir, name+".log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = logf, io.MultiWriter(logf, pw)
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	d := &daemon{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { d.err = cmd.Wait(); pw.Close(); logf.Close(); close(d.done) }()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		d.url = "http://" + a
-	case <-d.done:
-		return nil, fmt.Errorf("%s exited at start (%v); see %s", name, d.err, logf.Name())
-	case <-time.After(30 * time.Second):
-		d.kill()
-		return nil, fmt.Errorf("%s did not start in 30s; see %s", name, logf.Name())
-	}
-	for i := 0; ; i++ {
-		resp, err := http.Get(d.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			return d, nil
-		}
-		if i > 100 {
-			d.kill()
-			return nil, fmt.Errorf("%s not healthy: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (d *daemon) alive() bool {
-	select {
-	case <-d.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (d *daemon) kill() {
-	_ = d.cmd.Process.Kill()
-	<-d.done
-}
-
-// stop sends SIGTERM and waits; a daemon that hangs is killed.
-func (d *daemon) stop(out io.Writer) {
-	if !d.alive() {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-		status := "exited cleanly"
-		if d.err != nil {
-			status = "exited: " + d.err.Error()
-		}
-		fmt.Fprintf(out, "%s %s\n", d.name, status)
-	case <-time.After(4 * time.Second):
-		d.kill()
-		fmt.Fprintf(out, "%s did not stop in time and was killed\n", d.name)
-	}
-}
-
 // Leftovers lists demo workers still running and demo cgroups still
 // present, for the final check.
 func Leftovers(testworker string) []string {
@@ -280,15 +214,11 @@ func Leftovers(testworker string) []string {
 		}
 	}
 	// The hive ran in this process's cgroups, so its parent is below ours.
-	b, _ := os.ReadFile("/proc/self/cgroup")
-	for _, line := range strings.Split(string(b), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		dir := filepath.Join("/sys/fs/cgroup", parts[2], CgroupParent)
-		if parts[1] != "" {
-			dir = filepath.Join("/sys/fs/cgroup", strings.Split(strings.TrimPrefix(parts[1], "name="), ",")[0], parts[2], CgroupParent)
+	self, _ := procfs.SelfCgroups()
+	for ctrl, path := range self {
+		dir := filepath.Join(cgroups.DefaultRoot, path, CgroupParent)
+		if ctrl != "" {
+			dir = filepath.Join(cgroups.DefaultRoot, strings.TrimPrefix(ctrl, "name="), path, CgroupParent)
 		}
 		if _, err := os.Stat(dir); err == nil {
 			left = append(left, "cgroup "+dir)

@@ -25,7 +25,6 @@ import (
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/monitor"
-	"github.com/rbee-dev/rbee/internal/procfs"
 )
 
 // Config configures a hive.
@@ -79,7 +78,6 @@ type Config struct {
 	LogDir     string
 	GPU        *gpu.Sampler // nil means no GPU telemetry
 	GPUWhy     string       // why this backend was chosen
-	Proc       *procfs.FS   // host stats; nil means none
 	MaxWorkers int          // 0 means 1024
 }
 
@@ -191,7 +189,7 @@ func New(cfg Config) (*Server, error) {
 		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, BinDir: s.binDir, GPU: src,
 		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
 	})
-	s.node = &nodeReader{proc: cfg.Proc, sampler: cfg.GPU}
+	s.node = &nodeReader{proc: cfg.Platform.Proc, sampler: cfg.GPU}
 	// The sender exists from the start (it runs only in Run): exit
 	// watchers of adopted workers may poke it while Run is starting.
 	if cfg.QueenURL != "" {
@@ -303,11 +301,7 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) stopTimeout() time.Duration {
-	g := s.cfg.StopGrace
-	if g == 0 {
-		g = 10 * time.Second
-	}
-	return g + 30*time.Second
+	return s.mon.StopGrace() + 30*time.Second
 }
 
 // Info describes the hive.

@@ -29,7 +29,7 @@ func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 	var errs []error
 	for _, rel := range rels {
 		group, instance, _ := strings.Cut(rel, "/")
-		id := group + "-" + instance
+		id := ids.WorkerID(group, instance)
 		m.mu.Lock()
 		_, known := m.workers[id]
 		m.mu.Unlock()
@@ -81,7 +81,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 		return nil, fmt.Errorf("adopt pid %d: %w", pid, err)
 	}
 	w := &worker{proc: proc,
-		id: group + "-" + instance, group: group, instance: instance,
+		id: ids.WorkerID(group, instance), group: group, instance: instance,
 		pid: pid, cg: g, limits: lim, oomBase: oomBase,
 		state: api.StateRunning, done: make(chan struct{}),
 		startedAt: m.processStart(pid),

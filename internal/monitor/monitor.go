@@ -46,6 +46,9 @@ type Platform struct {
 	ClockTick uint64
 }
 
+// DefaultStopGrace is how long a stop waits after SIGTERM before it kills.
+const DefaultStopGrace = 10 * time.Second
+
 // Config configures a Monitor. The zero value works: plain processes, no
 // logs, a 10 s stop grace period.
 type Config struct {
@@ -141,7 +144,7 @@ func New(cfg Config) *Monitor {
 		m.tick = 100
 	}
 	if m.cfg.StopGrace == 0 {
-		m.cfg.StopGrace = 10 * time.Second
+		m.cfg.StopGrace = DefaultStopGrace
 	}
 	return m
 }
@@ -167,6 +170,9 @@ func (m *Monitor) Workers() []api.Worker {
 	slices.SortFunc(out, func(a, b api.Worker) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
+
+// StopGrace is the time a stop waits between SIGTERM and the kill.
+func (m *Monitor) StopGrace() time.Duration { return m.cfg.StopGrace }
 
 // Live counts the workers that have not exited.
 func (m *Monitor) Live() int {

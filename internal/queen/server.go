@@ -179,10 +179,7 @@ func (s *Server) info() api.QueenInfo {
 	if s.addr != nil {
 		addr = s.addr.String()
 	}
-	ttl := s.cfg.HiveTTL
-	if ttl == 0 {
-		ttl = 90 * time.Second
-	}
+	ttl := s.reg.HiveTTL()
 	refused := s.guard.Refused()
 	for k, v := range s.refused.snapshot() {
 		refused["heartbeat_"+k] = v

@@ -14,6 +14,9 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 )
 
+// DefaultHiveTTL is how long a silent hive is kept before it is removed.
+const DefaultHiveTTL = 90 * time.Second
+
 // StaleAfter is how many missed intervals make a hive stale.
 const StaleAfter = 3
 
@@ -79,7 +82,7 @@ type Registry struct {
 // New returns an empty registry.
 func New(cfg Config) *Registry {
 	if cfg.HiveTTL == 0 {
-		cfg.HiveTTL = 90 * time.Second
+		cfg.HiveTTL = DefaultHiveTTL
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -104,6 +107,9 @@ func New(cfg Config) *Registry {
 	}
 	return &Registry{cfg: cfg, hives: map[string]*hive{}}
 }
+
+// HiveTTL is how long a silent hive is kept.
+func (r *Registry) HiveTTL() time.Duration { return r.cfg.HiveTTL }
 
 // Result says what Ingest did with a heartbeat.
 type Result struct {
