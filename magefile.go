@@ -112,7 +112,6 @@ func Demo(ctx context.Context) error {
 	return sh.RunV(filepath.Join("bin", "rbee-demo"), args...)
 }
 
-
 // Unit runs every package's tests with -race, except the integration suite,
 // one package at a time: the telemetry tests check CPU readings against
 // the load their workers were told to make, and on a 2-core machine other
