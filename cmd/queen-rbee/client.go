@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,7 +21,7 @@ func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, 
 	return cli.ClientFlags("queen-rbee", name, "queen", "RBEE_QUEEN", "http://127.0.0.1:7833", usage, summary)
 }
 
-func hivesCmd(ctx context.Context, args []string) error {
+func hivesCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("hives", "queen-rbee hives [flags]", "Lists every hive: state, last heartbeat, workers, GPUs.")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
@@ -32,9 +32,9 @@ func hivesCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return cli.PrintJSON(os.Stdout, hs)
+		return cli.PrintJSON(out, hs)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HIVE\tSTATE\tLAST SEEN\tWORKERS\tGPUS\tCPU%\tURL")
 	for _, h := range hs {
 		fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%s\t%s\n", h.ID, h.State, time.Since(h.LastSeen).Round(100*time.Millisecond),
@@ -43,7 +43,7 @@ func hivesCmd(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-func workersCmd(ctx context.Context, args []string) error {
+func workersCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("workers", "queen-rbee workers [flags]", "Lists workers across hives; workers of stale hives are marked.")
 	model := fs.String("model", "", "", "only workers serving this model")
 	hive := fs.String("hive", "", "", "only workers of this hive")
@@ -68,22 +68,12 @@ func workersCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return cli.PrintJSON(os.Stdout, ws)
+		return cli.PrintJSON(out, ws)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HIVE\tID\tSTATE\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tIDLE\tNOTE")
-	for _, w := range ws {
-		note := cli.Note(w.Worker)
-		if w.Stale {
-			note = strings.TrimPrefix(note+"; hive stale", "; ")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", w.HiveID, w.ID, w.State, cli.Str(w.Model),
-			cli.Pct(w.CPUPct), cli.Bytes(w.MemBytes), cli.Bytes(w.VRAMBytes), cli.Pct(w.GPUUtilPct), w.Idle, note)
-	}
-	return tw.Flush()
+	return cli.WorkerTable(out, ws, true)
 }
 
-func scheduleCmd(ctx context.Context, args []string) error {
+func scheduleCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("schedule", "queen-rbee schedule --model M [--vram 16Gi]",
 		"Answers where a request for a model should go: the least loaded idle worker already\n"+
 			"serving it, else the hive and GPU with the most free VRAM that fits --vram.")
@@ -107,10 +97,10 @@ func scheduleCmd(ctx context.Context, args []string) error {
 	if err := c.Do(ctx, http.MethodGet, "/v1/schedule?"+q.Encode(), nil, &d); err != nil {
 		return err
 	}
-	return cli.PrintJSON(os.Stdout, d)
+	return cli.PrintJSON(out, d)
 }
 
-func watchCmd(ctx context.Context, args []string) error {
+func watchCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("watch", "queen-rbee watch [flags]", "Prints every event of the queen's stream, one line each, until interrupted.")
 	all := fs.Bool("telemetry", "", false, "also print hive_telemetry and queen summary events")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
@@ -136,7 +126,7 @@ func watchCmd(ctx context.Context, args []string) error {
 		if !*all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
 			return
 		}
-		fmt.Printf("%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), e.Type, e.LastEventID, e.Data)
+		fmt.Fprintf(out, "%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), e.Type, e.LastEventID, e.Data)
 	})
 	err = conn.Connect()
 	if errors.Is(err, context.Canceled) {

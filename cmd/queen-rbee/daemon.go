@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"os"
 
@@ -15,7 +16,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/version"
 )
 
-func daemon(ctx context.Context, args []string) error {
+func daemon(ctx context.Context, out io.Writer, args []string) error {
 	fs := cli.NewFlags("queen-rbee", "queen-rbee [flags]",
 		"Runs the queen: hives post heartbeats to it; it keeps the registry, marks a hive stale\n"+
 			"after 3 missed intervals and removes it after --hive-ttl, answers queries and\n"+

@@ -3,11 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cli"
@@ -17,15 +16,16 @@ func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, 
 	return cli.ClientFlags("rbee-hive", name, "hive", "RBEE_HIVE", "http://127.0.0.1:7835", usage, summary)
 }
 
-func spawnCmd(ctx context.Context, args []string) error {
+func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("spawn", "rbee-hive spawn --instance NAME [flags] -- /path/to/worker [args...]",
 		"Spawns a worker on the hive. Its id is GROUP-INSTANCE and its cgroup GROUP/INSTANCE;\n"+
-			"the binary must be an absolute path. Prints the worker's record.")
+			"the binary must be an absolute path. Prints a one-line summary (--json: the record).")
 	group := fs.String("group", "", "llm", "worker group, e.g. llm or embed")
 	instance := fs.String("instance", "", "", "instance name, e.g. the port it serves (required)")
 	cpu := fs.String("cpu-limit", "", "", `CPU limit: percent of one core ("250%") or cores ("2.5")`)
 	mem := fs.String("memory-limit", "", "", `memory limit: bytes or with K/M/G/Ki/Mi/Gi ("512Mi")`)
 	dir := fs.String("dir", "", "", "working directory of the worker")
+	asJSON := fs.Bool("json", "", false, "print the worker's record as JSON")
 	var env cli.Repeated
 	fs.Var(&env, "env", "environment variable K=V for the worker (repeatable)")
 	if err := cli.ParseArgs(fs, args, -1); err != nil {
@@ -51,11 +51,15 @@ func spawnCmd(ctx context.Context, args []string) error {
 	if err := c.Do(ctx, http.MethodPost, "/v1/workers", spec, &rec); err != nil {
 		return fmt.Errorf("spawn %s: %w", spec.ID(), err)
 	}
-	return cli.PrintJSON(os.Stdout, rec)
+	if *asJSON {
+		return cli.PrintJSON(out, rec)
+	}
+	_, err = fmt.Fprintln(out, cli.SpawnSummary(rec))
+	return err
 }
 
-func listCmd(ctx context.Context, args []string) error {
-	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest api.")
+func listCmd(ctx context.Context, out io.Writer, args []string) error {
+	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest telemetry.")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
@@ -65,18 +69,16 @@ func listCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return cli.PrintJSON(os.Stdout, ws)
+		return cli.PrintJSON(out, ws)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tPID\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tUPTIME\tNOTE")
-	for _, w := range ws {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.ID, w.State, w.PID, cli.Str(w.Model),
-			cli.Pct(w.CPUPct), cli.Bytes(w.MemBytes), cli.Bytes(w.VRAMBytes), cli.Pct(w.GPUUtilPct), cli.Secs(w.UptimeS), cli.Note(w))
+	rows := make([]api.FleetWorker, len(ws))
+	for i, w := range ws {
+		rows[i].Worker = w
 	}
-	return tw.Flush()
+	return cli.WorkerTable(out, rows, false)
 }
 
-func showCmd(ctx context.Context, args []string) error {
+func showCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("show", "rbee-hive show [flags] ID", "Prints one worker's record as JSON.")
 	if err := cli.ParseArgs(fs, args, 1); err != nil {
 		return err
@@ -88,10 +90,10 @@ func showCmd(ctx context.Context, args []string) error {
 	if err := cli.Get(ctx, client, "/v1/workers/"+url.PathEscape(fs.Arg(0)), &w); err != nil {
 		return err
 	}
-	return cli.PrintJSON(os.Stdout, w)
+	return cli.PrintJSON(out, w)
 }
 
-func stopCmd(ctx context.Context, args []string) error {
+func stopCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("stop", "rbee-hive stop [flags] ID...", "Stops workers: SIGTERM, SIGKILL after the hive's grace period, then the cgroup is removed.")
 	if err := cli.ParseArgs(fs, args, -1); err != nil {
 		return err
@@ -108,12 +110,12 @@ func stopCmd(ctx context.Context, args []string) error {
 		if err := c.Do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(id), nil, &w); err != nil {
 			return fmt.Errorf("stop %s: %w", id, err)
 		}
-		fmt.Printf("%s stopped (%s)\n", id, cli.Note(w))
+		fmt.Fprintf(out, "%s stopped (%s)\n", id, cli.Note(w))
 	}
 	return nil
 }
 
-func infoCmd(ctx context.Context, args []string) error {
+func infoCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("info", "rbee-hive info [flags]", "Prints the hive's settings and state: cgroup mode, whether limits are enforced and why not, GPU backend.")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
@@ -122,5 +124,5 @@ func infoCmd(ctx context.Context, args []string) error {
 	if err := cli.Get(ctx, client, "/v1/info", &info); err != nil {
 		return err
 	}
-	return cli.PrintJSON(os.Stdout, info)
+	return cli.PrintJSON(out, info)
 }

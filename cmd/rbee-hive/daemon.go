@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -19,7 +20,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/version"
 )
 
-func daemon(ctx context.Context, args []string) error {
+func daemon(ctx context.Context, out io.Writer, args []string) error {
 	host, _ := os.Hostname()
 	fs := cli.NewFlags("rbee-hive", "rbee-hive [flags]",
 		"Runs the hive daemon: spawns workers into cgroups under --cgroup-parent, collects their\n"+

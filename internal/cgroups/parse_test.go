@@ -169,19 +169,6 @@ func TestParseCPUMax(t *testing.T) {
 	}
 }
 
-func TestValidName(t *testing.T) {
-	for _, ok := range []string{"llm", "9301", "qwen2.5-0.5b", "a_b", "..."} {
-		if err := ValidName(ok); err != nil {
-			t.Errorf("ValidName(%q) = %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", ".", "..", "../x", "a/b", "a b", "x\x00", "é", string(make([]byte, 65))} {
-		if err := ValidName(bad); err == nil {
-			t.Errorf("ValidName(%q) accepted", bad)
-		}
-	}
-}
-
 func FuzzParseKeyed(f *testing.F) {
 	f.Add([]byte("usage_usec 855\nuser_usec 855\n"))
 	f.Add([]byte("anon 1\ninactive_file 2"))

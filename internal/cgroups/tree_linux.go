@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/limits"
 )
 
@@ -26,7 +27,7 @@ func listTree(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, g := range groups {
-		if !g.IsDir() || ValidName(g.Name()) != nil {
+		if !g.IsDir() || ids.ValidName(g.Name()) != nil {
 			continue
 		}
 		insts, err := os.ReadDir(filepath.Join(dir, g.Name()))
@@ -37,7 +38,7 @@ func listTree(dir string) ([]string, error) {
 			return nil, fmt.Errorf("list %s: %w", filepath.Join(dir, g.Name()), err)
 		}
 		for _, in := range insts {
-			if in.IsDir() && ValidName(in.Name()) == nil {
+			if in.IsDir() && ids.ValidName(in.Name()) == nil {
 				out = append(out, g.Name()+"/"+in.Name())
 			}
 		}

@@ -20,7 +20,8 @@ import (
 )
 
 // v2Controllers are enabled on the way down to worker cgroups when the
-// kernel offers them: cpu and memory for limits, io and pids for api.
+// kernel offers them: cpu and memory for limits, io and pids for telemetry
+// and the pids limit.
 var v2Controllers = []string{"cpu", "memory", "io", "pids"}
 
 // hiveLeaf is the leaf the hive moves itself into when its own cgroup must

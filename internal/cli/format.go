@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
@@ -77,4 +79,61 @@ func Note(w api.Worker) string {
 	}
 	parts = append(parts, w.Errors...)
 	return ids.Safe(strings.Join(parts, "; "))
+}
+
+// WorkerTable prints workers as a table: with their hive (the queen's
+// view) or without (a hive's own).
+func WorkerTable(out io.Writer, ws []api.FleetWorker, withHive bool) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	if withHive {
+		fmt.Fprint(tw, "HIVE\t")
+	}
+	fmt.Fprint(tw, "ID\tSTATE\tPID\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tUPTIME\t")
+	if withHive {
+		fmt.Fprint(tw, "IDLE\t")
+	}
+	fmt.Fprintln(tw, "NOTE")
+	for _, w := range ws {
+		note := Note(w.Worker)
+		if w.Stale {
+			note = strings.TrimPrefix(note+"; hive stale", "; ")
+		}
+		if withHive {
+			fmt.Fprintf(tw, "%s\t", w.HiveID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t", w.ID, w.State, w.PID, Str(w.Model),
+			Pct(w.CPUPct), Bytes(w.MemBytes), Bytes(w.VRAMBytes), Pct(w.GPUUtilPct), Secs(w.UptimeS))
+		if withHive {
+			fmt.Fprintf(tw, "%v\t", w.Idle)
+		}
+		fmt.Fprintln(tw, note)
+	}
+	return tw.Flush()
+}
+
+// SpawnSummary says in one line what a spawn started.
+func SpawnSummary(w api.Worker) string {
+	parts := []string{fmt.Sprintf("pid %d", w.PID)}
+	if w.Model != nil {
+		parts = append(parts, "model "+Str(w.Model))
+	}
+	limit := func(name, v string) {
+		parts = append(parts, name+" "+v)
+	}
+	switch {
+	case !w.LimitsEnforced:
+		parts = append(parts, "no limits (the hive has no cgroup rights)")
+	default:
+		cpu, mem := "unlimited", "unlimited"
+		if w.CPULimitPct != nil {
+			cpu = fmt.Sprintf("%g%%", *w.CPULimitPct)
+		}
+		if w.MemLimitBytes != nil {
+			mem = Bytes(api.Ptr(uint64(*w.MemLimitBytes)))
+		}
+		limit("cpu", cpu)
+		limit("memory", mem)
+		parts = append(parts, "cgroup "+w.Cgroup)
+	}
+	return fmt.Sprintf("%s spawned: %s", w.ID, strings.Join(parts, ", "))
 }

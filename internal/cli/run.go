@@ -18,7 +18,8 @@ import (
 type Command struct {
 	Name    string
 	Summary string
-	Run     func(ctx context.Context, args []string) error
+	// Run runs it, writing what it prints to out.
+	Run func(ctx context.Context, out io.Writer, args []string) error
 }
 
 // ErrUsage marks a usage error (exit status 2).
@@ -27,7 +28,7 @@ var ErrUsage = errors.New("usage error")
 // Main dispatches os.Args to the default command (no subcommand, or a
 // flag first) or a named one, with SIGINT and SIGTERM cancelling ctx, and
 // exits with 0, 1 (failure) or 2 (usage).
-func Main(name, about string, def func(context.Context, []string) error, cmds []Command) {
+func Main(name, about string, def func(context.Context, io.Writer, []string) error, cmds []Command) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	args := os.Args[1:]
 	run := def
@@ -56,7 +57,7 @@ func Main(name, about string, def func(context.Context, []string) error, cmds []
 		}
 		args = args[1:]
 	}
-	err := run(ctx, args)
+	err := run(ctx, os.Stdout, args)
 	stop()
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):

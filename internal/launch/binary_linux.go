@@ -10,12 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// BinDir is the directory workers may be started from (--worker-bin-dir).
-type BinDir struct {
-	// Path is the directory as configured; Real is it with links resolved.
-	Path, Real string
-}
-
 // NewBinDir checks dir: absolute, a directory, and neither it nor any
 // directory above it writable by group or others (whoever can write there
 // can swap what the hive runs as the worker user).

@@ -40,6 +40,12 @@ func (c *Credential) String() string {
 	return id
 }
 
+// BinDir is the directory workers may be started from (--worker-bin-dir).
+type BinDir struct {
+	// Path is the directory as configured; Real is it with links resolved.
+	Path, Real string
+}
+
 // ErrBinary marks a binary that cannot be run (missing, not a regular
 // executable file).
 var ErrBinary = api.Class(api.ErrInvalid, "bad worker binary")

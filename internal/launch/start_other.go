@@ -11,12 +11,6 @@ import (
 	"strings"
 )
 
-// BinDir is the directory workers may be started from (--worker-bin-dir).
-type BinDir struct {
-	// Path is the directory as configured; Real is it with links resolved.
-	Path, Real string
-}
-
 // NewBinDir checks that dir is an absolute directory.
 func NewBinDir(dir string) (*BinDir, error) {
 	if !filepath.IsAbs(dir) {

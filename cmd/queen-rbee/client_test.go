@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/cli"
+)
+
+const token = "cli-test-token-0123456789"
+
+func f(v float64) *float64 { return &v }
+func u(v uint64) *uint64   { return &v }
+
+// fakeQueen answers the client commands' requests with fixed data and
+// records the queries it got.
+func fakeQueen(t *testing.T) (string, *[]string) {
+	t.Helper()
+	var got []string
+	m, evil := "qwen2.5-0.5b", "evil\x1b]0;owned\x07"
+	code, sig := 3, "SIGKILL"
+	workers := []api.FleetWorker{
+		{Worker: api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateRunning,
+			CPUPct: f(51.26), MemBytes: u(256 << 20), VRAMBytes: u(4 << 30), GPUUtilPct: f(97), UptimeS: f(3725)},
+			HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835"},
+		{Worker: api.Worker{ID: "llm-9302", Group: "llm", Instance: "9302", PID: 4343, Model: &evil, State: api.StateExited,
+			ExitCode: &code, Errors: []string{"gpu: nvidia-smi timed out after 2s"}}, HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", Stale: true},
+		{Worker: api.Worker{ID: "embed-1", Group: "embed", Instance: "1", PID: 77, State: api.StateExited, Signal: &sig, OOMKilled: new(bool)},
+			HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", Idle: true},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.RequestURI())
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"missing or wrong token"}`))
+			return
+		}
+		var v any
+		switch r.URL.Path {
+		case "/v1/hives":
+			seen := time.Now().Add(-3 * time.Second)
+			v = []api.Hive{
+				{ID: "gpu-1", URL: "http://10.0.0.5:7835", State: api.HiveStateOnline, LastSeen: seen,
+					Node: api.Node{CPUPct: f(12.5), GPUs: make([]api.GPU, 8)}, Workers: []api.Worker{workers[0].Worker}},
+				{ID: "gpu-2", URL: "http://10.0.0.6:7835", State: api.HiveStateStale, LastSeen: seen},
+			}
+		case "/v1/workers":
+			v = workers
+		case "/v1/schedule":
+			if r.URL.Query().Get("model") == "nope" {
+				w.WriteHeader(404)
+				w.Write([]byte(`{"error":"no placement: no worker serves nope"}`))
+				return
+			}
+			v = api.Decision{Kind: "worker", Worker: &workers[0], HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835", Reason: "least loaded of 1 idle workers serving qwen2.5-0.5b"}
+		default:
+			w.WriteHeader(404)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &got
+}
+
+func run(t *testing.T, cmd func(context.Context, io.Writer, []string) error, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := cmd(context.Background(), &out, args)
+	return out.String(), err
+}
+
+// The client commands print tables (control characters escaped) and JSON
+// with --json, send the token, and pass the filters as query parameters.
+func TestQueenClientCommands(t *testing.T) {
+	url, got := fakeQueen(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	for _, tc := range []struct {
+		name string
+		cmd  func(context.Context, io.Writer, []string) error
+		args []string
+	}{
+		{"hives", hivesCmd, nil},
+		{"hives-json", hivesCmd, []string{"--json"}},
+		{"workers", workersCmd, []string{"--model", "qwen2.5-0.5b", "--idle", "true"}},
+		{"workers-json", workersCmd, []string{"--json"}},
+		{"schedule", scheduleCmd, []string{"--model", "qwen2.5-0.5b", "--vram", "16Gi"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, tc.cmd, append([]string{"--queen", url}, tc.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(tc.name, "json") {
+				// Timestamps move; JSON output is checked for shape only.
+				var v any
+				if err := json.Unmarshal([]byte(out), &v); err != nil {
+					t.Fatalf("not JSON: %v\n%s", err, out)
+				}
+				return
+			}
+			harness.Golden(t, filepath.Join("testdata", "golden", tc.name+".txt"), []byte(out))
+		})
+	}
+	want := []string{"/v1/hives", "/v1/hives", "/v1/workers?idle=true&model=qwen2.5-0.5b", "/v1/workers?", "/v1/schedule?model=qwen2.5-0.5b&vram_bytes=16Gi"}
+	if strings.Join(*got, " ") != strings.Join(want, " ") {
+		t.Fatalf("requests %q, want %q", *got, want)
+	}
+}
+
+func TestQueenClientErrors(t *testing.T) {
+	url, _ := fakeQueen(t)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	t.Setenv("RBEE_TOKEN", "")
+	_, err := run(t, hivesCmd, "--queen", url)
+	if !errors.Is(err, api.ErrUnauthorized) || !strings.Contains(err.Error(), "--token-file") {
+		t.Fatalf("without a token: %v", err)
+	}
+	t.Setenv("RBEE_TOKEN", token)
+	if _, err := run(t, scheduleCmd, "--queen", url, "--model", "nope"); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "no worker serves nope") {
+		t.Fatalf("schedule of an unknown model: %v", err)
+	}
+	for _, args := range [][]string{{"--queen", url}, {"--queen", url, "--model", "m", "extra"}, {"--bogus"}} {
+		if _, err := run(t, scheduleCmd, args...); !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("schedule %v: %v, want a usage error", args, err)
+		}
+	}
+	if _, err := run(t, hivesCmd, "--queen", "http://192.0.2.1:7833"); err == nil || !strings.Contains(err.Error(), "--insecure-no-tls") {
+		t.Fatalf("token in clear text: %v", err)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/cli"
+)
+
+const token = "cli-test-token-0123456789"
+
+func f(v float64) *float64 { return &v }
+func u(v uint64) *uint64   { return &v }
+
+// fakeHive answers the client commands with fixed data and records each
+// request (method, path, body).
+func fakeHive(t *testing.T) (string, *[]string) {
+	t.Helper()
+	var got []string
+	m := "qwen2.5-0.5b"
+	code := 0
+	lim := int64(512 << 20)
+	running := api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateRunning,
+		Binary: "/opt/llm/worker", Args: []string{"--model", m}, Cgroup: "/rbee.slice/llm/9301", LimitsEnforced: true,
+		CPULimitPct: f(150), MemLimitBytes: &lim, CPUPct: f(33.3), MemBytes: u(100 << 20), UptimeS: f(61)}
+	stopped := running
+	stopped.State, stopped.ExitCode = api.StateExited, &code
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got = append(got, strings.TrimSpace(r.Method+" "+r.URL.Path+" "+string(body)))
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"missing or wrong token"}`))
+			return
+		}
+		var v any
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/v1/workers":
+			w.WriteHeader(201)
+			v = running
+		case r.Method == "GET" && r.URL.Path == "/v1/workers":
+			v = []api.Worker{running}
+		case r.Method == "GET" && r.URL.Path == "/v1/workers/llm-9301":
+			v = running
+		case r.Method == "DELETE" && r.URL.Path == "/v1/workers/llm-9301":
+			v = stopped
+		case r.Method == "GET" && r.URL.Path == "/v1/info":
+			v = api.HiveInfo{HiveID: "gpu-1", CgroupMode: "v2", LimitsEnforced: true, GPUBackend: "nvml", WorkerUser: "nobody (65534:65534)"}
+		default:
+			w.WriteHeader(404)
+			w.Write([]byte(`{"error":"worker \"llm-nope\": no such worker"}`))
+			return
+		}
+		json.NewEncoder(w).Encode(v)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &got
+}
+
+func run(t *testing.T, cmd func(context.Context, io.Writer, []string) error, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := cmd(context.Background(), &out, args)
+	return out.String(), err
+}
+
+func TestHiveClientCommands(t *testing.T) {
+	url, got := fakeHive(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	for _, tc := range []struct {
+		name string
+		cmd  func(context.Context, io.Writer, []string) error
+		args []string
+	}{
+		{"spawn", spawnCmd, []string{"--instance", "9301", "--cpu-limit", "150%", "--memory-limit", "512Mi", "--env", "CUDA_VISIBLE_DEVICES=0", "--", "/opt/llm/worker", "--model", "qwen2.5-0.5b"}},
+		{"list", listCmd, nil},
+		{"show", showCmd, []string{"llm-9301"}},
+		{"stop", stopCmd, []string{"llm-9301"}},
+		{"info", infoCmd, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, tc.cmd, append([]string{"--hive", url}, tc.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			harness.Golden(t, filepath.Join("testdata", "golden", tc.name+".txt"), []byte(out))
+		})
+	}
+	harness.Golden(t, filepath.Join("testdata", "golden", "requests.txt"), []byte(strings.Join(*got, "\n")+"\n"))
+}
+
+func TestHiveClientErrors(t *testing.T) {
+	url, _ := fakeHive(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	if _, err := run(t, showCmd, "--hive", url, "llm-nope"); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "no such worker") {
+		t.Fatalf("show of a missing worker: %v", err)
+	}
+	for name, args := range map[string][]string{
+		"spawn without a binary":   {"--hive", url, "--instance", "1"},
+		"spawn without --instance": {"--hive", url, "--", "/bin/true"},
+		"spawn with a bad --env":   {"--hive", url, "--instance", "1", "--env", "NOEQUALS", "--", "/bin/true"},
+		"stop without an id":       {"--hive", url},
+	} {
+		cmd := spawnCmd
+		if strings.HasPrefix(name, "stop") {
+			cmd = stopCmd
+		}
+		if _, err := run(t, cmd, args...); !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("%s: %v, want a usage error", name, err)
+		}
+	}
+}
