@@ -82,7 +82,8 @@ func Subscribe(t TB, url string, opt SSEOptions) *SSEClient {
 	go func() {
 		defer close(c.done)
 		defer resp.Body.Close()
-		for ev, err := range sse.Read(resp.Body, nil) {
+		// A snapshot of a large fleet is one large event.
+		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 256 << 20}) {
 			c.mu.Lock()
 			if err != nil {
 				c.err = err

@@ -122,6 +122,7 @@ func watchCmd(ctx context.Context, out io.Writer, args []string) error {
 	hc := *c.HTTP
 	hc.Timeout = 0
 	conn := (&sse.Client{HTTPClient: &hc, Backoff: sse.Backoff{MaxInterval: 5 * time.Second}}).NewConnection(req)
+	conn.Buffer(nil, 256<<20) // the snapshot of a large fleet is one large event
 	conn.SubscribeToAll(func(e sse.Event) {
 		if !*all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
 			return

@@ -28,7 +28,9 @@ func TestQueenUnreachable(t *testing.T) {
 	h := harness.StartHive(t, harness.HiveOptions{Queen: fq.URL, Args: []string{"--interval", interval.String()}})
 	w := spawn(t, h, "w", api.SpawnRequest{Args: []string{"--cpu", "20"}})
 	// CPU % needs two passes; from then on every pass has one.
-	fq.WaitHeartbeat(5*time.Second, 0, func(hb api.Heartbeat) bool { return len(hb.Workers) == 1 && hb.Workers[0].CPUPct != nil })
+	fq.WaitHeartbeat(5*time.Second, 0, func(hb api.Heartbeat) bool {
+		return len(hb.Workers) == 1 && hb.Workers[0].Stats.Known(api.StatCPUPct)
+	})
 
 	// Each outage lasts a few intervals; a hanging queen must outlast the
 	// hive's 2 s request timeout to be an outage at all (a slow answer
@@ -113,8 +115,9 @@ func TestNvidiaSmiTimeout(t *testing.T) {
 		}
 	}
 	last := hbs[len(hbs)-1].HB.Workers[0]
-	if last.VRAMBytes != nil || last.GPUUtilPct != nil || !slices.Contains(last.Errors, "gpu: nvidia-smi timed out after 500ms") {
-		t.Fatalf("worker while nvidia-smi hangs: vram %v util %v errors %v, want null with a timeout error", last.VRAMBytes, last.GPUUtilPct, last.Errors)
+	if last.Stats.Known(api.StatVRAMBytes) || last.Stats.Known(api.StatGPUUtilPct) || !slices.Contains(last.Errors, "gpu: nvidia-smi timed out after 500ms") ||
+		last.GPUError != "nvidia-smi timed out after 500ms" {
+		t.Fatalf("worker while nvidia-smi hangs: stats %v errors %v gpu_error %q, want null GPU numbers with a timeout error", last.Stats, last.Errors, last.GPUError)
 	}
 	// One query in flight at most: three runs and their hung children.
 	if peak > 6 {
@@ -126,7 +129,7 @@ func TestNvidiaSmiTimeout(t *testing.T) {
 	fake.Set(sc)
 	fq.WaitHeartbeat(5*time.Second, len(fq.Heartbeats()), func(hb api.Heartbeat) bool {
 		r := hb.Workers[0]
-		return r.VRAMBytes != nil && *r.VRAMBytes == 3786<<20 && len(r.Errors) == 0 && len(hb.Node.GPUs) == 1
+		return r.Stats[api.StatVRAMBytes] == 3786<<20 && len(r.Errors) == 0 && len(hb.Node.GPUs) == 1
 	})
 	harness.WaitFor(t, 3*time.Second, func() error {
 		if n := len(fake.Running()); n > 3 {
@@ -195,7 +198,8 @@ func TestBroadcastChannelFull(t *testing.T) {
 				// one: worker_added/removed events that do not coalesce.
 				inst := fmt.Sprintf("w%d", seq)
 				hb := api.Heartbeat{HiveID: fmt.Sprintf("flood-%02d", h), SessionID: "s", Seq: uint64(seq), IntervalMS: 1000,
-					Node: api.Node{CPUCores: 8}, Workers: []api.Worker{{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: 1000 + seq, State: api.StateRunning, Args: []string{pad}}}}
+					Node: api.Node{CPUCores: 8}, Workers: []api.WorkerReport{api.ReportOf(&api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst,
+						PID: 1000 + seq, State: api.StateRunning, Args: []string{pad}}, true)}}
 				b, _ := json.Marshal(hb)
 				start := time.Now()
 				resp, err := c.Post(q.URL+"/v1/hive-heartbeat", "application/json", strings.NewReader(string(b)))
@@ -245,7 +249,12 @@ func TestBroadcastChannelFull(t *testing.T) {
 	// order, and nothing at or before it.
 	evs := fast.Events()
 	resumeAt := evs[len(evs)-50]
-	resume, _ := strconv.Atoi(resumeAt.ID)
+	seqOf := func(id string) int {
+		_, n, _ := strings.Cut(id, "-")
+		v, _ := strconv.Atoi(n)
+		return v
+	}
+	resume := seqOf(resumeAt.ID)
 	var want []string
 	for _, e := range evs[len(evs)-49:] {
 		if e.Type != api.EventHiveTelemetry && e.Type != api.EventQueen {
@@ -259,7 +268,7 @@ func TestBroadcastChannelFull(t *testing.T) {
 	again.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == want[len(want)-1] })
 	var got []string
 	for _, e := range again.Events() {
-		if id, _ := strconv.Atoi(e.ID); id <= resume {
+		if id := seqOf(e.ID); id <= resume {
 			t.Fatalf("replay resent id %s at or before Last-Event-ID %s", e.ID, resumeAt.ID)
 		}
 		if e.Type != api.EventHiveTelemetry && e.Type != api.EventQueen {

@@ -20,20 +20,27 @@ func TestEndToEndTelemetryFlow(t *testing.T) {
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
 	w := spawn(t, hive, "9301", api.SpawnRequest{Args: []string{"--model", "qwen2.5-0.5b", "--cpu", "50", "--mem", "128Mi"}, CPULimit: "200%", MemoryLimit: "512Mi"})
 
+	// worker_added carries the whole record: identity, model, limits.
+	ev, _ := events.WaitFor(10*time.Second, 0, addedOf(w.ID))
+	var added api.WorkerAdded
+	if err := ev.Decode(&added); err != nil {
+		t.Fatal(err)
+	}
+	if r := added.Worker; r.PID != w.PID || r.Model == nil || *r.Model != "qwen2.5-0.5b" || !r.LimitsEnforced ||
+		r.CPULimitPct == nil || *r.CPULimitPct != 200 || r.MemLimitBytes == nil || *r.MemLimitBytes != 512<<20 {
+		t.Fatalf("worker_added %s", ev.Data)
+	}
+	// hive_telemetry carries the numbers, against the load caused.
 	var last string
-	ev, _ := events.WaitFor(20*time.Second, 0, isEvent(api.EventHiveTelemetry, func(h api.Hive) bool {
+	ev, _ = events.WaitFor(20*time.Second, 0, isEvent(api.EventHiveTelemetry, func(h api.HiveTelemetry) bool {
 		for _, r := range h.Workers {
 			if r.ID != w.ID {
 				continue
 			}
-			var rss float64
-			if r.MemRSSBytes != nil {
-				rss = float64(*r.MemRSSBytes) / (1 << 20)
-			}
-			cpu := within(r.CPUPct, 50, 15)
-			last = fmt.Sprintf("cpu %s%%, rss %.1f MiB", pct(r.CPUPct), rss)
-			return r.PID == w.PID && r.Model != nil && *r.Model == "qwen2.5-0.5b" && cpu == nil && rss > 120 && rss < 150 &&
-				r.LimitsEnforced && *r.CPULimitPct == 200 && *r.MemLimitBytes == 512<<20
+			rss := r.Stats[api.StatMemRSSBytes] / (1 << 20)
+			cpu := within(r.Stats.Ptr(api.StatCPUPct), 50, 15)
+			last = fmt.Sprintf("cpu %s%%, rss %.1f MiB", pct(r.Stats.Ptr(api.StatCPUPct)), rss)
+			return r.State == api.StateRunning && cpu == nil && rss > 120 && rss < 150
 		}
 		return false
 	}))

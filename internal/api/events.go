@@ -9,8 +9,62 @@ const (
 	EventHiveRemoved   = "hive_removed"
 	EventHiveTelemetry = "hive_telemetry"
 	EventWorkerAdded   = "worker_added"
+	EventWorkerChanged = "worker_changed"
 	EventWorkerRemoved = "worker_removed"
+	// EventSnapshot opens every stream: the whole fleet (as the filters
+	// see it). Marked resync, it replaces what a reconnecting client had,
+	// when the queen could not replay what it missed.
+	EventSnapshot = "snapshot"
 )
+
+// EventTypes lists every event type of the stream, for ?types=.
+var EventTypes = []string{EventSnapshot, EventHiveOnline, EventHiveStale, EventHiveRemoved, EventHiveTelemetry,
+	EventWorkerAdded, EventWorkerChanged, EventWorkerRemoved, EventQueen}
+
+// Snapshot is the data of a snapshot event.
+type Snapshot struct {
+	// Resync is true when the client asked to resume from an event the
+	// queen no longer has (another queen run, or older than its replay
+	// buffer): the client must drop what it had.
+	Resync bool   `json:"resync"`
+	Hives  []Hive `json:"hives"`
+}
+
+// WorkerChanged is the data of worker_changed: a worker's static fields
+// changed (its limits, say); the record is whole.
+type WorkerChanged struct {
+	HiveID string `json:"hive_id"`
+	Worker Worker `json:"worker"`
+}
+
+// HiveTelemetry is the data of hive_telemetry, every heartbeat: the
+// numbers only. Static fields travel in worker_added, worker_changed and
+// the snapshot.
+type HiveTelemetry struct {
+	HiveID string    `json:"hive_id"`
+	At     time.Time `json:"at"`
+	Node   NodeStats `json:"node"`
+	// StatFields names the elements of each worker's stats.
+	StatFields []string          `json:"stat_fields"`
+	Workers    []WorkerTelemetry `json:"workers"`
+}
+
+// NodeStats are a host's numbers: CPU % of the whole host, memory used,
+// and its GPUs'.
+type NodeStats struct {
+	CPUPct       *float64      `json:"cpu_pct"`
+	MemUsedBytes *uint64       `json:"mem_used_bytes"`
+	GPUs         []NodeGPUStat `json:"gpus"`
+	Errors       []string      `json:"errors,omitempty"`
+}
+
+// WorkerTelemetry is one worker in hive_telemetry.
+type WorkerTelemetry struct {
+	ID    string    `json:"id"`
+	State State     `json:"state"`
+	Stats Stats     `json:"stats"`
+	GPUs  []GPUStat `json:"gpus,omitempty"`
+}
 
 // HiveOnline is the data of hive_online: a hive appeared, came back from
 // stale, or restarted (a new session).

@@ -3,8 +3,9 @@ package api
 import "time"
 
 // Heartbeat is what a hive posts to the queen every interval and at once
-// after a spawn, an exit or a kill. It carries the hive's full worker list:
-// the queen replaces what it had.
+// after a spawn, an exit or a kill. It carries the hive's full worker list
+// (the queen replaces what it had), each worker's static fields only when
+// they are new to the queen (see WorkerReport).
 type Heartbeat struct {
 	HiveID  string `json:"hive_id"`
 	HiveURL string `json:"hive_url"`
@@ -17,8 +18,8 @@ type Heartbeat struct {
 	IntervalMS int64     `json:"interval_ms"`
 	Version    string    `json:"version"`
 	GPUBackend string    `json:"gpu_backend"`
-	Node       Node      `json:"node"`
-	Workers    []Worker  `json:"workers"`
+	Node       Node           `json:"node"`
+	Workers    []WorkerReport `json:"workers"`
 }
 
 // Node is the host-level view of a hive.
@@ -46,6 +47,10 @@ type HeartbeatAck struct {
 	Dropped []DroppedWorker `json:"dropped,omitempty"`
 	// Clamped counts impossible values the queen replaced with null.
 	Clamped int `json:"clamped,omitempty"`
+	// NeedStatic asks the hive to send every worker's static fields: the
+	// queen has not got them all (it restarted, say). The hive sends them
+	// at once.
+	NeedStatic bool `json:"need_static,omitempty"`
 }
 
 // DroppedWorker is a worker entry the queen refused.

@@ -73,3 +73,6 @@ type WorkerGPU struct {
 
 // Ptr returns a pointer to v, for filling optional fields.
 func Ptr[T any](v T) *T { return &v }
+
+// Static returns the worker's static fields.
+func (w Worker) Static() WorkerStatic { return StaticOf(&w) }

@@ -186,7 +186,8 @@ func killUntilEmpty(ctx context.Context, procsFile string, kill func() error) er
 	var killErr error
 	for {
 		pids, err := readPidsFile(procsFile)
-		if errors.Is(err, os.ErrNotExist) || err == nil && len(pids) == 0 {
+		// ENODEV: the cgroup is being removed under us; it is empty.
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) || err == nil && len(pids) == 0 {
 			return nil
 		}
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -30,9 +31,15 @@ type sender struct {
 	url      string // the queen's heartbeat endpoint
 	token    string
 	interval time.Duration
-	build    func(session string, seq uint64) api.Heartbeat
+	build    func() (api.Heartbeat, []api.Worker)
 	log      *slog.Logger
 	client   *http.Client
+
+	// sent holds, per worker, the static fields this queen has got: a
+	// heartbeat carries a worker's static fields only when they differ.
+	// Only the sender's goroutine uses it (send and final run there, or
+	// after it ended).
+	sent map[string]api.WorkerStatic
 
 	poke chan struct{}
 
@@ -53,9 +60,12 @@ type senderConfig struct {
 	Interval time.Duration
 	// TLS is the client's TLS configuration (a private CA); nil means the
 	// system's roots.
-	TLS   *tls.Config
-	Log   *slog.Logger
-	Build func(session string, seq uint64) api.Heartbeat
+	TLS *tls.Config
+	Log *slog.Logger
+	// Build returns the heartbeat's header and node, and the workers to
+	// report; the sender fills in the session, the sequence number and
+	// the workers' entries.
+	Build func() (api.Heartbeat, []api.Worker)
 }
 
 func newSender(c senderConfig) *sender {
@@ -65,8 +75,47 @@ func newSender(c senderConfig) *sender {
 		url: strings.TrimRight(c.QueenURL, "/") + "/v1/hive-heartbeat", token: c.Token, interval: c.Interval,
 		build: c.Build, log: c.Log, poke: make(chan struct{}, 1), session: newSession(),
 		client:  &http.Client{Timeout: max(c.Interval, 2*time.Second), Transport: tr},
-		dropLog: map[string]time.Time{},
+		dropLog: map[string]time.Time{}, sent: map[string]api.WorkerStatic{},
 	}
+}
+
+// heartbeat builds the next heartbeat: each worker's static fields are in
+// it when the queen has not got them yet (all of them, with all). It
+// returns the statics it carries, to remember once the queen took them.
+func (s *sender) heartbeat(all bool) (api.Heartbeat, map[string]api.WorkerStatic) {
+	hb, ws := s.build()
+	hb.SessionID, hb.Seq = s.next()
+	hb.Workers = make([]api.WorkerReport, len(ws))
+	carried := map[string]api.WorkerStatic{}
+	for i := range ws {
+		st := api.StaticOf(&ws[i])
+		prev, ok := s.sent[ws[i].ID]
+		with := all || !ok || !prev.Equal(&st)
+		hb.Workers[i] = api.ReportOf(&ws[i], with)
+		if with {
+			carried[ws[i].ID] = st
+		}
+	}
+	return hb, carried
+}
+
+// took records what a heartbeat the queen took carried: with all, the
+// queen now has exactly the workers it listed.
+func (s *sender) took(hb api.Heartbeat, carried map[string]api.WorkerStatic) {
+	if len(carried) == len(hb.Workers) {
+		clear(s.sent)
+	} else {
+		live := make(map[string]bool, len(hb.Workers))
+		for _, w := range hb.Workers {
+			live[w.ID] = true
+		}
+		for id := range s.sent {
+			if !live[id] {
+				delete(s.sent, id)
+			}
+		}
+	}
+	maps.Copy(s.sent, carried)
 }
 
 // newSession returns a random session id.
@@ -81,6 +130,11 @@ func (s *sender) next() (string, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
+	if s.seq == 1 {
+		// A new session: the queen treats it as a restart and forgets
+		// what it had, so every static field goes again.
+		clear(s.sent)
+	}
 	return s.session, s.seq
 }
 
@@ -138,18 +192,35 @@ func (s *sender) backoff() time.Duration {
 // it (it holds a newer sequence number of this session: a queen that saw
 // another hive speak with this session, or a clock of ours gone wrong)
 // gets a new session at once, so the hive is never silently ignored.
+//
+// A worker's static fields go when the queen has not got them: the first
+// heartbeat of a session carries all, later ones only what is new or
+// changed, and a queen that lacks some (it restarted) says so and gets
+// them all at once. After a failure, nothing is assumed delivered.
 func (s *sender) send(ctx context.Context) error {
-	ack, err := s.post(ctx, s.build(s.next()))
+	hb, carried := s.heartbeat(false)
+	ack, err := s.post(ctx, hb)
 	if err == nil && ack.Ignored {
 		s.mu.Lock()
 		old := s.session
 		s.session, s.seq = newSession(), 0
 		s.mu.Unlock()
 		s.log.Warn("queen ignored our heartbeat as out of date; starting a new session", "queen", s.url, "old_session", old)
-		ack, err = s.post(ctx, s.build(s.next()))
+		clear(s.sent)
+		hb, carried = s.heartbeat(true)
+		ack, err = s.post(ctx, hb)
+	}
+	if err == nil && ack.NeedStatic {
+		s.took(hb, nil)
+		clear(s.sent)
+		hb, carried = s.heartbeat(true)
+		ack, err = s.post(ctx, hb)
 	}
 	if err == nil {
+		s.took(hb, carried)
 		s.logDropped(ack)
+	} else {
+		clear(s.sent)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,7 +310,8 @@ func (s *sender) post(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAck, 
 
 // final sends one last heartbeat on shutdown, bounded by ctx.
 func (s *sender) final(ctx context.Context) error {
-	_, err := s.post(ctx, s.build(s.next()))
+	hb, _ := s.heartbeat(false)
+	_, err := s.post(ctx, hb)
 	return err
 }
 

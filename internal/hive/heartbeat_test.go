@@ -67,9 +67,7 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 		workers[i] = api.Worker{ID: strings.Repeat("w", 60)}
 	}
 	s := newSender(senderConfig{QueenURL: queen.URL, Interval: interval, Log: slog.New(slog.NewTextHandler(&log, nil)),
-		Build: func(session string, seq uint64) api.Heartbeat {
-			return api.Heartbeat{HiveID: "h", SessionID: session, Seq: seq, Workers: workers}
-		}})
+		Build: func() (api.Heartbeat, []api.Worker) { return api.Heartbeat{HiveID: "h"}, workers }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.run(ctx) }()
@@ -134,9 +132,7 @@ func TestSenderResyncsWhenIgnored(t *testing.T) {
 	defer queen.Close()
 	var log syncBuf
 	s := newSender(senderConfig{QueenURL: queen.URL, Interval: time.Second, Log: slog.New(slog.NewTextHandler(&log, nil)),
-		Build: func(session string, seq uint64) api.Heartbeat {
-			return api.Heartbeat{HiveID: "h", SessionID: session, Seq: seq}
-		}})
+		Build: func() (api.Heartbeat, []api.Worker) { return api.Heartbeat{HiveID: "h"}, nil }})
 	if err := s.send(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -96,8 +96,9 @@ func (s *Server) collect(ctx context.Context) {
 	}
 }
 
-// heartbeat builds a heartbeat from the latest snapshot.
-func (s *Server) heartbeat(session string, seq uint64) api.Heartbeat {
+// heartbeat builds a heartbeat's header and node from the latest
+// snapshot, and returns its workers; the sender makes their entries.
+func (s *Server) heartbeat() (api.Heartbeat, []api.Worker) {
 	snap := s.latest()
 	backend := "none"
 	if s.cfg.GPU != nil {
@@ -115,8 +116,8 @@ func (s *Server) heartbeat(session string, seq uint64) api.Heartbeat {
 		node.Errors = []string{}
 	}
 	return api.Heartbeat{
-		HiveID: s.cfg.HiveID, HiveURL: s.url, SessionID: session, Seq: seq, SentAt: time.Now().UTC(),
+		HiveID: s.cfg.HiveID, HiveURL: s.url, SentAt: time.Now().UTC(),
 		IntervalMS: s.cfg.Interval.Milliseconds(), Version: s.cfg.Version, GPUBackend: backend,
-		Node: node, Workers: ws,
-	}
+		Node: node,
+	}, ws
 }

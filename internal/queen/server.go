@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -118,22 +119,37 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s := &Server{cfg: cfg, log: cfg.Logger, guard: g, tls: tc, started: cfg.Now(),
+		decoding: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
 	cfg.Stream.Coalesce = api.EventHiveTelemetry
 	cfg.Stream.Logger = cfg.Logger
-	b, err := stream.New(cfg.Stream)
-	if err != nil {
+	cfg.Stream.Snapshot = s.snapshot
+	if s.broker, err = stream.New(cfg.Stream); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, broker: b, guard: g, tls: tc, started: cfg.Now(),
-		decoding: make(chan struct{}, max(4, 2*runtime.GOMAXPROCS(0)))}
-	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives})
+	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives,
+		Telemetry: func() bool { return s.broker.Clients() > 0 }})
 	return s, nil
 }
 
 func (s *Server) publish(e registry.Event) {
-	if err := s.broker.Publish(e.Type, e.Hive, e.Data); err != nil {
+	if err := s.broker.Publish(e.Type, e.Hive, e.Models, e.Data); err != nil {
 		s.log.Warn("publish event", "type", e.Type, "err", err)
 	}
+}
+
+// snapshot is the data of the event that opens a stream: the hives and
+// workers the client's filter takes, without session ids (streams are
+// for readers).
+func (s *Server) snapshot(f stream.Filter, resync bool) any {
+	hs := s.reg.Hives(f.Hive)
+	for i := range hs {
+		hs[i].SessionID = ""
+		if f.Model != "" {
+			hs[i].Workers = slices.DeleteFunc(hs[i].Workers, func(w api.Worker) bool { return w.Model == nil || *w.Model != f.Model })
+		}
+	}
+	return api.Snapshot{Resync: resync, Hives: hs}
 }
 
 // Close disconnects every stream client and stops the broker; Run does it
@@ -150,7 +166,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/hive-heartbeat", g.Allow(auth.NeedHeartbeat, httpx.HandlerFunc(s.heartbeat)))
 	mux.Handle("GET /v1/hives", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hs := s.reg.Hives()
+		hs := s.reg.Hives(nil)
 		for i := range hs {
 			hs[i] = forReader(r, hs[i])
 		}
@@ -361,7 +377,7 @@ func (s *Server) loops(ctx context.Context) {
 		case <-sweep.C:
 			s.reg.Sweep()
 		case <-sum.C:
-			if err := s.broker.Publish(api.EventQueen, "", s.summary()); err != nil {
+			if err := s.broker.Publish(api.EventQueen, "", nil, s.summary()); err != nil {
 				s.log.Debug("publish summary", "err", err)
 			}
 		}

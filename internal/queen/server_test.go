@@ -54,8 +54,17 @@ func beat(seq uint64) api.Heartbeat {
 	return api.Heartbeat{
 		HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835", SessionID: "s1", Seq: seq, IntervalMS: 1000, GPUBackend: "nvml",
 		Node:    api.Node{CPUCores: 8, GPUs: []api.GPU{{Index: 0, UUID: "GPU-x", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(8 << 30)}}},
-		Workers: []api.Worker{{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: api.StateRunning, CPUPct: f(1), GPUUtilPct: f(0)}},
+		Workers: reports(api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: api.StateRunning, CPUPct: f(1), GPUUtilPct: f(0)}),
 	}
+}
+
+// reports are ws as a heartbeat carries them, each with its static fields.
+func reports(ws ...api.Worker) []api.WorkerReport {
+	out := make([]api.WorkerReport, len(ws))
+	for i := range ws {
+		out[i] = api.ReportOf(&ws[i], true)
+	}
+	return out
 }
 
 func post(t *testing.T, url string, body []byte, encoding string) (int, string) {
@@ -179,7 +188,7 @@ func TestQueenRejectsBadHeartbeats(t *testing.T) {
 		{"inflated pid bomb", mut(func(h *api.Heartbeat) {
 			h.Workers = nil
 			for i := range 5 {
-				h.Workers = append(h.Workers, api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateRunning, PIDs: make([]int, 16000)})
+				h.Workers = append(h.Workers, api.ReportOf(&api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateRunning, PIDs: make([]int, 16000)}, true))
 				for j := range h.Workers[i].PIDs {
 					h.Workers[i].PIDs[j] = j + 1
 				}
@@ -293,12 +302,13 @@ func TestQueenRoles(t *testing.T) {
 func TestQueenDropsImpossibleValues(t *testing.T) {
 	q, url := newQueen(t, queen.Config{})
 	hb := beat(1)
-	good := hb.Workers[0]
-	bad := func(id string, mut func(*api.Worker)) api.Worker {
+	m := "qwen"
+	good := api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: api.StateRunning, CPUPct: f(1), GPUUtilPct: f(0)}
+	bad := func(id string, mut func(*api.Worker)) api.WorkerReport {
 		w := good
 		w.ID, w.Instance = "llm-"+id, id
 		mut(&w)
-		return w
+		return api.ReportOf(&w, true)
 	}
 	hb.Workers = append(hb.Workers,
 		bad("neg", func(w *api.Worker) { w.CPUPct = f(-1e308) }),
@@ -376,7 +386,7 @@ func TestQueenBounds(t *testing.T) {
 	bomb.SessionID = "s2"
 	bomb.Workers = nil
 	for i := range 5 {
-		w := api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateRunning, PIDs: make([]int, 16000)}
+		w := api.ReportOf(&api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateRunning, PIDs: make([]int, 16000)}, true)
 		for j := range w.PIDs {
 			w.PIDs[j] = j + 1
 		}

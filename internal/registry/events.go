@@ -6,5 +6,8 @@ type Event struct {
 	// Hive is the hive the event is about; hive_telemetry events of the
 	// same hive may be coalesced for a slow reader.
 	Hive string
-	Data any
+	// Models are the models the event concerns (a worker's; the models
+	// of a hive's workers for its telemetry), for the stream's ?model=.
+	Models []string
+	Data   any
 }

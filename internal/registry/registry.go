@@ -1,6 +1,11 @@
 // Package registry is queen-rbee's registry of hives and their workers:
 // heartbeats replace a hive's worker list, hives go stale and are removed
 // on the queen's own clock, and every change becomes an Event.
+//
+// A worker is held as its static fields (shared, replaced only when they
+// change) and its latest report (numbers without pointers): the full
+// record a query returns is built when asked for, so holding 100,000
+// workers costs little and a heartbeat allocates little.
 package registry
 
 import (
@@ -8,6 +13,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,11 +30,14 @@ const StaleAfter = 3
 // clock, events dropped.
 type Config struct {
 	// HiveTTL is how long a silent hive is kept before it is removed with
-	// its workers; 0 means 90 s.
+	// its workers; 0 means DefaultHiveTTL.
 	HiveTTL time.Duration
 	// Publish receives every event, in order. It is called outside the
 	// registry's lock, so readers are never held up by it.
 	Publish func(Event)
+	// Telemetry reports whether anyone listens for hive_telemetry; when
+	// it says no, the event is not built. nil means always.
+	Telemetry func() bool
 	// Now is the queen's clock; nil means time.Now.
 	Now func() time.Time
 	// IdleCPUPct and IdleGPUPct are the thresholds below which a worker
@@ -51,13 +60,42 @@ var (
 	ErrRateLimited = api.Class(api.ErrTooMany, "heartbeats too frequent")
 )
 
-// hive is the registry's record of a hive: what queries return, and the
-// heartbeat rate limiter (tokens left, as of refilled).
+// worker is the registry's record of a worker.
+type worker struct {
+	static *api.WorkerStatic // never nil; replaced, not changed, when it changes
+	rep    api.WorkerReport  // the latest report, its Static nil
+}
+
+func (w *worker) live() bool { return w.rep.State != api.StateExited }
+
+func (w *worker) model() string {
+	if w.static.Model == nil {
+		return ""
+	}
+	return *w.static.Model
+}
+
+// hive is the registry's record of a hive: what queries return (its
+// Workers left empty), its workers sorted by id, and the heartbeat rate
+// limiter (tokens left, as of refilled).
 type hive struct {
 	api.Hive
+	workers  []worker
 	tokens   float64
 	refilled time.Time
 }
+
+// gpuUUID names a GPU of the hive by index.
+func (h *hive) gpuUUID(i int) string {
+	for _, g := range h.Node.GPUs {
+		if g.Index == i {
+			return g.UUID
+		}
+	}
+	return ""
+}
+
+func (h *hive) record(w *worker) api.Worker { return w.rep.Record(w.static, h.gpuUUID) }
 
 // Stats counts what the registry has done, for metrics and the summary.
 type Stats struct {
@@ -90,6 +128,9 @@ func New(cfg Config) *Registry {
 	if cfg.Publish == nil {
 		cfg.Publish = func(Event) {}
 	}
+	if cfg.Telemetry == nil {
+		cfg.Telemetry = func() bool { return true }
+	}
 	if cfg.IdleCPUPct == 0 {
 		cfg.IdleCPUPct = 10
 	}
@@ -118,6 +159,9 @@ type Result struct {
 	Ignored   bool
 	Restarted bool
 	New       bool
+	// NeedStatic is true when a worker came without static fields the
+	// registry does not have: it is left out until the hive sends them.
+	NeedStatic bool
 	// Report lists the worker entries dropped and values nulled.
 	Report Report
 }
@@ -171,16 +215,58 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Returned: true}})
 		h.OnlineSince = now
 	}
-	evs = append(evs, diffWorkers(h.ID, h.Workers, hb.Workers, res.Restarted)...)
-
 	h.URL, h.SessionID, h.Seq = hb.HiveURL, hb.SessionID, hb.Seq
 	h.Version, h.GPUBackend, h.IntervalMS = hb.Version, hb.GPUBackend, hb.IntervalMS
-	h.Node, h.Workers = hb.Node, hb.Workers
+	h.Node = hb.Node
 	h.LastSeen, h.State = now, api.HiveStateOnline
+	cur, need := r.merge(h, hb.Workers, res.Restarted)
+	res.NeedStatic = need
+	evs = append(evs, r.diff(h, h.workers, cur, res.Restarted)...)
+	h.workers = cur
 	r.stats.Heartbeats++
-	evs = append(evs, Event{Type: api.EventHiveTelemetry, Hive: h.ID, Data: copyHive(h)})
+	if r.cfg.Telemetry() {
+		evs = append(evs, telemetry(h, now))
+	}
 	r.publish(evs)
 	return res, nil
+}
+
+// merge builds a hive's new worker list from a heartbeat's reports (sorted
+// by id, as Validate leaves them), taking each worker's static fields from
+// the report or, when it has none, from what the registry had. A worker
+// with neither is left out, and need says so. After a restart nothing the
+// registry had counts.
+func (r *Registry) merge(h *hive, reps []api.WorkerReport, restarted bool) (cur []worker, need bool) {
+	cur = make([]worker, 0, len(reps))
+	old := h.workers
+	if restarted {
+		old = nil
+	}
+	j := 0
+	for i := range reps {
+		rep := reps[i]
+		for j < len(old) && old[j].rep.ID < rep.ID {
+			j++
+		}
+		var prev *worker
+		if j < len(old) && old[j].rep.ID == rep.ID {
+			prev = &old[j]
+		}
+		st := rep.Static
+		switch {
+		case st == nil && prev != nil:
+			st = prev.static
+		case st != nil && prev != nil && prev.static.Equal(st):
+			st = prev.static // unchanged: keep sharing the one already held
+		}
+		if st == nil {
+			need = true
+			continue
+		}
+		rep.Static = nil
+		cur = append(cur, worker{static: st, rep: rep})
+	}
+	return cur, need
 }
 
 // allow takes one token from h's bucket, refilled at HeartbeatRate up to
@@ -205,56 +291,77 @@ func (r *Registry) publish(evs []Event) {
 	}
 }
 
-// diffWorkers turns the change from old to cur into worker events.
-func diffWorkers(hive string, old, cur []api.Worker, restarted bool) []Event {
+// diff turns the change from old to cur (both sorted by id) into worker
+// events.
+func (r *Registry) diff(h *hive, old, cur []worker, restarted bool) []Event {
 	var evs []Event
-	prev := make(map[string]*api.Worker, len(old))
-	for i := range old {
-		prev[old[i].ID] = &old[i]
-	}
-	seen := make(map[string]bool, len(cur))
-	for i := range cur {
-		w := &cur[i]
-		seen[w.ID] = true
-		p := prev[w.ID]
-		live := w.State != api.StateExited
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
 		switch {
-		case p == nil:
-			if live {
-				evs = append(evs, added(hive, *w))
+		case j == len(cur) || i < len(old) && old[i].rep.ID < cur[j].rep.ID:
+			// Gone from the hive's list.
+			if p := &old[i]; p.live() {
+				reason := api.ReasonGone
+				if restarted {
+					reason = api.ReasonHiveRestarted
+				}
+				evs = append(evs, removed(h, p, reason))
 			}
-		case p.State != api.StateExited && p.PID != w.PID:
-			// The same id now names another process: the old one is gone.
-			evs = append(evs, removed(hive, *p, api.ReasonReplaced))
-			if live {
-				evs = append(evs, added(hive, *w))
+			i++
+		case i == len(old) || cur[j].rep.ID < old[i].rep.ID:
+			if w := &cur[j]; w.live() {
+				evs = append(evs, added(h, w))
 			}
-		case p.State != api.StateExited && !live:
-			evs = append(evs, removed(hive, *w, api.ReasonExited))
-		case p.State == api.StateExited && live:
-			evs = append(evs, added(hive, *w))
-		}
-	}
-	for i := range old {
-		if p := &old[i]; !seen[p.ID] && p.State != api.StateExited {
-			reason := api.ReasonGone
-			if restarted {
-				reason = api.ReasonHiveRestarted
+			j++
+		default:
+			p, w := &old[i], &cur[j]
+			switch {
+			case p.live() && p.rep.PID != w.rep.PID:
+				// The same id now names another process: the old one is gone.
+				evs = append(evs, removed(h, p, api.ReasonReplaced))
+				if w.live() {
+					evs = append(evs, added(h, w))
+				}
+			case p.live() && !w.live():
+				evs = append(evs, removed(h, w, api.ReasonExited))
+			case !p.live() && w.live():
+				evs = append(evs, added(h, w))
+			case w.live() && p.static != w.static && !p.static.Equal(w.static):
+				evs = append(evs, Event{Type: api.EventWorkerChanged, Hive: h.ID, Models: []string{w.model()},
+					Data: api.WorkerChanged{HiveID: h.ID, Worker: h.record(w)}})
 			}
-			evs = append(evs, removed(hive, *p, reason))
+			i++
+			j++
 		}
 	}
 	return evs
 }
 
-func added(hive string, w api.Worker) Event {
-	return Event{Type: api.EventWorkerAdded, Hive: hive, Data: api.WorkerAdded{HiveID: hive, Worker: w}}
+func added(h *hive, w *worker) Event {
+	return Event{Type: api.EventWorkerAdded, Hive: h.ID, Models: []string{w.model()}, Data: api.WorkerAdded{HiveID: h.ID, Worker: h.record(w)}}
 }
 
-func removed(hive string, w api.Worker, reason string) Event {
-	return Event{Type: api.EventWorkerRemoved, Hive: hive, Data: api.WorkerRemoved{
-		HiveID: hive, WorkerID: w.ID, Reason: reason, ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, Worker: w,
+func removed(h *hive, w *worker, reason string) Event {
+	rec := h.record(w)
+	return Event{Type: api.EventWorkerRemoved, Hive: h.ID, Models: []string{w.model()}, Data: api.WorkerRemoved{
+		HiveID: h.ID, WorkerID: rec.ID, Reason: reason, ExitCode: rec.ExitCode, Signal: rec.Signal, OOMKilled: rec.OOMKilled, Worker: rec,
 	}}
+}
+
+// telemetry is a hive's hive_telemetry event: its numbers only.
+func telemetry(h *hive, now time.Time) Event {
+	t := api.HiveTelemetry{HiveID: h.ID, At: now, Node: api.NodeStatsOf(&h.Node), StatFields: api.StatFields[:],
+		Workers: make([]api.WorkerTelemetry, len(h.workers))}
+	models := map[string]bool{}
+	for i := range h.workers {
+		w := &h.workers[i]
+		t.Workers[i] = api.WorkerTelemetry{ID: w.rep.ID, State: w.rep.State, Stats: w.rep.Stats, GPUs: w.rep.GPUs}
+		if m := w.model(); m != "" {
+			models[m] = true
+		}
+	}
+	// Never nil: a hive serving no model is not one a model filter wants.
+	return Event{Type: api.EventHiveTelemetry, Hive: h.ID, Models: append([]string{}, slices.Sorted(maps.Keys(models))...), Data: t}
 }
 
 // Sweep marks hives stale after StaleAfter missed intervals and removes
@@ -267,9 +374,9 @@ func (r *Registry) Sweep() {
 		h := r.hives[id]
 		silent := now.Sub(h.LastSeen)
 		if silent > r.cfg.HiveTTL {
-			for _, w := range h.Workers {
-				if w.State != api.StateExited {
-					evs = append(evs, removed(id, w, api.ReasonHiveRemoved))
+			for i := range h.workers {
+				if w := &h.workers[i]; w.live() {
+					evs = append(evs, removed(h, w, api.ReasonHiveRemoved))
 				}
 			}
 			evs = append(evs, Event{Type: api.EventHiveRemoved, Hive: id, Data: api.HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "silent for more than the hive TTL " + r.cfg.HiveTTL.String()}})
@@ -284,19 +391,29 @@ func (r *Registry) Sweep() {
 	r.publish(evs)
 }
 
-func copyHive(h *hive) api.Hive {
+// view returns what queries return for a hive: its record with the full
+// records of its workers. Caller holds mu (read).
+func (h *hive) view() api.Hive {
 	c := h.Hive
-	c.Workers = slices.Clone(h.Workers)
+	c.Workers = make([]api.Worker, len(h.workers))
+	for i := range h.workers {
+		c.Workers[i] = h.record(&h.workers[i])
+	}
 	return c
 }
 
-// Hives returns every hive, sorted by id.
-func (r *Registry) Hives() []api.Hive {
+// HiveFilter selects hives; nil matches every hive.
+type HiveFilter func(id string) bool
+
+// Hives returns every hive f keeps, sorted by id.
+func (r *Registry) Hives(f HiveFilter) []api.Hive {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]api.Hive, 0, len(r.hives))
-	for _, h := range r.hives {
-		out = append(out, copyHive(h))
+	for id, h := range r.hives {
+		if f == nil || f(id) {
+			out = append(out, h.view())
+		}
 	}
 	slices.SortFunc(out, func(a, b api.Hive) int { return cmp.Compare(a.ID, b.ID) })
 	return out
@@ -310,7 +427,7 @@ func (r *Registry) Hive(id string) (api.Hive, bool) {
 	if !ok {
 		return api.Hive{}, false
 	}
-	return copyHive(h), true
+	return h.view(), true
 }
 
 // Filter selects workers; zero fields match everything.
@@ -331,18 +448,17 @@ func (r *Registry) Workers(f Filter) []api.FleetWorker {
 		if f.Hive != "" && h.ID != f.Hive {
 			continue
 		}
-		for _, w := range h.Workers {
-			v := api.FleetWorker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Stale: h.State == api.HiveStateStale, Idle: r.idle(w)}
-			if f.Model != "" && (w.Model == nil || *w.Model != f.Model) ||
-				f.State != "" && w.State != f.State ||
-				f.Idle != nil && v.Idle != *f.Idle {
+		for i := range h.workers {
+			w := &h.workers[i]
+			idle := r.idle(w)
+			if f.Model != "" && w.model() != f.Model || f.State != "" && w.rep.State != f.State || f.Idle != nil && idle != *f.Idle {
 				continue
 			}
-			out = append(out, v)
+			out = append(out, api.FleetWorker{Worker: h.record(w), HiveID: h.ID, HiveURL: h.URL, Stale: h.State == api.HiveStateStale, Idle: idle})
 		}
 	}
 	slices.SortFunc(out, func(a, b api.FleetWorker) int {
-		return cmp.Or(cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(strings.Compare(a.HiveID, b.HiveID), strings.Compare(a.ID, b.ID))
 	})
 	return out
 }
@@ -350,14 +466,15 @@ func (r *Registry) Workers(f Filter) []api.FleetWorker {
 // idle reports whether a running worker's CPU and GPU use are below the
 // thresholds. An unknown CPU reading is not idle; an unknown GPU reading
 // is idle only when the hive reports no GPU error (it has no GPU backend).
-func (r *Registry) idle(w api.Worker) bool {
-	if w.State != api.StateRunning || w.CPUPct == nil || *w.CPUPct >= r.cfg.IdleCPUPct {
+func (r *Registry) idle(w *worker) bool {
+	s := &w.rep.Stats
+	if w.rep.State != api.StateRunning || !s.Known(api.StatCPUPct) || s[api.StatCPUPct] >= r.cfg.IdleCPUPct {
 		return false
 	}
-	if w.GPUUtilPct != nil {
-		return *w.GPUUtilPct < r.cfg.IdleGPUPct
+	if s.Known(api.StatGPUUtilPct) {
+		return s[api.StatGPUUtilPct] < r.cfg.IdleGPUPct
 	}
-	return w.GPUError == ""
+	return w.rep.GPUError == ""
 }
 
 // Stats returns the counters and current sizes.
@@ -372,7 +489,7 @@ func (r *Registry) Stats() Stats {
 		} else {
 			s.Stale++
 		}
-		s.Workers += len(h.Workers)
+		s.Workers += len(h.workers)
 	}
 	return s
 }

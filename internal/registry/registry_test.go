@@ -59,14 +59,19 @@ func f(v float64) *float64 { return &v }
 func u(v uint64) *uint64   { return &v }
 func s(v string) *string   { return &v }
 
-func worker(inst, model string, pid int, cpu, gpu float64) api.Worker {
+func wk(inst, model string, pid int, cpu, gpu float64) api.Worker {
 	return api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: pid, PIDs: []int{pid}, Model: s(model),
 		State: api.StateRunning, CPUPct: f(cpu), GPUUtilPct: f(gpu)}
 }
 
+// hb is a heartbeat carrying ws, each with its static fields.
 func hb(hive, session string, seq uint64, ws ...api.Worker) api.Heartbeat {
+	reps := make([]api.WorkerReport, len(ws))
+	for i := range ws {
+		reps[i] = api.ReportOf(&ws[i], true)
+	}
 	return api.Heartbeat{HiveID: hive, HiveURL: "http://" + hive + ":7835", SessionID: session, Seq: seq, IntervalMS: 1000,
-		Node: api.Node{CPUCores: 4}, Workers: ws}
+		Node: api.Node{CPUCores: 4}, Workers: reps}
 }
 
 func mustIngest(t *testing.T, r *Registry, h api.Heartbeat) Result {
@@ -80,7 +85,7 @@ func mustIngest(t *testing.T, r *Registry, h api.Heartbeat) Result {
 
 func TestEmptyRegistry(t *testing.T) {
 	r, _, _ := newReg()
-	if len(r.Hives()) != 0 || len(r.Workers(Filter{})) != 0 {
+	if len(r.Hives(nil)) != 0 || len(r.Workers(Filter{})) != 0 {
 		t.Fatal("new registry not empty")
 	}
 	if _, ok := r.Hive("x"); ok {
@@ -94,7 +99,7 @@ func TestEmptyRegistry(t *testing.T) {
 
 func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 	r, _, rec := newReg()
-	res := mustIngest(t, r, hb("h1", "s1", 1, worker("a", "m", 10, 1, 0), worker("b", "m", 11, 1, 0)))
+	res := mustIngest(t, r, hb("h1", "s1", 1, wk("a", "m", 10, 1, 0), wk("b", "m", 11, 1, 0)))
 	if !res.New {
 		t.Fatal("first heartbeat not new")
 	}
@@ -102,9 +107,9 @@ func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 		t.Fatalf("events %s", got)
 	}
 	// b exits (OOM), c appears, a unchanged.
-	b := worker("b", "m", 11, 0, 0)
+	b := wk("b", "m", 11, 0, 0)
 	b.State, b.Signal, b.OOMKilled = api.StateExited, s("SIGKILL"), func() *bool { v := true; return &v }()
-	mustIngest(t, r, hb("h1", "s1", 2, worker("a", "m", 10, 1, 0), b, worker("c", "m", 12, 1, 0)))
+	mustIngest(t, r, hb("h1", "s1", 2, wk("a", "m", 10, 1, 0), b, wk("c", "m", 12, 1, 0)))
 	evs := rec.take()
 	if got := types(evs); got != "worker_removed,worker_added,hive_telemetry" {
 		t.Fatalf("events %s", got)
@@ -115,7 +120,7 @@ func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 	}
 	// The exited b is dropped from the list: no second event for it; a is
 	// replaced by a new process under the same id.
-	mustIngest(t, r, hb("h1", "s1", 3, worker("a", "m", 99, 1, 0), worker("c", "m", 12, 1, 0)))
+	mustIngest(t, r, hb("h1", "s1", 3, wk("a", "m", 99, 1, 0), wk("c", "m", 12, 1, 0)))
 	if got := types(rec.take()); got != "worker_removed,worker_added,hive_telemetry" {
 		t.Fatalf("events %s", got)
 	}
@@ -127,7 +132,7 @@ func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 
 func TestIngestIgnoresOldSeqAndDetectsRestart(t *testing.T) {
 	r, _, rec := newReg()
-	mustIngest(t, r, hb("h1", "s1", 5, worker("a", "m", 10, 1, 0), worker("b", "m", 11, 1, 0)))
+	mustIngest(t, r, hb("h1", "s1", 5, wk("a", "m", 10, 1, 0), wk("b", "m", 11, 1, 0)))
 	rec.take()
 	for _, seq := range []uint64{5, 4} {
 		if res := mustIngest(t, r, hb("h1", "s1", seq)); !res.Ignored {
@@ -139,7 +144,7 @@ func TestIngestIgnoresOldSeqAndDetectsRestart(t *testing.T) {
 	}
 	// A new session is a restart, even with a lower seq: a is re-adopted
 	// (same pid, no events), b died during the downtime.
-	res := mustIngest(t, r, hb("h1", "s2", 1, worker("a", "m", 10, 1, 0)))
+	res := mustIngest(t, r, hb("h1", "s2", 1, wk("a", "m", 10, 1, 0)))
 	if !res.Restarted {
 		t.Fatal("new session not treated as restart")
 	}
@@ -157,7 +162,7 @@ func TestIngestIgnoresOldSeqAndDetectsRestart(t *testing.T) {
 
 func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	r, c, rec := newReg()
-	h := hb("h1", "s1", 1, worker("a", "m", 10, 1, 0))
+	h := hb("h1", "s1", 1, wk("a", "m", 10, 1, 0))
 	h.SentAt = time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC) // the hive's clock is wrong: irrelevant
 	mustIngest(t, r, h)
 	rec.take()
@@ -179,7 +184,7 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 		t.Fatalf("stale worker scheduled: %v", err)
 	}
 	// Back before the TTL: online again, no restart.
-	mustIngest(t, r, hb("h1", "s1", 2, worker("a", "m", 10, 1, 0)))
+	mustIngest(t, r, hb("h1", "s1", 2, wk("a", "m", 10, 1, 0)))
 	evs := rec.take()
 	if types(evs) != "hive_online,hive_telemetry" || !evs[0].Data.(api.HiveOnline).Returned {
 		t.Fatalf("events %s %+v", types(evs), evs)
@@ -193,16 +198,16 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	if got := types(rec.take()); got != "hive_stale,worker_removed,hive_removed" && got != "worker_removed,hive_removed" {
 		t.Fatalf("events %s", got)
 	}
-	if len(r.Hives()) != 0 || len(r.Workers(Filter{})) != 0 {
+	if len(r.Hives(nil)) != 0 || len(r.Workers(Filter{})) != 0 {
 		t.Fatal("removed hive still listed")
 	}
 }
 
 func TestQueries(t *testing.T) {
 	r, _, _ := newReg()
-	h1 := hb("h1", "s", 1, worker("a", "llama", 10, 2, 5), worker("b", "llama", 11, 80, 90), worker("c", "qwen", 12, 1, 0))
+	h1 := hb("h1", "s", 1, wk("a", "llama", 10, 2, 5), wk("b", "llama", 11, 80, 90), wk("c", "qwen", 12, 1, 0))
 	h1.Node.GPUs = []api.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(70 << 30)}}
-	h2 := hb("h2", "s", 1, worker("d", "llama", 20, 1, 1))
+	h2 := hb("h2", "s", 1, wk("d", "llama", 20, 1, 1))
 	h2.Node.GPUs = []api.GPU{{Index: 0, UUID: "GPU-2", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(10 << 30)}, {Index: 1, UUID: "GPU-3", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(5 << 30)}}
 	mustIngest(t, r, h1)
 	mustIngest(t, r, h2)
@@ -251,11 +256,11 @@ func TestQueries(t *testing.T) {
 
 func TestIdleNeedsKnownReadings(t *testing.T) {
 	r, _, _ := newReg()
-	unknownCPU := worker("a", "m", 1, 0, 0)
+	unknownCPU := wk("a", "m", 1, 0, 0)
 	unknownCPU.CPUPct = nil
-	gpuFailed := worker("b", "m", 2, 1, 0)
+	gpuFailed := wk("b", "m", 2, 1, 0)
 	gpuFailed.GPUUtilPct, gpuFailed.GPUError, gpuFailed.Errors = nil, "nvidia-smi timed out after 2s", []string{"gpu: nvidia-smi timed out after 2s"}
-	noGPU := worker("c", "m", 3, 1, 0)
+	noGPU := wk("c", "m", 3, 1, 0)
 	noGPU.GPUUtilPct = nil
 	mustIngest(t, r, hb("h", "s", 1, unknownCPU, gpuFailed, noGPU))
 	yes := true
@@ -267,10 +272,10 @@ func TestIdleNeedsKnownReadings(t *testing.T) {
 
 func TestRejectsBadHeartbeats(t *testing.T) {
 	r, _, rec := newReg()
-	mustIngest(t, r, hb("h1", "s", 1, worker("a", "m", 1, 0, 0)))
+	mustIngest(t, r, hb("h1", "s", 1, wk("a", "m", 1, 0, 0)))
 	rec.take()
 	bad := func(mut func(*api.Heartbeat)) api.Heartbeat {
-		h := hb("h1", "s", 2, worker("a", "m", 1, 0, 0))
+		h := hb("h1", "s", 2, wk("a", "m", 1, 0, 0))
 		mut(&h)
 		return h
 	}
@@ -287,7 +292,7 @@ func TestRejectsBadHeartbeats(t *testing.T) {
 		{"bad url", bad(func(h *api.Heartbeat) { h.HiveURL = "ftp://x" }), "hive_url"},
 		{"interval", bad(func(h *api.Heartbeat) { h.IntervalMS = 5 }), "interval_ms"},
 		{"no cores", bad(func(h *api.Heartbeat) { h.Node.CPUCores = 0 }), "cpu_cores"},
-		{"too many workers", bad(func(h *api.Heartbeat) { h.Workers = make([]api.Worker, MaxWorkers+1) }), "at most"},
+		{"too many workers", bad(func(h *api.Heartbeat) { h.Workers = make([]api.WorkerReport, MaxWorkers+1) }), "at most"},
 		{"too many gpus", bad(func(h *api.Heartbeat) { h.Node.GPUs = make([]api.GPU, MaxGPUs+1) }), "gpus"},
 	}
 	for _, tc := range tests {
@@ -311,7 +316,7 @@ func TestRejectsBadHeartbeats(t *testing.T) {
 func TestDropsBadWorkers(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	w := func(inst string, mut func(*api.Worker)) api.Worker {
-		x := worker(inst, "m", 1, 1, 0)
+		x := wk(inst, "m", 1, 1, 0)
 		mut(&x)
 		return x
 	}
@@ -321,7 +326,8 @@ func TestDropsBadWorkers(t *testing.T) {
 		w    api.Worker
 		want string
 	}{
-		{"id", w("a", func(x *api.Worker) { x.ID = "x" }), "id must be group-instance"},
+		{"id", w("a", func(x *api.Worker) { x.ID = "x" }), "group-instance"},
+		{"id not of its names", w("a", func(x *api.Worker) { x.ID = "llm-b" }), "id must be group-instance"},
 		{"group", w("a", func(x *api.Worker) { x.Group = "a/b" }), "group"},
 		{"state", w("a", func(x *api.Worker) { x.State = "dancing" }), "state"},
 		{"negative cpu", w("a", func(x *api.Worker) { x.CPUPct = f(-1e308) }), "cpu_pct"},
@@ -332,10 +338,9 @@ func TestDropsBadWorkers(t *testing.T) {
 		}), "sm_util_pct"},
 		{"vram beyond a GPU", w("a", func(x *api.Worker) {
 			x.GPUs = []api.WorkerGPU{{Index: 0, UUID: "GPU-1", VRAMBytes: u(5 << 40)}}
-		}), "vram_bytes"},
+		}), "vram"},
 		{"memory", w("a", func(x *api.Worker) { x.MemBytes = u(math.MaxUint64) }), "mem_bytes"},
 		{"io", w("a", func(x *api.Worker) { x.IOReadBps = f(-5) }), "io_read_bps"},
-		{"nan", w("a", func(x *api.Worker) { x.UptimeS = f(math.NaN()) }), "uptime_s"},
 		{"pid", w("a", func(x *api.Worker) { x.PIDs = []int{MaxPID + 1} }), "pid"},
 		{"too many pids", w("a", func(x *api.Worker) { x.PIDs = make([]int, MaxPIDsPerWorker+1) }), "pids"},
 		{"control in model", w("a", func(x *api.Worker) { x.Model = s("m\x1b[2J") }), "model"},
@@ -345,7 +350,7 @@ func TestDropsBadWorkers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := hb("h1", "s", 1, worker("ok", "m", 7, 1, 0), tc.w)
+			h := hb("h1", "s", 1, wk("ok", "m", 7, 1, 0), tc.w)
 			rep, err := Validate(&h, now)
 			if err != nil {
 				t.Fatal(err)
@@ -359,10 +364,10 @@ func TestDropsBadWorkers(t *testing.T) {
 		})
 	}
 	// A duplicate is dropped; a timestamp in the future is nulled, not fatal.
-	h := hb("h1", "s", 1, worker("a", "m", 1, 1, 0), worker("a", "m", 2, 1, 0),
+	h := hb("h1", "s", 1, wk("a", "m", 1, 1, 0), wk("a", "m", 2, 1, 0),
 		w("t", func(x *api.Worker) { x.StartedAt, x.UptimeS = &future, f(1) }))
 	rep, err := Validate(&h, now)
-	if err != nil || len(h.Workers) != 2 || len(rep.Dropped) != 1 || len(rep.Clamped) != 1 || h.Workers[1].StartedAt != nil {
+	if err != nil || len(h.Workers) != 2 || len(rep.Dropped) != 1 || len(rep.Clamped) != 1 || h.Workers[1].Static.StartedAt != nil {
 		t.Fatalf("rep %+v workers %+v err %v", rep, h.Workers, err)
 	}
 	// Impossible host values are nulled; the GPU stays, without them.
@@ -416,7 +421,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 		wg.Go(func() {
 			id := fmt.Sprintf("h%02d", i)
 			for seq := range uint64(beats) {
-				ws := []api.Worker{worker(fmt.Sprint(i), "m", 1000+i, 1, 0)}
+				ws := []api.Worker{wk(fmt.Sprint(i), "m", 1000+i, 1, 0)}
 				if _, err := r.Ingest(hb(id, "s", seq+1, ws...)); err != nil {
 					t.Error(err)
 					return
@@ -436,7 +441,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 				}
 				_ = r.Workers(Filter{Model: "m"})
 				_, _ = r.Schedule("m", 0)
-				_ = r.Hives()
+				_ = r.Hives(nil)
 				r.Sweep()
 				c.add(time.Millisecond)
 			}
@@ -445,7 +450,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	readers.Wait()
-	hs := r.Hives()
+	hs := r.Hives(nil)
 	if len(hs) != hives {
 		t.Fatalf("%d hives, want %d", len(hs), hives)
 	}
@@ -460,7 +465,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 // validation: it never panics, and what it accepts holds up to a second
 // look (validation is idempotent: nothing left to drop or clamp).
 func FuzzValidate(f *testing.F) {
-	seed, _ := json.Marshal(hb("h1", "s", 1, worker("a", "m", 1, 12.5, 3)))
+	seed, _ := json.Marshal(hb("h1", "s", 1, wk("a", "m", 1, 12.5, 3)))
 	f.Add(seed)
 	f.Add([]byte(`{"hive_id":"h","session_id":"s","node":{"cpu_cores":2,"cpu_pct":-1},"workers":[{"id":"a-b","group":"a","instance":"b","state":"running","cpu_pct":1e308}]}`))
 	f.Add([]byte(`{"hive_id":"..","workers":[]}`))
@@ -484,4 +489,97 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("a validated heartbeat fails a second validation: %v %+v", err, rep)
 		}
 	})
+}
+
+// A worker's static fields travel once: later heartbeats without them
+// keep the record whole; a change of them is a worker_changed event; a
+// worker the registry has no static fields for waits, and the queen asks.
+func TestStaticFieldsOnlyWhenNew(t *testing.T) {
+	r, _, rec := newReg()
+	a := wk("a", "qwen", 10, 1, 0)
+	a.Args, a.Binary, a.CPULimitPct = []string{"--model", "qwen"}, "/opt/w", f(150)
+	mustIngest(t, r, hb("h1", "s1", 1, a))
+	rec.take()
+	lean := hb("h1", "s1", 2, a)
+	lean.Workers[0].Static = nil
+	lean.Workers[0].Stats[api.StatCPUPct] = 42
+	if res := mustIngest(t, r, lean); res.NeedStatic {
+		t.Fatal("asked for static fields the registry has")
+	}
+	ws := r.Workers(Filter{})
+	if len(ws) != 1 || ws[0].Binary != "/opt/w" || *ws[0].Model != "qwen" || *ws[0].CPUPct != 42 || *ws[0].CPULimitPct != 150 {
+		t.Fatalf("record after a heartbeat without static fields: %+v", ws[0])
+	}
+	if got := types(rec.take()); got != "hive_telemetry" {
+		t.Fatalf("events %s, want telemetry only", got)
+	}
+	// The limit changes behind the hive's back: the hive sends the new
+	// static fields, and that is a worker_changed.
+	a.CPULimitPct = f(400)
+	evs := func() []Event { mustIngest(t, r, hb("h1", "s1", 3, a)); return rec.take() }()
+	if types(evs) != "worker_changed,hive_telemetry" || *evs[0].Data.(api.WorkerChanged).Worker.CPULimitPct != 400 {
+		t.Fatalf("events %s", types(evs))
+	}
+	// The same static fields again change nothing.
+	mustIngest(t, r, hb("h1", "s1", 4, a))
+	if got := types(rec.take()); got != "hive_telemetry" {
+		t.Fatalf("events %s", got)
+	}
+	// A worker new to the registry, without its static fields (the queen
+	// restarted): it waits, and the queen asks for them.
+	b := hb("h1", "s1", 5, a, wk("b", "m", 11, 1, 0))
+	b.Workers[1].Static = nil
+	if res := mustIngest(t, r, b); !res.NeedStatic || len(r.Workers(Filter{})) != 1 {
+		t.Fatalf("a worker without static fields: need %v, workers %d", res.NeedStatic, len(r.Workers(Filter{})))
+	}
+	// After a hive restart nothing held counts.
+	restart := hb("h1", "s2", 1, a)
+	restart.Workers[0].Static = nil
+	if res := mustIngest(t, r, restart); !res.NeedStatic {
+		t.Fatal("a restarted hive's worker without static fields was taken")
+	}
+}
+
+// hive_telemetry is compact: numbers only, rounded, a few KiB for a
+// 100-worker hive; and it is not built when no one listens.
+func TestTelemetryCompact(t *testing.T) {
+	listening := false
+	rec := &recorder{}
+	r := New(Config{Publish: rec.publish, Telemetry: func() bool { return listening }, HeartbeatRate: 1e6, HeartbeatBurst: 1e6})
+	var ws []api.Worker
+	for i := range 100 {
+		w := wk(fmt.Sprintf("w%03d", i), "meta-llama/Llama-3.1-8B-Instruct", 1000+i, 33.333333, 0)
+		w.Args = []string{"--model", "meta-llama/Llama-3.1-8B-Instruct", "--port", fmt.Sprint(9000 + i)}
+		w.MemBytes, w.MemRSSBytes, w.MemWorkingSetBytes = u(268435456), u(260046848), u(262144000)
+		w.IOReadBps, w.IOWriteBps, w.UptimeS = f(0), f(1048576.4), f(3725.8)
+		ws = append(ws, w)
+	}
+	mustIngest(t, r, hb("h1", "s1", 1, ws...))
+	for _, e := range rec.take() {
+		if e.Type == api.EventHiveTelemetry {
+			t.Fatal("telemetry built with no one listening")
+		}
+	}
+	listening = true
+	mustIngest(t, r, hb("h1", "s1", 2, ws...))
+	evs := rec.take()
+	if len(evs) != 1 || evs[0].Type != api.EventHiveTelemetry {
+		t.Fatalf("events %s", types(evs))
+	}
+	b, err := json.Marshal(evs[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hive_telemetry of a 100-worker hive: %d bytes", len(b))
+	if len(b) > 12<<10 {
+		t.Fatalf("hive_telemetry of 100 workers is %d bytes, want at most 12 KiB", len(b))
+	}
+	var back api.HiveTelemetry
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Workers) != 100 || back.Workers[0].Stats[api.StatCPUPct] != 33.3 ||
+		back.Workers[0].Stats[api.StatIOWriteBps] != 1048576 || !math.IsNaN(back.Workers[0].Stats[api.StatVRAMBytes]) {
+		t.Fatalf("telemetry round trip: %v %+v", err, back.Workers[0])
+	}
+	if slices.Contains(evs[0].Models, "") || !slices.Equal(evs[0].Models, []string{"meta-llama/Llama-3.1-8B-Instruct"}) {
+		t.Fatalf("models %v", evs[0].Models)
+	}
 }

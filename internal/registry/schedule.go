@@ -21,8 +21,9 @@ func (r *Registry) Schedule(model string, vramBytes uint64) (api.Decision, error
 	var candidates []api.FleetWorker
 	var busy, stale int
 	for _, h := range r.hives {
-		for _, w := range h.Workers {
-			if model == "" || w.Model == nil || *w.Model != model || w.State != api.StateRunning {
+		for i := range h.workers {
+			w := &h.workers[i]
+			if model == "" || w.model() != model || w.rep.State != api.StateRunning {
 				continue
 			}
 			switch {
@@ -31,7 +32,7 @@ func (r *Registry) Schedule(model string, vramBytes uint64) (api.Decision, error
 			case !r.idle(w):
 				busy++
 			default:
-				candidates = append(candidates, api.FleetWorker{Worker: w, HiveID: h.ID, HiveURL: h.URL, Idle: true})
+				candidates = append(candidates, api.FleetWorker{Worker: h.record(w), HiveID: h.ID, HiveURL: h.URL, Idle: true})
 			}
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -115,12 +117,17 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	cleanErrors(hb.Node.Errors)
 	validNode(&hb.Node, &rep)
 
+	// Workers are held sorted by id; a hive sends them so, but the queen
+	// does not count on it.
+	if !slices.IsSortedFunc(hb.Workers, func(a, b api.WorkerReport) int { return strings.Compare(a.ID, b.ID) }) {
+		slices.SortStableFunc(hb.Workers, func(a, b api.WorkerReport) int { return strings.Compare(a.ID, b.ID) })
+	}
 	kept := hb.Workers[:0]
-	seen := make(map[string]bool, len(hb.Workers))
+	last := ""
 	for i := range hb.Workers {
 		w := hb.Workers[i]
 		err := validWorker(&w, hb.Node.CPUCores, now, &rep)
-		if err == nil && seen[w.ID] {
+		if err == nil && len(kept) > 0 && w.ID == last {
 			err = errors.New("duplicate id")
 		}
 		if err != nil {
@@ -131,7 +138,7 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 			rep.Dropped = append(rep.Dropped, api.DroppedWorker{ID: id, Reason: err.Error()})
 			continue
 		}
-		seen[w.ID] = true
+		last = w.ID
 		kept = append(kept, w)
 	}
 	clear(hb.Workers[len(kept):])
@@ -177,15 +184,9 @@ func validNode(n *api.Node, rep *Report) {
 
 // validWorker checks one worker entry; an error drops it. Timestamps in
 // the future (a hive's clock gone wrong) are nulled rather than fatal.
-func validWorker(w *api.Worker, cores int, now time.Time, rep *Report) error {
-	if err := ids.ValidName(w.Group); err != nil {
-		return fmt.Errorf("group: %v", err)
-	}
-	if err := ids.ValidName(w.Instance); err != nil {
-		return fmt.Errorf("instance: %v", err)
-	}
-	if w.ID != ids.WorkerID(w.Group, w.Instance) {
-		return errors.New("id must be group-instance")
+func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) error {
+	if err := validID(w.ID); err != nil {
+		return err
 	}
 	switch w.State {
 	case api.StateStarting, api.StateRunning, api.StateExited:
@@ -203,84 +204,107 @@ func validWorker(w *api.Worker, cores int, now time.Time, rep *Report) error {
 			return fmt.Errorf("pid %d out of range", p)
 		}
 	}
-	if len(w.Args) > maxArgs || len(w.GPUs) > MaxGPUs || len(w.Errors) > maxErrors {
-		return fmt.Errorf("more than %d args, %d gpus or %d errors", maxArgs, MaxGPUs, maxErrors)
-	}
-	for _, s := range append([]string{w.Binary, w.Cgroup}, w.Args...) {
-		if len(s) > maxStrLen || !utf8.ValidString(s) {
-			return fmt.Errorf("an argument, the binary or the cgroup is longer than %d bytes or not UTF-8", maxStrLen)
-		}
-	}
-	if w.Model != nil {
-		if err := ids.ValidText(*w.Model, maxModelLen); err != nil {
-			return fmt.Errorf("model: %v", err)
-		}
-	}
-	if w.Signal != nil {
-		if err := ids.ValidText(*w.Signal, 32); err != nil {
-			return fmt.Errorf("signal: %v", err)
-		}
+	if len(w.GPUs) > MaxGPUs || len(w.Errors) > maxErrors {
+		return fmt.Errorf("more than %d gpus or %d errors", MaxGPUs, maxErrors)
 	}
 	cleanErrors(w.Errors)
 	w.GPUError = ids.Clean(w.GPUError, maxErrorLen)
 
 	maxCPU := 110 * float64(cores) // a rate over a jittery window may read a little high
-	checks := []struct {
-		name   string
-		v      *float64
-		lo, hi float64
-	}{
-		{"cpu_pct", w.CPUPct, 0, maxCPU},
-		{"cpu_limit_pct", w.CPULimitPct, 0.001, 100 * MaxCores},
-		{"io_read_bps", w.IOReadBps, 0, MaxIORate},
-		{"io_write_bps", w.IOWriteBps, 0, MaxIORate},
-		{"uptime_s", w.UptimeS, 0, 100 * 365 * 86400},
-		{"gpu_util_pct", w.GPUUtilPct, 0, 100 * float64(max(len(w.GPUs), 1))},
+	bounds := [api.NumStats]float64{
+		api.StatCPUPct: maxCPU, api.StatMemBytes: MaxMemBytes, api.StatMemRSSBytes: MaxMemBytes,
+		api.StatMemWorkingSetBytes: MaxMemBytes, api.StatIOReadBps: MaxIORate, api.StatIOWriteBps: MaxIORate,
+		api.StatUptimeS: 100 * 365 * 86400, api.StatVRAMBytes: MaxGPUs * MaxGPUBytes,
+		api.StatGPUUtilPct: 100 * float64(max(len(w.GPUs), 1)),
 	}
-	for _, c := range checks {
-		if c.v != nil && !within(*c.v, c.lo, c.hi) {
-			return fmt.Errorf("%s %g outside [%g, %g]", c.name, *c.v, c.lo, c.hi)
+	for i, v := range w.Stats {
+		if !math.IsNaN(v) && !within(v, 0, bounds[i]) {
+			return fmt.Errorf("%s %g outside [0, %g]", api.StatFields[i], v, bounds[i])
 		}
-	}
-	for _, c := range []struct {
-		name string
-		v    *uint64
-		hi   uint64
-	}{
-		{"mem_bytes", w.MemBytes, MaxMemBytes}, {"mem_rss_bytes", w.MemRSSBytes, MaxMemBytes},
-		{"mem_working_set_bytes", w.MemWorkingSetBytes, MaxMemBytes}, {"vram_bytes", w.VRAMBytes, MaxGPUs * MaxGPUBytes},
-	} {
-		if c.v != nil && *c.v > c.hi {
-			return fmt.Errorf("%s %d above %d", c.name, *c.v, c.hi)
-		}
-	}
-	if w.MemLimitBytes != nil && (*w.MemLimitBytes < 1 || *w.MemLimitBytes > MaxMemBytes) {
-		return fmt.Errorf("mem_limit_bytes %d out of range", *w.MemLimitBytes)
-	}
-	if w.PidsLimit != nil && *w.PidsLimit < 1 {
-		return fmt.Errorf("pids_limit %d out of range", *w.PidsLimit)
 	}
 	seen := map[int]bool{}
 	for _, g := range w.GPUs {
-		if g.Index < 0 || g.Index >= 1024 || seen[g.Index] || ids.ValidText(g.UUID, 128) != nil {
-			return fmt.Errorf("gpus: bad or duplicate index %d or uuid", g.Index)
+		if g.Index < 0 || g.Index >= 1024 || seen[g.Index] {
+			return fmt.Errorf("gpus: bad or duplicate index %d", g.Index)
 		}
 		seen[g.Index] = true
-		if g.VRAMBytes != nil && *g.VRAMBytes > MaxGPUBytes {
-			return fmt.Errorf("gpus[%d].vram_bytes %d above 4 TiB", g.Index, *g.VRAMBytes)
+		if !math.IsNaN(g.VRAMBytes) && !within(g.VRAMBytes, 0, MaxGPUBytes) {
+			return fmt.Errorf("gpus[%d] vram %g outside [0, 4 TiB]", g.Index, g.VRAMBytes)
 		}
-		if g.SMUtilPct != nil && !within(*g.SMUtilPct, 0, 100) {
-			return fmt.Errorf("gpus[%d].sm_util_pct %g outside [0, 100]", g.Index, *g.SMUtilPct)
+		if !math.IsNaN(g.SMUtilPct) && !within(g.SMUtilPct, 0, 100) {
+			return fmt.Errorf("gpus[%d] sm_util_pct %g outside [0, 100]", g.Index, g.SMUtilPct)
 		}
 	}
 	limit := now.Add(FutureSlack)
-	if w.StartedAt != nil && w.StartedAt.After(limit) {
-		rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: started_at %s is in the future", w.ID, w.StartedAt.Format(time.RFC3339)))
-		w.StartedAt, w.UptimeS = nil, nil
+	if x := w.Exit; x != nil {
+		if x.Signal != nil {
+			if err := ids.ValidText(*x.Signal, 32); err != nil {
+				return fmt.Errorf("signal: %v", err)
+			}
+		}
+		if x.ExitedAt != nil && x.ExitedAt.After(limit) {
+			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: exited_at %s is in the future", w.ID, x.ExitedAt.Format(time.RFC3339)))
+			x.ExitedAt = nil
+		}
 	}
-	if w.ExitedAt != nil && w.ExitedAt.After(limit) {
-		rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: exited_at %s is in the future", w.ID, w.ExitedAt.Format(time.RFC3339)))
-		w.ExitedAt = nil
+	if st := w.Static; st != nil {
+		if err := validStatic(w.ID, st); err != nil {
+			return err
+		}
+		if st.StartedAt != nil && st.StartedAt.After(limit) {
+			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: started_at %s is in the future", w.ID, st.StartedAt.Format(time.RFC3339)))
+			st.StartedAt = nil
+			w.Stats[api.StatUptimeS] = math.NaN()
+		}
+	}
+	return nil
+}
+
+// validID checks a worker id: two names joined by "-".
+func validID(id string) error {
+	if len(id) < 3 || len(id) > 2*ids.MaxNameLen+1 {
+		return fmt.Errorf("id %s: want group-instance", ids.Quote(id))
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("id %s: character %q not allowed", ids.Quote(id), r)
+		}
+	}
+	return nil
+}
+
+// validStatic checks a worker's static fields.
+func validStatic(id string, st *api.WorkerStatic) error {
+	if err := ids.ValidName(st.Group); err != nil {
+		return fmt.Errorf("group: %v", err)
+	}
+	if err := ids.ValidName(st.Instance); err != nil {
+		return fmt.Errorf("instance: %v", err)
+	}
+	if id != ids.WorkerID(st.Group, st.Instance) {
+		return errors.New("id must be group-instance")
+	}
+	if len(st.Args) > maxArgs {
+		return fmt.Errorf("more than %d args", maxArgs)
+	}
+	for _, s := range append([]string{st.Binary, st.Cgroup}, st.Args...) {
+		if len(s) > maxStrLen || !utf8.ValidString(s) {
+			return fmt.Errorf("an argument, the binary or the cgroup is longer than %d bytes or not UTF-8", maxStrLen)
+		}
+	}
+	if st.Model != nil {
+		if err := ids.ValidText(*st.Model, maxModelLen); err != nil {
+			return fmt.Errorf("model: %v", err)
+		}
+	}
+	if st.CPULimitPct != nil && !within(*st.CPULimitPct, 0.001, 100*MaxCores) {
+		return fmt.Errorf("cpu_limit_pct %g out of range", *st.CPULimitPct)
+	}
+	if st.MemLimitBytes != nil && (*st.MemLimitBytes < 1 || *st.MemLimitBytes > MaxMemBytes) {
+		return fmt.Errorf("mem_limit_bytes %d out of range", *st.MemLimitBytes)
+	}
+	if st.PidsLimit != nil && *st.PidsLimit < 1 {
+		return fmt.Errorf("pids_limit %d out of range", *st.PidsLimit)
 	}
 	return nil
 }

@@ -1,44 +1,50 @@
-// Package stream is queen-rbee's Server-Sent Events fan-out, built on
-// go-sse's Joe provider and replay buffer.
+// Package stream is queen-rbee's Server-Sent Events fan-out.
 //
-// Joe hands each message to its subscribers one after another and blocks
-// every publisher while a subscriber's Send blocks. So every subscriber is
-// wrapped in a bounded queue: Joe's Send only enqueues (never blocks), a
-// writer goroutine per client drains the queue to the connection under a
-// write deadline, hive_telemetry events of the same hive coalesce in the
-// queue (only the newest matters), and a client whose queue still
-// overflows is disconnected and counted. A stalled client therefore never
-// delays the others or the publisher.
+// go-sse does the wire protocol: each event is encoded once, as a go-sse
+// Message marshalled to its frame, and written as those bytes to every
+// client; go-sse's Upgrade opens each client's session and reads its
+// Last-Event-ID. The fan-out is rbee's own, because every client needs
+// what go-sse's Joe does not give: a snapshot that opens its stream
+// (consistent with what follows), filters, a bounded queue in which a
+// hive's telemetry coalesces, and eviction when it still falls behind. A
+// stalled client therefore never delays the others or the publisher.
+//
+// Event ids are "<epoch>-<n>": the epoch is new at every start, so an id
+// from another run of the queen is never mistaken for one of this run. A
+// client that resumes from an id the broker still holds gets what it
+// missed; one that resumes from any other id gets a snapshot marked
+// resync instead of a silent gap.
 package stream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	sse "github.com/tmaxmax/go-sse"
+
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/httpx"
-	sse "github.com/tmaxmax/go-sse"
 )
 
-// Config configures a Broker. The zero value works.
+// Config configures a Broker. The zero value works (without snapshots).
 type Config struct {
 	// QueueSize bounds each client's queue; 0 means 1024 events (a hive
 	// restart can emit hundreds of worker events at once).
 	QueueSize int
-	// ReplaySize is how many past events a reconnecting client can get
-	// back with Last-Event-ID; 0 means 4096.
-	ReplaySize int
-	// ReplayBytes bounds the replay buffer's payload bytes too; 0 means
-	// 64 MiB.
-	ReplayBytes int
+	// ReplaySize and ReplayBytes bound the events kept for clients that
+	// reconnect with Last-Event-ID; 0 means 4096 events and 8 MiB.
+	ReplaySize, ReplayBytes int
 	// KeepAlive is the interval of keep-alive comments; 0 means 15 s.
 	KeepAlive time.Duration
 	// WriteTimeout bounds one write to a client; 0 means 10 s.
@@ -49,7 +55,11 @@ type Config struct {
 	// MaxClients bounds the connected clients; one more is answered 503
 	// with Retry-After. 0 means 1000.
 	MaxClients int
-	Logger     *slog.Logger
+	// Snapshot returns the data of the snapshot event that opens a
+	// client's stream, for its filter; resync says the client asked for
+	// events the broker no longer has. nil means no snapshot.
+	Snapshot func(f Filter, resync bool) any
+	Logger   *slog.Logger
 }
 
 // Stats counts the broker's clients and what slow clients cost.
@@ -59,24 +69,35 @@ type Stats struct {
 	Coalesced uint64 // queued events replaced by a newer one of the same key
 	Evicted   uint64 // clients disconnected for falling behind
 	Refused   uint64 // clients refused over MaxClients
+	Resyncs   uint64 // clients resumed with a snapshot instead of a replay
+}
+
+// event is one published event: its frame is encoded once and written as
+// is to every client.
+type event struct {
+	seq    uint64
+	typ    string
+	key    string   // the hive, for filters and coalescing
+	models []string // for ?model=
+	frame  []byte
 }
 
 // Broker publishes events to every connected SSE client.
 type Broker struct {
-	cfg Config
-	joe *sse.Joe
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	epoch string
 
-	pubMu   sync.Mutex // assigns ids in publish order
-	nextID  uint64
-	pubSize int // payload size of the message being published, for the replayer
+	mu      sync.Mutex // publish order, the ring, the client set
+	seq     uint64
+	ring    []*event // oldest first
+	bytes   int
+	clients map[*client]struct{}
+	closed  bool
 
-	keyMu sync.Mutex
-	keys  map[string]string // event id -> coalescing key, for recent events
-	ring  []string          // ids in keys, oldest first
-
-	clients                                atomic.Int64
+	nclients                               atomic.Int64
 	published, coalesced, evicted, refused atomic.Uint64
+	resyncs                                atomic.Uint64
 }
 
 // New returns a Broker.
@@ -88,7 +109,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.ReplaySize = 4096
 	}
 	if cfg.ReplayBytes <= 0 {
-		cfg.ReplayBytes = 64 << 20
+		cfg.ReplayBytes = 8 << 20
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 15 * time.Second
@@ -102,266 +123,309 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	// IDs are assigned by Publish, so the queues see the published
-	// pointer's id.
-	b := &Broker{cfg: cfg, log: cfg.Logger, keys: map[string]string{}}
-	rp := &replayer{maxCount: cfg.ReplaySize, maxBytes: cfg.ReplayBytes, size: &b.pubSize}
-	b.joe = &sse.Joe{Replayer: subscribedReplayer{rp}}
-	return b, nil
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	epoch := strconv.FormatInt(time.Now().UnixMilli(), 36) + hex.EncodeToString(b[:])
+	return &Broker{cfg: cfg, log: cfg.Logger, epoch: epoch, clients: map[*client]struct{}{}}, nil
 }
 
-// subscribedReplayer tells a client when Joe has subscribed it. Joe calls
-// Replay in its own goroutine just before it adds the subscriber, and
-// handles no publish in between, so any event published after the signal
-// reaches the client. The client's response headers wait for it: a 200
-// means "subscribed", and nothing published after it is missed.
-type subscribedReplayer struct{ sse.Replayer }
+// Epoch is this run's part of every event id.
+func (b *Broker) Epoch() string { return b.epoch }
 
-func (r subscribedReplayer) Replay(sub sse.Subscription) error {
-	err := r.Replayer.Replay(sub)
-	if c, ok := sub.Client.(*client); ok {
-		c.subscribedOnce.Do(func() { close(c.subscribed) })
+func (b *Broker) id(seq uint64) string { return b.epoch + "-" + strconv.FormatUint(seq, 10) }
+
+// frame encodes one event for the wire, with go-sse.
+func frame(id, typ string, payload []byte) []byte {
+	m := &sse.Message{Type: sse.Type(typ)}
+	if id != "" {
+		m.ID = sse.ID(id)
 	}
-	return err
+	m.AppendData(string(payload))
+	f, _ := m.MarshalText()
+	return f
 }
 
-var topics = []string{sse.DefaultTopic}
+// Clients reports how many clients are connected: the registry skips
+// building events no one would get.
+func (b *Broker) Clients() int { return int(b.nclients.Load()) }
 
-// Publish sends an event of type typ with data marshalled as JSON. key
-// groups events that coalesce (for the Coalesce type: the hive id).
-func (b *Broker) Publish(typ, key string, data any) error {
+// Publish sends an event of type typ with data marshalled as JSON to
+// every client whose filter takes it. key is its hive (for ?hive= and, for
+// the Coalesce type, coalescing), models the models it concerns.
+func (b *Broker) Publish(typ, key string, models []string, data any) error {
 	payload, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", typ, err)
 	}
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	b.nextID++
-	id := strconv.FormatUint(b.nextID, 10)
-	msg := &sse.Message{ID: sse.ID(id), Type: sse.Type(typ)}
-	msg.AppendData(string(payload))
-	b.pubSize = len(payload)
-	if typ == b.cfg.Coalesce && key != "" {
-		b.remember(id, key)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
 	}
-	if err := b.joe.Publish(msg, topics); err != nil {
-		return fmt.Errorf("publish %s: %w", typ, err)
+	b.seq++
+	ev := &event{seq: b.seq, typ: typ, key: key, models: models, frame: frame(b.id(b.seq), typ, payload)}
+	b.ring = append(b.ring, ev)
+	b.bytes += len(ev.frame)
+	drop := 0
+	for len(b.ring)-drop > b.cfg.ReplaySize || b.bytes > b.cfg.ReplayBytes && len(b.ring)-drop > 1 {
+		b.bytes -= len(b.ring[drop].frame)
+		b.ring[drop] = nil
+		drop++
+	}
+	if drop > 0 {
+		b.ring = append(b.ring[:0], b.ring[drop:]...)
+	}
+	for c := range b.clients {
+		if c.filter.match(ev) {
+			c.enqueue(ev)
+		}
 	}
 	b.published.Add(1)
 	return nil
 }
 
-// remember records id's coalescing key, forgetting the oldest beyond what
-// any queue can hold.
-func (b *Broker) remember(id, key string) {
-	b.keyMu.Lock()
-	defer b.keyMu.Unlock()
-	b.keys[id] = key
-	b.ring = append(b.ring, id)
-	if limit := 4 * (b.cfg.QueueSize + b.cfg.ReplaySize); len(b.ring) > limit {
-		drop := len(b.ring) - limit
-		for _, old := range b.ring[:drop] {
-			delete(b.keys, old)
-		}
-		b.ring = append(b.ring[:0], b.ring[drop:]...)
+// since returns the events after the one with id last, or false when the
+// broker cannot tell (another epoch, an id it never gave, or one older
+// than its ring). Caller holds mu.
+func (b *Broker) since(last string) ([]*event, bool) {
+	epoch, n, ok := strings.Cut(last, "-")
+	if !ok || epoch != b.epoch {
+		return nil, false
 	}
-}
-
-func (b *Broker) keyOf(m *sse.Message) string {
-	if m.Type.String() != b.cfg.Coalesce {
-		return ""
+	seq, err := strconv.ParseUint(n, 10, 64)
+	if err != nil || seq > b.seq {
+		return nil, false
 	}
-	b.keyMu.Lock()
-	defer b.keyMu.Unlock()
-	return b.keys[m.ID.String()]
+	if seq == b.seq {
+		return nil, true
+	}
+	if len(b.ring) == 0 || b.ring[0].seq > seq+1 {
+		return nil, false
+	}
+	return b.ring[seq+1-b.ring[0].seq:], true
 }
 
 // Stats returns the counters.
 func (b *Broker) Stats() Stats {
-	return Stats{Clients: b.clients.Load(), Published: b.published.Load(), Coalesced: b.coalesced.Load(),
-		Evicted: b.evicted.Load(), Refused: b.refused.Load()}
+	return Stats{Clients: b.nclients.Load(), Published: b.published.Load(), Coalesced: b.coalesced.Load(),
+		Evicted: b.evicted.Load(), Refused: b.refused.Load(), Resyncs: b.resyncs.Load()}
 }
 
-// Shutdown disconnects every client.
+// Shutdown disconnects every client and waits for their handlers, until
+// ctx is done.
 func (b *Broker) Shutdown(ctx context.Context) error {
-	err := b.joe.Shutdown(ctx)
-	if errors.Is(err, sse.ErrProviderClosed) {
-		return nil
+	b.mu.Lock()
+	b.closed = true
+	for c := range b.clients {
+		c.cancel()
 	}
-	return err
+	b.mu.Unlock()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for b.nclients.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream shutdown: %d clients still connected: %w", b.nclients.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // ServeHTTP streams events to one client until it goes away, is evicted,
-// or the broker shuts down. A Last-Event-ID header replays what it missed.
+// or the broker shuts down. The stream opens with a snapshot, or, with a
+// Last-Event-ID the broker still holds, with the events the client missed.
 func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if n := b.clients.Add(1); n > int64(b.cfg.MaxClients) {
-		b.clients.Add(-1)
+	f, err := ParseFilter(r.URL.Query())
+	if err != nil {
+		httpx.Error(w, err)
+		return
+	}
+	if n := b.nclients.Add(1); n > int64(b.cfg.MaxClients) {
+		b.nclients.Add(-1)
 		b.refused.Add(1)
 		w.Header().Set("Retry-After", "5")
 		httpx.Error(w, api.Errorf(api.ErrUnavailable, "the queen serves %d stream clients, its --max-stream-clients; retry later", b.cfg.MaxClients))
 		return
 	}
-	defer b.clients.Add(-1)
+	defer b.nclients.Add(-1)
 	// A stream lives for hours: the server's read deadline (which guards
 	// request bodies) must not end it.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
 	sess, err := sse.Upgrade(w, r)
 	if err != nil {
-		http.Error(w, "server-sent events unsupported: "+err.Error(), http.StatusInternalServerError)
+		httpx.Error(w, fmt.Errorf("server-sent events: %w", err))
 		return
 	}
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	c := &client{b: b, sess: sess, rc: http.NewResponseController(w), cancel: cancel,
-		wake: make(chan struct{}, 1), subscribed: make(chan struct{})}
-	done := make(chan struct{})
-	go func() { defer close(done); c.write(ctx) }()
-	err = b.joe.Subscribe(ctx, sse.Subscription{Client: c, LastEventID: sess.LastEventID, Topics: topics})
-	cancel()
-	<-done
-	if err != nil && !errors.Is(err, sse.ErrProviderClosed) && !errors.Is(err, errEvicted) {
-		b.log.Debug("sse client ended", "remote", r.RemoteAddr, "err", err)
+	c := &client{b: b, filter: f, w: w, sess: sess, rc: rc, cancel: cancel, wake: make(chan struct{}, 1)}
+	if !b.subscribe(c, sess.LastEventID.String()) {
+		return
 	}
+	defer b.unsubscribe(c)
+	c.write(ctx)
+}
+
+// subscribe adds c: with the events it missed when last is an id the
+// broker holds, else after a snapshot (built outside the lock, so events
+// published meanwhile follow it in c's queue; the snapshot may already
+// reflect some of them, which a client applies again harmlessly). It
+// returns false when the broker is closed.
+func (b *Broker) subscribe(c *client, last string) bool {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return false
+	}
+	snapshot, resync := true, false
+	if last != "" {
+		if evs, ok := b.since(last); ok {
+			snapshot = false
+			for _, e := range evs {
+				if c.filter.match(e) {
+					c.queue = append(c.queue, e)
+				}
+			}
+		} else {
+			resync = true
+			b.resyncs.Add(1)
+		}
+	}
+	at := b.id(b.seq) // the snapshot stands for the state as of the newest event
+	b.clients[c] = struct{}{}
+	b.mu.Unlock()
+	if snapshot && b.cfg.Snapshot != nil && c.filter.Wants(api.EventSnapshot) {
+		payload, err := json.Marshal(b.cfg.Snapshot(c.filter, resync))
+		if err != nil {
+			b.log.Error("snapshot", "err", err)
+			payload = []byte(`{"resync":true,"hives":[]}`)
+		}
+		c.mu.Lock()
+		c.first = frame(at, api.EventSnapshot, payload)
+		c.mu.Unlock()
+	}
+	c.signal()
+	return true
+}
+
+func (b *Broker) unsubscribe(c *client) {
+	b.mu.Lock()
+	delete(b.clients, c)
+	b.mu.Unlock()
 }
 
 var errEvicted = errors.New("client fell behind")
 
-// queued is a message waiting for a client, with its coalescing key looked
-// up once on arrival.
-type queued struct {
-	msg *sse.Message
-	key string
-}
-
-// client is one subscriber: Joe's Send and Flush enqueue, write drains.
+// client is one subscriber: Publish enqueues, write drains.
 type client struct {
 	b      *Broker
+	filter Filter
+	w      http.ResponseWriter
 	sess   *sse.Session
 	rc     *http.ResponseController
 	cancel context.CancelFunc
 	wake   chan struct{}
-	// subscribed is closed once Joe has the client (see subscribedReplayer).
-	subscribed     chan struct{}
-	subscribedOnce sync.Once
 
 	mu      sync.Mutex
-	queue   []queued
+	first   []byte // the snapshot frame, written before the queue
+	queue   []*event
 	evicted bool
-	// primed is set by the first Flush. Joe replays missed events with
-	// Sends and one Flush before any live event, so until then the queue
-	// may also hold a whole replay.
-	primed  bool
-	writeMu sync.Mutex // sess is written by write and flushNow
 }
 
-// Send enqueues m without blocking. Called only from Joe's goroutine.
-func (c *client) Send(m *sse.Message) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.evicted {
-		return errEvicted
-	}
-	key := c.b.keyOf(m)
-	if key != "" {
-		for i, q := range c.queue {
-			if q.key == key && q.msg.Type == m.Type {
-				// Only the newest telemetry of a hive matters; moving it
-				// to the back keeps ids increasing for Last-Event-ID.
-				c.queue = append(c.queue[:i], c.queue[i+1:]...)
-				c.queue = append(c.queue, queued{m, key})
-				c.b.coalesced.Add(1)
-				return nil
-			}
-		}
-	}
-	limit := c.b.cfg.QueueSize
-	if !c.primed {
-		limit += c.b.cfg.ReplaySize
-	}
-	if len(c.queue) >= limit {
-		c.evicted = true
-		c.queue = nil
-		c.b.evicted.Add(1)
-		c.cancel()
-		return errEvicted
-	}
-	c.queue = append(c.queue, queued{m, key})
-	return nil
-}
-
-// Flush wakes the writer.
-func (c *client) Flush() error {
+func (c *client) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.primed = true
-	if c.evicted {
-		return errEvicted
-	}
-	return nil
 }
 
-func (c *client) write(ctx context.Context) {
-	// The response headers go out once the client is subscribed, so a
-	// client that sees them will get every event published afterwards.
-	select {
-	case <-c.subscribed:
-		if err := c.flushNow(); err != nil {
-			c.cancel()
-			return
+// enqueue adds e without blocking. Caller holds the broker's mu.
+func (c *client) enqueue(e *event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.evicted {
+		return
+	}
+	if e.typ == c.b.cfg.Coalesce && e.key != "" {
+		for i, q := range c.queue {
+			if q.typ == e.typ && q.key == e.key {
+				// Only the newest telemetry of a hive matters; moving it
+				// to the back keeps ids increasing for Last-Event-ID.
+				copy(c.queue[i:], c.queue[i+1:])
+				c.queue[len(c.queue)-1] = e
+				c.b.coalesced.Add(1)
+				c.signal()
+				return
+			}
 		}
-	case <-ctx.Done():
+	}
+	if len(c.queue) >= c.b.cfg.QueueSize {
+		c.evicted = true
+		c.queue = nil
+		c.b.evicted.Add(1)
+		c.cancel()
+		return
+	}
+	c.queue = append(c.queue, e)
+	c.signal()
+}
+
+// write sends the response headers, then the snapshot and queued events
+// as they come, and a keep-alive comment when there is nothing to send.
+func (c *client) write(ctx context.Context) {
+	c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
+	if err := c.sess.Flush(); err != nil {
 		return
 	}
 	keep := time.NewTicker(c.b.cfg.KeepAlive)
 	defer keep.Stop()
+	var batch []*event
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.wake:
 		case <-keep.C:
-			ka := &sse.Message{}
-			ka.AppendComment("keep-alive")
-			if err := c.send([]queued{{msg: ka}}); err != nil {
-				c.cancel()
+			if c.send(nil, []byte(": keep-alive\n\n"), nil) != nil {
 				return
 			}
 			continue
+		case <-c.wake:
 		}
 		c.mu.Lock()
-		batch := c.queue
-		c.queue = nil
+		first := c.first
+		c.first = nil
+		batch = append(batch[:0], c.queue...)
+		clear(c.queue)
+		c.queue = c.queue[:0]
 		c.mu.Unlock()
-		if len(batch) == 0 {
+		if first == nil && len(batch) == 0 {
 			continue
 		}
-		if err := c.send(batch); err != nil {
-			c.cancel()
+		if c.send(first, nil, batch) != nil {
 			return
 		}
+		clear(batch)
 	}
 }
 
-// send writes msgs and flushes, under the write deadline.
-func (c *client) send(msgs []queued) error {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
+// send writes frames and flushes, under the write deadline.
+func (c *client) send(first, comment []byte, evs []*event) error {
 	_ = c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	for _, q := range msgs {
-		if err := c.sess.Send(q.msg); err != nil {
+	for _, b := range [][]byte{first, comment} {
+		if b != nil {
+			if _, err := c.w.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range evs {
+		if _, err := c.w.Write(e.frame); err != nil {
 			return err
 		}
 	}
-	return c.sess.Flush()
-}
-
-func (c *client) flushNow() error {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_ = c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	return c.sess.Flush()
+	return c.rc.Flush()
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,55 +59,223 @@ func waitClients(t *testing.T, b *stream.Broker, n int64) {
 	})
 }
 
-func TestEventsHaveTypesIDsAndJSON(t *testing.T) {
-	b, url := newBroker(t, stream.Config{})
+// snap is the test's snapshot: it says whether it was a resync and which
+// hives the filter took.
+type snap struct {
+	Resync bool     `json:"resync"`
+	Hives  []string `json:"hives"`
+}
+
+func snapshotOf(hives ...string) func(stream.Filter, bool) any {
+	return func(f stream.Filter, resync bool) any {
+		var hs []string
+		for _, h := range hives {
+			if f.Hive(h) {
+				hs = append(hs, h)
+			}
+		}
+		return snap{Resync: resync, Hives: hs}
+	}
+}
+
+func seqOf(t *testing.T, b *stream.Broker, id string) int {
+	t.Helper()
+	epoch, n, ok := strings.Cut(id, "-")
+	v, err := strconv.Atoi(n)
+	if !ok || err != nil || epoch != b.Epoch() {
+		t.Fatalf("event id %q is not %s-<n>", id, b.Epoch())
+	}
+	return v
+}
+
+// Every stream opens with a snapshot; then come the events, each with its
+// type, JSON data and an id of this run's epoch.
+func TestSnapshotThenEvents(t *testing.T) {
+	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1", "h2")})
+	_ = b.Publish("hive_online", "h1", nil, payload{N: -1}) // before anyone listens
 	c1 := harness.Subscribe(t, url, harness.SSEOptions{})
 	c2 := harness.Subscribe(t, url, harness.SSEOptions{})
 	waitClients(t, b, 2)
 	for i, typ := range []string{"hive_online", "worker_added", "worker_removed"} {
-		if err := b.Publish(typ, "h1", payload{N: i}); err != nil {
+		if err := b.Publish(typ, "h1", nil, payload{N: i}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, c := range []*harness.SSEClient{c1, c2} {
 		c.WaitType(5*time.Second, 0, "worker_removed")
 		evs := c.Events()
-		if len(evs) != 3 {
-			t.Fatalf("%d events, want 3: %+v", len(evs), evs)
+		if len(evs) != 4 || evs[0].Type != "snapshot" {
+			t.Fatalf("%d events, want a snapshot and 3: %+v", len(evs), evs)
 		}
-		for i, e := range evs {
+		var sn snap
+		if err := evs[0].Decode(&sn); err != nil || sn.Resync || len(sn.Hives) != 2 || seqOf(t, b, evs[0].ID) != 1 {
+			t.Fatalf("snapshot %+v id %s (%v)", sn, evs[0].ID, err)
+		}
+		for i, e := range evs[1:] {
 			var p payload
-			if err := e.Decode(&p); err != nil || p.N != i || e.ID != fmt.Sprint(i+1) {
+			if err := e.Decode(&p); err != nil || p.N != i || seqOf(t, b, e.ID) != i+2 {
 				t.Fatalf("event %d: id %q type %s data %s (%v)", i, e.ID, e.Type, e.Data, err)
 			}
 		}
 	}
-	if s := b.Stats(); s.Published != 3 || s.Evicted != 0 {
+	if s := b.Stats(); s.Published != 4 || s.Evicted != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }
 
+// A client that reconnects with the id of the last event it saw gets
+// exactly what it missed, and no snapshot.
 func TestReconnectWithLastEventIDReplaysMissed(t *testing.T) {
-	b, url := newBroker(t, stream.Config{})
+	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1")})
 	c := harness.Subscribe(t, url, harness.SSEOptions{})
 	waitClients(t, b, 1)
 	for i := range 5 {
-		_ = b.Publish("worker_added", "", payload{N: i})
+		_ = b.Publish("worker_added", "h1", nil, payload{N: i})
 	}
-	last, _ := c.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == "5" })
+	last, _ := c.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == b.Epoch()+"-5" })
 	c.Close()
 	waitClients(t, b, 0)
 	for i := 5; i < 10; i++ {
-		_ = b.Publish("worker_added", "", payload{N: i})
+		_ = b.Publish("worker_added", "h1", nil, payload{N: i})
 	}
 	r := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: last.ID})
-	r.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == "10" })
-	var ids []string
+	r.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == b.Epoch()+"-10" })
+	var ns []int
 	for _, e := range r.Events() {
-		ids = append(ids, e.ID)
+		ns = append(ns, seqOf(t, b, e.ID))
 	}
-	if strings.Join(ids, ",") != "6,7,8,9,10" {
-		t.Fatalf("replayed ids %v, want 6..10", ids)
+	if !slices.Equal(ns, []int{6, 7, 8, 9, 10}) {
+		t.Fatalf("replayed %v, want 6..10 and no snapshot", ns)
+	}
+}
+
+// An id the broker cannot honour (another run's, or older than what it
+// keeps) gets a snapshot marked resync instead of nothing.
+func TestResyncInsteadOfAGap(t *testing.T) {
+	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1"), ReplaySize: 3})
+	for i := range 10 {
+		_ = b.Publish("worker_added", "h1", nil, payload{N: i})
+	}
+	for _, last := range []string{"otherqueen-4", b.Epoch() + "-2", b.Epoch() + "-99", "garbage"} {
+		c := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: last})
+		ev, _ := c.WaitType(5*time.Second, 0, "snapshot")
+		var sn snap
+		if err := ev.Decode(&sn); err != nil || !sn.Resync || seqOf(t, b, ev.ID) != 10 {
+			t.Fatalf("Last-Event-ID %s: snapshot %+v id %s (%v), want a resync at 10", last, sn, ev.ID, err)
+		}
+		c.Close()
+	}
+	// The newest three are kept: resuming from 7 replays 8, 9, 10.
+	c := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: b.Epoch() + "-7"})
+	c.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == b.Epoch()+"-10" })
+	if evs := c.Events(); len(evs) != 3 || evs[0].Type == "snapshot" {
+		t.Fatalf("resume from 7: %+v", evs)
+	}
+	if s := b.Stats(); s.Resyncs != 4 {
+		t.Fatalf("resyncs %d, want 4", s.Resyncs)
+	}
+}
+
+// ?hive=, ?model= and ?types= narrow a stream, and its snapshot.
+func TestFilters(t *testing.T) {
+	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1", "h2", "h3")})
+	byHive := harness.Subscribe(t, url+"?hive=h1,h3", harness.SSEOptions{})
+	byModel := harness.Subscribe(t, url+"?model=qwen", harness.SSEOptions{})
+	byType := harness.Subscribe(t, url+"?types=worker_removed,queen", harness.SSEOptions{})
+	waitClients(t, b, 3)
+	pub := func(typ, hive string, models []string, n int) {
+		if err := b.Publish(typ, hive, models, payload{N: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("worker_added", "h1", []string{"qwen"}, 1)
+	pub("worker_added", "h2", []string{"llama"}, 2)
+	pub("hive_telemetry", "h2", []string{"llama"}, 3)
+	pub("hive_telemetry", "h3", []string{}, 4)
+	pub("hive_telemetry", "h1", []string{"llama", "qwen"}, 5)
+	pub("worker_removed", "h2", []string{"qwen"}, 6)
+	pub("queen", "", nil, 7)
+	got := func(c *harness.SSEClient) []int {
+		c.WaitType(5*time.Second, 0, "queen")
+		var ns []int
+		for _, e := range c.Events() {
+			var p payload
+			if e.Type == "snapshot" {
+				var sn snap
+				_ = e.Decode(&sn)
+				ns = append(ns, -len(sn.Hives))
+				continue
+			}
+			_ = e.Decode(&p)
+			ns = append(ns, p.N)
+		}
+		return ns
+	}
+	for name, tc := range map[string]struct {
+		c    *harness.SSEClient
+		want []int
+	}{
+		"hive":  {byHive, []int{-2, 1, 4, 5, 7}},
+		"model": {byModel, []int{-3, 1, 5, 6, 7}},
+		"types": {byType, []int{6, 7}},
+	} {
+		if ns := got(tc.c); !slices.Equal(ns, tc.want) {
+			t.Errorf("%s filter: got %v, want %v (negative: a snapshot of that many hives)", name, ns, tc.want)
+		}
+	}
+	for _, bad := range []string{"?types=nope", "?hive=a/b", "?model=%1b"} {
+		resp, err := http.Get(url + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+}
+
+// A client that sees the response headers is subscribed: nothing
+// published after them is missed.
+func TestSubscribedBeforeHeaders(t *testing.T) {
+	b, url := newBroker(t, stream.Config{})
+	for i := range 50 {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = b.Publish("worker_added", "h", nil, payload{N: i})
+		sc := bufio.NewScanner(resp.Body)
+		found := false
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "data: ") && strings.Contains(sc.Text(), fmt.Sprintf(`"n":%d`, i)) {
+				found = true
+				break
+			}
+		}
+		resp.Body.Close()
+		if !found {
+			t.Fatalf("round %d: the event published after the headers never came", i)
+		}
+	}
+}
+
+func TestMaxClients(t *testing.T) {
+	b, url := newBroker(t, stream.Config{MaxClients: 1})
+	c := harness.Subscribe(t, url, harness.SSEOptions{})
+	waitClients(t, b, 1)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second client: %d", resp.StatusCode)
+	}
+	c.Close()
+	waitClients(t, b, 0)
+	if s := b.Stats(); s.Refused != 1 {
+		t.Fatalf("refused %d", s.Refused)
 	}
 }
 
@@ -145,7 +314,7 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	for i := range n {
 		start := time.Now()
 		// Worker events do not coalesce: the stalled queue must overflow.
-		if err := b.Publish("worker_added", "", payload{N: i, At: time.Now(), Pad: pad}); err != nil {
+		if err := b.Publish("worker_added", "", nil, payload{N: i, At: time.Now(), Pad: pad}); err != nil {
 			t.Fatal(err)
 		}
 		slowest = max(slowest, time.Since(start))
@@ -156,7 +325,7 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
-	fast.WaitFor(10*time.Second, 0, func(e harness.Event) bool { return e.ID == fmt.Sprint(n) })
+	fast.WaitFor(10*time.Second, 0, func(e harness.Event) bool { return e.ID == b.Epoch()+"-"+fmt.Sprint(n) })
 	var lat []time.Duration
 	for _, e := range fast.Events() {
 		var p payload
@@ -195,7 +364,7 @@ func TestTelemetryCoalescesForSlowReader(t *testing.T) {
 	// Far more telemetry than the queue holds, for 4 hives: coalescing
 	// keeps the queue at most 4 deep for them, so nothing is evicted.
 	for i := range 2000 {
-		if err := b.Publish("hive_telemetry", fmt.Sprintf("h%d", i%4), payload{N: i, Pad: pad}); err != nil {
+		if err := b.Publish("hive_telemetry", fmt.Sprintf("h%d", i%4), nil, payload{N: i, Pad: pad}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,0 +1,407 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The compact forms of a worker's telemetry. A heartbeat and a
+// hive_telemetry event carry, per worker, only what changes every pass:
+// its state, pids and measured numbers (Stats, as one JSON array whose
+// order is StatFields), per-GPU use (GPUStat, as [index, vram, sm]). What
+// changes rarely (WorkerStatic: identity, command line, cgroup, limits,
+// start time) travels when new or changed.
+
+// Stat indexes Stats.
+type Stat int
+
+// The measured numbers of a worker, in their JSON order.
+const (
+	StatCPUPct             Stat = iota // percent of one core, 0.1 % steps
+	StatMemBytes                       // cgroup memory usage
+	StatMemRSSBytes                    // anonymous memory
+	StatMemWorkingSetBytes             // usage minus inactive file cache
+	StatIOReadBps                      // bytes read per second
+	StatIOWriteBps                     // bytes written per second
+	StatUptimeS                        // seconds since the main process started
+	StatVRAMBytes                      // GPU memory over every pid and GPU
+	StatGPUUtilPct                     // SM use summed over the worker's GPUs
+	NumStats
+)
+
+// StatFields names Stats' elements, in order, as the JSON record names
+// them; a hive_telemetry event repeats it once.
+var StatFields = [NumStats]string{
+	"cpu_pct", "mem_bytes", "mem_rss_bytes", "mem_working_set_bytes",
+	"io_read_bps", "io_write_bps", "uptime_s", "vram_bytes", "gpu_util_pct",
+}
+
+// Stats are a worker's measured numbers; NaN means unknown (JSON null),
+// never a made-up zero.
+type Stats [NumStats]float64
+
+// UnknownStats returns Stats with every number unknown.
+func UnknownStats() Stats {
+	var s Stats
+	for i := range s {
+		s[i] = math.NaN()
+	}
+	return s
+}
+
+// Known reports whether stat i is measured.
+func (s *Stats) Known(i Stat) bool { return !math.IsNaN(s[i]) }
+
+// Ptr returns stat i as a pointer, nil when unknown.
+func (s *Stats) Ptr(i Stat) *float64 {
+	if math.IsNaN(s[i]) {
+		return nil
+	}
+	v := s[i]
+	return &v
+}
+
+// Uint returns stat i as a byte count pointer, nil when unknown.
+func (s *Stats) Uint(i Stat) *uint64 {
+	if math.IsNaN(s[i]) || s[i] < 0 {
+		return nil
+	}
+	v := uint64(s[i])
+	return &v
+}
+
+// Set sets stat i from a pointer (nil: unknown).
+func (s *Stats) Set(i Stat, v *float64) {
+	if v == nil {
+		s[i] = math.NaN()
+		return
+	}
+	s[i] = *v
+}
+
+// SetUint sets stat i from a byte count pointer (nil: unknown).
+func (s *Stats) SetUint(i Stat, v *uint64) {
+	if v == nil {
+		s[i] = math.NaN()
+		return
+	}
+	s[i] = float64(*v)
+}
+
+// MarshalJSON writes [cpu,mem,...]: percentages to 0.1, everything else
+// as a whole number, null for unknown.
+func (s Stats) MarshalJSON() ([]byte, error) { return s.AppendJSON(nil), nil }
+
+// AppendJSON appends Stats' JSON to b.
+func (s Stats) AppendJSON(b []byte) []byte {
+	b = append(b, '[')
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendNum(b, v, Stat(i) == StatCPUPct || Stat(i) == StatGPUUtilPct)
+	}
+	return append(b, ']')
+}
+
+// appendNum appends v: null when NaN, with one decimal when tenths, else
+// rounded to a whole number.
+func appendNum(b []byte, v float64, tenths bool) []byte {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return append(b, "null"...)
+	case math.Abs(v) >= 1e15:
+		// Beyond any measurement: written as is (and refused by the queen).
+		return strconv.AppendFloat(b, v, 'g', -1, 64)
+	case tenths:
+		return strconv.AppendFloat(b, math.Round(v*10)/10, 'f', -1, 64)
+	default:
+		return strconv.AppendFloat(b, math.Round(v), 'f', -1, 64)
+	}
+}
+
+// UnmarshalJSON reads the array MarshalJSON writes. It takes fewer
+// elements (the rest are unknown), and refuses more.
+func (s *Stats) UnmarshalJSON(b []byte) error {
+	vals, err := parseNums(b, int(NumStats), "stats")
+	if err != nil {
+		return err
+	}
+	*s = UnknownStats()
+	copy(s[:], vals)
+	return nil
+}
+
+// parseNums reads a JSON array of at most max numbers or nulls (NaN).
+func parseNums(b []byte, max int, what string) ([]float64, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
+		return nil, fmt.Errorf("%s: want an array of numbers", what)
+	}
+	body := bytes.TrimSpace(b[1 : len(b)-1])
+	var out [16]float64
+	vals := out[:0]
+	for len(body) > 0 {
+		tok := body
+		if i := bytes.IndexByte(body, ','); i >= 0 {
+			tok, body = body[:i], body[i+1:]
+			if len(bytes.TrimSpace(body)) == 0 {
+				return nil, fmt.Errorf("%s: trailing comma", what)
+			}
+		} else {
+			body = nil
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(vals) == max {
+			return nil, fmt.Errorf("%s: more than %d numbers", what, max)
+		}
+		if string(tok) == "null" {
+			vals = append(vals, math.NaN())
+			continue
+		}
+		v, err := strconv.ParseFloat(string(tok), 64)
+		if err != nil || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%s: %q is not a number", what, tok)
+		}
+		vals = append(vals, v)
+	}
+	return slices.Clone(vals), nil
+}
+
+// GPUStat is a worker's use of one GPU: [index, vram_bytes, sm_util_pct].
+type GPUStat struct {
+	Index     int
+	VRAMBytes float64 // NaN: unknown
+	SMUtilPct float64 // NaN: the driver reported none
+}
+
+// MarshalJSON writes [index, vram, sm].
+func (g GPUStat) MarshalJSON() ([]byte, error) { return g.AppendJSON(nil), nil }
+
+// AppendJSON appends the GPUStat's JSON to b.
+func (g GPUStat) AppendJSON(b []byte) []byte {
+	b = append(b, '[')
+	b = strconv.AppendInt(b, int64(g.Index), 10)
+	b = append(b, ',')
+	b = appendNum(b, g.VRAMBytes, false)
+	b = append(b, ',')
+	b = appendNum(b, g.SMUtilPct, true)
+	return append(b, ']')
+}
+
+// UnmarshalJSON reads [index, vram, sm].
+func (g *GPUStat) UnmarshalJSON(b []byte) error {
+	vals, err := parseNums(b, 3, "gpu")
+	if err != nil {
+		return err
+	}
+	if len(vals) != 3 || math.IsNaN(vals[0]) || vals[0] != math.Trunc(vals[0]) || vals[0] < 0 || vals[0] > math.MaxInt32 {
+		return errors.New("gpu: want [index, vram_bytes, sm_util_pct]")
+	}
+	*g = GPUStat{Index: int(vals[0]), VRAMBytes: vals[1], SMUtilPct: vals[2]}
+	return nil
+}
+
+// WorkerStatic is what a worker's record holds that changes rarely.
+type WorkerStatic struct {
+	Group    string   `json:"group"`
+	Instance string   `json:"instance"`
+	Binary   string   `json:"binary"`
+	Args     []string `json:"args"`
+	Model    *string  `json:"model"`
+	// Cgroup is the worker's cgroup path; empty when limits are not
+	// enforced.
+	Cgroup         string     `json:"cgroup,omitempty"`
+	LimitsEnforced bool       `json:"limits_enforced"`
+	StartedAt      *time.Time `json:"started_at"`
+	CPULimitPct    *float64   `json:"cpu_limit_pct"`
+	MemLimitBytes  *int64     `json:"mem_limit_bytes"`
+	PidsLimit      *int64     `json:"pids_limit,omitempty"`
+}
+
+// Equal reports whether two statics say the same.
+func (s *WorkerStatic) Equal(o *WorkerStatic) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	return s.Group == o.Group && s.Instance == o.Instance && s.Binary == o.Binary && slices.Equal(s.Args, o.Args) &&
+		eqPtr(s.Model, o.Model) && s.Cgroup == o.Cgroup && s.LimitsEnforced == o.LimitsEnforced &&
+		eqTime(s.StartedAt, o.StartedAt) && eqPtr(s.CPULimitPct, o.CPULimitPct) && eqPtr(s.MemLimitBytes, o.MemLimitBytes) &&
+		eqPtr(s.PidsLimit, o.PidsLimit)
+}
+
+func eqPtr[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
+func eqTime(a, b *time.Time) bool { return a == nil && b == nil || a != nil && b != nil && a.Equal(*b) }
+
+// WorkerExit is how a worker ended.
+type WorkerExit struct {
+	ExitCode  *int       `json:"exit_code"`
+	Signal    *string    `json:"signal"`
+	OOMKilled *bool      `json:"oom_killed"`
+	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+}
+
+// WorkerReport is one worker in a heartbeat: what changes every pass, and
+// Static when the hive sends it (the worker is new or its static fields
+// changed, the session is new, or the queen asked).
+type WorkerReport struct {
+	ID    string    `json:"id"`
+	State State     `json:"state"`
+	PID   int       `json:"pid"`
+	PIDs  PIDList   `json:"pids,omitempty"`
+	Stats Stats     `json:"stats"`
+	GPUs  []GPUStat `json:"gpus,omitempty"`
+	// GPUError says why the GPU numbers are unknown this pass.
+	GPUError string        `json:"gpu_error,omitempty"`
+	Errors   []string      `json:"errors,omitempty"`
+	Exit     *WorkerExit   `json:"exit,omitempty"`
+	Static   *WorkerStatic `json:"static,omitempty"`
+}
+
+// StaticOf returns the static part of a worker record.
+func StaticOf(w *Worker) WorkerStatic {
+	return WorkerStatic{
+		Group: w.Group, Instance: w.Instance, Binary: w.Binary, Args: w.Args, Model: w.Model,
+		Cgroup: w.Cgroup, LimitsEnforced: w.LimitsEnforced, StartedAt: w.StartedAt,
+		CPULimitPct: w.CPULimitPct, MemLimitBytes: w.MemLimitBytes, PidsLimit: w.PidsLimit,
+	}
+}
+
+// ReportOf returns the heartbeat entry of a worker record, with its
+// static part when withStatic.
+func ReportOf(w *Worker, withStatic bool) WorkerReport {
+	r := WorkerReport{ID: w.ID, State: w.State, PID: w.PID, PIDs: w.PIDs, GPUError: w.GPUError, Errors: w.Errors}
+	r.Stats = UnknownStats()
+	r.Stats.Set(StatCPUPct, w.CPUPct)
+	r.Stats.SetUint(StatMemBytes, w.MemBytes)
+	r.Stats.SetUint(StatMemRSSBytes, w.MemRSSBytes)
+	r.Stats.SetUint(StatMemWorkingSetBytes, w.MemWorkingSetBytes)
+	r.Stats.Set(StatIOReadBps, w.IOReadBps)
+	r.Stats.Set(StatIOWriteBps, w.IOWriteBps)
+	r.Stats.Set(StatUptimeS, w.UptimeS)
+	r.Stats.SetUint(StatVRAMBytes, w.VRAMBytes)
+	r.Stats.Set(StatGPUUtilPct, w.GPUUtilPct)
+	for _, g := range w.GPUs {
+		gs := GPUStat{Index: g.Index, VRAMBytes: math.NaN(), SMUtilPct: math.NaN()}
+		if g.VRAMBytes != nil {
+			gs.VRAMBytes = float64(*g.VRAMBytes)
+		}
+		if g.SMUtilPct != nil {
+			gs.SMUtilPct = *g.SMUtilPct
+		}
+		r.GPUs = append(r.GPUs, gs)
+	}
+	if w.State == StateExited || w.ExitCode != nil || w.Signal != nil {
+		r.Exit = &WorkerExit{ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, ExitedAt: w.ExitedAt}
+	}
+	if withStatic {
+		st := StaticOf(w)
+		r.Static = &st
+	}
+	return r
+}
+
+// Record builds the full worker record from a report and its static part;
+// gpuUUID names a GPU index (the host's view), "" when unknown.
+func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker {
+	w := Worker{
+		ID: r.ID, State: r.State, PID: r.PID, PIDs: r.PIDs, GPUError: r.GPUError, Errors: r.Errors,
+		CPUPct: r.Stats.Ptr(StatCPUPct), MemBytes: r.Stats.Uint(StatMemBytes), MemRSSBytes: r.Stats.Uint(StatMemRSSBytes),
+		MemWorkingSetBytes: r.Stats.Uint(StatMemWorkingSetBytes), IOReadBps: r.Stats.Ptr(StatIOReadBps),
+		IOWriteBps: r.Stats.Ptr(StatIOWriteBps), UptimeS: r.Stats.Ptr(StatUptimeS), VRAMBytes: r.Stats.Uint(StatVRAMBytes),
+		GPUUtilPct: r.Stats.Ptr(StatGPUUtilPct),
+	}
+	if st != nil {
+		w.Group, w.Instance, w.Binary, w.Args, w.Model = st.Group, st.Instance, st.Binary, st.Args, st.Model
+		w.Cgroup, w.LimitsEnforced, w.StartedAt = st.Cgroup, st.LimitsEnforced, st.StartedAt
+		w.CPULimitPct, w.MemLimitBytes, w.PidsLimit = st.CPULimitPct, st.MemLimitBytes, st.PidsLimit
+	}
+	if r.GPUs != nil {
+		w.GPUs = make([]WorkerGPU, len(r.GPUs))
+		for i, g := range r.GPUs {
+			wg := WorkerGPU{Index: g.Index}
+			if gpuUUID != nil {
+				wg.UUID = gpuUUID(g.Index)
+			}
+			if !math.IsNaN(g.VRAMBytes) {
+				v := uint64(g.VRAMBytes)
+				wg.VRAMBytes = &v
+			}
+			if !math.IsNaN(g.SMUtilPct) {
+				v := g.SMUtilPct
+				wg.SMUtilPct = &v
+			}
+			w.GPUs[i] = wg
+		}
+	}
+	if r.Exit != nil {
+		w.ExitCode, w.Signal, w.OOMKilled, w.ExitedAt = r.Exit.ExitCode, r.Exit.Signal, r.Exit.OOMKilled, r.Exit.ExitedAt
+	}
+	return w
+}
+
+// NodeGPUStat is a host GPU's numbers, as [index, vram_used_bytes,
+// util_pct, temp_c, power_w]; NaN (null) is unknown.
+type NodeGPUStat struct {
+	Index                                 int
+	VRAMUsedBytes, UtilPct, TempC, PowerW float64
+}
+
+// MarshalJSON writes [index, vram_used, util, temp, power].
+func (g NodeGPUStat) MarshalJSON() ([]byte, error) {
+	b := append(strconv.AppendInt([]byte{'['}, int64(g.Index), 10), ',')
+	b = append(appendNum(b, g.VRAMUsedBytes, false), ',')
+	b = append(appendNum(b, g.UtilPct, true), ',')
+	b = append(appendNum(b, g.TempC, true), ',')
+	b = appendNum(b, g.PowerW, true)
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON reads [index, vram_used, util, temp, power].
+func (g *NodeGPUStat) UnmarshalJSON(b []byte) error {
+	vals, err := parseNums(b, 5, "gpu")
+	if err != nil {
+		return err
+	}
+	if len(vals) != 5 || math.IsNaN(vals[0]) || vals[0] < 0 || vals[0] > math.MaxInt32 {
+		return errors.New("gpu: want [index, vram_used_bytes, util_pct, temp_c, power_w]")
+	}
+	*g = NodeGPUStat{Index: int(vals[0]), VRAMUsedBytes: vals[1], UtilPct: vals[2], TempC: vals[3], PowerW: vals[4]}
+	return nil
+}
+
+// NodeStatsOf returns the numbers of a host's view.
+func NodeStatsOf(n *Node) NodeStats {
+	ns := NodeStats{CPUPct: roundPtr(n.CPUPct), MemUsedBytes: n.MemUsedBytes, Errors: n.Errors, GPUs: make([]NodeGPUStat, len(n.GPUs))}
+	f := func(p *float64) float64 {
+		if p == nil {
+			return math.NaN()
+		}
+		return *p
+	}
+	for i, g := range n.GPUs {
+		vram := math.NaN()
+		if g.VRAMUsedBytes != nil {
+			vram = float64(*g.VRAMUsedBytes)
+		}
+		ns.GPUs[i] = NodeGPUStat{Index: g.Index, VRAMUsedBytes: vram, UtilPct: f(g.UtilPct), TempC: f(g.TempC), PowerW: f(g.PowerW)}
+	}
+	return ns
+}
+
+// roundPtr rounds a percentage to 0.1.
+func roundPtr(p *float64) *float64 {
+	if p == nil {
+		return nil
+	}
+	v := math.Round(*p*10) / 10
+	return &v
+}

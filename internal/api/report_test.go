@@ -1,0 +1,93 @@
+package api
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStatsJSON(t *testing.T) {
+	s := UnknownStats()
+	s[StatCPUPct], s[StatMemBytes], s[StatIOWriteBps], s[StatGPUUtilPct] = 51.26, 268435456, 1048576.6, 99.96
+	b, err := json.Marshal(s)
+	if err != nil || string(b) != "[51.3,268435456,null,null,null,1048577,null,null,100]" {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	var back Stats
+	if err := json.Unmarshal(b, &back); err != nil || back[StatCPUPct] != 51.3 || !math.IsNaN(back[StatUptimeS]) {
+		t.Fatalf("Unmarshal = %v, %v", back, err)
+	}
+	// Fewer elements leave the rest unknown; more are refused.
+	if err := json.Unmarshal([]byte("[1,2]"), &back); err != nil || back[StatMemBytes] != 2 || back.Known(StatUptimeS) {
+		t.Fatalf("short array: %v %v", back, err)
+	}
+	for _, bad := range []string{"[1,2,3,4,5,6,7,8,9,10]", `["1"]`, "{}", "[1,]", "[1e999]"} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("Unmarshal(%s) accepted", bad)
+		}
+	}
+	// Absurd values survive the trip (for the queen to refuse them).
+	s[StatCPUPct] = -1e308
+	if b, err := json.Marshal(s); err != nil || !strings.HasPrefix(string(b), "[-1e+308,") {
+		t.Fatalf("huge value: %s %v", b, err)
+	}
+}
+
+func TestReportRoundTrip(t *testing.T) {
+	m, code := "qwen", 3
+	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	w := Worker{ID: "llm-1", Group: "llm", Instance: "1", PID: 7, PIDs: []int{7, 8}, Binary: "/w", Args: []string{"--model", m},
+		Model: &m, State: StateExited, StartedAt: &start, CPUPct: Ptr(12.3), MemBytes: Ptr(uint64(1 << 20)),
+		GPUs: []WorkerGPU{{Index: 1, UUID: "GPU-b", VRAMBytes: Ptr(uint64(4 << 30))}}, VRAMBytes: Ptr(uint64(4 << 30)),
+		ExitCode: &code, Errors: []string{"x"}}
+	r := ReportOf(&w, true)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back WorkerReport
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	st := back.Static
+	back.Static = nil
+	got := back.Record(st, func(i int) string { return map[int]string{1: "GPU-b"}[i] })
+	gb, _ := json.Marshal(got)
+	wb, _ := json.Marshal(w)
+	if string(gb) != string(wb) {
+		t.Fatalf("round trip\n got %s\nwant %s", gb, wb)
+	}
+	lean := ReportOf(&w, false)
+	if lean.Static != nil {
+		t.Fatal("static fields without being asked")
+	}
+	if again := lean.Record(st, nil).Static(); !st.Equal(&again) {
+		t.Fatal("the static fields of a rebuilt record differ")
+	}
+}
+
+func FuzzStats(f *testing.F) {
+	for _, s := range []string{"[51.3,268435456,null,null,null,1048577,null,null,100]", "[]", "[null]", "[1e308,-1]"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s Stats
+		if json.Unmarshal(b, &s) != nil {
+			return
+		}
+		out, err := json.Marshal(s)
+		if err != nil {
+			t.Fatalf("Marshal of %v: %v", s, err)
+		}
+		var back Stats
+		if err := json.Unmarshal(out, &back); err != nil {
+			t.Fatalf("round trip of %s: %v", out, err)
+		}
+		var g GPUStat
+		_ = json.Unmarshal(b, &g)
+		var n NodeGPUStat
+		_ = json.Unmarshal(b, &n)
+	})
+}
