@@ -13,11 +13,11 @@ type Heartbeat struct {
 	SessionID string `json:"session_id"`
 	// Seq increases with every heartbeat of a session; the queen ignores
 	// one older than the last it applied.
-	Seq        uint64    `json:"seq"`
-	SentAt     time.Time `json:"sent_at"`
-	IntervalMS int64     `json:"interval_ms"`
-	Version    string    `json:"version"`
-	GPUBackend string    `json:"gpu_backend"`
+	Seq        uint64         `json:"seq"`
+	SentAt     time.Time      `json:"sent_at"`
+	IntervalMS int64          `json:"interval_ms"`
+	Version    string         `json:"version"`
+	GPUBackend string         `json:"gpu_backend"`
 	Node       Node           `json:"node"`
 	Workers    []WorkerReport `json:"workers"`
 }
