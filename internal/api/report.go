@@ -128,49 +128,47 @@ func appendNum(b []byte, v float64, tenths bool) []byte {
 // UnmarshalJSON reads the array MarshalJSON writes. It takes fewer
 // elements (the rest are unknown), and refuses more.
 func (s *Stats) UnmarshalJSON(b []byte) error {
-	vals, err := parseNums(b, int(NumStats), "stats")
-	if err != nil {
-		return err
-	}
 	*s = UnknownStats()
-	copy(s[:], vals)
-	return nil
+	_, err := parseNums(b, s[:], "stats")
+	return err
 }
 
-// parseNums reads a JSON array of at most max numbers or nulls (NaN).
-func parseNums(b []byte, max int, what string) ([]float64, error) {
+// parseNums reads a JSON array of numbers or nulls (NaN) into dst, and
+// returns how many there were; more than len(dst) is an error.
+func parseNums(b []byte, dst []float64, what string) (int, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
-		return nil, fmt.Errorf("%s: want an array of numbers", what)
+		return 0, fmt.Errorf("%s: want an array of numbers", what)
 	}
 	body := bytes.TrimSpace(b[1 : len(b)-1])
-	var out [16]float64
-	vals := out[:0]
+	n := 0
 	for len(body) > 0 {
 		tok := body
 		if i := bytes.IndexByte(body, ','); i >= 0 {
 			tok, body = body[:i], body[i+1:]
 			if len(bytes.TrimSpace(body)) == 0 {
-				return nil, fmt.Errorf("%s: trailing comma", what)
+				return n, fmt.Errorf("%s: trailing comma", what)
 			}
 		} else {
 			body = nil
 		}
 		tok = bytes.TrimSpace(tok)
-		if len(vals) == max {
-			return nil, fmt.Errorf("%s: more than %d numbers", what, max)
+		if n == len(dst) {
+			return n, fmt.Errorf("%s: more than %d numbers", what, len(dst))
 		}
 		if string(tok) == "null" {
-			vals = append(vals, math.NaN())
+			dst[n] = math.NaN()
+			n++
 			continue
 		}
 		v, err := strconv.ParseFloat(string(tok), 64)
 		if err != nil || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("%s: %q is not a number", what, tok)
+			return n, fmt.Errorf("%s: %q is not a number", what, tok)
 		}
-		vals = append(vals, v)
+		dst[n] = v
+		n++
 	}
-	return slices.Clone(vals), nil
+	return n, nil
 }
 
 // GPUStat is a worker's use of one GPU: [index, vram_bytes, sm_util_pct].
@@ -196,11 +194,12 @@ func (g GPUStat) AppendJSON(b []byte) []byte {
 
 // UnmarshalJSON reads [index, vram, sm].
 func (g *GPUStat) UnmarshalJSON(b []byte) error {
-	vals, err := parseNums(b, 3, "gpu")
+	var vals [3]float64
+	n, err := parseNums(b, vals[:], "gpu")
 	if err != nil {
 		return err
 	}
-	if len(vals) != 3 || math.IsNaN(vals[0]) || vals[0] != math.Trunc(vals[0]) || vals[0] < 0 || vals[0] > math.MaxInt32 {
+	if n != 3 || math.IsNaN(vals[0]) || vals[0] != math.Trunc(vals[0]) || vals[0] < 0 || vals[0] > math.MaxInt32 {
 		return errors.New("gpu: want [index, vram_bytes, sm_util_pct]")
 	}
 	*g = GPUStat{Index: int(vals[0]), VRAMBytes: vals[1], SMUtilPct: vals[2]}
@@ -367,11 +366,12 @@ func (g NodeGPUStat) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads [index, vram_used, util, temp, power].
 func (g *NodeGPUStat) UnmarshalJSON(b []byte) error {
-	vals, err := parseNums(b, 5, "gpu")
+	var vals [5]float64
+	n, err := parseNums(b, vals[:], "gpu")
 	if err != nil {
 		return err
 	}
-	if len(vals) != 5 || math.IsNaN(vals[0]) || vals[0] < 0 || vals[0] > math.MaxInt32 {
+	if n != 5 || math.IsNaN(vals[0]) || vals[0] < 0 || vals[0] > math.MaxInt32 {
 		return errors.New("gpu: want [index, vram_used_bytes, util_pct, temp_c, power_w]")
 	}
 	*g = NodeGPUStat{Index: int(vals[0]), VRAMUsedBytes: vals[1], UtilPct: vals[2], TempC: vals[3], PowerW: vals[4]}

@@ -4,12 +4,16 @@
 package httpx
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+
+	segjson "github.com/segmentio/encoding/json"
 
 	"github.com/rbee-dev/rbee/internal/api"
 )
@@ -36,39 +40,84 @@ func Error(w http.ResponseWriter, err error) {
 // pass silently). Trailing data after the value is refused. Errors are of
 // class api.ErrInvalid, ErrTooLarge or ErrUnsupported.
 func Decode(w http.ResponseWriter, r *http.Request, limit int64, strict bool, dst any) error {
-	body := io.Reader(http.MaxBytesReader(w, r.Body, limit))
-	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
-	case "", "identity":
-	case "gzip":
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			return api.Errorf(api.ErrInvalid, "body: bad gzip: %v", err)
-		}
-		defer zr.Close()
-		// A small gzip body can expand without bound: what it inflates to is
-		// held to the same limit as a plain body.
-		body = &capReader{r: zr, left: limit}
-	default:
-		return api.Errorf(api.ErrUnsupported, "Content-Encoding %q: only gzip is accepted", enc)
+	body, done, err := bodyOf(w, r, limit)
+	if err != nil {
+		return err
 	}
+	defer done()
 	dec := json.NewDecoder(body)
 	if strict {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(dst); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe), errors.Is(err, errInflated):
-			return api.Errorf(api.ErrTooLarge, "body larger than %d bytes", limit)
-		case errors.Is(err, io.EOF):
-			return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
-		}
-		return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
+		return decodeError(err, limit)
 	}
 	if dec.More() {
 		return api.Errorf(api.ErrInvalid, "malformed JSON: data after the object")
 	}
 	return nil
+}
+
+// DecodeFast is Decode (not strict) for the heartbeat, the queen's hot
+// path: the body is read whole into a pooled buffer and decoded with
+// segmentio/encoding/json, measured about twice as fast as encoding/json
+// on a 100-worker heartbeat (BenchmarkHeartbeatDecode).
+func DecodeFast(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	body, done, err := bodyOf(w, r, limit)
+	if err != nil {
+		return err
+	}
+	defer done()
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	if _, err := buf.ReadFrom(body); err != nil {
+		return decodeError(err, limit)
+	}
+	b := bytes.TrimSpace(buf.Bytes())
+	if len(b) == 0 {
+		return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
+	}
+	if err := segjson.Unmarshal(b, dst); err != nil {
+		return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
+	}
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// bodyOf returns the request body bounded to limit bytes, inflated when
+// gzip, and a function to release it.
+func bodyOf(w http.ResponseWriter, r *http.Request, limit int64) (io.Reader, func(), error) {
+	body := io.Reader(http.MaxBytesReader(w, r.Body, limit))
+	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
+	case "", "identity":
+		return body, func() {}, nil
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, nil, api.Errorf(api.ErrInvalid, "body: bad gzip: %v", err)
+		}
+		// A small gzip body can expand without bound: what it inflates to is
+		// held to the same limit as a plain body.
+		return &capReader{r: zr, left: limit}, func() { zr.Close() }, nil
+	default:
+		return nil, nil, api.Errorf(api.ErrUnsupported, "Content-Encoding %q: only gzip is accepted", enc)
+	}
+}
+
+// decodeError classes an error of reading or decoding a body.
+func decodeError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe), errors.Is(err, errInflated):
+		return api.Errorf(api.ErrTooLarge, "body larger than %d bytes", limit)
+	case errors.Is(err, io.EOF):
+		return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
+	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF):
+		return api.Errorf(api.ErrInvalid, "body: bad gzip: %v", err)
+	}
+	return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
 }
 
 var errInflated = errors.New("inflated body too large")

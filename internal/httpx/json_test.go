@@ -3,6 +3,7 @@ package httpx
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,14 +13,25 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 )
 
-func decode(body []byte, encoding string, limit int64) (map[string]any, error) {
+func request(body []byte, encoding string) *http.Request {
 	r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
 	if encoding != "" {
 		r.Header.Set("Content-Encoding", encoding)
 	}
+	return r
+}
+
+func decode(body []byte, encoding string, limit int64) (map[string]any, error) {
 	var v map[string]any
-	err := Decode(httptest.NewRecorder(), r, limit, false, &v)
+	err := Decode(httptest.NewRecorder(), request(body, encoding), limit, false, &v)
 	return v, err
+}
+
+// decodeFast decodes into a heartbeat, DecodeFast's one use.
+func decodeFast(body []byte, encoding string, limit int64) (api.Heartbeat, error) {
+	var hb api.Heartbeat
+	err := DecodeFast(httptest.NewRecorder(), request(body, encoding), limit, &hb)
+	return hb, err
 }
 
 func gz(b []byte) []byte {
@@ -52,11 +64,14 @@ func TestDecode(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decode(tc.body, tc.enc, 1024)
-			switch {
-			case tc.status == 0 && err != nil:
-				t.Fatal(err)
-			case tc.status != 0 && (err == nil || api.HTTPStatus(err) != tc.status):
-				t.Fatalf("%v, want status %d", err, tc.status)
+			_, ferr := decodeFast(tc.body, tc.enc, 1024)
+			for name, err := range map[string]error{"Decode": err, "DecodeFast": ferr} {
+				switch {
+				case tc.status == 0 && err != nil:
+					t.Fatalf("%s: %v", name, err)
+				case tc.status != 0 && (err == nil || api.HTTPStatus(err) != tc.status):
+					t.Fatalf("%s: %v, want status %d", name, err, tc.status)
+				}
 			}
 		})
 	}
@@ -66,6 +81,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"hive_id":"h","workers":[]}`), false)
 	f.Add(gz([]byte(`{"a":[1,2,3]}`)), true)
 	f.Add([]byte(`{"a":`), false)
+	f.Add([]byte(`{"hive_id":"h","seq":3,"workers":[{"id":"a-1","pid":7,"state":"running","stats":[1.5,null,3,4,5,6,7,8,9],"gpus":[[0,1,2]]}]}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, gzipped bool) {
 		enc := ""
 		if gzipped {
@@ -74,6 +90,23 @@ func FuzzDecode(f *testing.F) {
 		_, err := decode(body, enc, 4096)
 		if err != nil && (api.HTTPStatus(err) < 400 || api.HTTPStatus(err) > 499 || err.Error() == "") {
 			t.Fatalf("error %v is not of a 4xx class", err)
+		}
+		// The fast decoder classes errors alike and, where encoding/json
+		// accepts the same bytes, decodes the same heartbeat.
+		fast, err := decodeFast(body, enc, 4096)
+		if err != nil {
+			if api.HTTPStatus(err) < 400 || api.HTTPStatus(err) > 499 {
+				t.Fatalf("DecodeFast: error %v is not of a 4xx class", err)
+			}
+			return
+		}
+		var std api.Heartbeat
+		if err := Decode(httptest.NewRecorder(), request(body, enc), 4096, false, &std); err == nil {
+			a, _ := json.Marshal(fast)
+			b, _ := json.Marshal(std)
+			if !bytes.Equal(a, b) {
+				t.Fatalf("decoders disagree:\nfast %s\nstd  %s", a, b)
+			}
 		}
 	})
 }

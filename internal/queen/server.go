@@ -231,7 +231,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		return r.Context().Err()
 	}
 	var hb api.Heartbeat
-	err := httpx.Decode(w, r, s.cfg.MaxBody, false, &hb)
+	err := httpx.DecodeFast(w, r, s.cfg.MaxBody, &hb)
 	<-s.decoding
 	if err != nil {
 		s.refused.add("decode")
