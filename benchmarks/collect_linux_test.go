@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	"golang.org/x/sys/unix"
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
@@ -22,41 +25,79 @@ import (
 
 func TestMain(m *testing.M) { harness.Main(m) }
 
-// BenchmarkCollect measures one collection pass over N real workers, each
-// a sleeping process in its own cgroup. The containerd sub-benchmark reads
-// the same cgroups with containerd/cgroups' Stat(), the library path the
-// monitor avoids; compare the two with benchstat.
-func BenchmarkCollect(b *testing.B) {
-	for _, n := range []int{10, 100} {
-		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
-			m, _, _ := spawnSleepers(b, n)
-			m.Collect(context.Background())
-			b.ResetTimer()
-			for b.Loop() {
-				recs := m.Collect(context.Background())
-				if len(recs) != n || len(recs[0].Errors) > 0 {
-					b.Fatalf("pass returned %d records, errors %v", len(recs), recs[0].Errors)
-				}
-			}
-		})
+// BenchmarkCollection10Workers is one collection pass over 10 idle
+// workers, each in its own cgroup (seed target: < 10 ms).
+func BenchmarkCollection10Workers(b *testing.B) {
+	f := startFleet(b, 10, false)
+	for b.Loop() {
+		f.pass(b)
 	}
-	b.Run("containerd-stat/workers=100", func(b *testing.B) {
-		_, parent, rels := spawnSleepers(b, 100)
-		stat := containerdStat(b, parent, rels)
-		b.ResetTimer()
-		for b.Loop() {
-			if err := stat(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
-func spawnSleepers(b *testing.B, n int) (*monitor.Monitor, string, []string) {
+// BenchmarkStress100Workers is one collection pass over 100 workers that
+// burn CPU and hold memory (seed target: < 1 s). In the same loop, timed
+// apart, it reads the same files as BenchmarkCollectionFloor100 does and
+// runs containerd/cgroups' Stat on every cgroup, and reports the ratios:
+// floor-x (pass / floor; ours: ≤ 2) and containerd-x (containerd / pass;
+// ours: ≥ 15). Noise hits the three alike, so the ratios hold where the
+// absolute times do not.
+func BenchmarkStress100Workers(b *testing.B) {
+	f := startFleet(b, 100, true)
+	floor := f.floor(b)
+	stat := containerdStat(b, f.parent, f.rels)
+	var pass, fl, cs time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		f.pass(b)
+		t1 := time.Now()
+		b.StopTimer()
+		if err := floor(); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if err := stat(); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		b.StartTimer()
+		pass, fl, cs = pass+t1.Sub(t0), fl+t2.Sub(t1), cs+t3.Sub(t2)
+	}
+	b.ReportMetric(float64(fl.Microseconds())/float64(b.N)/1000, "floor-ms")
+	b.ReportMetric(float64(cs.Microseconds())/float64(b.N)/1000, "containerd-ms")
+	b.ReportMetric(pass.Seconds()/fl.Seconds(), "floor-x")
+	b.ReportMetric(cs.Seconds()/pass.Seconds(), "containerd-x")
+}
+
+// BenchmarkCollectionFloor100 is what a pass over 100 workers cannot go
+// below: one pread per file the pass reads, on descriptors held open
+// (cgroup.procs is opened afresh each time, as the kernel requires; see
+// reread.File), with no parsing and no records.
+func BenchmarkCollectionFloor100(b *testing.B) {
+	f := startFleet(b, 100, false)
+	floor := f.floor(b)
+	for b.Loop() {
+		if err := floor(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// fleet is n workers, each in its own cgroup below a fresh parent.
+type fleet struct {
+	m      *monitor.Monitor
+	parent string
+	rels   []string // each worker's cgroup below the parent
+	n      int
+}
+
+// startFleet starts n workers: sleeping, or with load test workers that
+// burn 0.5 % of a core each and hold 8 MiB.
+func startFleet(b *testing.B, n int, load bool) *fleet {
+	b.Helper()
 	parent := harness.CgroupParent(b)
 	p := monitor.DetectPlatform(cgroups.Config{Parent: parent})
 	if p.Cgroups == nil {
-		b.Fatalf("cgroups: %s", p.NoCgroupsReason)
+		harness.Cannot(b, "cgroups: %s", p.NoCgroupsReason)
 	}
 	m := monitor.New(monitor.Config{Platform: p, StopGrace: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b.Cleanup(func() {
@@ -67,16 +108,123 @@ func spawnSleepers(b *testing.B, n int) (*monitor.Monitor, string, []string) {
 		}
 		m.Close()
 	})
-	var rels []string
+	bin, args := "/bin/sleep", []string{"3600"}
+	if load {
+		bin, args = harness.TestWorker(b), []string{"--cpu", "0.5", "--mem", "8Mi", "--model", "bench"}
+	}
+	f := &fleet{m: m, parent: parent, n: n}
 	for i := range n {
 		inst := fmt.Sprintf("w%03d", i)
-		_, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "bench", Instance: inst, Binary: "/bin/sleep", Args: []string{"3600"}, MemoryLimit: "64Mi"})
-		if err != nil {
+		if _, err := m.Spawn(context.Background(), api.SpawnRequest{Group: "bench", Instance: inst, Binary: bin, Args: args, MemoryLimit: "64Mi", CPULimit: "50%"}); err != nil {
 			b.Fatal(err)
 		}
-		rels = append(rels, "bench/"+inst)
+		f.rels = append(f.rels, "bench/"+inst)
 	}
-	return m, parent, rels
+	// Two passes: the first opens every descriptor, the second has rates.
+	f.pass(b)
+	f.pass(b)
+	return f
+}
+
+// pass runs one collection pass and checks it read every worker cleanly.
+func (f *fleet) pass(b *testing.B) {
+	recs := f.m.Collect(context.Background())
+	if len(recs) != f.n {
+		b.Fatalf("pass returned %d records, want %d", len(recs), f.n)
+	}
+	for _, r := range recs {
+		if len(r.Errors) > 0 || r.MemBytes == nil || len(r.PIDs) == 0 {
+			b.Fatalf("worker %s: errors %v, mem %v, pids %v", r.ID, r.Errors, r.MemBytes, r.PIDs)
+		}
+	}
+}
+
+// floor returns a function that reads, with one pread each, the files
+// the monitor holds open after a pass (found in /proc/self/fd, so the
+// floor follows whatever the pass reads), plus each worker's cgroup.procs
+// opened afresh.
+func (f *fleet) floor(b *testing.B) func() error {
+	b.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var fds []int
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil || !(strings.Contains(target, f.parent) || strings.HasPrefix(target, "/proc/") && !strings.HasPrefix(target, "/proc/self")) {
+			continue
+		}
+		fd, err := unix.Open(filepath.Join("/proc/self/fd", e.Name()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // the pass's own descriptor may be write-only or gone
+		}
+		fds = append(fds, fd)
+	}
+	b.Cleanup(func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	})
+	// The pass reads at least 4 files a worker (pids, CPU, memory, its
+	// statistics); fewer found means the discovery above is broken.
+	if len(fds) < 4*f.n {
+		b.Fatalf("found %d open kernel files for %d workers", len(fds), f.n)
+	}
+	var procs []string
+	for _, rel := range f.rels {
+		procs = append(procs, procsFile(b, f.parent, rel))
+	}
+	b.Logf("floor: %d open files and %d cgroup.procs for %d workers", len(fds), len(procs), f.n)
+	buf := make([]byte, 8192)
+	return func() error {
+		for _, fd := range fds {
+			if _, err := unix.Pread(fd, buf, 0); err != nil {
+				return err
+			}
+		}
+		for _, p := range procs {
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			_, err = unix.Pread(fd, buf, 0)
+			unix.Close(fd)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// procsFile is the cgroup.procs file the pass reads for the worker
+// cgroup rel: on v1, the memory controller's.
+func procsFile(b *testing.B, parent, rel string) string {
+	m, err := cgroups.New(cgroups.Config{Parent: parent})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := m.Open(rel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	pl, err := g.Placement()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if pl.Dir != nil {
+		defer pl.Dir.Close()
+		return filepath.Join(pl.Dir.Name(), "cgroup.procs")
+	}
+	for _, p := range pl.Procs {
+		if strings.Contains(p, "/memory/") {
+			return p
+		}
+	}
+	b.Fatalf("no memory controller among %v", pl.Procs)
+	return ""
 }
 
 // containerdStat returns a function reading every cgroup with the

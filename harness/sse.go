@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	sse "github.com/tmaxmax/go-sse"
 )
 
@@ -20,6 +21,49 @@ type Event struct {
 
 // Decode unmarshals the event's JSON data into v.
 func (e Event) Decode(v any) error { return json.Unmarshal([]byte(e.Data), v) }
+
+// Worker returns worker id's record when e brings it: a worker_added,
+// worker_changed or snapshot, or a hive_online whose hive has it (a hive
+// joining brings its workers in that one event).
+func (e Event) Worker(id string) (api.Worker, bool) {
+	var hives []api.Hive
+	switch e.Type {
+	case api.EventWorkerAdded, api.EventWorkerChanged:
+		var d api.WorkerAdded
+		if e.Decode(&d) == nil && d.Worker.ID == id {
+			return d.Worker, true
+		}
+		return api.Worker{}, false
+	case api.EventHiveOnline:
+		var d api.HiveOnline
+		if e.Decode(&d) != nil {
+			return api.Worker{}, false
+		}
+		hives = []api.Hive{d.Hive}
+	case api.EventSnapshot:
+		var d api.Snapshot
+		if e.Decode(&d) != nil {
+			return api.Worker{}, false
+		}
+		hives = d.Hives
+	}
+	for _, h := range hives {
+		for _, w := range h.Workers {
+			if w.ID == id {
+				return w, true
+			}
+		}
+	}
+	return api.Worker{}, false
+}
+
+// Brings matches an event that brings worker id (see Event.Worker).
+func Brings(id string) func(Event) bool {
+	return func(e Event) bool {
+		_, ok := e.Worker(id)
+		return ok
+	}
+}
 
 // SSEClient reads a Server-Sent Events stream in the background and keeps
 // every event. It is closed when the test ends.

@@ -24,9 +24,10 @@ func TestContributingExample(t *testing.T) {
 	if code != 201 {
 		t.Fatalf("spawn: %d %s", code, body)
 	}
-	ev, _ := events.WaitType(5*time.Second, 0, api.EventWorkerAdded)
-	var added api.WorkerAdded
-	if err := ev.Decode(&added); err != nil || *added.Worker.Model != "qwen2.5-0.5b" {
-		t.Fatalf("worker_added %s (%v)", ev.Data, err)
+	// The worker reaches the stream in a worker_added, or in the hive's
+	// hive_online if the hive had not joined the queen before the spawn.
+	ev, _ := events.WaitFor(5*time.Second, 0, harness.Brings("llm-9301"))
+	if w, _ := ev.Worker("llm-9301"); w.Model == nil || *w.Model != "qwen2.5-0.5b" {
+		t.Fatalf("%s %s", ev.Type, ev.Data)
 	}
 }

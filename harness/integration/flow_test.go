@@ -20,13 +20,10 @@ func TestEndToEndTelemetryFlow(t *testing.T) {
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
 	w := spawn(t, hive, "9301", api.SpawnRequest{Args: []string{"--model", "qwen2.5-0.5b", "--cpu", "50", "--mem", "128Mi"}, CPULimit: "200%", MemoryLimit: "512Mi"})
 
-	// worker_added carries the whole record: identity, model, limits.
+	// worker_added (or the hive_online of the hive joining with it)
+	// carries the whole record: identity, model, limits.
 	ev, _ := events.WaitFor(10*time.Second, 0, addedOf(w.ID))
-	var added api.WorkerAdded
-	if err := ev.Decode(&added); err != nil {
-		t.Fatal(err)
-	}
-	if r := added.Worker; r.PID != w.PID || r.Model == nil || *r.Model != "qwen2.5-0.5b" || !r.LimitsEnforced ||
+	if r, _ := ev.Worker(w.ID); r.PID != w.PID || r.Model == nil || *r.Model != "qwen2.5-0.5b" || !r.LimitsEnforced ||
 		r.CPULimitPct == nil || *r.CPULimitPct != 200 || r.MemLimitBytes == nil || *r.MemLimitBytes != 512<<20 {
 		t.Fatalf("worker_added %s", ev.Data)
 	}

@@ -48,9 +48,9 @@ func removedOf(id string) func(harness.Event) bool {
 	return isEvent(api.EventWorkerRemoved, func(d api.WorkerRemoved) bool { return d.WorkerID == id })
 }
 
-func addedOf(id string) func(harness.Event) bool {
-	return isEvent(api.EventWorkerAdded, func(d api.WorkerAdded) bool { return d.Worker.ID == id })
-}
+// addedOf matches the event that brings worker id to a stream: its
+// worker_added, or the hive_online of a hive joining with it.
+func addedOf(id string) func(harness.Event) bool { return harness.Brings(id) }
 
 func queenWorkers(t *testing.T, queen *harness.Daemon, query string) []api.FleetWorker {
 	t.Helper()

@@ -79,8 +79,12 @@ func TestHiveRestartClearsWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	hive.Restart()
-	_, i := events.WaitFor(10*time.Second, next, isEvent(api.EventHiveOnline, func(d api.HiveOnline) bool { return d.Restarted }))
-	ev, _ := events.WaitFor(5*time.Second, i, removedOf(die.ID))
+	// The dead worker's removal, then the restarted hive in one event.
+	ev, i := events.WaitFor(10*time.Second, next, removedOf(die.ID))
+	on, _ := events.WaitFor(10*time.Second, i, isEvent(api.EventHiveOnline, func(d api.HiveOnline) bool { return d.Restarted }))
+	if _, ok := on.Worker(keep.ID); !ok {
+		t.Fatalf("hive_online after the restart lacks the live worker: %s", on.Data)
+	}
 	var rm api.WorkerRemoved
 	_ = ev.Decode(&rm)
 	if rm.Reason != api.ReasonHiveRestarted {

@@ -67,19 +67,37 @@ type WorkerTelemetry struct {
 }
 
 // HiveOnline is the data of hive_online: a hive appeared, came back from
-// stale, or restarted (a new session).
+// stale, or restarted (a new session). Hive is the whole hive, workers
+// and all, and replaces what a client had of it: a hive joining with a
+// hundred workers is one event, not a hundred worker_added.
 type HiveOnline struct {
 	HiveID    string `json:"hive_id"`
 	HiveURL   string `json:"hive_url"`
 	Restarted bool   `json:"restarted"`
 	Returned  bool   `json:"returned"` // was stale
+	Hive      Hive   `json:"hive"`
 }
 
-// HiveGone is the data of hive_stale and hive_removed.
+// WorkersOfModel returns the workers of ws that serve model, in a new
+// slice.
+func WorkersOfModel(ws []Worker, model string) []Worker {
+	out := []Worker{}
+	for _, w := range ws {
+		if w.Model != nil && *w.Model == model {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// HiveGone is the data of hive_stale and hive_removed. A removed hive's
+// workers are removed with it, in this one event (no worker_removed for
+// each); WorkerIDs names them.
 type HiveGone struct {
-	HiveID   string    `json:"hive_id"`
-	LastSeen time.Time `json:"last_seen"`
-	Reason   string    `json:"reason"`
+	HiveID    string    `json:"hive_id"`
+	LastSeen  time.Time `json:"last_seen"`
+	Reason    string    `json:"reason"`
+	WorkerIDs []string  `json:"worker_ids,omitempty"`
 }
 
 // WorkerAdded is the data of worker_added.

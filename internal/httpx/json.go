@@ -68,13 +68,24 @@ func DecodeFast(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 		return err
 	}
 	defer done()
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer bufPool.Put(buf)
-	if _, err := buf.ReadFrom(body); err != nil {
-		return decodeError(err, limit)
+	bp := bufPool.Get().(*[]byte)
+	defer func() {
+		// A huge body (refused or not) must not stay held by the pool.
+		if cap(*bp) <= maxPooled {
+			bufPool.Put(bp)
+		}
+	}()
+	var err2 error
+	*bp, err2 = readAll((*bp)[:0], body, limit)
+	if err2 != nil {
+		if e := decodeError(err2, limit); api.HTTPStatus(e) == http.StatusRequestEntityTooLarge {
+			return e
+		}
+		// Reading a plain body fails only on the connection; a gzip one
+		// also on bad compressed data.
+		return api.Errorf(api.ErrInvalid, "body: %v", err2)
 	}
-	b := bytes.TrimSpace(buf.Bytes())
+	b := bytes.TrimSpace(*bp)
 	if len(b) == 0 {
 		return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
 	}
@@ -84,7 +95,34 @@ func DecodeFast(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 	return nil
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// maxPooled is the largest buffer kept for reuse: a 1,000-worker hive's
+// first heartbeat fits.
+const maxPooled = 1 << 20
+
+// readAll appends r to buf. It grows buf by doubling but never beyond
+// limit+1 bytes (the reader refuses more): a body at the limit costs the
+// queen about 1.5 times the limit at its peak, not 3.
+func readAll(buf []byte, r io.Reader, limit int64) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			n := int64(max(2*cap(buf), 4096))
+			n = min(n, max(limit+1, int64(cap(buf))+1))
+			nb := make([]byte, len(buf), n)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
 
 // bodyOf returns the request body bounded to limit bytes, inflated when
 // gzip, and a function to release it.
@@ -114,7 +152,7 @@ func decodeError(err error, limit int64) error {
 		return api.Errorf(api.ErrTooLarge, "body larger than %d bytes", limit)
 	case errors.Is(err, io.EOF):
 		return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
-	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, gzip.ErrChecksum), errors.Is(err, gzip.ErrHeader):
 		return api.Errorf(api.ErrInvalid, "body: bad gzip: %v", err)
 	}
 	return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)

@@ -56,6 +56,11 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	if w.logFile != nil {
 		w.logFile.Close()
 	}
+	// The pass owns the per-task descriptors; without this they would
+	// stay open until a pass saw the exit, which StopAll never waits for.
+	m.collectMu.Lock()
+	w.closeTaskIO()
+	m.collectMu.Unlock()
 	m.mu.Lock()
 	w.state = api.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom

@@ -198,11 +198,22 @@ func (m *Monitor) Get(id string) (api.Worker, error) {
 	return w.lastLocked(), nil
 }
 
-// Close stops watching adopted workers. It neither stops workers nor
-// removes their cgroups: a hive restart must find them running.
+// Close stops watching adopted workers and releases every descriptor the
+// passes hold. It neither stops workers nor removes their cgroups: a hive
+// restart must find them running.
 func (m *Monitor) Close() {
 	m.closeMu.Do(func() { close(m.closed) })
 	m.wg.Wait()
+	m.collectMu.Lock()
+	defer m.collectMu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.workers {
+		w.closeTaskIO()
+		if w.cg != nil {
+			_ = w.cg.Close()
+		}
+	}
 }
 
 func (m *Monitor) changed() {

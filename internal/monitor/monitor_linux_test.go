@@ -619,3 +619,37 @@ func waitRecord(t *testing.T, m *monitor.Monitor, id string, check func(api.Work
 	})
 	return rec
 }
+
+// A stopped worker leaves no descriptor open: not its cgroup's files, not
+// its tasks' /proc files, though no pass ran after the stop.
+func TestStopLeavesNoDescriptors(t *testing.T) {
+	m, cfg := newMonitor(t)
+	w := spawn(t, m, api.SpawnRequest{Instance: "fds", Args: []string{"--children", "2"}})
+	harness.WaitFor(t, 5*time.Second, func() error {
+		if r, _ := find(m.Collect(context.Background()), w.ID); len(r.PIDs) < 3 {
+			return fmt.Errorf("pids %v, want 3", r.PIDs)
+		}
+		return nil
+	})
+	m.Collect(context.Background())
+	held := func() []string {
+		var out []string
+		ents, _ := os.ReadDir("/proc/self/fd")
+		for _, e := range ents {
+			target, err := os.Readlink("/proc/self/fd/" + e.Name())
+			if err == nil && (strings.Contains(target, cfg.Parent) || strings.HasPrefix(target, "/proc/") && !strings.HasPrefix(target, "/proc/self")) {
+				out = append(out, target)
+			}
+		}
+		return out
+	}
+	if len(held()) == 0 {
+		t.Fatal("no descriptor held after a pass: the check below would prove nothing")
+	}
+	if _, err := m.Stop(context.Background(), w.ID); err != nil {
+		t.Fatal(err)
+	}
+	if fds := held(); len(fds) > 0 {
+		t.Fatalf("descriptors still open after the stop: %v", fds)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"slices"
 	"strconv"
 	"time"
 
@@ -133,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) publish(e registry.Event) {
-	if err := s.broker.Publish(e.Type, e.Hive, e.Models, e.Data); err != nil {
+	if err := s.broker.Publish(stream.Event{Type: e.Type, Key: e.Hive, Models: e.Models, Data: e.Data, View: e.View}); err != nil {
 		s.log.Warn("publish event", "type", e.Type, "err", err)
 	}
 }
@@ -146,7 +145,7 @@ func (s *Server) snapshot(f stream.Filter, resync bool) any {
 	for i := range hs {
 		hs[i].SessionID = ""
 		if f.Model != "" {
-			hs[i].Workers = slices.DeleteFunc(hs[i].Workers, func(w api.Worker) bool { return w.Model == nil || *w.Model != f.Model })
+			hs[i].Workers = api.WorkersOfModel(hs[i].Workers, f.Model)
 		}
 	}
 	return api.Snapshot{Resync: resync, Hives: hs}
@@ -377,7 +376,7 @@ func (s *Server) loops(ctx context.Context) {
 		case <-sweep.C:
 			s.reg.Sweep()
 		case <-sum.C:
-			if err := s.broker.Publish(api.EventQueen, "", nil, s.summary()); err != nil {
+			if err := s.broker.Publish(stream.Event{Type: api.EventQueen, Data: s.summary()}); err != nil {
 				s.log.Debug("publish summary", "err", err)
 			}
 		}

@@ -431,13 +431,20 @@ func TestQueenStreamsRegistryEvents(t *testing.T) {
 	hb.IntervalMS = 100
 	b, _ := json.Marshal(hb)
 	post(t, url, b, "")
-	_, i := s.WaitType(5*time.Second, 0, api.EventHiveOnline)
-	_, i = s.WaitType(5*time.Second, i, api.EventWorkerAdded)
+	e, i := s.WaitType(5*time.Second, 0, api.EventHiveOnline)
+	var on api.HiveOnline
+	if err := e.Decode(&on); err != nil || len(on.Hive.Workers) != len(hb.Workers) {
+		t.Fatalf("hive_online carries %d workers (%v), want the heartbeat's %d", len(on.Hive.Workers), err, len(hb.Workers))
+	}
 	_, i = s.WaitType(5*time.Second, i, api.EventHiveTelemetry)
-	// Silent for 3 intervals: stale; then removed after the TTL.
+	// Silent for 3 intervals: stale; then removed, workers and all, after
+	// the TTL.
 	_, i = s.WaitType(5*time.Second, i, api.EventHiveStale)
-	_, i = s.WaitType(5*time.Second, i, api.EventWorkerRemoved)
-	s.WaitType(5*time.Second, i, api.EventHiveRemoved)
+	e, _ = s.WaitType(5*time.Second, i, api.EventHiveRemoved)
+	var gone api.HiveGone
+	if err := e.Decode(&gone); err != nil || len(gone.WorkerIDs) != len(hb.Workers) {
+		t.Fatalf("hive_removed names %v (%v), want the hive's %d workers", gone.WorkerIDs, err, len(hb.Workers))
+	}
 	// Shutdown closes the open stream and returns cleanly.
 	cancel()
 	select {

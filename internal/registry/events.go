@@ -10,4 +10,7 @@ type Event struct {
 	// of a hive's workers for its telemetry), for the stream's ?model=.
 	Models []string
 	Data   any
+	// View, when set, returns Data as a client filtering on one model
+	// sees it (only that model's workers); nil means Data for everyone.
+	View func(model string) any
 }

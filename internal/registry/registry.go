@@ -195,16 +195,20 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	res := Result{Report: rep}
 	r.stats.DroppedWorkers += uint64(len(rep.Dropped))
 	r.stats.Clamped += uint64(len(rep.Clamped))
-	var evs []Event
+	// online says the heartbeat brings the hive (back) online: a new hive,
+	// a new session, or a return from stale. Its hive_online event then
+	// carries the whole hive, so a hive joining costs each client one
+	// event, not one per worker.
+	var online *api.HiveOnline
 	switch {
 	case h == nil:
 		res.New = true
 		h = &hive{Hive: api.Hive{ID: hb.HiveID, OnlineSince: now}, tokens: r.cfg.HeartbeatBurst - 1, refilled: now}
 		r.hives[hb.HiveID] = h
-		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL}})
+		online = &api.HiveOnline{}
 	case h.SessionID != hb.SessionID:
 		res.Restarted = true
-		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Restarted: true, Returned: h.State == api.HiveStateStale}})
+		online = &api.HiveOnline{Restarted: true, Returned: h.State == api.HiveStateStale}
 		h.OnlineSince = now
 	case hb.Seq <= h.Seq:
 		r.stats.Ignored++
@@ -212,7 +216,7 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		res.Ignored = true
 		return res, nil
 	case h.State == api.HiveStateStale:
-		evs = append(evs, Event{Type: api.EventHiveOnline, Hive: h.ID, Data: api.HiveOnline{HiveID: h.ID, HiveURL: hb.HiveURL, Returned: true}})
+		online = &api.HiveOnline{Returned: true}
 		h.OnlineSince = now
 	}
 	h.URL, h.SessionID, h.Seq = hb.HiveURL, hb.SessionID, hb.Seq
@@ -221,8 +225,11 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	h.LastSeen, h.State = now, api.HiveStateOnline
 	cur, need := r.merge(h, hb.Workers, res.Restarted)
 	res.NeedStatic = need
-	evs = append(evs, r.diff(h, h.workers, cur, res.Restarted)...)
+	evs := r.diff(h, h.workers, cur, res.Restarted, online != nil)
 	h.workers = cur
+	if online != nil {
+		evs = append(evs, hiveOnline(h, *online))
+	}
 	r.stats.Heartbeats++
 	if r.cfg.Telemetry() {
 		evs = append(evs, telemetry(h, now))
@@ -292,8 +299,9 @@ func (r *Registry) publish(evs []Event) {
 }
 
 // diff turns the change from old to cur (both sorted by id) into worker
-// events.
-func (r *Registry) diff(h *hive, old, cur []worker, restarted bool) []Event {
+// events. With whole set (the hive_online that follows carries every
+// worker), it reports removals only.
+func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Event {
 	var evs []Event
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
@@ -309,7 +317,7 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted bool) []Event {
 			}
 			i++
 		case i == len(old) || cur[j].rep.ID < old[i].rep.ID:
-			if w := &cur[j]; w.live() {
+			if w := &cur[j]; w.live() && !whole {
 				evs = append(evs, added(h, w))
 			}
 			j++
@@ -319,11 +327,12 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted bool) []Event {
 			case p.live() && p.rep.PID != w.rep.PID:
 				// The same id now names another process: the old one is gone.
 				evs = append(evs, removed(h, p, api.ReasonReplaced))
-				if w.live() {
+				if w.live() && !whole {
 					evs = append(evs, added(h, w))
 				}
 			case p.live() && !w.live():
 				evs = append(evs, removed(h, w, api.ReasonExited))
+			case whole:
 			case !p.live() && w.live():
 				evs = append(evs, added(h, w))
 			case w.live() && p.static != w.static && !p.static.Equal(w.static):
@@ -348,20 +357,46 @@ func removed(h *hive, w *worker, reason string) Event {
 	}}
 }
 
+// hiveOnline is the event of a hive coming (back) online: the whole hive,
+// which replaces what a client had of it. Every client gets it (a model
+// filter sees the hive with only that model's workers).
+func hiveOnline(h *hive, o api.HiveOnline) Event {
+	o.HiveID, o.HiveURL = h.ID, h.URL
+	o.Hive = h.view()
+	o.Hive.SessionID = ""
+	return Event{Type: api.EventHiveOnline, Hive: h.ID, Data: o, View: func(model string) any {
+		v := o
+		v.Hive.Workers = api.WorkersOfModel(o.Hive.Workers, model)
+		return v
+	}}
+}
+
 // telemetry is a hive's hive_telemetry event: its numbers only.
 func telemetry(h *hive, now time.Time) Event {
 	t := api.HiveTelemetry{HiveID: h.ID, At: now, Node: api.NodeStatsOf(&h.Node), StatFields: api.StatFields[:],
 		Workers: make([]api.WorkerTelemetry, len(h.workers))}
 	models := map[string]bool{}
+	of := make([]string, len(h.workers)) // each worker's model, for View
 	for i := range h.workers {
 		w := &h.workers[i]
 		t.Workers[i] = api.WorkerTelemetry{ID: w.rep.ID, State: w.rep.State, Stats: w.rep.Stats, GPUs: w.rep.GPUs}
 		if m := w.model(); m != "" {
 			models[m] = true
+			of[i] = m
 		}
 	}
 	// Never nil: a hive serving no model is not one a model filter wants.
-	return Event{Type: api.EventHiveTelemetry, Hive: h.ID, Models: append([]string{}, slices.Sorted(maps.Keys(models))...), Data: t}
+	return Event{Type: api.EventHiveTelemetry, Hive: h.ID, Models: append([]string{}, slices.Sorted(maps.Keys(models))...), Data: t,
+		View: func(model string) any {
+			v := t
+			v.Workers = nil
+			for i := range t.Workers {
+				if of[i] == model {
+					v.Workers = append(v.Workers, t.Workers[i])
+				}
+			}
+			return v
+		}}
 }
 
 // Sweep marks hives stale after StaleAfter missed intervals and removes
@@ -374,12 +409,15 @@ func (r *Registry) Sweep() {
 		h := r.hives[id]
 		silent := now.Sub(h.LastSeen)
 		if silent > r.cfg.HiveTTL {
+			// One event for the hive and its workers, as hive_online.
+			gone := api.HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "silent for more than the hive TTL " + r.cfg.HiveTTL.String(),
+				WorkerIDs: make([]string, 0, len(h.workers))}
 			for i := range h.workers {
 				if w := &h.workers[i]; w.live() {
-					evs = append(evs, removed(h, w, api.ReasonHiveRemoved))
+					gone.WorkerIDs = append(gone.WorkerIDs, w.rep.ID)
 				}
 			}
-			evs = append(evs, Event{Type: api.EventHiveRemoved, Hive: id, Data: api.HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "silent for more than the hive TTL " + r.cfg.HiveTTL.String()}})
+			evs = append(evs, Event{Type: api.EventHiveRemoved, Hive: id, Data: gone})
 			delete(r.hives, id)
 			continue
 		}

@@ -103,14 +103,19 @@ func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 	if !res.New {
 		t.Fatal("first heartbeat not new")
 	}
-	if got := types(rec.take()); got != "hive_online,worker_added,worker_added,hive_telemetry" {
+	// The hive joins in one event that carries its workers.
+	evs := rec.take()
+	if got := types(evs); got != "hive_online,hive_telemetry" {
 		t.Fatalf("events %s", got)
+	}
+	if on := evs[0].Data.(api.HiveOnline); len(on.Hive.Workers) != 2 || on.Hive.Workers[1].ID != "llm-b" || on.Hive.SessionID != "" {
+		t.Fatalf("hive_online %+v", on)
 	}
 	// b exits (OOM), c appears, a unchanged.
 	b := wk("b", "m", 11, 0, 0)
 	b.State, b.Signal, b.OOMKilled = api.StateExited, s("SIGKILL"), func() *bool { v := true; return &v }()
 	mustIngest(t, r, hb("h1", "s1", 2, wk("a", "m", 10, 1, 0), b, wk("c", "m", 12, 1, 0)))
-	evs := rec.take()
+	evs = rec.take()
 	if got := types(evs); got != "worker_removed,worker_added,hive_telemetry" {
 		t.Fatalf("events %s", got)
 	}
@@ -143,17 +148,21 @@ func TestIngestIgnoresOldSeqAndDetectsRestart(t *testing.T) {
 		t.Fatal("an ignored heartbeat changed the registry")
 	}
 	// A new session is a restart, even with a lower seq: a is re-adopted
-	// (same pid, no events), b died during the downtime.
+	// (same pid, no event of its own), b died during the downtime; the
+	// hive_online that follows b's removal carries the hive as it is now.
 	res := mustIngest(t, r, hb("h1", "s2", 1, wk("a", "m", 10, 1, 0)))
 	if !res.Restarted {
 		t.Fatal("new session not treated as restart")
 	}
 	evs := rec.take()
-	if got := types(evs); got != "hive_online,worker_removed,hive_telemetry" {
+	if got := types(evs); got != "worker_removed,hive_online,hive_telemetry" {
 		t.Fatalf("events %s", got)
 	}
-	if d := evs[1].Data.(api.WorkerRemoved); d.WorkerID != "llm-b" || d.Reason != api.ReasonHiveRestarted {
+	if d := evs[0].Data.(api.WorkerRemoved); d.WorkerID != "llm-b" || d.Reason != api.ReasonHiveRestarted {
 		t.Fatalf("removed %+v", d)
+	}
+	if on := evs[1].Data.(api.HiveOnline); !on.Restarted || len(on.Hive.Workers) != 1 || on.Hive.Workers[0].ID != "llm-a" {
+		t.Fatalf("hive_online %+v", on)
 	}
 	if st := r.Stats(); st.Ignored != 2 || st.Heartbeats != 2 {
 		t.Fatalf("stats %+v", st)
@@ -192,11 +201,15 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	if _, err := r.Schedule("m", 0); err != nil {
 		t.Fatal(err)
 	}
-	// Silent past the TTL: removed with its workers.
+	// Silent past the TTL: removed with its workers, in one event.
 	c.add(91 * time.Second)
 	r.Sweep()
-	if got := types(rec.take()); got != "hive_stale,worker_removed,hive_removed" && got != "worker_removed,hive_removed" {
+	evs = rec.take()
+	if got := types(evs); got != "hive_removed" {
 		t.Fatalf("events %s", got)
+	}
+	if g := evs[0].Data.(api.HiveGone); !slices.Equal(g.WorkerIDs, []string{"llm-a"}) {
+		t.Fatalf("hive_removed %+v", g)
 	}
 	if len(r.Hives(nil)) != 0 || len(r.Workers(Filter{})) != 0 {
 		t.Fatal("removed hive still listed")

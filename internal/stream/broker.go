@@ -72,6 +72,23 @@ type Stats struct {
 	Resyncs   uint64 // clients resumed with a snapshot instead of a replay
 }
 
+// Event is what Publish takes.
+type Event struct {
+	Type string
+	// Key is the hive the event is about, for ?hive= and, for the
+	// Coalesce type, coalescing; "" for the queen's own events.
+	Key string
+	// Models are the models the event concerns, for ?model=; nil means
+	// it concerns every client.
+	Models []string
+	// Data is marshalled as JSON, once.
+	Data any
+	// View, when set, returns Data as a client filtering on one model
+	// sees it; each model's view is encoded once, when a client first
+	// needs it.
+	View func(model string) any
+}
+
 // event is one published event: its frame is encoded once and written as
 // is to every client.
 type event struct {
@@ -80,6 +97,17 @@ type event struct {
 	key    string   // the hive, for filters and coalescing
 	models []string // for ?model=
 	frame  []byte
+	view   func(model string) any
+	views  map[string][]byte // frames of view, by model; guarded by Broker.mu
+}
+
+// size is what e holds of the replay buffer's bytes.
+func (e *event) size() int {
+	n := len(e.frame)
+	for _, f := range e.views {
+		n += len(f)
+	}
+	return n
 }
 
 // Broker publishes events to every connected SSE client.
@@ -149,13 +177,11 @@ func frame(id, typ string, payload []byte) []byte {
 // building events no one would get.
 func (b *Broker) Clients() int { return int(b.nclients.Load()) }
 
-// Publish sends an event of type typ with data marshalled as JSON to
-// every client whose filter takes it. key is its hive (for ?hive= and, for
-// the Coalesce type, coalescing), models the models it concerns.
-func (b *Broker) Publish(typ, key string, models []string, data any) error {
-	payload, err := json.Marshal(data)
+// Publish sends e to every client whose filter takes it.
+func (b *Broker) Publish(e Event) error {
+	payload, err := json.Marshal(e.Data)
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", typ, err)
+		return fmt.Errorf("publish %s: %w", e.Type, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -163,25 +189,48 @@ func (b *Broker) Publish(typ, key string, models []string, data any) error {
 		return nil
 	}
 	b.seq++
-	ev := &event{seq: b.seq, typ: typ, key: key, models: models, frame: frame(b.id(b.seq), typ, payload)}
+	ev := &event{seq: b.seq, typ: e.Type, key: e.Key, models: e.Models, frame: frame(b.id(b.seq), e.Type, payload), view: e.View}
 	b.ring = append(b.ring, ev)
 	b.bytes += len(ev.frame)
+	for c := range b.clients {
+		if c.filter.match(ev) {
+			c.enqueue(ev, b.frameFor(ev, c.filter.Model))
+		}
+	}
 	drop := 0
 	for len(b.ring)-drop > b.cfg.ReplaySize || b.bytes > b.cfg.ReplayBytes && len(b.ring)-drop > 1 {
-		b.bytes -= len(b.ring[drop].frame)
+		b.bytes -= b.ring[drop].size()
 		b.ring[drop] = nil
 		drop++
 	}
 	if drop > 0 {
 		b.ring = append(b.ring[:0], b.ring[drop:]...)
 	}
-	for c := range b.clients {
-		if c.filter.match(ev) {
-			c.enqueue(ev)
-		}
-	}
 	b.published.Add(1)
 	return nil
+}
+
+// frameFor returns e's frame as a client filtering on model sees it,
+// encoding that view the first time a client needs it. Caller holds mu.
+func (b *Broker) frameFor(e *event, model string) []byte {
+	if model == "" || e.view == nil {
+		return e.frame
+	}
+	if f, ok := e.views[model]; ok {
+		return f
+	}
+	payload, err := json.Marshal(e.view(model))
+	if err != nil {
+		b.log.Error("encode event view", "type", e.typ, "model", model, "err", err)
+		return e.frame
+	}
+	if e.views == nil {
+		e.views = map[string][]byte{}
+	}
+	f := frame(b.id(e.seq), e.typ, payload)
+	e.views[model] = f
+	b.bytes += len(f)
+	return f
 }
 
 // since returns the events after the one with id last, or false when the
@@ -287,7 +336,7 @@ func (b *Broker) subscribe(c *client, last string) bool {
 			snapshot = false
 			for _, e := range evs {
 				if c.filter.match(e) {
-					c.queue = append(c.queue, e)
+					c.queue = append(c.queue, queued{e, b.frameFor(e, c.filter.Model)})
 				}
 			}
 		} else {
@@ -332,8 +381,14 @@ type client struct {
 
 	mu      sync.Mutex
 	first   []byte // the snapshot frame, written before the queue
-	queue   []*event
+	queue   []queued
 	evicted bool
+}
+
+// queued is an event in a client's queue, with the frame it gets.
+type queued struct {
+	ev    *event
+	frame []byte
 }
 
 func (c *client) signal() {
@@ -343,8 +398,9 @@ func (c *client) signal() {
 	}
 }
 
-// enqueue adds e without blocking. Caller holds the broker's mu.
-func (c *client) enqueue(e *event) {
+// enqueue adds e, as frame, without blocking. Caller holds the broker's
+// mu.
+func (c *client) enqueue(e *event, frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.evicted {
@@ -352,11 +408,11 @@ func (c *client) enqueue(e *event) {
 	}
 	if e.typ == c.b.cfg.Coalesce && e.key != "" {
 		for i, q := range c.queue {
-			if q.typ == e.typ && q.key == e.key {
+			if q.ev.typ == e.typ && q.ev.key == e.key {
 				// Only the newest telemetry of a hive matters; moving it
 				// to the back keeps ids increasing for Last-Event-ID.
 				copy(c.queue[i:], c.queue[i+1:])
-				c.queue[len(c.queue)-1] = e
+				c.queue[len(c.queue)-1] = queued{e, frame}
 				c.b.coalesced.Add(1)
 				c.signal()
 				return
@@ -370,7 +426,7 @@ func (c *client) enqueue(e *event) {
 		c.cancel()
 		return
 	}
-	c.queue = append(c.queue, e)
+	c.queue = append(c.queue, queued{e, frame})
 	c.signal()
 }
 
@@ -383,7 +439,7 @@ func (c *client) write(ctx context.Context) {
 	}
 	keep := time.NewTicker(c.b.cfg.KeepAlive)
 	defer keep.Stop()
-	var batch []*event
+	var batch []queued
 	for {
 		select {
 		case <-ctx.Done():
@@ -413,7 +469,7 @@ func (c *client) write(ctx context.Context) {
 }
 
 // send writes frames and flushes, under the write deadline.
-func (c *client) send(first, comment []byte, evs []*event) error {
+func (c *client) send(first, comment []byte, evs []queued) error {
 	_ = c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
 	for _, b := range [][]byte{first, comment} {
 		if b != nil {
@@ -422,8 +478,8 @@ func (c *client) send(first, comment []byte, evs []*event) error {
 			}
 		}
 	}
-	for _, e := range evs {
-		if _, err := c.w.Write(e.frame); err != nil {
+	for _, q := range evs {
+		if _, err := c.w.Write(q.frame); err != nil {
 			return err
 		}
 	}

@@ -92,12 +92,12 @@ func seqOf(t *testing.T, b *stream.Broker, id string) int {
 // type, JSON data and an id of this run's epoch.
 func TestSnapshotThenEvents(t *testing.T) {
 	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1", "h2")})
-	_ = b.Publish("hive_online", "h1", nil, payload{N: -1}) // before anyone listens
+	_ = b.Publish(stream.Event{Type: "hive_online", Key: "h1", Data: payload{N: -1}}) // before anyone listens
 	c1 := harness.Subscribe(t, url, harness.SSEOptions{})
 	c2 := harness.Subscribe(t, url, harness.SSEOptions{})
 	waitClients(t, b, 2)
 	for i, typ := range []string{"hive_online", "worker_added", "worker_removed"} {
-		if err := b.Publish(typ, "h1", nil, payload{N: i}); err != nil {
+		if err := b.Publish(stream.Event{Type: typ, Key: "h1", Data: payload{N: i}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,13 +130,13 @@ func TestReconnectWithLastEventIDReplaysMissed(t *testing.T) {
 	c := harness.Subscribe(t, url, harness.SSEOptions{})
 	waitClients(t, b, 1)
 	for i := range 5 {
-		_ = b.Publish("worker_added", "h1", nil, payload{N: i})
+		_ = b.Publish(stream.Event{Type: "worker_added", Key: "h1", Data: payload{N: i}})
 	}
 	last, _ := c.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == b.Epoch()+"-5" })
 	c.Close()
 	waitClients(t, b, 0)
 	for i := 5; i < 10; i++ {
-		_ = b.Publish("worker_added", "h1", nil, payload{N: i})
+		_ = b.Publish(stream.Event{Type: "worker_added", Key: "h1", Data: payload{N: i}})
 	}
 	r := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: last.ID})
 	r.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.ID == b.Epoch()+"-10" })
@@ -154,7 +154,7 @@ func TestReconnectWithLastEventIDReplaysMissed(t *testing.T) {
 func TestResyncInsteadOfAGap(t *testing.T) {
 	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1"), ReplaySize: 3})
 	for i := range 10 {
-		_ = b.Publish("worker_added", "h1", nil, payload{N: i})
+		_ = b.Publish(stream.Event{Type: "worker_added", Key: "h1", Data: payload{N: i}})
 	}
 	for _, last := range []string{"otherqueen-4", b.Epoch() + "-2", b.Epoch() + "-99", "garbage"} {
 		c := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: last})
@@ -184,7 +184,7 @@ func TestFilters(t *testing.T) {
 	byType := harness.Subscribe(t, url+"?types=worker_removed,queen", harness.SSEOptions{})
 	waitClients(t, b, 3)
 	pub := func(typ, hive string, models []string, n int) {
-		if err := b.Publish(typ, hive, models, payload{N: n}); err != nil {
+		if err := b.Publish(stream.Event{Type: typ, Key: hive, Models: models, Data: payload{N: n}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,7 +192,12 @@ func TestFilters(t *testing.T) {
 	pub("worker_added", "h2", []string{"llama"}, 2)
 	pub("hive_telemetry", "h2", []string{"llama"}, 3)
 	pub("hive_telemetry", "h3", []string{}, 4)
-	pub("hive_telemetry", "h1", []string{"llama", "qwen"}, 5)
+	// A model filter gets the event's view for its model (here its N
+	// plus 100), encoded once for every client of that model.
+	if err := b.Publish(stream.Event{Type: "hive_telemetry", Key: "h1", Models: []string{"llama", "qwen"}, Data: payload{N: 5},
+		View: func(m string) any { return payload{N: 105} }}); err != nil {
+		t.Fatal(err)
+	}
 	pub("worker_removed", "h2", []string{"qwen"}, 6)
 	pub("queen", "", nil, 7)
 	got := func(c *harness.SSEClient) []int {
@@ -216,7 +221,7 @@ func TestFilters(t *testing.T) {
 		want []int
 	}{
 		"hive":  {byHive, []int{-2, 1, 4, 5, 7}},
-		"model": {byModel, []int{-3, 1, 5, 6, 7}},
+		"model": {byModel, []int{-3, 1, 105, 6, 7}},
 		"types": {byType, []int{6, 7}},
 	} {
 		if ns := got(tc.c); !slices.Equal(ns, tc.want) {
@@ -244,7 +249,7 @@ func TestSubscribedBeforeHeaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = b.Publish("worker_added", "h", nil, payload{N: i})
+		_ = b.Publish(stream.Event{Type: "worker_added", Key: "h", Data: payload{N: i}})
 		sc := bufio.NewScanner(resp.Body)
 		found := false
 		for sc.Scan() {
@@ -314,7 +319,7 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	for i := range n {
 		start := time.Now()
 		// Worker events do not coalesce: the stalled queue must overflow.
-		if err := b.Publish("worker_added", "", nil, payload{N: i, At: time.Now(), Pad: pad}); err != nil {
+		if err := b.Publish(stream.Event{Type: "worker_added", Key: "", Data: payload{N: i, At: time.Now(), Pad: pad}}); err != nil {
 			t.Fatal(err)
 		}
 		slowest = max(slowest, time.Since(start))
@@ -364,7 +369,7 @@ func TestTelemetryCoalescesForSlowReader(t *testing.T) {
 	// Far more telemetry than the queue holds, for 4 hives: coalescing
 	// keeps the queue at most 4 deep for them, so nothing is evicted.
 	for i := range 2000 {
-		if err := b.Publish("hive_telemetry", fmt.Sprintf("h%d", i%4), nil, payload{N: i, Pad: pad}); err != nil {
+		if err := b.Publish(stream.Event{Type: "hive_telemetry", Key: fmt.Sprintf("h%d", i%4), Data: payload{N: i, Pad: pad}}); err != nil {
 			t.Fatal(err)
 		}
 	}

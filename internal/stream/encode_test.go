@@ -17,12 +17,12 @@ func TestEncodedOnce(t *testing.T) {
 		cs = append(cs, c)
 		b.clients[c] = struct{}{}
 	}
-	if err := b.Publish("worker_added", "h", nil, map[string]int{"n": 1}); err != nil {
+	if err := b.Publish(Event{Type: "worker_added", Key: "h", Data: map[string]int{"n": 1}}); err != nil {
 		t.Fatal(err)
 	}
 	first := cs[0].queue[0]
 	for _, c := range cs {
-		if len(c.queue) != 1 || c.queue[0] != first || &c.queue[0].frame[0] != &first.frame[0] {
+		if len(c.queue) != 1 || c.queue[0].ev != first.ev || &c.queue[0].frame[0] != &first.frame[0] {
 			t.Fatal("a client got its own copy of the event")
 		}
 	}
