@@ -42,7 +42,18 @@ func BenchmarkCollection10Workers(b *testing.B) {
 // ours: ≥ 15). Noise hits the three alike, so the ratios hold where the
 // absolute times do not.
 func BenchmarkStress100Workers(b *testing.B) {
-	f := startFleet(b, 100, true)
+	passVersus(b, startFleet(b, 100, true))
+}
+
+// BenchmarkCollection100Workers is BenchmarkStress100Workers over 100
+// sleeping workers: the same ratios on a quiet machine.
+func BenchmarkCollection100Workers(b *testing.B) {
+	passVersus(b, startFleet(b, 100, false))
+}
+
+// passVersus times f's pass, and apart from it the floor and containerd's
+// Stat over the same cgroups, and reports the ratios.
+func passVersus(b *testing.B, f *fleet) {
 	floor := f.floor(b)
 	stat := containerdStat(b, f.parent, f.rels)
 	var pass, fl, cs time.Duration
@@ -149,7 +160,7 @@ func (f *fleet) floor(b *testing.B) func() error {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var fds []int
+	var fds, limitFDs []int
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
 		if err != nil || !(strings.Contains(target, f.parent) || strings.HasPrefix(target, "/proc/") && !strings.HasPrefix(target, "/proc/self")) {
@@ -159,10 +170,14 @@ func (f *fleet) floor(b *testing.B) func() error {
 		if err != nil {
 			continue // the pass's own descriptor may be write-only or gone
 		}
-		fds = append(fds, fd)
+		if limitFiles[filepath.Base(target)] {
+			limitFDs = append(limitFDs, fd)
+		} else {
+			fds = append(fds, fd)
+		}
 	}
 	b.Cleanup(func() {
-		for _, fd := range fds {
+		for _, fd := range append(fds, limitFDs...) {
 			unix.Close(fd)
 		}
 	})
@@ -175,10 +190,22 @@ func (f *fleet) floor(b *testing.B) func() error {
 	for _, rel := range f.rels {
 		procs = append(procs, procsFile(b, f.parent, rel))
 	}
-	b.Logf("floor: %d open files and %d cgroup.procs for %d workers", len(fds), len(procs), f.n)
+	if os.Getenv("RBEE_BENCH_DEBUG") != "" {
+		for _, e := range ents {
+			t, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+			b.Log(t)
+		}
+	}
+	b.Logf("floor: %d open files, %d limit files every %d passes, and %d cgroup.procs for %d workers", len(fds), len(limitFDs), cgroups.LimitsEvery, len(procs), f.n)
 	buf := make([]byte, 8192)
+	calls := 0
 	return func() error {
-		for _, fd := range fds {
+		read := fds
+		if calls%cgroups.LimitsEvery == 0 {
+			read = append(read[:len(read):len(read)], limitFDs...)
+		}
+		calls++
+		for _, fd := range read {
 			if _, err := unix.Pread(fd, buf, 0); err != nil {
 				return err
 			}
@@ -196,6 +223,12 @@ func (f *fleet) floor(b *testing.B) func() error {
 		}
 		return nil
 	}
+}
+
+// limitFiles are the files a pass reads every cgroups.LimitsEvery passes.
+var limitFiles = map[string]bool{
+	"cpu.cfs_quota_us": true, "cpu.cfs_period_us": true, "memory.limit_in_bytes": true, "pids.max": true, // v1
+	"cpu.max": true, "memory.max": true, // v2
 }
 
 // procsFile is the cgroup.procs file the pass reads for the worker

@@ -135,3 +135,33 @@ type Manager interface {
 	// cgroup there, the parent included.
 	RemoveAll(ctx context.Context) error
 }
+
+// LimitsEvery is how often Sample reads the limit files back: every
+// LimitsEvery-th sample, the first included (about every 10 s at the
+// default interval). Limits change only when someone changes them behind
+// the hive's back; reading them every pass would double the files a pass
+// reads (BenchmarkStress100Workers). Limits always reads them.
+const LimitsEvery = 10
+
+// limitsCache holds the limits last read, for the samples in between.
+type limitsCache struct {
+	limits  Limits
+	samples uint64
+}
+
+// sample puts the limits into s, reading them with read when due.
+func (c *limitsCache) sample(s *Sample, read func() (Limits, error)) error {
+	due := c.samples%LimitsEvery == 0
+	c.samples++
+	if !due {
+		s.Limits = c.limits
+		return nil
+	}
+	l, err := read()
+	if err != nil {
+		c.samples = 0 // try again next time
+		return err
+	}
+	c.limits, s.Limits = l, l
+	return nil
+}

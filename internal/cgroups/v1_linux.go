@@ -226,11 +226,12 @@ type v1Group struct {
 	cg cgroup1.Cgroup
 
 	cpu, memUse, memStat, procs reread.File
-	// The limit files, re-read every pass to notice a change made behind
-	// the hive's back.
+	// The limit files, re-read every LimitsEvery samples to notice a
+	// change made behind the hive's back.
 	cpuQuota, cpuPeriod, memMax, pidsMax reread.File
 	buf                                  []byte
 	pids                                 []int
+	limitsCache
 }
 
 func (g *v1Group) Path() string { return g.path }
@@ -247,6 +248,8 @@ func (g *v1Group) Placement() (Placement, error) {
 }
 
 var v1MemKeys = []string{"total_rss", "total_inactive_file", "rss", "inactive_file"}
+
+func (g *v1Group) sampleLimits(s *Sample) error { return g.limitsCache.sample(s, g.readLimits) }
 
 func (g *v1Group) Sample() (Sample, error) {
 	g.mu.Lock()
@@ -288,8 +291,7 @@ func (g *v1Group) Sample() (Sample, error) {
 	if found&2 != 0 {
 		s.MemInactiveFile = v[1]
 	}
-	s.Limits, err = g.readLimits()
-	return s, err
+	return s, g.sampleLimits(&s)
 }
 
 func (g *v1Group) Limits() (Limits, error) {

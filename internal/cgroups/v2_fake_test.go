@@ -133,11 +133,20 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 	if s, err = g.Sample(); err != nil || s.CPUUsageNS != 2000855000 || !slices.Equal(s.PIDs, []int{670}) {
 		t.Fatalf("second Sample = %+v, %v", s, err)
 	}
-	// A limit changed behind the hive's back shows in the next Sample.
+	// A limit changed behind the hive's back shows within LimitsEvery
+	// samples, and Limits reads it at once.
 	f.write(t, "sup/rbee.slice/llm/9301/memory.max", "max\n")
 	f.write(t, "sup/rbee.slice/llm/9301/cpu.max", "max 100000\n")
+	if l, err := g.Limits(); err != nil || l != (Limits{Pids: 4096}) {
+		t.Fatalf("Limits after the limits were lifted = %+v, %v", l, err)
+	}
+	for i := 2; i < LimitsEvery; i++ {
+		if s, err = g.Sample(); err != nil || s.Limits != want.Limits {
+			t.Fatalf("Sample %d = %+v, %v: limits read before they were due", i+1, s.Limits, err)
+		}
+	}
 	if s, err = g.Sample(); err != nil || s.Limits != (Limits{Pids: 4096}) {
-		t.Fatalf("Sample after the limits were lifted = %+v, %v", s.Limits, err)
+		t.Fatalf("Sample %d, after the limits were lifted = %+v, %v", LimitsEvery+1, s.Limits, err)
 	}
 	if n, exact, err := g.OOMKills(); n != 2 || !exact || err != nil {
 		t.Fatalf("OOMKills = %d %v %v", n, exact, err)

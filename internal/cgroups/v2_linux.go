@@ -237,11 +237,12 @@ type v2Group struct {
 	cg                   *cgroup2.Manager
 	cpu, memCur, memStat reread.File
 	io, procs            reread.File
-	// The limit files, re-read every pass to notice a change made behind
-	// the hive's back.
+	// The limit files, re-read every LimitsEvery samples to notice a
+	// change made behind the hive's back.
 	cpuMax, memMax, pidsMax reread.File
 	buf                     []byte
 	pids                    []int
+	limitsCache
 }
 
 func (g *v2Group) Path() string { return g.path }
@@ -260,6 +261,8 @@ var (
 	v2CPUKeys = []string{"usage_usec"}
 	v2MemKeys = []string{"anon", "inactive_file"}
 )
+
+func (g *v2Group) sampleLimits(s *Sample) error { return g.limitsCache.sample(s, g.readLimits) }
 
 func (g *v2Group) Sample() (Sample, error) {
 	g.mu.Lock()
@@ -301,8 +304,7 @@ func (g *v2Group) Sample() (Sample, error) {
 		return s, fmt.Errorf("%s: %w", g.io.Path, err)
 	}
 	s.HasIO = true
-	s.Limits, err = g.readLimits()
-	return s, err
+	return s, g.sampleLimits(&s)
 }
 
 func (g *v2Group) Limits() (Limits, error) {

@@ -7,8 +7,6 @@ package reread
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 )
 
 // maxSize bounds one file's contents.
@@ -25,28 +23,27 @@ type File struct {
 	// descriptor read more often than that keeps returning its first list.
 	Reopen bool
 
-	f *os.File
+	h handle
 }
 
 // Read returns the current contents, using and growing *buf; the result
 // aliases *buf.
 func (c *File) Read(buf *[]byte) ([]byte, error) {
 	if c.Reopen {
-		_ = c.Close()
+		// Not held between reads: nothing would reuse it.
+		defer c.Close()
 	}
-	if c.f == nil {
-		f, err := os.Open(c.Path)
-		if err != nil {
+	if !c.h.open() {
+		if err := c.h.openFile(c.Path); err != nil {
 			return nil, err
 		}
-		c.f = f
 	}
 	if len(*buf) == 0 {
 		*buf = make([]byte, 4096)
 	}
 	for {
-		n, err := c.f.ReadAt(*buf, 0)
-		if err != nil && !errors.Is(err, io.EOF) {
+		n, err := c.h.pread(*buf)
+		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", c.Path, err)
 		}
 		if n < len(*buf) {
@@ -61,10 +58,10 @@ func (c *File) Read(buf *[]byte) ([]byte, error) {
 
 // Close releases the descriptor; a later Read opens it again.
 func (c *File) Close() error {
-	if c.f == nil {
+	if !c.h.open() {
 		return nil
 	}
-	err := c.f.Close()
-	c.f = nil
-	return err
+	return c.h.close()
 }
+
+var errClosed = errors.New("file not open")
