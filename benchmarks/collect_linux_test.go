@@ -170,6 +170,11 @@ func (f *fleet) floor(b *testing.B) func() error {
 		if err != nil {
 			continue // the pass's own descriptor may be write-only or gone
 		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			unix.Close(fd) // a directory the pass opens files in
+			continue
+		}
 		if limitFiles[filepath.Base(target)] {
 			limitFDs = append(limitFDs, fd)
 		} else {
@@ -186,10 +191,20 @@ func (f *fleet) floor(b *testing.B) func() error {
 	if len(fds) < 4*f.n {
 		b.Fatalf("found %d open kernel files for %d workers", len(fds), f.n)
 	}
-	var procs []string
+	// cgroup.procs is opened afresh each pass, through its directory.
+	var procs []int
 	for _, rel := range f.rels {
-		procs = append(procs, procsFile(b, f.parent, rel))
+		dir, err := unix.Open(filepath.Dir(procsFile(b, f.parent, rel)), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		procs = append(procs, dir)
 	}
+	b.Cleanup(func() {
+		for _, fd := range procs {
+			unix.Close(fd)
+		}
+	})
 	if os.Getenv("RBEE_BENCH_DEBUG") != "" {
 		for _, e := range ents {
 			t, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
@@ -210,8 +225,8 @@ func (f *fleet) floor(b *testing.B) func() error {
 				return err
 			}
 		}
-		for _, p := range procs {
-			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		for _, dir := range procs {
+			fd, err := unix.Openat(dir, "cgroup.procs", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return err
 			}

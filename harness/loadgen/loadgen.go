@@ -6,7 +6,6 @@ package loadgen
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -96,35 +95,37 @@ func (h *Hive) Next() api.Heartbeat {
 // Resend makes the next heartbeat carry every static field.
 func (h *Hive) Resend() { h.full = true }
 
-// Encode returns hb as the hive posts it: JSON, gzipped above 1 KiB.
+// Encode returns hb as the hive posts it: JSON, gzipped (api.Gzip, as
+// the hive) above 1 KiB.
 func Encode(hb api.Heartbeat) (body []byte, gzipped bool, err error) {
 	b, err := json.Marshal(hb)
 	if err != nil || len(b) <= 1024 {
 		return b, false, err
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		return nil, false, err
-	}
-	return buf.Bytes(), true, nil
+	z, err := api.Gzip(b)
+	return z, err == nil, err
 }
 
 // Post sends hb to a queen at base with token, and returns its answer.
 func Post(ctx context.Context, c *http.Client, base, token string, hb api.Heartbeat) (api.HeartbeatAck, error) {
-	var ack api.HeartbeatAck
 	body, gz, err := Encode(hb)
 	if err != nil {
-		return ack, err
+		return api.HeartbeatAck{}, err
 	}
+	return PostBody(ctx, c, base, token, body, gz)
+}
+
+// PostBody sends an encoded heartbeat (see Encode), for load that must
+// not spend the sender's CPU on encoding.
+func PostBody(ctx context.Context, c *http.Client, base, token string, body []byte, gzipped bool) (api.HeartbeatAck, error) {
+	var ack api.HeartbeatAck
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/hive-heartbeat", bytes.NewReader(body))
 	if err != nil {
 		return ack, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
-	if gz {
+	if gzipped {
 		req.Header.Set("Content-Encoding", "gzip")
 	}
 	resp, err := c.Do(req)
@@ -133,8 +134,42 @@ func Post(ctx context.Context, c *http.Client, base, token string, hb api.Heartb
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		return ack, fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	return ack, json.Unmarshal(b, &ack)
+}
+
+// Body is one encoded heartbeat.
+type Body struct {
+	Data    []byte
+	Gzipped bool
+}
+
+// Fleet returns n hives of workers workers with gpus GPUs each, named
+// <prefix>-0000 on.
+func Fleet(prefix string, n, workers, gpus int) []*Hive {
+	hs := make([]*Hive, n)
+	for i := range hs {
+		hs[i] = NewHive(fmt.Sprintf("%s-%04d", prefix, i), workers, gpus)
+	}
+	return hs
+}
+
+// Rounds encodes rounds heartbeats of every hive, round by round (hive
+// order within each): the first round of a new session carries the
+// static fields.
+func Rounds(hs []*Hive, rounds int) ([][]Body, error) {
+	out := make([][]Body, rounds)
+	for r := range out {
+		out[r] = make([]Body, len(hs))
+		for i, h := range hs {
+			b, gz, err := Encode(h.Next())
+			if err != nil {
+				return nil, err
+			}
+			out[r][i] = Body{b, gz}
+		}
+	}
+	return out, nil
 }

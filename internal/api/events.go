@@ -33,16 +33,22 @@ type Snapshot struct {
 // WorkerChanged is the data of worker_changed: a worker's static fields
 // changed (its limits, say); the record is whole.
 type WorkerChanged struct {
-	HiveID string `json:"hive_id"`
-	Worker Worker `json:"worker"`
+	HiveID string    `json:"hive_id"`
+	At     time.Time `json:"at"`
+	SentAt time.Time `json:"sent_at"`
+	Worker Worker    `json:"worker"`
 }
 
 // HiveTelemetry is the data of hive_telemetry, every heartbeat: the
 // numbers only. Static fields travel in worker_added, worker_changed and
 // the snapshot.
 type HiveTelemetry struct {
-	HiveID string    `json:"hive_id"`
+	HiveID string `json:"hive_id"`
+	// At is the queen's clock when it applied the heartbeat, SentAt the
+	// hive's when it sent it (the same on worker events): At − SentAt is
+	// the heartbeat's transit and ingest, plus the clocks' skew.
 	At     time.Time `json:"at"`
+	SentAt time.Time `json:"sent_at"`
 	Node   NodeStats `json:"node"`
 	// StatFields names the elements of each worker's stats.
 	StatFields []string          `json:"stat_fields"`
@@ -102,8 +108,10 @@ type HiveGone struct {
 
 // WorkerAdded is the data of worker_added.
 type WorkerAdded struct {
-	HiveID string `json:"hive_id"`
-	Worker Worker `json:"worker"`
+	HiveID string    `json:"hive_id"`
+	At     time.Time `json:"at"`
+	SentAt time.Time `json:"sent_at"`
+	Worker Worker    `json:"worker"`
 }
 
 // Reasons a worker leaves the registry.
@@ -117,11 +125,12 @@ const (
 
 // WorkerRemoved is the data of worker_removed.
 type WorkerRemoved struct {
-	HiveID    string  `json:"hive_id"`
-	WorkerID  string  `json:"worker_id"`
-	Reason    string  `json:"reason"`
-	ExitCode  *int    `json:"exit_code"`
-	Signal    *string `json:"signal"`
-	OOMKilled *bool   `json:"oom_killed"`
-	Worker    Worker  `json:"worker"`
+	HiveID    string    `json:"hive_id"`
+	At        time.Time `json:"at"`
+	WorkerID  string    `json:"worker_id"`
+	Reason    string    `json:"reason"`
+	ExitCode  *int      `json:"exit_code"`
+	Signal    *string   `json:"signal"`
+	OOMKilled *bool     `json:"oom_killed"`
+	Worker    Worker    `json:"worker"`
 }

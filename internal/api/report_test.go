@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,4 +91,69 @@ func FuzzStats(f *testing.F) {
 		var n NodeGPUStat
 		_ = json.Unmarshal(b, &n)
 	})
+}
+
+// fastNum agrees with strconv.ParseFloat wherever it answers, and answers
+// for what hives write.
+func FuzzFastNum(f *testing.F) {
+	for _, s := range []string{"0", "-0", "43.2", "2576980377", "999999999999999", "0.1", "01", "1.", ".5", "-", "1e5", "123456789012.345"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := fastNum([]byte(s))
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || !jsonNumber([]byte(s)) {
+			t.Fatalf("fastNum(%q) = %v, but it is not a JSON number (%v)", s, v, err)
+		}
+		if v != want || math.Signbit(v) != math.Signbit(want) {
+			t.Fatalf("fastNum(%q) = %v, ParseFloat %v", s, v, want)
+		}
+	})
+}
+
+func TestAppendNumMatchesFloatFormatting(t *testing.T) {
+	for _, v := range []float64{0, 0.04, -0.04, 43.25, 43.2, 99.95, -12.34, 1e14, 2576980377.6, 0.5, 1.5, -1.5} {
+		for _, tenths := range []bool{false, true} {
+			r := math.Round(v)
+			if tenths {
+				r = math.Round(v*10) / 10
+			}
+			want := strconv.FormatFloat(r, 'f', -1, 64)
+			if want == "-0" {
+				want = "0"
+			}
+			if got := string(appendNum(nil, v, tenths)); got != want {
+				t.Errorf("appendNum(%v, tenths %v) = %s, want %s", v, tenths, got, want)
+			}
+		}
+	}
+}
+
+// HiveTelemetry's hand-written JSON is what encoding/json writes.
+func TestHiveTelemetryJSONMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 11, 29, 15, 4, 5, 123456789, time.UTC)
+	cpu, mem := 12.5, uint64(1<<40)
+	tiny := 1e-9
+	for _, tel := range []HiveTelemetry{
+		{HiveID: "gpu-1", At: at, SentAt: at.Add(-time.Millisecond), StatFields: StatFields[:],
+			Node: NodeStats{CPUPct: &cpu, MemUsedBytes: &mem, GPUs: []NodeGPUStat{{Index: 0, VRAMUsedBytes: 1 << 30, UtilPct: 55.5, TempC: 40, PowerW: math.NaN()}}, Errors: []string{`gpu: "nvml" <failed> & more`, "é\x01"}},
+			Workers: []WorkerTelemetry{
+				{ID: "llm-9301", State: StateRunning, Stats: Stats{51.34, 2 << 30, math.NaN(), 1, 2, 3, 4, 5, 6}, GPUs: []GPUStat{{0, 8 << 30, 12.3}}},
+				{ID: "llm-9302", State: StateExited, Stats: UnknownStats()},
+			}},
+		{HiveID: "empty", Node: NodeStats{CPUPct: &tiny}, StatFields: StatFields[:]},
+		{HiveID: "no-workers", Node: NodeStats{GPUs: []NodeGPUStat{}}, Workers: []WorkerTelemetry{}},
+	} {
+		type plain HiveTelemetry // without the method
+		want, err := json.Marshal(plain(tel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tel.AppendJSON(nil); string(got) != string(want) {
+			t.Errorf("AppendJSON\n got %s\nwant %s", got, want)
+		}
+	}
 }

@@ -182,7 +182,7 @@ func (m *v1Manager) open(rel string) *v1Group {
 	g.cpu = reread.File{Path: filepath.Join(g.cpuacctDir, "cpuacct.usage")}
 	g.memUse = reread.File{Path: filepath.Join(g.memDir, "memory.usage_in_bytes")}
 	g.memStat = reread.File{Path: filepath.Join(g.memDir, "memory.stat")}
-	g.procs = reread.File{Path: filepath.Join(g.memDir, "cgroup.procs"), Reopen: true}
+	g.procs = reread.File{Path: filepath.Join(g.memDir, "cgroup.procs"), Reopen: true, Dir: &reread.Dir{Path: g.memDir}}
 	g.memMax = reread.File{Path: filepath.Join(g.memDir, "memory.limit_in_bytes")}
 	if g.cpuDir != "" {
 		g.cpuQuota = reread.File{Path: filepath.Join(g.cpuDir, "cpu.cfs_quota_us")}

@@ -127,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives,
-		Telemetry: func() bool { return s.broker.Clients() > 0 }})
+		Telemetry: s.broker.CoalescedWanted})
 	return s, nil
 }
 

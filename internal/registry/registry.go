@@ -80,6 +80,8 @@ func (w *worker) model() string {
 // limiter (tokens left, as of refilled).
 type hive struct {
 	api.Hive
+	// sentAt is the hive's clock on its latest heartbeat, for events.
+	sentAt   time.Time
 	workers  []worker
 	tokens   float64
 	refilled time.Time
@@ -222,7 +224,7 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	h.URL, h.SessionID, h.Seq = hb.HiveURL, hb.SessionID, hb.Seq
 	h.Version, h.GPUBackend, h.IntervalMS = hb.Version, hb.GPUBackend, hb.IntervalMS
 	h.Node = hb.Node
-	h.LastSeen, h.State = now, api.HiveStateOnline
+	h.LastSeen, h.State, h.sentAt = now, api.HiveStateOnline, hb.SentAt
 	cur, need := r.merge(h, hb.Workers, res.Restarted)
 	res.NeedStatic = need
 	evs := r.diff(h, h.workers, cur, res.Restarted, online != nil)
@@ -337,7 +339,7 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 				evs = append(evs, added(h, w))
 			case w.live() && p.static != w.static && !p.static.Equal(w.static):
 				evs = append(evs, Event{Type: api.EventWorkerChanged, Hive: h.ID, Models: []string{w.model()},
-					Data: api.WorkerChanged{HiveID: h.ID, Worker: h.record(w)}})
+					Data: api.WorkerChanged{HiveID: h.ID, At: h.LastSeen, SentAt: h.sentAt, Worker: h.record(w)}})
 			}
 			i++
 			j++
@@ -347,13 +349,13 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 }
 
 func added(h *hive, w *worker) Event {
-	return Event{Type: api.EventWorkerAdded, Hive: h.ID, Models: []string{w.model()}, Data: api.WorkerAdded{HiveID: h.ID, Worker: h.record(w)}}
+	return Event{Type: api.EventWorkerAdded, Hive: h.ID, Models: []string{w.model()}, Data: api.WorkerAdded{HiveID: h.ID, At: h.LastSeen, SentAt: h.sentAt, Worker: h.record(w)}}
 }
 
 func removed(h *hive, w *worker, reason string) Event {
 	rec := h.record(w)
 	return Event{Type: api.EventWorkerRemoved, Hive: h.ID, Models: []string{w.model()}, Data: api.WorkerRemoved{
-		HiveID: h.ID, WorkerID: rec.ID, Reason: reason, ExitCode: rec.ExitCode, Signal: rec.Signal, OOMKilled: rec.OOMKilled, Worker: rec,
+		HiveID: h.ID, At: h.LastSeen, WorkerID: rec.ID, Reason: reason, ExitCode: rec.ExitCode, Signal: rec.Signal, OOMKilled: rec.OOMKilled, Worker: rec,
 	}}
 }
 
@@ -373,7 +375,7 @@ func hiveOnline(h *hive, o api.HiveOnline) Event {
 
 // telemetry is a hive's hive_telemetry event: its numbers only.
 func telemetry(h *hive, now time.Time) Event {
-	t := api.HiveTelemetry{HiveID: h.ID, At: now, Node: api.NodeStatsOf(&h.Node), StatFields: api.StatFields[:],
+	t := api.HiveTelemetry{HiveID: h.ID, At: now, SentAt: h.sentAt, Node: api.NodeStatsOf(&h.Node), StatFields: api.StatFields[:],
 		Workers: make([]api.WorkerTelemetry, len(h.workers))}
 	models := map[string]bool{}
 	of := make([]string, len(h.workers)) // each worker's model, for View
@@ -386,16 +388,16 @@ func telemetry(h *hive, now time.Time) Event {
 		}
 	}
 	// Never nil: a hive serving no model is not one a model filter wants.
-	return Event{Type: api.EventHiveTelemetry, Hive: h.ID, Models: append([]string{}, slices.Sorted(maps.Keys(models))...), Data: t,
+	return Event{Type: api.EventHiveTelemetry, Hive: h.ID, Models: append([]string{}, slices.Sorted(maps.Keys(models))...), Data: &t,
 		View: func(model string) any {
 			v := t
-			v.Workers = nil
+			v.Workers = []api.WorkerTelemetry{}
 			for i := range t.Workers {
 				if of[i] == model {
 					v.Workers = append(v.Workers, t.Workers[i])
 				}
 			}
-			return v
+			return &v
 		}}
 }
 

@@ -2,6 +2,7 @@ package reread
 
 import (
 	"io/fs"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,9 +16,18 @@ type handle struct {
 
 func (h *handle) open() bool { return h.fd > 0 }
 
-func (h *handle) openFile(path string) error {
+func (h *handle) openFile(dir *Dir, path string) error {
+	at, name := unix.AT_FDCWD, path
+	if dir != nil && filepath.Dir(path) == dir.Path {
+		if dir.d.fd <= 0 {
+			if err := dir.d.open(dir.Path); err != nil {
+				return err
+			}
+		}
+		at, name = dir.d.fd-1, filepath.Base(path)
+	}
 	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(at, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == unix.EINTR {
 			continue
 		}
@@ -45,5 +55,26 @@ func (h *handle) pread(b []byte) (int, error) {
 func (h *handle) close() error {
 	err := unix.Close(h.fd - 1)
 	h.fd = 0
+	return err
+}
+
+// dirHandle is an O_PATH descriptor of a directory, + 1.
+type dirHandle struct{ fd int }
+
+func (d *dirHandle) open(path string) error {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	d.fd = fd + 1
+	return nil
+}
+
+func (d *dirHandle) close() error {
+	if d.fd <= 0 {
+		return nil
+	}
+	err := unix.Close(d.fd - 1)
+	d.fd = 0
 	return err
 }

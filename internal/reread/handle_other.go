@@ -14,7 +14,7 @@ type handle struct{ f *os.File }
 
 func (h *handle) open() bool { return h.f != nil }
 
-func (h *handle) openFile(path string) error {
+func (h *handle) openFile(_ *Dir, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -39,3 +39,13 @@ func (h *handle) close() error {
 	h.f = nil
 	return err
 }
+
+// dirHandle opens nothing off Linux: files are opened by path.
+type dirHandle struct{}
+
+func (d *dirHandle) open(path string) error {
+	_, err := os.Stat(path)
+	return err
+}
+
+func (d *dirHandle) close() error { return nil }

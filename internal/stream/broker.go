@@ -17,6 +17,8 @@
 package stream
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,11 +27,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	sse "github.com/tmaxmax/go-sse"
 
@@ -43,7 +47,9 @@ type Config struct {
 	// restart can emit hundreds of worker events at once).
 	QueueSize int
 	// ReplaySize and ReplayBytes bound the events kept for clients that
-	// reconnect with Last-Event-ID; 0 means 4096 events and 8 MiB.
+	// reconnect with Last-Event-ID; 0 means 4096 events and 4 MiB (a
+	// fleet's worth of worker events; telemetry keeps only its newest per
+	// hive).
 	ReplaySize, ReplayBytes int
 	// KeepAlive is the interval of keep-alive comments; 0 means 15 s.
 	KeepAlive time.Duration
@@ -99,6 +105,9 @@ type event struct {
 	frame  []byte
 	view   func(model string) any
 	views  map[string][]byte // frames of view, by model; guarded by Broker.mu
+	// dead marks telemetry superseded by a newer event of the same key:
+	// replay skips it, and its bytes are released.
+	dead bool
 }
 
 // size is what e holds of the replay buffer's bytes.
@@ -116,14 +125,20 @@ type Broker struct {
 	log   *slog.Logger
 	epoch string
 
-	mu      sync.Mutex // publish order, the ring, the client set
-	seq     uint64
-	ring    []*event // oldest first
+	mu   sync.Mutex // publish order, the ring, the client set
+	seq  uint64
+	ring []*event // oldest first
+	// latest is each key's newest Coalesce event in the ring; dead counts
+	// the superseded ones still in it; lost is the newest seq dropped for
+	// room while alive: a client that saw it can still be replayed to.
+	latest  map[string]*event
+	dead    int
+	lost    uint64
 	bytes   int
 	clients map[*client]struct{}
 	closed  bool
 
-	nclients                               atomic.Int64
+	nclients, ncoalesced                   atomic.Int64
 	published, coalesced, evicted, refused atomic.Uint64
 	resyncs                                atomic.Uint64
 }
@@ -137,7 +152,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg.ReplaySize = 4096
 	}
 	if cfg.ReplayBytes <= 0 {
-		cfg.ReplayBytes = 8 << 20
+		cfg.ReplayBytes = 4 << 20
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 15 * time.Second
@@ -154,7 +169,7 @@ func New(cfg Config) (*Broker, error) {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	epoch := strconv.FormatInt(time.Now().UnixMilli(), 36) + hex.EncodeToString(b[:])
-	return &Broker{cfg: cfg, log: cfg.Logger, epoch: epoch, clients: map[*client]struct{}{}}, nil
+	return &Broker{cfg: cfg, log: cfg.Logger, epoch: epoch, clients: map[*client]struct{}{}, latest: map[string]*event{}}, nil
 }
 
 // Epoch is this run's part of every event id.
@@ -168,18 +183,40 @@ func frame(id, typ string, payload []byte) []byte {
 	if id != "" {
 		m.ID = sse.ID(id)
 	}
-	m.AppendData(string(payload))
-	f, _ := m.MarshalText()
-	return f
+	// payload is never changed after this; the frame copies it once.
+	m.AppendData(unsafe.String(unsafe.SliceData(payload), len(payload)))
+	// Sized up front: the frame stays in the replay buffer, and a grown
+	// buffer's slack would stay with it.
+	buf := bytes.NewBuffer(make([]byte, 0, len(payload)+len(id)+len(typ)+32))
+	_, _ = m.WriteTo(buf)
+	return buf.Bytes()
 }
 
-// Clients reports how many clients are connected: the registry skips
-// building events no one would get.
+// Clients reports how many clients are connected.
 func (b *Broker) Clients() int { return int(b.nclients.Load()) }
+
+// CoalescedWanted reports whether any connected client takes the Coalesce
+// type (telemetry): the queen skips building it when none does.
+func (b *Broker) CoalescedWanted() bool { return b.ncoalesced.Load() > 0 }
+
+// Appender is data that writes its own JSON, skipping encoding/json's
+// reflection and its re-validation of a MarshalJSON method's output (the
+// queen's telemetry, every heartbeat).
+type Appender interface {
+	AppendJSON(b []byte) []byte
+}
+
+// encode marshals data as JSON.
+func encode(data any) ([]byte, error) {
+	if a, ok := data.(Appender); ok {
+		return a.AppendJSON(nil), nil
+	}
+	return json.Marshal(data)
+}
 
 // Publish sends e to every client whose filter takes it.
 func (b *Broker) Publish(e Event) error {
-	payload, err := json.Marshal(e.Data)
+	payload, err := encode(e.Data)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", e.Type, err)
 	}
@@ -197,29 +234,64 @@ func (b *Broker) Publish(e Event) error {
 			c.enqueue(ev, b.frameFor(ev, c.filter.Model))
 		}
 	}
+	b.retain(ev)
+	b.published.Add(1)
+	return nil
+}
+
+// retain keeps the replay buffer to what a resuming client needs: of a
+// key's Coalesce events only the newest (older telemetry of a hive is
+// worth nothing once a newer one exists), and within ReplaySize live
+// events and ReplayBytes. Caller holds mu.
+func (b *Broker) retain(ev *event) {
+	if ev.typ == b.cfg.Coalesce && ev.key != "" {
+		if old := b.latest[ev.key]; old != nil {
+			b.bytes -= old.size()
+			old.dead, old.frame, old.view, old.views = true, nil, nil, nil
+			b.dead++
+		}
+		b.latest[ev.key] = ev
+	}
 	drop := 0
-	for len(b.ring)-drop > b.cfg.ReplaySize || b.bytes > b.cfg.ReplayBytes && len(b.ring)-drop > 1 {
-		b.bytes -= b.ring[drop].size()
+	for len(b.ring)-drop > 1 && (len(b.ring)-b.dead-drop > b.cfg.ReplaySize || b.bytes > b.cfg.ReplayBytes || b.ring[drop].dead) {
+		e := b.ring[drop]
+		if e.dead {
+			b.dead--
+		} else {
+			b.bytes -= e.size()
+			b.lost = e.seq
+			if b.latest[e.key] == e {
+				delete(b.latest, e.key)
+			}
+		}
 		b.ring[drop] = nil
 		drop++
 	}
 	if drop > 0 {
 		b.ring = append(b.ring[:0], b.ring[drop:]...)
 	}
-	b.published.Add(1)
-	return nil
+	if b.dead > len(b.ring)/2 {
+		live := b.ring[:0]
+		for _, e := range b.ring {
+			if !e.dead {
+				live = append(live, e)
+			}
+		}
+		clear(b.ring[len(live):])
+		b.ring, b.dead = live, 0
+	}
 }
 
 // frameFor returns e's frame as a client filtering on model sees it,
 // encoding that view the first time a client needs it. Caller holds mu.
 func (b *Broker) frameFor(e *event, model string) []byte {
-	if model == "" || e.view == nil {
+	if model == "" || e.view == nil || e.dead {
 		return e.frame
 	}
 	if f, ok := e.views[model]; ok {
 		return f
 	}
-	payload, err := json.Marshal(e.view(model))
+	payload, err := encode(e.view(model))
 	if err != nil {
 		b.log.Error("encode event view", "type", e.typ, "model", model, "err", err)
 		return e.frame
@@ -233,9 +305,9 @@ func (b *Broker) frameFor(e *event, model string) []byte {
 	return f
 }
 
-// since returns the events after the one with id last, or false when the
-// broker cannot tell (another epoch, an id it never gave, or one older
-// than its ring). Caller holds mu.
+// since returns the live events after the one with id last, or false
+// when the broker cannot tell (another epoch, an id it never gave, or
+// one before an event it dropped for room). Caller holds mu.
 func (b *Broker) since(last string) ([]*event, bool) {
 	epoch, n, ok := strings.Cut(last, "-")
 	if !ok || epoch != b.epoch {
@@ -245,13 +317,17 @@ func (b *Broker) since(last string) ([]*event, bool) {
 	if err != nil || seq > b.seq {
 		return nil, false
 	}
-	if seq == b.seq {
-		return nil, true
-	}
-	if len(b.ring) == 0 || b.ring[0].seq > seq+1 {
+	if seq < b.lost {
 		return nil, false
 	}
-	return b.ring[seq+1-b.ring[0].seq:], true
+	i, _ := slices.BinarySearchFunc(b.ring, seq+1, func(e *event, s uint64) int { return cmp.Compare(e.seq, s) })
+	var out []*event
+	for _, e := range b.ring[i:] {
+		if !e.dead {
+			out = append(out, e)
+		}
+	}
+	return out, true
 }
 
 // Stats returns the counters.
@@ -346,6 +422,9 @@ func (b *Broker) subscribe(c *client, last string) bool {
 	}
 	at := b.id(b.seq) // the snapshot stands for the state as of the newest event
 	b.clients[c] = struct{}{}
+	if c.filter.Wants(b.cfg.Coalesce) {
+		b.ncoalesced.Add(1)
+	}
 	b.mu.Unlock()
 	if snapshot && b.cfg.Snapshot != nil && c.filter.Wants(api.EventSnapshot) {
 		payload, err := json.Marshal(b.cfg.Snapshot(c.filter, resync))
@@ -364,6 +443,9 @@ func (b *Broker) subscribe(c *client, last string) bool {
 func (b *Broker) unsubscribe(c *client) {
 	b.mu.Lock()
 	delete(b.clients, c)
+	if c.filter.Wants(b.cfg.Coalesce) {
+		b.ncoalesced.Add(-1)
+	}
 	b.mu.Unlock()
 }
 

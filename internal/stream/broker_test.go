@@ -149,6 +149,39 @@ func TestReconnectWithLastEventIDReplaysMissed(t *testing.T) {
 	}
 }
 
+// The replay buffer keeps only each hive's newest telemetry: superseded
+// telemetry takes no room from the events that matter, and a client
+// resuming from before it gets the newest, not a resync.
+func TestReplayKeepsNewestTelemetryOnly(t *testing.T) {
+	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1", "h2"), ReplaySize: 4})
+	pub := func(typ, hive string, n int) {
+		if err := b.Publish(stream.Event{Type: typ, Key: hive, Data: payload{N: n}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("worker_added", "h1", 1)
+	for n := 2; n <= 50; n++ {
+		pub("hive_telemetry", "h"+strconv.Itoa(1+n%2), n) // h1 and h2 in turns
+	}
+	pub("worker_removed", "h2", 51)
+	// From before the worker_added: more than 4 events ago, but only 4
+	// live ones followed it (the newest telemetry of h1 and h2, the
+	// worker_removed), so the buffer still covers it.
+	c := harness.Subscribe(t, url, harness.SSEOptions{LastEventID: b.Epoch() + "-0"})
+	c.WaitFor(5*time.Second, 0, func(e harness.Event) bool { return e.Type == "worker_removed" })
+	var ns []int
+	for _, e := range c.Events() {
+		var p payload
+		if e.Type == "snapshot" || e.Decode(&p) != nil {
+			t.Fatalf("got %s %s", e.Type, e.Data)
+		}
+		ns = append(ns, p.N)
+	}
+	if !slices.Equal(ns, []int{1, 49, 50, 51}) {
+		t.Fatalf("replayed %v, want the worker events and each hive's newest telemetry", ns)
+	}
+}
+
 // An id the broker cannot honour (another run's, or older than what it
 // keeps) gets a snapshot marked resync instead of nothing.
 func TestResyncInsteadOfAGap(t *testing.T) {
