@@ -50,10 +50,21 @@ type HiveTelemetry struct {
 	At     time.Time `json:"at"`
 	SentAt time.Time `json:"sent_at"`
 	Node   NodeStats `json:"node"`
-	// StatFields names the elements of each worker's stats.
-	StatFields []string          `json:"stat_fields"`
-	Workers    []WorkerTelemetry `json:"workers"`
+	// WorkerFields names the elements of each worker row; StatFields
+	// those of its stats.
+	WorkerFields []string          `json:"worker_fields"`
+	StatFields   []string          `json:"stat_fields"`
+	Workers      []WorkerTelemetry `json:"workers"`
 }
+
+// TelemetryStats are the stats hive_telemetry carries: what a client
+// cannot work out from the rest (uptime is at − started_at; a worker's
+// VRAM and GPU utilisation are in its gpus).
+var TelemetryStats = StatFields[:StatUptimeS]
+
+// TelemetryWorkerFields names the elements of a worker row in
+// hive_telemetry.
+var TelemetryWorkerFields = []string{"id", "state", "stats", "gpus"}
 
 // NodeStats are a host's numbers: CPU % of the whole host, memory used,
 // and its GPUs'.
@@ -64,7 +75,9 @@ type NodeStats struct {
 	Errors       []string      `json:"errors,omitempty"`
 }
 
-// WorkerTelemetry is one worker in hive_telemetry.
+// WorkerTelemetry is one worker in hive_telemetry, written as a row
+// [id, state, stats, gpus] (gpus left out when it has none): a hundred
+// workers' names of fields would be a fifth of the event.
 type WorkerTelemetry struct {
 	ID    string    `json:"id"`
 	State State     `json:"state"`

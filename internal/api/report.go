@@ -382,10 +382,12 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker {
 	w := Worker{
 		ID: r.ID, State: r.State, PID: r.PID, PIDs: r.PIDs, GPUError: r.GPUError, Errors: r.Errors,
-		CPUPct: r.Stats.Ptr(StatCPUPct), MemBytes: r.Stats.Uint(StatMemBytes), MemRSSBytes: r.Stats.Uint(StatMemRSSBytes),
-		MemWorkingSetBytes: r.Stats.Uint(StatMemWorkingSetBytes), IOReadBps: r.Stats.Ptr(StatIOReadBps),
-		IOWriteBps: r.Stats.Ptr(StatIOWriteBps), UptimeS: r.Stats.Ptr(StatUptimeS), VRAMBytes: r.Stats.Uint(StatVRAMBytes),
-		GPUUtilPct: r.Stats.Ptr(StatGPUUtilPct),
+		// Numbers rounded to what they mean, as on the stream: percent to
+		// 0.1, seconds to 0.1, bytes and bytes per second whole.
+		CPUPct: roundPtr(r.Stats.Ptr(StatCPUPct)), MemBytes: r.Stats.Uint(StatMemBytes), MemRSSBytes: r.Stats.Uint(StatMemRSSBytes),
+		MemWorkingSetBytes: r.Stats.Uint(StatMemWorkingSetBytes), IOReadBps: wholePtr(r.Stats.Ptr(StatIOReadBps)),
+		IOWriteBps: wholePtr(r.Stats.Ptr(StatIOWriteBps)), UptimeS: roundPtr(r.Stats.Ptr(StatUptimeS)), VRAMBytes: r.Stats.Uint(StatVRAMBytes),
+		GPUUtilPct: roundPtr(r.Stats.Ptr(StatGPUUtilPct)),
 	}
 	if st != nil {
 		w.Group, w.Instance, w.Binary, w.Args, w.Model = st.Group, st.Instance, st.Binary, st.Args, st.Model
@@ -404,7 +406,7 @@ func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker
 				wg.VRAMBytes = &v
 			}
 			if !math.IsNaN(g.SMUtilPct) {
-				v := g.SMUtilPct
+				v := math.Round(g.SMUtilPct*10) / 10
 				wg.SMUtilPct = &v
 			}
 			w.GPUs[i] = wg
@@ -470,6 +472,16 @@ func NodeStatsOf(n *Node) NodeStats {
 }
 
 // roundPtr rounds a percentage to 0.1.
+// wholePtr rounds *p to a whole number.
+func wholePtr(p *float64) *float64 {
+	if p == nil {
+		return nil
+	}
+	v := math.Round(*p)
+	return &v
+}
+
+// roundPtr rounds *p to 0.1.
 func roundPtr(p *float64) *float64 {
 	if p == nil {
 		return nil

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -54,7 +55,9 @@ func (t *HiveTelemetry) AppendJSON(b []byte) []byte {
 		b = append(b, `,"errors":`...)
 		b = appendStrings(b, t.Node.Errors)
 	}
-	b = append(b, `},"stat_fields":`...)
+	b = append(b, `},"worker_fields":`...)
+	b = appendStrings(b, t.WorkerFields)
+	b = append(b, `,"stat_fields":`...)
 	b = appendStrings(b, t.StatFields)
 	b = append(b, `,"workers":`...)
 	if t.Workers == nil {
@@ -66,25 +69,67 @@ func (t *HiveTelemetry) AppendJSON(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"id":`...)
-		b = appendString(b, w.ID)
-		b = append(b, `,"state":`...)
-		b = appendString(b, string(w.State))
-		b = append(b, `,"stats":`...)
-		b = w.Stats.AppendJSON(b)
-		if len(w.GPUs) > 0 {
-			b = append(b, `,"gpus":[`...)
-			for j, g := range w.GPUs {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = g.AppendJSON(b)
-			}
-			b = append(b, ']')
-		}
-		b = append(b, '}')
+		b = w.AppendJSON(b)
 	}
 	return append(b, "]}"...)
+}
+
+// MarshalJSON writes the row [id, state, stats, gpus].
+func (w WorkerTelemetry) MarshalJSON() ([]byte, error) { return w.AppendJSON(nil), nil }
+
+// AppendJSON appends the row [id, state, stats, gpus] to b: the stats
+// TelemetryStats names, gpus only when the worker uses any.
+func (w *WorkerTelemetry) AppendJSON(b []byte) []byte {
+	b = append(b, '[')
+	b = appendString(b, w.ID)
+	b = append(b, ',')
+	b = appendString(b, string(w.State))
+	b = append(b, ",["...)
+	for i, v := range w.Stats[:len(TelemetryStats)] {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendNum(b, v, Stat(i) == StatCPUPct)
+	}
+	b = append(b, ']')
+	if len(w.GPUs) > 0 {
+		b = append(b, ",["...)
+		for j, g := range w.GPUs {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = g.AppendJSON(b)
+		}
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
+// UnmarshalJSON reads the row AppendJSON writes.
+func (w *WorkerTelemetry) UnmarshalJSON(b []byte) error {
+	var row []json.RawMessage
+	if err := json.Unmarshal(b, &row); err != nil {
+		return fmt.Errorf("worker row: %w", err)
+	}
+	if len(row) < 3 || len(row) > 4 {
+		return fmt.Errorf("worker row: %d elements, want [id, state, stats, gpus]", len(row))
+	}
+	*w = WorkerTelemetry{}
+	if err := json.Unmarshal(row[0], &w.ID); err != nil {
+		return fmt.Errorf("worker row id: %w", err)
+	}
+	if err := json.Unmarshal(row[1], &w.State); err != nil {
+		return fmt.Errorf("worker row state: %w", err)
+	}
+	if err := w.Stats.UnmarshalJSON(row[2]); err != nil {
+		return err
+	}
+	if len(row) == 4 {
+		if err := json.Unmarshal(row[3], &w.GPUs); err != nil {
+			return fmt.Errorf("worker row gpus: %w", err)
+		}
+	}
+	return nil
 }
 
 // appendStrings appends a JSON array of strings (null when nil).

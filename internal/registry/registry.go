@@ -375,7 +375,8 @@ func hiveOnline(h *hive, o api.HiveOnline) Event {
 
 // telemetry is a hive's hive_telemetry event: its numbers only.
 func telemetry(h *hive, now time.Time) Event {
-	t := api.HiveTelemetry{HiveID: h.ID, At: now, SentAt: h.sentAt, Node: api.NodeStatsOf(&h.Node), StatFields: api.StatFields[:],
+	t := api.HiveTelemetry{HiveID: h.ID, At: now, SentAt: h.sentAt, Node: api.NodeStatsOf(&h.Node),
+		WorkerFields: api.TelemetryWorkerFields, StatFields: api.TelemetryStats,
 		Workers: make([]api.WorkerTelemetry, len(h.workers))}
 	models := map[string]bool{}
 	of := make([]string, len(h.workers)) // each worker's model, for View

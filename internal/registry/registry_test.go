@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rbee-dev/rbee/harness/loadgen"
 	"github.com/rbee-dev/rbee/internal/ids"
 
 	"github.com/rbee-dev/rbee/internal/api"
@@ -594,5 +595,19 @@ func TestTelemetryCompact(t *testing.T) {
 	}
 	if slices.Contains(evs[0].Models, "") || !slices.Equal(evs[0].Models, []string{"meta-llama/Llama-3.1-8B-Instruct"}) {
 		t.Fatalf("models %v", evs[0].Models)
+	}
+}
+
+func TestHiveOnlineSize(t *testing.T) {
+	rec := &recorder{}
+	r := New(Config{Publish: rec.publish, HeartbeatRate: 1e6, HeartbeatBurst: 1e6})
+	h := loadgen.NewHive("h1", 100, 8)
+	mustIngest(t, r, h.Next())
+	for _, e := range rec.take() {
+		b, _ := json.Marshal(e.Data)
+		t.Logf("%s %d bytes", e.Type, len(b))
+		if e.Type == "hive_online" {
+			t.Logf("%s", b[:3000])
+		}
 	}
 }
