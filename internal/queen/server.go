@@ -257,7 +257,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if rep := res.Report; (len(rep.Dropped) > 0 || len(rep.Clamped) > 0) && s.dropLogs.allow(hb.HiveID, s.cfg.Now()) {
 		s.log.Warn("heartbeat values refused", "hive", hb.HiveID, "dropped_workers", rep.Dropped, "clamped", rep.Clamped)
 	}
-	httpx.WriteJSON(w, http.StatusOK, api.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped)})
+	httpx.WriteJSON(w, http.StatusOK, api.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped), NeedStatic: res.NeedStatic})
 	return nil
 }
 

@@ -462,3 +462,24 @@ func TestQueenStreamsRegistryEvents(t *testing.T) {
 		return nil
 	})
 }
+
+// A heartbeat naming a worker whose static fields the queen lacks (it
+// restarted) is answered need_static, so the hive sends them at once.
+func TestAckAsksForMissingStatic(t *testing.T) {
+	_, url := newQueen(t, queen.Config{})
+	ack := func(hb api.Heartbeat) api.HeartbeatAck {
+		var a api.HeartbeatAck
+		if code, body := harness.Call(t, "POST", url+"/v1/hive-heartbeat", hb); code != 200 || json.Unmarshal(body, &a) != nil {
+			t.Fatalf("heartbeat %d: %d %s", hb.Seq, code, body)
+		}
+		return a
+	}
+	hb := beat(1)
+	hb.Workers[0].Static = nil
+	if !ack(hb).NeedStatic {
+		t.Fatal("a worker without static fields the queen lacks: no need_static")
+	}
+	if ack(beat(2)).NeedStatic {
+		t.Fatal("need_static after the static fields came")
+	}
+}
