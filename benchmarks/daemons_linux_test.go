@@ -89,6 +89,7 @@ func BenchmarkSSELatency(b *testing.B) {
 	hive := harness.StartHive(b, harness.HiveOptions{Queen: queen.URL})
 	_, next := events.WaitType(10*time.Second, 0, api.EventHiveOnline)
 	var spawn, collect, ingest, deliver, total []time.Duration
+	const pace = 250 * time.Millisecond
 	i := 0
 	for b.Loop() {
 		id := fmt.Sprintf("bench-l%04d", i)
@@ -109,10 +110,13 @@ func BenchmarkSSELatency(b *testing.B) {
 		spawn, collect = append(spawn, t1.Sub(t0)), append(collect, d.SentAt.Sub(t1))
 		ingest, deliver = append(ingest, d.At.Sub(d.SentAt)), append(deliver, ev.At.Sub(d.At))
 		total = append(total, ev.At.Sub(t0))
-		// Stop it again, so the hive stays at one worker.
+		// Stop it again, so the hive stays at one worker, and pace the
+		// spawns (four a second) as an operator or autoscaler would: a
+		// tighter churn only measures the hive coalescing its heartbeats.
 		if code, body := harness.Call(b, "DELETE", hive.URL+"/v1/workers/"+id, nil); code != http.StatusOK {
 			b.Fatalf("stop: %d %s", code, body)
 		}
+		time.Sleep(time.Until(t0.Add(pace)))
 		i++
 		b.StartTimer()
 	}

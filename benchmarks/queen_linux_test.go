@@ -170,13 +170,15 @@ func BenchmarkQueenRSS(b *testing.B) {
 // workers) at 1 Hz against one queen, from a load generator in this
 // process (ours: every heartbeat applied, the queen ≤ 0.5 core, RSS ≤
 // 256 MiB). Each op is one second of the fleet, its heartbeats spread
-// over the second as unsynchronised hives send them. -short: 100 hives.
+// over the second as unsynchronised hives send them; at least 10 seconds
+// whatever -benchtime says. -short: 100 hives for 2 seconds.
 func BenchmarkQueenFleet(b *testing.B) {
 	queen := harness.StartQueen(b)
-	hives := 1000
+	hives, secs := 1000, 10
 	if testing.Short() {
-		hives = 100
+		hives, secs = 100, 2
 	}
+	secs = max(secs, b.N)
 	fleet := loadgen.Fleet("fleet", hives, 100, 8)
 	first, err := loadgen.Rounds(fleet, 1)
 	if err != nil {
@@ -185,7 +187,7 @@ func BenchmarkQueenFleet(b *testing.B) {
 	p := newPoster(queen.URL)
 	p.post(first[0], 8)
 	p.check(b)
-	steady, err := loadgen.Rounds(fleet, b.N)
+	steady, err := loadgen.Rounds(fleet, secs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -196,10 +198,11 @@ func BenchmarkQueenFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	for i := range b.N {
+	for i := range secs {
 		paced(p, steady[i], time.Second)
 	}
-	sent := b.N * hives
+	b.StopTimer()
+	sent := secs * hives
 	cores, rss, err := m.Read()
 	if err != nil {
 		b.Fatal(err)

@@ -21,6 +21,11 @@ import (
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
+// pokeGap is the least time between two heartbeats to one queen: 16 a
+// second at most, under the queen's default limit of 20 a second per
+// hive (registry.Config.HeartbeatRate).
+const pokeGap = 62 * time.Millisecond
+
 // gzipAbove is the body size from which heartbeats are compressed.
 const gzipAbove = 1024
 
@@ -150,8 +155,14 @@ func (s *sender) Poke() {
 // interval, backing off exponentially with jitter but never waiting longer
 // than one interval, so delivery resumes within an interval of the queen
 // coming back.
+//
+// A poke (a spawn, an exit) sends at once, but never sooner than pokeGap
+// after the previous heartbeat: pokes that come faster (a churn of
+// spawns and stops) share a heartbeat instead of running into the
+// queen's rate limit, after which the hive would back off for longer.
 func (s *sender) run(ctx context.Context) {
 	wait := time.Duration(0)
+	var last time.Time
 	for {
 		t := time.NewTimer(wait)
 		select {
@@ -160,8 +171,18 @@ func (s *sender) run(ctx context.Context) {
 			return
 		case <-s.poke:
 			t.Stop()
+			if gap := pokeGap - time.Since(last); gap > 0 {
+				g := time.NewTimer(gap)
+				select {
+				case <-ctx.Done():
+					g.Stop()
+					return
+				case <-g.C:
+				}
+			}
 		case <-t.C:
 		}
+		last = time.Now()
 		if err := s.send(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
