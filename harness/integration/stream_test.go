@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,7 +49,10 @@ func TestStreamSnapshotFirstThenCompactTelemetry(t *testing.T) {
 	if snap.Hives[0].SessionID != "" {
 		t.Fatal("the snapshot shows the hive's session id to stream readers")
 	}
-	ev, _ := events.WaitType(5*time.Second, 1, api.EventHiveTelemetry)
+	// Telemetry once worker a holds the 32 MiB it was told to.
+	ev, _ := events.WaitFor(10*time.Second, 1, isEvent(api.EventHiveTelemetry, func(h api.HiveTelemetry) bool {
+		return len(h.Workers) > 0 && h.Workers[0].Stats[api.StatMemBytes] >= 32<<20
+	}))
 	var tel api.HiveTelemetry
 	if err := ev.Decode(&tel); err != nil || len(tel.Workers) != 2 || tel.SentAt.IsZero() || tel.At.Before(tel.SentAt.Add(-time.Second)) {
 		t.Fatalf("hive_telemetry %s (%v)", ev.Data, err)
@@ -296,5 +300,36 @@ func TestStreamEventSourceClientAcrossQueenRestart(t *testing.T) {
 			t.Fatalf("event id %s came twice across the restart: %+v", e.ID, seen)
 		}
 		ids[e.ID] = true
+	}
+}
+
+// A hive silent past the TTL (a partition, a frozen host) is removed with
+// its workers; when it speaks again, in the same session, its one
+// hive_online carries every worker, as when it first joined.
+func TestStreamHiveBackAfterTTL(t *testing.T) {
+	queen := harness.StartQueen(t, "--hive-ttl", "2s")
+	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, Args: []string{"--interval", "300ms"}})
+	w := spawn(t, hive, "w", api.SpawnRequest{Args: []string{"--model", "m"}})
+	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream?types=hive_online,hive_removed,worker_added", harness.SSEOptions{})
+	_, i := events.WaitFor(10*time.Second, 0, harness.Brings(w.ID))
+	if err := syscall.Kill(hive.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ev, i := events.WaitFor(10*time.Second, i, isEvent(api.EventHiveRemoved, func(d api.HiveGone) bool { return true }))
+	if err := syscall.Kill(hive.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	var gone api.HiveGone
+	if ev.Decode(&gone); len(gone.WorkerIDs) != 1 || gone.WorkerIDs[0] != w.ID {
+		t.Fatalf("hive_removed %s", ev.Data)
+	}
+	back, _ := events.WaitFor(10*time.Second, i, isEvent(api.EventHiveOnline, func(d api.HiveOnline) bool { return true }))
+	if got, ok := back.Worker(w.ID); !ok || got.PID != w.PID || got.Model == nil {
+		t.Fatalf("hive_online after the TTL lacks the worker: %s", back.Data)
+	}
+	for _, e := range events.Events()[i:] {
+		if e.Type == api.EventWorkerAdded {
+			t.Fatalf("the worker came back one event at a time: %s", e.Data)
+		}
 	}
 }

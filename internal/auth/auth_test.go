@@ -216,6 +216,8 @@ func TestGuard(t *testing.T) {
 		{"allowed host", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + opTok, "Host": "Queen.Example:7833"}, 204, "operator/"},
 		{"localhost", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + opTok, "Host": "localhost:7833"}, 204, "operator/"},
 		{"query token on the stream", "GET", "/v1/heartbeats/stream?access_token=" + readTok, nil, 204, "read-only/"},
+		{"operator token in a URL", "GET", "/v1/heartbeats/stream?access_token=" + opTok, nil, 401, ""},
+		{"hive token in a URL", "GET", "/v1/heartbeats/stream?access_token=" + hiveTok, nil, 401, ""},
 		{"query token elsewhere", "GET", "/v1/hives?access_token=" + opTok, nil, 401, ""},
 		{"query token on a POST", "POST", "/v1/workers?access_token=" + opTok, hdr{"Content-Type": json}, 401, ""},
 		{"healthz is open", "GET", "/healthz", nil, 204, ""},

@@ -164,13 +164,19 @@ func (g *Guard) identify(r *http.Request) (Principal, bool) {
 	if scheme, rest, found := strings.Cut(h, " "); found && strings.EqualFold(scheme, "Bearer") {
 		tok, ok = strings.TrimSpace(rest), true
 	}
+	inURL := false
 	if !ok && h == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && slices.Contains(g.cfg.QueryToken, r.URL.Path) {
-		tok, ok = r.URL.Query().Get("access_token"), true
+		tok, ok, inURL = r.URL.Query().Get("access_token"), true, true
 	}
 	if !ok || tok == "" {
 		return Principal{}, false
 	}
 	p, found := g.idx[sha256.Sum256([]byte(tok))]
+	// A URL ends up in history, proxies' and servers' logs: only a
+	// read-only token may travel in one.
+	if found && inURL && p.Role != RoleReader {
+		return Principal{}, false
+	}
 	return p, found
 }
 

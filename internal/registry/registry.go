@@ -202,6 +202,15 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	// carries the whole hive, so a hive joining costs each client one
 	// event, not one per worker.
 	var online *api.HiveOnline
+	if h == nil && lacksStatic(hb.Workers) {
+		// A hive the registry does not know (removed after the TTL, or the
+		// queen restarted) that speaks on in its session: nothing is taken
+		// until it sends every worker's static fields, which it does at
+		// once, so its hive_online carries the whole hive.
+		r.mu.Unlock()
+		res.NeedStatic = true
+		return res, nil
+	}
 	switch {
 	case h == nil:
 		res.New = true
@@ -238,6 +247,16 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	}
 	r.publish(evs)
 	return res, nil
+}
+
+// lacksStatic reports whether a report comes without its static fields.
+func lacksStatic(reps []api.WorkerReport) bool {
+	for i := range reps {
+		if reps[i].Static == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // merge builds a hive's new worker list from a heartbeat's reports (sorted

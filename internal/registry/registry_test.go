@@ -552,6 +552,24 @@ func TestStaticFieldsOnlyWhenNew(t *testing.T) {
 	if res := mustIngest(t, r, restart); !res.NeedStatic {
 		t.Fatal("a restarted hive's worker without static fields was taken")
 	}
+	// A hive the registry does not know, speaking on in its session
+	// without static fields (it was removed after the TTL, or the queen
+	// restarted): nothing is taken, and no hive_online without workers goes
+	// out; once it sends them, one hive_online carries every worker.
+	rec.take()
+	gone := hb("h2", "s9", 40, a)
+	gone.Workers[0].Static = nil
+	if res := mustIngest(t, r, gone); !res.NeedStatic || res.New {
+		t.Fatalf("unknown hive without static fields: %+v", res)
+	}
+	if _, ok := r.Hive("h2"); ok || len(rec.take()) != 0 {
+		t.Fatal("an unknown hive without static fields was taken")
+	}
+	mustIngest(t, r, hb("h2", "s9", 41, a))
+	evs = rec.take()
+	if types(evs) != "hive_online,hive_telemetry" || len(evs[0].Data.(api.HiveOnline).Hive.Workers) != 1 {
+		t.Fatalf("events %s", types(evs))
+	}
 }
 
 // hive_telemetry is compact: numbers only, rounded, a few KiB for a

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -426,7 +427,9 @@ func (b *Broker) subscribe(c *client, last string) bool {
 		b.ncoalesced.Add(1)
 	}
 	b.mu.Unlock()
-	if snapshot && b.cfg.Snapshot != nil && c.filter.Wants(api.EventSnapshot) {
+	// A resync goes even to a client whose ?types= leaves snapshots out:
+	// without it, it would not know it missed events.
+	if snapshot && b.cfg.Snapshot != nil && (resync || c.filter.Wants(api.EventSnapshot)) {
 		payload, err := json.Marshal(b.cfg.Snapshot(c.filter, resync))
 		if err != nil {
 			b.log.Error("snapshot", "err", err)
@@ -527,7 +530,8 @@ func (c *client) write(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-keep.C:
-			if c.send(nil, []byte(": keep-alive\n\n"), nil) != nil {
+			if err := c.send(nil, []byte(": keep-alive\n\n"), nil); err != nil {
+				c.dropped(err)
 				return
 			}
 			continue
@@ -543,10 +547,25 @@ func (c *client) write(ctx context.Context) {
 		if first == nil && len(batch) == 0 {
 			continue
 		}
-		if c.send(first, nil, batch) != nil {
+		if err := c.send(first, nil, batch); err != nil {
+			c.dropped(err)
 			return
 		}
 		clear(batch)
+	}
+}
+
+// dropped counts a client whose write timed out as evicted: it stopped
+// reading, as surely as one whose queue overflowed. One that went away
+// is not counted.
+func (c *client) dropped(err error) {
+	c.mu.Lock()
+	counted := c.evicted // its queue overflowed first
+	c.evicted = true
+	c.mu.Unlock()
+	if !counted && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.b.evicted.Add(1)
+		c.b.log.Info("stream client dropped: not reading", "err", err)
 	}
 }
 

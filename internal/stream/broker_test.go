@@ -209,6 +209,25 @@ func TestResyncInsteadOfAGap(t *testing.T) {
 	}
 }
 
+// A client whose ?types= leaves snapshots out still gets the resync
+// snapshot: without it, it could not know it missed events.
+func TestResyncReachesTypeFilteredClient(t *testing.T) {
+	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1")})
+	c := harness.Subscribe(t, url+"?types=worker_added", harness.SSEOptions{LastEventID: "otherqueen-7"})
+	ev, _ := c.WaitFor(5*time.Second, 0, func(harness.Event) bool { return true })
+	var sn snap
+	if ev.Type != "snapshot" || ev.Decode(&sn) != nil || !sn.Resync {
+		t.Fatalf("first event %s %s, want a resync snapshot", ev.Type, ev.Data)
+	}
+	// A fresh client of the same filter gets no snapshot.
+	fresh := harness.Subscribe(t, url+"?types=worker_added", harness.SSEOptions{})
+	waitClients(t, b, 2)
+	_ = b.Publish(stream.Event{Type: "worker_added", Key: "h1", Data: payload{N: 1}})
+	if ev, _ := fresh.WaitFor(5*time.Second, 0, func(harness.Event) bool { return true }); ev.Type != "worker_added" {
+		t.Fatalf("fresh filtered client got %s first", ev.Type)
+	}
+}
+
 // ?hive=, ?model= and ?types= narrow a stream, and its snapshot.
 func TestFilters(t *testing.T) {
 	b, url := newBroker(t, stream.Config{Snapshot: snapshotOf("h1", "h2", "h3")})
@@ -261,7 +280,9 @@ func TestFilters(t *testing.T) {
 			t.Errorf("%s filter: got %v, want %v (negative: a snapshot of that many hives)", name, ns, tc.want)
 		}
 	}
-	for _, bad := range []string{"?types=nope", "?hive=a/b", "?model=%1b"} {
+	// Misspelled or repeated parameters would silently filter nothing (or
+	// half): refused, naming the parameter.
+	for _, bad := range []string{"?types=nope", "?hive=a/b", "?model=%1b", "?hives=h1", "?type=queen", "?types=queen&types=nope", "?hive=h1&hive=h2"} {
 		resp, err := http.Get(url + bad)
 		if err != nil {
 			t.Fatal(err)
@@ -387,6 +408,23 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	harness.WaitFor(t, 5*time.Second, func() error {
 		if s := b.Stats(); s.Evicted != 1 || s.Clients != 1 {
 			return fmt.Errorf("stats %+v, want the stalled client evicted", s)
+		}
+		return nil
+	})
+}
+
+// A client that stops reading while its queue never overflows (its
+// telemetry coalesces) is dropped when a write times out, and counted.
+func TestStalledWriteIsCountedAsEviction(t *testing.T) {
+	b, url := newBroker(t, stream.Config{QueueSize: 16, WriteTimeout: 300 * time.Millisecond})
+	stalled := harness.StalledReader(t, url, nil)
+	defer stalled.Close()
+	waitClients(t, b, 1)
+	pad := strings.Repeat("z", 64<<10)
+	harness.WaitFor(t, 10*time.Second, func() error {
+		_ = b.Publish(stream.Event{Type: "hive_telemetry", Key: "h1", Data: payload{Pad: pad}})
+		if s := b.Stats(); s.Evicted != 1 || s.Clients != 0 {
+			return fmt.Errorf("stats %+v, want the stalled client dropped and counted", s)
 		}
 		return nil
 	})

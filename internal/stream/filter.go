@@ -22,6 +22,14 @@ type Filter struct {
 // and are of class api.ErrInvalid.
 func ParseFilter(q url.Values) (Filter, error) {
 	var f Filter
+	for k, vs := range q {
+		switch {
+		case k != "hive" && k != "model" && k != "types" && k != "access_token":
+			return f, api.Errorf(api.ErrInvalid, "unknown parameter %s (known: hive, model, types)", ids.Quote(k))
+		case len(vs) > 1:
+			return f, api.Errorf(api.ErrInvalid, "%s given %d times: give it once, values separated by commas", k, len(vs))
+		}
+	}
 	if v := q.Get("hive"); v != "" {
 		f.Hives = map[string]bool{}
 		for _, h := range strings.Split(v, ",") {
