@@ -82,6 +82,7 @@ func fanoutClients(args []string) int {
 			// parser's garbage would be what the benchmark measured. The
 			// timestamps are near the start of each data line.
 			br := bufio.NewReaderSize(resp.Body, 64<<10)
+			firstAt := first0(&mu, &first)
 			var typ []byte
 			for {
 				line, err := br.ReadSlice('\n')
@@ -93,7 +94,7 @@ func fanoutClients(args []string) int {
 						panic("a hive_telemetry frame longer than 64 KiB: the byte count would be wrong")
 					}
 					if !long && bytes.HasPrefix(line, []byte("data: ")) {
-						myJoin, mySteady, myBytes = fanoutEvent(typ, line[6:], myJoin, mySteady, myBytes, first0(&mu, &first), warm, secs, cancel)
+						myJoin, mySteady, myBytes = fanoutEvent(typ, line[6:], myJoin, mySteady, myBytes, firstAt, warm, secs, cancel)
 					}
 					long = true
 					line, err = br.ReadSlice('\n')
@@ -106,7 +107,7 @@ func fanoutClients(args []string) int {
 				case bytes.HasPrefix(line, []byte("event: ")):
 					typ = append(typ[:0], bytes.TrimSpace(line[7:])...)
 				case bytes.HasPrefix(line, []byte("data: ")):
-					myJoin, mySteady, myBytes = fanoutEvent(typ, line[6:], myJoin, mySteady, myBytes, first0(&mu, &first), warm, secs, cancel)
+					myJoin, mySteady, myBytes = fanoutEvent(typ, line[6:], myJoin, mySteady, myBytes, firstAt, warm, secs, cancel)
 				}
 			}
 			mu.Lock()

@@ -61,6 +61,21 @@ func (p *poster) check(b *testing.B) {
 	}
 }
 
+// joinFleet makes hives hives of 100 workers (8 GPUs) and posts their
+// first heartbeats, static fields and all, to the queen at url.
+func joinFleet(b *testing.B, url, prefix string, hives int) ([]*loadgen.Hive, *poster) {
+	b.Helper()
+	fleet := loadgen.Fleet(prefix, hives, 100, 8)
+	first, err := loadgen.Rounds(fleet, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newPoster(url)
+	p.post(first[0], 8)
+	p.check(b)
+	return fleet, p
+}
+
 // BenchmarkQueenIngest is the queen's CPU per steady 100-worker heartbeat
 // (gzip, as hives send them) with 100 stream clients attached, measured
 // on the queen process: queen-us/hb and hb/core-s (ours: ≥ 4,000). One
@@ -78,14 +93,7 @@ func BenchmarkQueenIngest(b *testing.B) {
 	if testing.Short() {
 		hives = 50
 	}
-	fleet := loadgen.Fleet("ingest", hives, 100, 8)
-	first, err := loadgen.Rounds(fleet, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := newPoster(queen.URL)
-	p.post(first[0], 8)
-	p.check(b)
+	fleet, p := joinFleet(b, queen.URL, "ingest", hives)
 	// At least two rounds of the fleet, whatever b.N: the queen's CPU is
 	// counted in 10 ms ticks.
 	n := max(b.N, 2*hives)
@@ -179,14 +187,7 @@ func BenchmarkQueenFleet(b *testing.B) {
 		hives, secs = 100, 2
 	}
 	secs = max(secs, b.N)
-	fleet := loadgen.Fleet("fleet", hives, 100, 8)
-	first, err := loadgen.Rounds(fleet, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p := newPoster(queen.URL)
-	p.post(first[0], 8)
-	p.check(b)
+	fleet, p := joinFleet(b, queen.URL, "fleet", hives)
 	steady, err := loadgen.Rounds(fleet, secs)
 	if err != nil {
 		b.Fatal(err)

@@ -90,6 +90,42 @@ type SSEOptions struct {
 // does not answer 200 with text/event-stream.
 func Subscribe(t TB, url string, opt SSEOptions) *SSEClient {
 	t.Helper()
+	resp, cancel := openStream(t, url, opt)
+	c := &SSEClient{t: t, cancel: cancel, done: make(chan struct{}), notify: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		defer resp.Body.Close()
+		// A snapshot of a large fleet is one large event.
+		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 256 << 20}) {
+			c.mu.Lock()
+			if err != nil {
+				c.err = err
+			} else {
+				c.events = append(c.events, Event{ID: ev.LastEventID, Type: ev.Type, Data: ev.Data, At: time.Now()})
+			}
+			close(c.notify)
+			c.notify = make(chan struct{})
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = fmt.Errorf("stream ended")
+		}
+		close(c.notify)
+		c.notify = make(chan struct{})
+		c.mu.Unlock()
+	}()
+	t.Cleanup(c.Close)
+	return c
+}
+
+// openStream requests the stream at url and fails t unless it answers
+// 200 with text/event-stream; cancel ends the request.
+func openStream(t TB, url string, opt SSEOptions) (*http.Response, context.CancelFunc) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -122,35 +158,7 @@ func Subscribe(t TB, url string, opt SSEOptions) *SSEClient {
 		cancel()
 		t.Fatalf("subscribe %s: %s, content type %q", url, resp.Status, resp.Header.Get("Content-Type"))
 	}
-	c := &SSEClient{t: t, cancel: cancel, done: make(chan struct{}), notify: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		defer resp.Body.Close()
-		// A snapshot of a large fleet is one large event.
-		for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 256 << 20}) {
-			c.mu.Lock()
-			if err != nil {
-				c.err = err
-			} else {
-				c.events = append(c.events, Event{ID: ev.LastEventID, Type: ev.Type, Data: ev.Data, At: time.Now()})
-			}
-			close(c.notify)
-			c.notify = make(chan struct{})
-			c.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-		c.mu.Lock()
-		if c.err == nil {
-			c.err = fmt.Errorf("stream ended")
-		}
-		close(c.notify)
-		c.notify = make(chan struct{})
-		c.mu.Unlock()
-	}()
-	t.Cleanup(c.Close)
-	return c
+	return resp, cancel
 }
 
 // Close disconnects and waits for the reader to stop.

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"net/http"
 	"sync"
 
 	sse "github.com/tmaxmax/go-sse"
@@ -21,26 +20,11 @@ type StreamCounter struct {
 	err    error
 }
 
-// CountStream connects to url (with Token) and counts until the test ends.
+// CountStream connects to url (as Subscribe, with Token) and counts until
+// the test ends.
 func CountStream(t TB, url string) *StreamCounter {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("subscribe %s: %v", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		cancel()
-		t.Fatalf("subscribe %s: %s", url, resp.Status)
-	}
+	resp, cancel := openStream(t, url, SSEOptions{})
 	c := &StreamCounter{cancel: cancel, done: make(chan struct{}), counts: map[string]int{}}
 	go func() {
 		defer close(c.done)

@@ -133,7 +133,6 @@ const (
 	ReasonGone          = "gone"           // dropped from the hive's list
 	ReasonHiveRestarted = "hive_restarted" // not re-adopted after a hive restart
 	ReasonReplaced      = "replaced"       // same id, new process
-	ReasonHiveRemoved   = "hive_removed"   // its hive went silent past the TTL
 )
 
 // WorkerRemoved is the data of worker_removed.

@@ -197,11 +197,6 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	res := Result{Report: rep}
 	r.stats.DroppedWorkers += uint64(len(rep.Dropped))
 	r.stats.Clamped += uint64(len(rep.Clamped))
-	// online says the heartbeat brings the hive (back) online: a new hive,
-	// a new session, or a return from stale. Its hive_online event then
-	// carries the whole hive, so a hive joining costs each client one
-	// event, not one per worker.
-	var online *api.HiveOnline
 	if h == nil && lacksStatic(hb.Workers) {
 		// A hive the registry does not know (removed after the TTL, or the
 		// queen restarted) that speaks on in its session: nothing is taken
@@ -211,6 +206,11 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		res.NeedStatic = true
 		return res, nil
 	}
+	// online says the heartbeat brings the hive (back) online: a new hive,
+	// a new session, or a return from stale. Its hive_online event then
+	// carries the whole hive, so a hive joining costs each client one
+	// event, not one per worker.
+	var online *api.HiveOnline
 	switch {
 	case h == nil:
 		res.New = true
