@@ -21,8 +21,11 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		"Runs the queen: hives post heartbeats to it; it keeps the registry, marks a hive stale\n"+
 			"after 3 missed intervals and removes it after --hive-ttl, answers queries and\n"+
 			"streams changes at /v1/heartbeats/stream.\n\n"+
-			"Every request but /healthz needs a token. Without --token-file or RBEE_TOKEN the queen\n"+
-			"creates an operator token in --state-dir on first start; the client commands find it there.")
+			"Every request but /healthz and the dashboard's page needs a token. Without --token-file\n"+
+			"or RBEE_TOKEN the queen creates an operator token (token) and a read-only one\n"+
+			"(read-token, for the dashboard and Prometheus) in --state-dir on first start; the\n"+
+			"client commands find them there. `queen-rbee dashboard` prints the dashboard's URL.\n\n"+
+			"GET / is the live dashboard, GET /metrics the Prometheus metrics (read-only token).")
 	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7833", "address to serve on; port 0 picks a free port")
 	ttl := fs.Duration("hive-ttl", "RBEE_HIVE_TTL", registry.DefaultHiveTTL, "remove a silent hive and its workers after this long")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the operator token (or set RBEE_TOKEN); mode 0600")
@@ -48,7 +51,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return cli.Usagef("--max-hives and --max-stream-clients must be at least 1")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure})
+	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure, ReadInStateDir: true})
 	if err != nil {
 		return err
 	}

@@ -11,5 +11,6 @@ func main() {
 		{Name: "workers", Summary: "list workers: workers [--model M] [--hive H] [--idle true] [--state running]", Run: workersCmd},
 		{Name: "schedule", Summary: "where should a request go: schedule --model M [--vram 16Gi]", Run: scheduleCmd},
 		{Name: "watch", Summary: "print the event stream as it happens", Run: watchCmd},
+		{Name: "dashboard", Summary: "print the live dashboard's URL, with the read-only token", Run: dashboardCmd},
 	})
 }

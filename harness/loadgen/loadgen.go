@@ -65,6 +65,10 @@ func (h *Hive) tick() {
 		w.MemWorkingSetBytes = api.Ptr(*w.MemBytes - 50<<20)
 		w.IOReadBps, w.IOWriteBps = api.Ptr(float64(h.rng.IntN(1<<20))), api.Ptr(float64(h.rng.IntN(4<<20)))
 		w.UptimeS = api.Ptr(time.Since(*w.StartedAt).Seconds())
+		// Counters grow by a second's worth of the rates.
+		w.CPUSeconds = api.Ptr(deref(w.CPUSeconds) + *w.CPUPct/100)
+		w.IOReadBytes = api.Ptr(uint64(deref(w.IOReadBytes) + uint64(*w.IOReadBps)))
+		w.IOWriteBytes = api.Ptr(uint64(deref(w.IOWriteBytes) + uint64(*w.IOWriteBps)))
 		for g := range w.GPUs {
 			w.GPUs[g].VRAMBytes = api.Ptr(uint64(8<<30 + h.rng.IntN(1<<30)))
 			w.GPUs[g].SMUtilPct = api.Ptr(h.rng.Float64() * 100)
@@ -73,6 +77,14 @@ func (h *Hive) tick() {
 			w.VRAMBytes, w.GPUUtilPct = w.GPUs[0].VRAMBytes, w.GPUs[0].SMUtilPct
 		}
 	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
 
 // Next returns the hive's next heartbeat: numbers moved, the static fields

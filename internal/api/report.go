@@ -32,6 +32,12 @@ const (
 	StatUptimeS                        // seconds since the main process started
 	StatVRAMBytes                      // GPU memory over every pid and GPU
 	StatGPUUtilPct                     // SM use summed over the worker's GPUs
+	// Cumulative counters, for Prometheus: they only grow while the
+	// worker's cgroup lives, and a rate over any window is exact where the
+	// per-pass rates above are samples.
+	StatCPUSeconds   // CPU time used, seconds, to the millisecond
+	StatIOReadBytes  // bytes read
+	StatIOWriteBytes // bytes written
 	NumStats
 )
 
@@ -40,6 +46,7 @@ const (
 var StatFields = [NumStats]string{
 	"cpu_pct", "mem_bytes", "mem_rss_bytes", "mem_working_set_bytes",
 	"io_read_bps", "io_write_bps", "uptime_s", "vram_bytes", "gpu_util_pct",
+	"cpu_seconds", "io_read_bytes", "io_write_bytes",
 }
 
 // Stats are a worker's measured numbers; NaN means unknown (JSON null),
@@ -94,47 +101,67 @@ func (s *Stats) SetUint(i Stat, v *uint64) {
 	s[i] = float64(*v)
 }
 
-// MarshalJSON writes [cpu,mem,...]: percentages to 0.1, everything else
-// as a whole number, null for unknown.
+// MarshalJSON writes [cpu,mem,...]: percentages to 0.1, CPU seconds to
+// 0.001, everything else as a whole number, null for unknown.
 func (s Stats) MarshalJSON() ([]byte, error) { return s.AppendJSON(nil), nil }
 
-// AppendJSON appends Stats' JSON to b.
+// AppendJSON appends Stats' JSON to b. Trailing unknowns are left out
+// (the reader takes a shorter array as unknown to its end).
 func (s Stats) AppendJSON(b []byte) []byte {
+	n := len(s)
+	for n > 0 && math.IsNaN(s[n-1]) {
+		n--
+	}
 	b = append(b, '[')
-	for i, v := range s {
+	for i, v := range s[:n] {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendNum(b, v, Stat(i) == StatCPUPct || Stat(i) == StatGPUUtilPct)
+		b = appendNum(b, v, statDecimals[i])
 	}
 	return append(b, ']')
 }
 
-// appendNum appends v: null when NaN, with one decimal when tenths, else
-// rounded to a whole number.
-func appendNum(b []byte, v float64, tenths bool) []byte {
+// statDecimals is how many decimals each stat is written with.
+var statDecimals = [NumStats]int{StatCPUPct: 1, StatGPUUtilPct: 1, StatCPUSeconds: 3}
+
+// whole and tenths are appendNum's usual precisions.
+const (
+	whole  = 0
+	tenths = 1
+)
+
+// appendNum appends v: null when NaN, else rounded to decimals places
+// (0 to 3), trailing zeros dropped.
+func appendNum(b []byte, v float64, decimals int) []byte {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return append(b, "null"...)
-	case math.Abs(v) >= 1e15:
+	case math.Abs(v)*pow10[decimals] >= 1e15:
 		// Beyond any measurement: written as is (and refused by the queen).
 		return strconv.AppendFloat(b, v, 'g', -1, 64)
-	case tenths:
-		// Integer arithmetic: the float formatter costs several times more,
-		// and the queen writes nine numbers a worker a second per hive.
-		t := int64(math.Round(v * 10))
-		if t < 0 {
-			b = append(b, '-')
-			t = -t
-		}
-		b = strconv.AppendInt(b, t/10, 10)
-		if t%10 != 0 {
-			b = append(b, '.', byte('0'+t%10))
-		}
-		return b
-	default:
+	case decimals == 0:
 		return strconv.AppendInt(b, int64(math.Round(v)), 10)
 	}
+	// Integer arithmetic: the float formatter costs several times more,
+	// and the queen writes a dozen numbers a worker a second per hive.
+	scale := int64(pow10[decimals])
+	t := int64(math.Round(v * float64(scale)))
+	if t < 0 {
+		b = append(b, '-')
+		t = -t
+	}
+	b = strconv.AppendInt(b, t/scale, 10)
+	frac := t % scale
+	if frac == 0 {
+		return b
+	}
+	b = append(b, '.')
+	for d := scale / 10; d > 0 && frac > 0; d /= 10 {
+		b = append(b, byte('0'+frac/d))
+		frac %= d
+	}
+	return b
 }
 
 // UnmarshalJSON reads the array MarshalJSON writes. It takes fewer
@@ -255,9 +282,9 @@ func (g GPUStat) AppendJSON(b []byte) []byte {
 	b = append(b, '[')
 	b = strconv.AppendInt(b, int64(g.Index), 10)
 	b = append(b, ',')
-	b = appendNum(b, g.VRAMBytes, false)
+	b = appendNum(b, g.VRAMBytes, whole)
 	b = append(b, ',')
-	b = appendNum(b, g.SMUtilPct, true)
+	b = appendNum(b, g.SMUtilPct, tenths)
 	return append(b, ']')
 }
 
@@ -357,6 +384,9 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 	r.Stats.Set(StatUptimeS, w.UptimeS)
 	r.Stats.SetUint(StatVRAMBytes, w.VRAMBytes)
 	r.Stats.Set(StatGPUUtilPct, w.GPUUtilPct)
+	r.Stats.Set(StatCPUSeconds, w.CPUSeconds)
+	r.Stats.SetUint(StatIOReadBytes, w.IOReadBytes)
+	r.Stats.SetUint(StatIOWriteBytes, w.IOWriteBytes)
 	for _, g := range w.GPUs {
 		gs := GPUStat{Index: g.Index, VRAMBytes: math.NaN(), SMUtilPct: math.NaN()}
 		if g.VRAMBytes != nil {
@@ -388,6 +418,7 @@ func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker
 		MemWorkingSetBytes: r.Stats.Uint(StatMemWorkingSetBytes), IOReadBps: wholePtr(r.Stats.Ptr(StatIOReadBps)),
 		IOWriteBps: wholePtr(r.Stats.Ptr(StatIOWriteBps)), UptimeS: roundPtr(r.Stats.Ptr(StatUptimeS)), VRAMBytes: r.Stats.Uint(StatVRAMBytes),
 		GPUUtilPct: roundPtr(r.Stats.Ptr(StatGPUUtilPct)),
+		CPUSeconds: milliPtr(r.Stats.Ptr(StatCPUSeconds)), IOReadBytes: r.Stats.Uint(StatIOReadBytes), IOWriteBytes: r.Stats.Uint(StatIOWriteBytes),
 	}
 	if st != nil {
 		w.Group, w.Instance, w.Binary, w.Args, w.Model = st.Group, st.Instance, st.Binary, st.Args, st.Model
@@ -431,10 +462,10 @@ func (g NodeGPUStat) MarshalJSON() ([]byte, error) { return g.AppendJSON(nil), n
 // AppendJSON appends the NodeGPUStat's JSON to b.
 func (g NodeGPUStat) AppendJSON(b []byte) []byte {
 	b = append(strconv.AppendInt(append(b, '['), int64(g.Index), 10), ',')
-	b = append(appendNum(b, g.VRAMUsedBytes, false), ',')
-	b = append(appendNum(b, g.UtilPct, true), ',')
-	b = append(appendNum(b, g.TempC, true), ',')
-	b = appendNum(b, g.PowerW, true)
+	b = append(appendNum(b, g.VRAMUsedBytes, whole), ',')
+	b = append(appendNum(b, g.UtilPct, tenths), ',')
+	b = append(appendNum(b, g.TempC, tenths), ',')
+	b = appendNum(b, g.PowerW, tenths)
 	return append(b, ']')
 }
 
@@ -471,7 +502,15 @@ func NodeStatsOf(n *Node) NodeStats {
 	return ns
 }
 
-// roundPtr rounds a percentage to 0.1.
+// milliPtr rounds *p to 0.001.
+func milliPtr(p *float64) *float64 {
+	if p == nil {
+		return nil
+	}
+	v := math.Round(*p*1000) / 1000
+	return &v
+}
+
 // wholePtr rounds *p to a whole number.
 func wholePtr(p *float64) *float64 {
 	if p == nil {

@@ -13,7 +13,12 @@ func TestStatsJSON(t *testing.T) {
 	s := UnknownStats()
 	s[StatCPUPct], s[StatMemBytes], s[StatIOWriteBps], s[StatGPUUtilPct] = 51.26, 268435456, 1048576.6, 99.96
 	b, err := json.Marshal(s)
+	// Trailing unknowns are left out.
 	if err != nil || string(b) != "[51.3,268435456,null,null,null,1048577,null,null,100]" {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	s[StatCPUSeconds] = 12.3456
+	if b, err := json.Marshal(s); err != nil || string(b) != "[51.3,268435456,null,null,null,1048577,null,null,100,12.346]" {
 		t.Fatalf("Marshal = %s, %v", b, err)
 	}
 	var back Stats
@@ -24,7 +29,7 @@ func TestStatsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte("[1,2]"), &back); err != nil || back[StatMemBytes] != 2 || back.Known(StatUptimeS) {
 		t.Fatalf("short array: %v %v", back, err)
 	}
-	for _, bad := range []string{"[1,2,3,4,5,6,7,8,9,10]", `["1"]`, "{}", "[1,]", "[1e999]"} {
+	for _, bad := range []string{"[1,2,3,4,5,6,7,8,9,10,11,12,13]", `["1"]`, "{}", "[1,]", "[1e999]"} {
 		if err := json.Unmarshal([]byte(bad), &back); err == nil {
 			t.Errorf("Unmarshal(%s) accepted", bad)
 		}
@@ -115,18 +120,15 @@ func FuzzFastNum(f *testing.F) {
 }
 
 func TestAppendNumMatchesFloatFormatting(t *testing.T) {
-	for _, v := range []float64{0, 0.04, -0.04, 43.25, 43.2, 99.95, -12.34, 1e14, 2576980377.6, 0.5, 1.5, -1.5} {
-		for _, tenths := range []bool{false, true} {
-			r := math.Round(v)
-			if tenths {
-				r = math.Round(v*10) / 10
-			}
-			want := strconv.FormatFloat(r, 'f', -1, 64)
+	for _, v := range []float64{0, 0.04, -0.04, 43.25, 43.2, 99.95, -12.34, 1e11, 2576980377.6, 0.5, 1.5, -1.5, 1234.5678, 0.0005, 7.001, -3.0406} {
+		for decimals := range 4 {
+			p := math.Pow(10, float64(decimals))
+			want := strconv.FormatFloat(math.Round(v*p)/p, 'f', -1, 64)
 			if want == "-0" {
 				want = "0"
 			}
-			if got := string(appendNum(nil, v, tenths)); got != want {
-				t.Errorf("appendNum(%v, tenths %v) = %s, want %s", v, tenths, got, want)
+			if got := string(appendNum(nil, v, decimals)); got != want {
+				t.Errorf("appendNum(%v, %d decimals) = %s, want %s", v, decimals, got, want)
 			}
 		}
 	}

@@ -46,6 +46,11 @@ type Worker struct {
 	IOReadBps  *float64 `json:"io_read_bps"`
 	IOWriteBps *float64 `json:"io_write_bps"`
 
+	// Cumulative counters: CPU seconds and I/O bytes the worker has used.
+	CPUSeconds   *float64 `json:"cpu_seconds"`
+	IOReadBytes  *uint64  `json:"io_read_bytes"`
+	IOWriteBytes *uint64  `json:"io_write_bytes"`
+
 	GPUs       []WorkerGPU `json:"gpus"`
 	VRAMBytes  *uint64     `json:"vram_bytes"`
 	GPUUtilPct *float64    `json:"gpu_util_pct"`

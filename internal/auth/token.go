@@ -25,6 +25,10 @@ const EnvToken = "RBEE_TOKEN"
 // TokenFileName is the operator token's file name in a state directory.
 const TokenFileName = "token"
 
+// ReadTokenFileName is the generated read-only token's file name in a
+// queen's state directory.
+const ReadTokenFileName = "read-token"
+
 // maxTokenLen bounds a token file's contents.
 const maxTokenLen = 4096
 
@@ -130,13 +134,19 @@ func OperatorToken(file, stateDir string) (string, Source, error) {
 	if stateDir == "" {
 		stateDir = DefaultStateDir()
 	}
-	path := filepath.Join(stateDir, TokenFileName)
+	return StateToken(stateDir, TokenFileName)
+}
+
+// StateToken returns the token in <stateDir>/<name>, creating it (0600,
+// in a 0700 directory) with a random token when it does not exist.
+func StateToken(stateDir, name string) (string, Source, error) {
+	path := filepath.Join(stateDir, name)
 	if tok, err := ReadTokenFile(path); err == nil {
 		return tok, Source{Path: path}, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", Source{}, err
 	}
-	tok, err = createToken(stateDir, path)
+	tok, err := createToken(stateDir, path)
 	if errors.Is(err, fs.ErrExist) {
 		// Another daemon on this host created it first: use that one.
 		tok, err = ReadTokenFile(path)

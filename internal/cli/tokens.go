@@ -2,6 +2,7 @@ package cli
 
 import (
 	"log/slog"
+	"path/filepath"
 
 	"github.com/rbee-dev/rbee/internal/auth"
 )
@@ -10,6 +11,10 @@ import (
 type TokenFlags struct {
 	File, ReadFile, StateDir string
 	Insecure                 bool
+	// ReadInStateDir makes a read-only token in the state directory,
+	// beside a generated operator token, when ReadFile is not set (the
+	// queen: its dashboard needs one).
+	ReadInStateDir bool
 }
 
 // DaemonTokens resolves a daemon's tokens and says in the log where the
@@ -34,9 +39,20 @@ func DaemonTokens(log *slog.Logger, f TokenFlags) (auth.Tokens, error) {
 	default:
 		log.Info("operator token", "token_file", src.Path)
 	}
-	if f.ReadFile != "" {
+	switch {
+	case f.ReadFile != "":
 		if t.Reader, err = auth.ReadTokenFile(f.ReadFile); err != nil {
 			return t, err
+		}
+	case f.ReadInStateDir && f.File == "" && src.Path != "":
+		// Fully default credentials: a read-only token beside the
+		// operator's, for the dashboard and Prometheus.
+		rsrc := auth.Source{}
+		if t.Reader, rsrc, err = auth.StateToken(filepath.Dir(src.Path), auth.ReadTokenFileName); err != nil {
+			return t, err
+		}
+		if rsrc.Created {
+			log.Info("created a read-only token for dashboards and Prometheus", "token_file", rsrc.Path)
 		}
 	}
 	return t, nil

@@ -3,6 +3,7 @@ package gpu
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,6 +20,9 @@ const DefaultTimeout = 2 * time.Second
 type Sampler struct {
 	backend Backend
 	timeout time.Duration
+
+	// observe, when set, hears of every query's duration and error.
+	observe func(took time.Duration, err error)
 
 	mu       sync.Mutex
 	inflight *call
@@ -43,6 +47,25 @@ func NewSampler(backend Backend, timeout time.Duration) *Sampler {
 	return &Sampler{backend: backend, timeout: timeout}
 }
 
+// Observe makes every query's duration and error (nil on success) go to
+// f, from the goroutine that ran it; call it before the first Sample.
+func (s *Sampler) Observe(f func(took time.Duration, err error)) { s.observe = f }
+
+// FailureReason classifies a query's error for counting: timeout, stuck
+// (an earlier query has not returned), bad_output, or error.
+func FailureReason(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "still running"):
+		return "stuck"
+	case strings.Contains(msg, "timed out"):
+		return "timeout"
+	case strings.Contains(msg, "unexpected output"), strings.Contains(msg, "output larger"), strings.Contains(msg, "unknown GPU"):
+		return "bad_output"
+	}
+	return "error"
+}
+
 // Backend returns the backend's name.
 func (s *Sampler) Backend() string { return s.backend.Name() }
 
@@ -63,7 +86,11 @@ func (s *Sampler) Sample(ctx context.Context) (Snapshot, error) {
 		select {
 		case <-c.done:
 		case <-time.After(reapGrace):
-			return Snapshot{}, fmt.Errorf("%s query still running after %s (timeout %s)", s.backend.Name(), roundDur(time.Since(c.started)), s.timeout)
+			err := fmt.Errorf("%s query still running after %s (timeout %s)", s.backend.Name(), roundDur(time.Since(c.started)), s.timeout)
+			if s.observe != nil {
+				s.observe(0, err)
+			}
+			return Snapshot{}, err
 		case <-ctx.Done():
 			return Snapshot{}, fmt.Errorf("%s: %w", s.backend.Name(), ctx.Err())
 		}
@@ -101,6 +128,9 @@ func (s *Sampler) run(c *call) {
 	s.inflight = nil
 	s.last, s.lastErr, s.lastAt = c.snap, c.err, time.Now()
 	s.mu.Unlock()
+	if s.observe != nil {
+		s.observe(time.Since(c.started), c.err)
+	}
 	close(c.done)
 }
 

@@ -56,6 +56,16 @@ type sender struct {
 	lastLog   time.Time
 	delivered time.Time
 	dropLog   map[string]time.Time // worker id -> when its refusal was logged
+	// sentN and failedN count heartbeats delivered and failed, for
+	// /metrics.
+	sentN, failedN uint64
+}
+
+// counts returns how many heartbeats were delivered and how many failed.
+func (s *sender) counts() (sent, failed uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sentN, s.failedN
 }
 
 // senderConfig configures a sender.
@@ -248,6 +258,7 @@ func (s *sender) send(ctx context.Context) error {
 	now := time.Now()
 	if err != nil {
 		s.failures++
+		s.failedN++
 		switch {
 		case s.failures == 1:
 			s.failedAt, s.lastLog = now, now
@@ -263,6 +274,7 @@ func (s *sender) send(ctx context.Context) error {
 		s.failures = 0
 	}
 	s.delivered = now
+	s.sentN++
 	return nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
+	"github.com/rbee-dev/rbee/internal/metrics"
 	"github.com/rbee-dev/rbee/internal/monitor"
 )
 
@@ -117,6 +118,7 @@ func (c *Config) Check() error {
 // Server is a hive.
 type Server struct {
 	snap    atomic.Pointer[snapshot]
+	metrics *hiveMetrics
 	passMu  sync.Mutex    // one pass (or upsert) at a time
 	passNow chan struct{} // a change asks for a pass at once
 	cfg     Config
@@ -201,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.send = newSender(senderConfig{QueenURL: cfg.QueenURL, Token: cfg.QueenToken, Interval: cfg.Interval, TLS: ca, Log: cfg.Logger, Build: s.heartbeat})
 	}
+	s.metrics = s.newMetrics()
 	return s, nil
 }
 
@@ -260,6 +263,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		httpx.WriteJSON(w, 200, info)
 	})))
+	mux.Handle("GET /metrics", g.Allow(auth.NeedRead, metrics.Handler(s.metrics.reg)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	return g.Handler(httpx.JSONErrors(mux))
 }

@@ -34,6 +34,7 @@ func (s *Server) latest() *snapshot {
 func (s *Server) pass(ctx context.Context) {
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
+	start := time.Now()
 	recs := s.mon.Collect(ctx)
 	node := s.node.read()
 	info := s.mon.Info()
@@ -48,6 +49,7 @@ func (s *Server) pass(ctx context.Context) {
 		kept = append(kept, r)
 	}
 	s.snap.Store(&snapshot{at: now, node: node, workers: kept})
+	s.metrics.pass.Observe(time.Since(start).Seconds())
 }
 
 // upsert publishes a copy of the latest snapshot with rec in it, so a

@@ -94,6 +94,7 @@ func (m *Monitor) sampleCgroup(w *worker, rec *api.Worker, now time.Time) {
 	rec.MemWorkingSetBytes = api.Ptr(s.MemUsage - min(s.MemInactiveFile, s.MemUsage))
 
 	mark := sampleMark{ok: true, at: now, cpuNS: s.CPUUsageNS}
+	rec.CPUSeconds = api.Ptr(float64(s.CPUUsageNS) / 1e9)
 	dt := now.Sub(w.prev.at).Seconds()
 	valid := w.prev.ok && dt > 0
 	if valid {
@@ -101,6 +102,7 @@ func (m *Monitor) sampleCgroup(w *worker, rec *api.Worker, now time.Time) {
 	}
 	if s.HasIO {
 		mark.io, mark.hasIO = s.IO, true
+		rec.IOReadBytes, rec.IOWriteBytes = api.Ptr(s.IO.ReadBytes), api.Ptr(s.IO.WriteBytes)
 		if valid && w.prev.hasIO {
 			rec.IOReadBps, rec.IOWriteBps = ioRates(w.prev.io, s.IO, dt)
 		}
@@ -168,15 +170,19 @@ func limitStr(set bool, v float64, unit string) string {
 	return strconv.FormatFloat(v, 'f', -1, 64) + unit
 }
 
-// taskIORates computes I/O rates from per-task counters (cgroup v1, where
-// blkio counts nothing without a throttle rule). A task's bytes count from
-// its second sample on; a task that exited takes its last interval with it.
+// taskIORates computes I/O rates and totals from per-task counters
+// (cgroup v1, where blkio counts nothing without a throttle rule). For
+// the rate a task's bytes count from its second sample on; a task that
+// exited takes its last interval with it. The total counts every task's
+// bytes since it started (each task of the cgroup is the worker's), and
+// keeps those of exited tasks as last read.
 func (m *Monitor) taskIORates(w *worker, rec *api.Worker, pids []int, valid bool, dt float64) {
 	if w.taskIO == nil {
 		w.taskIO = map[int]*taskIO{}
 	}
 	var rd, wr uint64
 	var errs int
+	total := w.ioDone
 	for _, pid := range pids {
 		t := w.taskIO[pid]
 		if t == nil {
@@ -198,12 +204,21 @@ func (m *Monitor) taskIORates(w *worker, rec *api.Worker, pids []int, valid bool
 			wr += cur.WriteBytes - t.prev.WriteBytes
 		}
 		t.prev, t.ok = cur, true
+		total.ReadBytes += cur.ReadBytes
+		total.WriteBytes += cur.WriteBytes
 	}
 	for pid, t := range w.taskIO {
 		if !slices.Contains(pids, pid) {
+			if t.ok {
+				w.ioDone.ReadBytes += t.prev.ReadBytes
+				w.ioDone.WriteBytes += t.prev.WriteBytes
+			}
 			_ = t.file.Close()
 			delete(w.taskIO, pid)
 		}
+	}
+	if errs == 0 {
+		rec.IOReadBytes, rec.IOWriteBytes = api.Ptr(total.ReadBytes), api.Ptr(total.WriteBytes)
 	}
 	if valid && errs == 0 {
 		rec.IOReadBps, rec.IOWriteBps = ioRates(cgroups.IOCounters{}, cgroups.IOCounters{ReadBytes: rd, WriteBytes: wr}, dt)
@@ -231,6 +246,7 @@ func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 	rss := uint64(max(st.RSSPages, 0)) * pageSize
 	rec.MemBytes, rec.MemRSSBytes, rec.MemWorkingSetBytes = &rss, &rss, &rss
 	cpuNS := (st.UTime + st.STime) * uint64(time.Second) / m.tick
+	rec.CPUSeconds = api.Ptr(float64(cpuNS) / 1e9)
 	dt := now.Sub(w.prev.at).Seconds()
 	if w.prev.ok {
 		rec.CPUPct = cpuPct(w.prev.cpuNS, cpuNS, dt)

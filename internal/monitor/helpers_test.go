@@ -109,6 +109,25 @@ func median(t *testing.T, recs []api.Worker, name string, field func(api.Worker)
 	return vs[len(vs)/2]
 }
 
+// counterRate is how fast a cumulative counter grew per second of the
+// worker's uptime, from the first of recs to the last; it must never fall.
+func counterRate(t *testing.T, recs []api.Worker, field func(api.Worker) *float64) float64 {
+	t.Helper()
+	if len(recs) < 2 {
+		t.Fatalf("%d passes, need two", len(recs))
+	}
+	for i, r := range recs {
+		if field(r) == nil || r.UptimeS == nil {
+			t.Fatalf("counter or uptime of %s null in pass %d (errors %v)", r.ID, i, r.Errors)
+		}
+		if i > 0 && *field(r) < *field(recs[i-1]) {
+			t.Fatalf("counter of %s fell from %v to %v", r.ID, *field(recs[i-1]), *field(r))
+		}
+	}
+	first, last := recs[0], recs[len(recs)-1]
+	return (*field(last) - *field(first)) / (*last.UptimeS - *first.UptimeS)
+}
+
 func within(t *testing.T, name string, got, want, tol float64) {
 	t.Helper()
 	t.Logf("%s: measured %.2f, ground truth %.2f (tolerance ±%.2f)", name, got, want, tol)

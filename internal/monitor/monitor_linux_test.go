@@ -136,6 +136,10 @@ func TestCollectReadsCgroupStats(t *testing.T) {
 	}
 	wr := median(t, got[io.ID], "io_write_bps", func(r api.Worker) *float64 { return r.IOWriteBps })
 	within(t, "io_write_bps (MiB/s) of a worker writing 4Mi/s", wr/(1<<20), 4, 1.2)
+	// The cumulative counters grow at the same rates.
+	within(t, "rate of cpu_seconds (%) of a worker burning 50%", counterRate(t, got[cpu.ID], func(r api.Worker) *float64 { return r.CPUSeconds })*100, 50, 15)
+	within(t, "rate of io_write_bytes (MiB/s) of a worker writing 4Mi/s",
+		counterRate(t, got[io.ID], func(r api.Worker) *float64 { return u2f(r.IOWriteBytes) })/(1<<20), 4, 1.2)
 	// The idle workers show a CPU near zero, not null.
 	if c := median(t, got[mem.ID], "cpu_pct", cpuPct); c > 10 {
 		t.Errorf("idle worker reads %.1f%% CPU", c)

@@ -46,6 +46,9 @@ type worker struct {
 	prev    sampleMark
 	taskIO  map[int]*taskIO
 	readBuf []byte
+	// ioDone is the I/O of the worker's tasks that have exited, as last
+	// read (cgroup v1 and no cgroup, where I/O is counted per task).
+	ioDone cgroups.IOCounters
 }
 
 // sampleMark is what the next pass needs to turn counters into rates.

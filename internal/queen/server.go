@@ -15,11 +15,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
+	"github.com/rbee-dev/rbee/internal/dashboard"
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/limits"
+	"github.com/rbee-dev/rbee/internal/metrics"
 	"github.com/rbee-dev/rbee/internal/registry"
 	"github.com/rbee-dev/rbee/internal/stream"
 )
@@ -73,6 +77,9 @@ type Server struct {
 	// decoding bounds how many heartbeat bodies are decoded at once: each
 	// may take several times MaxBody in memory while it is.
 	decoding chan struct{}
+
+	metrics *prometheus.Registry
+	ingest  prometheus.Histogram
 }
 
 // New builds a queen; Run starts it.
@@ -108,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	g, err := auth.NewGuard(auth.GuardConfig{Tokens: cfg.Tokens, Insecure: cfg.Insecure, AllowedHosts: cfg.AllowedHosts,
-		Open: []string{"/healthz"}, QueryToken: []string{"/v1/heartbeats/stream"}})
+		Open: append([]string{"/healthz"}, dashboard.Paths...), QueryToken: []string{"/v1/heartbeats/stream"}})
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives,
 		Telemetry: s.broker.CoalescedWanted})
+	s.metrics = s.newMetrics()
 	return s, nil
 }
 
@@ -176,6 +184,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.schedule)))
 	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker))
 	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, s.info()) })))
+	mux.Handle("GET /{$}", dashboard.Handler())
+	mux.Handle("GET /static/", dashboard.Handler())
+	mux.Handle("GET /metrics", g.Allow(auth.NeedRead, metrics.Handler(s.metrics)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	return g.Handler(httpx.JSONErrors(mux))
 }
@@ -195,20 +206,13 @@ func (s *Server) info() api.QueenInfo {
 		addr = s.addr.String()
 	}
 	ttl := s.reg.HiveTTL()
-	refused := s.guard.Refused()
-	for k, v := range s.refused.snapshot() {
+	refused := s.requestRefusals()
+	for k, v := range s.heartbeatRefusals() {
 		refused["heartbeat_"+k] = v
 	}
-	rs, bs := s.reg.Stats(), s.broker.Stats()
-	refused["heartbeat_invalid"] = rs.Rejected
-	refused["heartbeat_rate_limited"] = rs.RateLimited
-	refused["heartbeat_too_many_hives"] = rs.TooManyHives
+	rs := s.reg.Stats()
 	refused["worker_entries_dropped"] = rs.DroppedWorkers
 	refused["values_clamped"] = rs.Clamped
-	refused["stream_clients_over_max"] = bs.Refused
-	if s.ln != nil {
-		refused["connections_over_max"] = s.ln.Refused()
-	}
 	return api.QueenInfo{QueenSummary: s.summary(), Listen: addr, HiveTTLS: ttl.Seconds(), AuthRequired: !s.cfg.Insecure,
 		TLS: s.tls != nil, MaxHives: s.cfg.MaxHives, Refused: refused}
 }
@@ -224,6 +228,8 @@ func (s *Server) summary() api.QueenSummary {
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	defer func() { s.ingest.Observe(time.Since(start).Seconds()) }()
 	select {
 	case s.decoding <- struct{}{}:
 	case <-r.Context().Done():

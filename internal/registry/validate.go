@@ -216,6 +216,8 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 		api.StatMemWorkingSetBytes: MaxMemBytes, api.StatIOReadBps: MaxIORate, api.StatIOWriteBps: MaxIORate,
 		api.StatUptimeS: 100 * 365 * 86400, api.StatVRAMBytes: MaxGPUs * MaxGPUBytes,
 		api.StatGPUUtilPct: 100 * float64(max(len(w.GPUs), 1)),
+		// A century on every core; 1 EiB.
+		api.StatCPUSeconds: 100 * 365 * 86400 * float64(cores), api.StatIOReadBytes: 1 << 60, api.StatIOWriteBytes: 1 << 60,
 	}
 	for i, v := range w.Stats {
 		if !math.IsNaN(v) && !within(v, 0, bounds[i]) {

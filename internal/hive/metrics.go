@@ -1,0 +1,105 @@
+package hive
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/metrics"
+)
+
+// hiveMetrics are the hive's own timings and failures; its workers, host
+// and GPUs are read from the latest snapshot at scrape time.
+type hiveMetrics struct {
+	reg      *prometheus.Registry
+	pass     prometheus.Histogram
+	gpuQuery prometheus.Histogram
+
+	mu          sync.Mutex
+	gpuFailures map[string]uint64
+}
+
+var (
+	descSent = prometheus.NewDesc("rbee_hive_heartbeats_sent_total",
+		"Heartbeats the queen accepted.", nil, nil)
+	descFailed = prometheus.NewDesc("rbee_hive_heartbeat_failures_total",
+		"Heartbeats that did not reach the queen or were refused.", nil, nil)
+)
+
+// senderCounts exports the sender's delivered and failed heartbeats.
+type senderCounts struct{ s *sender }
+
+func (c senderCounts) Describe(ch chan<- *prometheus.Desc) { ch <- descSent; ch <- descFailed }
+
+func (c senderCounts) Collect(ch chan<- prometheus.Metric) {
+	sent, failed := c.s.counts()
+	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(sent))
+	ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(failed))
+}
+
+func (s *Server) newMetrics() *hiveMetrics {
+	m := &hiveMetrics{
+		reg: metrics.NewRegistry("hive", s.cfg.Version),
+		pass: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rbee_hive_collection_duration_seconds",
+			Help:    "Time of one collection pass over every worker (GPU query included).",
+			Buckets: metrics.DurationBuckets,
+		}),
+		gpuQuery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rbee_hive_gpu_query_duration_seconds",
+			Help:    "Time of one GPU query (NVML or nvidia-smi), failed ones included.",
+			Buckets: metrics.DurationBuckets,
+		}),
+		gpuFailures: map[string]uint64{},
+	}
+	m.reg.MustRegister(
+		metrics.Fleet{Hives: func() []api.Hive { return []api.Hive{s.asHive()} }},
+		m.pass, m.gpuQuery,
+		metrics.NewCounts("rbee_hive_gpu_query_failures_total", "GPU queries that failed, by reason: timeout, stuck, bad_output, error.", "reason", m.gpuFailureCounts),
+		metrics.NewCounts("rbee_http_requests_refused_total", "Requests refused before any handler, by reason.", "reason", s.guard.Refused),
+	)
+	if s.send != nil {
+		m.reg.MustRegister(senderCounts{s.send})
+	}
+	if s.cfg.GPU != nil {
+		s.cfg.GPU.Observe(m.gpuObserved)
+	}
+	return m
+}
+
+// gpuObserved counts a GPU query; took is 0 when none ran (an earlier one
+// is stuck).
+func (m *hiveMetrics) gpuObserved(took time.Duration, err error) {
+	if took > 0 {
+		m.gpuQuery.Observe(took.Seconds())
+	}
+	if err != nil {
+		m.mu.Lock()
+		m.gpuFailures[gpu.FailureReason(err)]++
+		m.mu.Unlock()
+	}
+}
+
+func (m *hiveMetrics) gpuFailureCounts() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]uint64, len(m.gpuFailures))
+	for k, v := range m.gpuFailures {
+		out[k] = v
+	}
+	return out
+}
+
+// asHive is the hive as the queen would list it, from the latest
+// snapshot: what the fleet collector reads.
+func (s *Server) asHive() api.Hive {
+	snap := s.latest()
+	backend := "none"
+	if s.cfg.GPU != nil {
+		backend = s.cfg.GPU.Backend()
+	}
+	return api.Hive{ID: s.cfg.HiveID, URL: s.url, Version: s.cfg.Version, GPUBackend: backend, Node: snap.node, Workers: snap.workers}
+}

@@ -1,0 +1,229 @@
+// Package metrics exports rbee's truth to Prometheus: the workers, hosts
+// and GPUs a daemon knows (read at scrape time from the same records the
+// API serves, so a series goes when its worker goes) and each daemon's
+// own health.
+package metrics
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rbee-dev/rbee/internal/api"
+)
+
+// Names follow Prometheus conventions (base units, _total counters,
+// ratios 0–1) and stay close to cAdvisor's container_* and dcgm-exporter's
+// DCGM_FI_DEV_* so that queries carry over.
+var (
+	workerLabels = []string{"hive", "worker"}
+	gpuLabels    = []string{"hive", "gpu", "uuid"}
+
+	descWorkerInfo = prometheus.NewDesc("rbee_worker_info",
+		"A worker the daemon knows (1), with its model and identity; join on worker for the model.",
+		[]string{"hive", "worker", "group", "instance", "model"}, nil)
+	descWorkerState = prometheus.NewDesc("rbee_worker_state",
+		"1 for the worker's current lifecycle state, 0 for the others.",
+		[]string{"hive", "worker", "state"}, nil)
+	descWorkerCPU = prometheus.NewDesc("rbee_worker_cpu_seconds_total",
+		"CPU time the worker's processes have used, in seconds.", workerLabels, nil)
+	descWorkerCPULimit = prometheus.NewDesc("rbee_worker_cpu_limit_cores",
+		"The worker's CPU limit in cores (1.5 = 150 % of one core); absent when unlimited.", workerLabels, nil)
+	descWorkerMem = prometheus.NewDesc("rbee_worker_memory_usage_bytes",
+		"Memory charged to the worker's cgroup, page cache included.", workerLabels, nil)
+	descWorkerRSS = prometheus.NewDesc("rbee_worker_memory_rss_bytes",
+		"Anonymous memory of the worker's processes.", workerLabels, nil)
+	descWorkerWS = prometheus.NewDesc("rbee_worker_memory_working_set_bytes",
+		"Memory usage minus inactive file cache: what the OOM killer weighs.", workerLabels, nil)
+	descWorkerMemLimit = prometheus.NewDesc("rbee_worker_memory_limit_bytes",
+		"The worker's memory limit; absent when unlimited.", workerLabels, nil)
+	descWorkerRead = prometheus.NewDesc("rbee_worker_io_read_bytes_total",
+		"Bytes the worker's processes have read from storage.", workerLabels, nil)
+	descWorkerWrite = prometheus.NewDesc("rbee_worker_io_write_bytes_total",
+		"Bytes the worker's processes have written to storage.", workerLabels, nil)
+	descWorkerStart = prometheus.NewDesc("rbee_worker_start_time_seconds",
+		"When the worker's main process started, in seconds since the Unix epoch.", workerLabels, nil)
+	descWorkerProcs = prometheus.NewDesc("rbee_worker_processes",
+		"Processes in the worker's cgroup.", workerLabels, nil)
+	descWorkerPidsLimit = prometheus.NewDesc("rbee_worker_pids_limit",
+		"The worker's pids limit; absent when unlimited.", workerLabels, nil)
+	descWorkerVRAM = prometheus.NewDesc("rbee_worker_gpu_memory_used_bytes",
+		"GPU memory the worker's processes hold on one GPU.", []string{"hive", "worker", "gpu", "uuid"}, nil)
+	descWorkerSM = prometheus.NewDesc("rbee_worker_gpu_utilization_ratio",
+		"Share of one GPU's streaming multiprocessors the worker's processes used (0–1).", []string{"hive", "worker", "gpu", "uuid"}, nil)
+
+	descHiveInfo = prometheus.NewDesc("rbee_hive_info",
+		"A hive (1), with its version and GPU backend.", []string{"hive", "version", "gpu_backend"}, nil)
+	descHiveUp = prometheus.NewDesc("rbee_hive_up",
+		"1 while the queen hears the hive's heartbeats, 0 while it is stale (queen only).", []string{"hive"}, nil)
+	descHiveLastSeen = prometheus.NewDesc("rbee_hive_last_heartbeat_timestamp_seconds",
+		"When the queen applied the hive's last heartbeat, by the queen's clock (queen only).", []string{"hive"}, nil)
+	descHiveCores = prometheus.NewDesc("rbee_hive_cpu_cores",
+		"CPU cores of the hive's host.", []string{"hive"}, nil)
+	descHiveCPU = prometheus.NewDesc("rbee_hive_cpu_utilization_ratio",
+		"Busy share of the host's CPUs over the last pass (0–1).", []string{"hive"}, nil)
+	descHiveMemTotal = prometheus.NewDesc("rbee_hive_memory_total_bytes",
+		"Memory of the hive's host.", []string{"hive"}, nil)
+	descHiveMemUsed = prometheus.NewDesc("rbee_hive_memory_used_bytes",
+		"Memory in use on the host (total minus available).", []string{"hive"}, nil)
+	descHiveWorkers = prometheus.NewDesc("rbee_hive_workers",
+		"Workers on the hive, by state.", []string{"hive", "state"}, nil)
+
+	descGPUInfo = prometheus.NewDesc("rbee_gpu_info",
+		"A GPU of a hive (1), with its model name.", []string{"hive", "gpu", "uuid", "name"}, nil)
+	descGPUMemTotal = prometheus.NewDesc("rbee_gpu_memory_total_bytes",
+		"A GPU's memory.", gpuLabels, nil)
+	descGPUMemUsed = prometheus.NewDesc("rbee_gpu_memory_used_bytes",
+		"A GPU's memory in use, by every process.", gpuLabels, nil)
+	descGPUUtil = prometheus.NewDesc("rbee_gpu_utilization_ratio",
+		"A GPU's utilisation as the driver reports it (0–1).", gpuLabels, nil)
+	descGPUTemp = prometheus.NewDesc("rbee_gpu_temperature_celsius",
+		"A GPU's temperature.", gpuLabels, nil)
+	descGPUPower = prometheus.NewDesc("rbee_gpu_power_watts",
+		"A GPU's power draw.", gpuLabels, nil)
+)
+
+// workerStates are the states rbee_worker_state has a series for.
+var workerStates = []api.State{api.StateStarting, api.StateRunning, api.StateExited}
+
+// Fleet is a collector of hives, their hosts, GPUs and live workers,
+// read from Hives at every scrape. Exited workers are left out, so their
+// series end when they exit (bounded cardinality).
+type Fleet struct {
+	Hives func() []api.Hive
+}
+
+// Describe sends every descriptor Fleet may emit.
+func (f Fleet) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWorkerInfo, descWorkerState, descWorkerCPU, descWorkerCPULimit, descWorkerMem,
+		descWorkerRSS, descWorkerWS, descWorkerMemLimit, descWorkerRead, descWorkerWrite, descWorkerStart, descWorkerProcs,
+		descWorkerPidsLimit, descWorkerVRAM, descWorkerSM, descHiveInfo, descHiveUp, descHiveLastSeen, descHiveCores, descHiveCPU, descHiveMemTotal,
+		descHiveMemUsed, descHiveWorkers, descGPUInfo, descGPUMemTotal, descGPUMemUsed, descGPUUtil, descGPUTemp, descGPUPower} {
+		ch <- d
+	}
+}
+
+// Collect sends the current value of every series.
+func (f Fleet) Collect(ch chan<- prometheus.Metric) {
+	for _, h := range f.Hives() {
+		collectHive(ch, &h)
+	}
+}
+
+func collectHive(ch chan<- prometheus.Metric, h *api.Hive) {
+	id := h.ID
+	gauge(ch, descHiveInfo, 1, id, h.Version, h.GPUBackend)
+	if !h.LastSeen.IsZero() {
+		up := 0.0
+		if h.State == api.HiveStateOnline {
+			up = 1
+		}
+		gauge(ch, descHiveUp, up, id)
+		gauge(ch, descHiveLastSeen, float64(h.LastSeen.UnixMilli())/1000, id)
+	}
+	gauge(ch, descHiveCores, float64(h.Node.CPUCores), id)
+	if p := h.Node.CPUPct; p != nil {
+		gauge(ch, descHiveCPU, *p/100, id)
+	}
+	gaugeU(ch, descHiveMemTotal, h.Node.MemTotalBytes, id)
+	gaugeU(ch, descHiveMemUsed, h.Node.MemUsedBytes, id)
+	uuids := map[int]string{}
+	for _, g := range h.Node.GPUs {
+		idx := strconv.Itoa(g.Index)
+		uuids[g.Index] = g.UUID
+		gauge(ch, descGPUInfo, 1, id, idx, g.UUID, g.Name)
+		gaugeU(ch, descGPUMemTotal, g.VRAMTotalBytes, id, idx, g.UUID)
+		gaugeU(ch, descGPUMemUsed, g.VRAMUsedBytes, id, idx, g.UUID)
+		if g.UtilPct != nil {
+			gauge(ch, descGPUUtil, *g.UtilPct/100, id, idx, g.UUID)
+		}
+		gaugeF(ch, descGPUTemp, g.TempC, id, idx, g.UUID)
+		gaugeF(ch, descGPUPower, g.PowerW, id, idx, g.UUID)
+	}
+	count := map[api.State]int{}
+	for i := range h.Workers {
+		w := &h.Workers[i]
+		count[w.State]++
+		if w.State == api.StateExited {
+			continue
+		}
+		collectWorker(ch, id, w, uuids)
+	}
+	for _, st := range workerStates {
+		gauge(ch, descHiveWorkers, float64(count[st]), id, string(st))
+	}
+}
+
+func collectWorker(ch chan<- prometheus.Metric, hive string, w *api.Worker, uuids map[int]string) {
+	model := ""
+	if w.Model != nil {
+		model = *w.Model
+	}
+	gauge(ch, descWorkerInfo, 1, hive, w.ID, w.Group, w.Instance, model)
+	for _, st := range workerStates {
+		v := 0.0
+		if w.State == st {
+			v = 1
+		}
+		gauge(ch, descWorkerState, v, hive, w.ID, string(st))
+	}
+	if w.CPUSeconds != nil {
+		ch <- prometheus.MustNewConstMetric(descWorkerCPU, prometheus.CounterValue, *w.CPUSeconds, hive, w.ID)
+	}
+	if w.IOReadBytes != nil {
+		ch <- prometheus.MustNewConstMetric(descWorkerRead, prometheus.CounterValue, float64(*w.IOReadBytes), hive, w.ID)
+	}
+	if w.IOWriteBytes != nil {
+		ch <- prometheus.MustNewConstMetric(descWorkerWrite, prometheus.CounterValue, float64(*w.IOWriteBytes), hive, w.ID)
+	}
+	if w.CPULimitPct != nil {
+		gauge(ch, descWorkerCPULimit, *w.CPULimitPct/100, hive, w.ID)
+	}
+	gaugeU(ch, descWorkerMem, w.MemBytes, hive, w.ID)
+	gaugeU(ch, descWorkerRSS, w.MemRSSBytes, hive, w.ID)
+	gaugeU(ch, descWorkerWS, w.MemWorkingSetBytes, hive, w.ID)
+	if w.MemLimitBytes != nil {
+		gauge(ch, descWorkerMemLimit, float64(*w.MemLimitBytes), hive, w.ID)
+	}
+	if w.StartedAt != nil {
+		gauge(ch, descWorkerStart, float64(w.StartedAt.UnixMilli())/1000, hive, w.ID)
+	}
+	if len(w.PIDs) > 0 {
+		gauge(ch, descWorkerProcs, float64(len(w.PIDs)), hive, w.ID)
+	}
+	if w.PidsLimit != nil {
+		gauge(ch, descWorkerPidsLimit, float64(*w.PidsLimit), hive, w.ID)
+	}
+	for _, g := range w.GPUs {
+		idx, uuid := strconv.Itoa(g.Index), g.UUID
+		if uuid == "" {
+			uuid = uuids[g.Index]
+		}
+		gaugeU(ch, descWorkerVRAM, g.VRAMBytes, hive, w.ID, idx, uuid)
+		if g.SMUtilPct != nil {
+			gauge(ch, descWorkerSM, *g.SMUtilPct/100, hive, w.ID, idx, uuid)
+		}
+	}
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	if math.IsNaN(v) {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// gaugeU sends a byte count; nothing when unknown (a missing series, never
+// a made-up zero).
+func gaugeU(ch chan<- prometheus.Metric, d *prometheus.Desc, v *uint64, labels ...string) {
+	if v != nil {
+		gauge(ch, d, float64(*v), labels...)
+	}
+}
+
+func gaugeF(ch chan<- prometheus.Metric, d *prometheus.Desc, v *float64, labels ...string) {
+	if v != nil {
+		gauge(ch, d, *v, labels...)
+	}
+}
