@@ -29,7 +29,8 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 			"Workers run as --worker-user (nobody by default when the hive is root), with no\n"+
 			"capabilities, no_new_privs and a pids limit. Every request but /healthz needs the\n"+
 			"operator token (or a read-only token for GET); without --token-file or RBEE_TOKEN the\n"+
-			"hive creates one in --state-dir on first start.")
+			"hive creates one (token) and a read-only one (read-token) in --state-dir on first start.\n\n"+
+			"GET /metrics serves Prometheus metrics of its workers, host and GPUs (read-only token).")
 	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7835", "address of the worker API; port 0 picks a free port")
 	queen := fs.String("queen", "RBEE_QUEEN", "http://127.0.0.1:7833", "queen-rbee URL for heartbeats (\"\" sends none)")
 	queenTokenFile := fs.String("queen-token-file", "RBEE_QUEEN_TOKEN_FILE", "", "file holding this hive's token for the queen (from its --hive-tokens); default: the operator token")
@@ -72,7 +73,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	if err != nil {
 		return cli.Usagef("%v", err)
 	}
-	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure})
+	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure, ReadInStateDir: true})
 	if err != nil {
 		return err
 	}

@@ -91,6 +91,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	readTok, err := auth.ReadTokenFile(filepath.Join(stateDir, auth.ReadTokenFileName))
+	if err != nil {
+		return err
+	}
+	// The dashboard first: it is what most people open.
+	fmt.Fprintf(out, "rbee dashboard: %s/#token=%s\n", queen.URL, readTok)
 	hc := &api.Client{Base: hive.URL, Token: token}
 	qc := &api.Client{Base: queen.URL, Token: token}
 	var info api.HiveInfo
@@ -111,6 +117,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	fmt.Fprintf(out, `
 rbee demo: a queen, a hive and three workers are running on this machine.
+  dashboard     %[1]s/#token=%[6]s   (a read-only token; the fragment never leaves the browser)
+  metrics       curl -H "Authorization: Bearer $(cat %[5]s/read-token)" %[1]s/metrics
   queen API     %[1]s/v1/hives   %[1]s/v1/workers   %[1]s/v1/schedule?model=qwen2.5-0.5b
   event stream  curl -N -H "Authorization: Bearer $(cat %[5]s/token)" %[1]s/v1/heartbeats/stream
   hive API      %[2]s/v1/workers   %[2]s/v1/info
@@ -120,7 +128,7 @@ rbee demo: a queen, a hive and three workers are running on this machine.
   logs          %[4]s
 Press Ctrl-C to stop everything.
 
-`, queen.URL, hive.URL, cfg.BinDir, cfg.LogDir, stateDir)
+`, queen.URL, hive.URL, cfg.BinDir, cfg.LogDir, stateDir, readTok)
 
 	var deadline <-chan time.Time
 	if cfg.Duration > 0 {

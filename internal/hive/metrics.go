@@ -53,7 +53,9 @@ func (s *Server) newMetrics() *hiveMetrics {
 			Help:    "Time of one GPU query (NVML or nvidia-smi), failed ones included.",
 			Buckets: metrics.DurationBuckets,
 		}),
-		gpuFailures: map[string]uint64{},
+		// Every reason from the start: a query for failures finds zeros,
+		// not nothing.
+		gpuFailures: map[string]uint64{"timeout": 0, "stuck": 0, "bad_output": 0, "error": 0},
 	}
 	m.reg.MustRegister(
 		metrics.Fleet{Hives: func() []api.Hive { return []api.Hive{s.asHive()} }},

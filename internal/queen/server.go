@@ -341,6 +341,11 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	s.addr = ln.Addr()
 	s.ln = httpx.LimitListener(ln, s.cfg.MaxConns)
 	s.log.Info("listening on "+ln.Addr().String(), "tls", s.tls != nil, "auth", !s.cfg.Insecure)
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+	}
+	s.log.Info("dashboard at "+scheme+"://"+ln.Addr().String()+"/", "token", "read-only (queen-rbee dashboard prints the URL with it)")
 	if ready != nil {
 		ready(ln.Addr())
 	}

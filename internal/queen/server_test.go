@@ -483,3 +483,49 @@ func TestAckAsksForMissingStatic(t *testing.T) {
 		t.Fatal("need_static after the static fields came")
 	}
 }
+
+// The dashboard's page and assets need no token (they hold no data), come
+// with a policy that keeps them on their own origin, and /metrics takes
+// the read-only token but not a hive's.
+func TestQueenServesDashboardAndMetrics(t *testing.T) {
+	_, url := newQueen(t, queen.Config{Tokens: auth.Tokens{Operator: harness.Token, Reader: readToken,
+		Hives: map[string]string{"gpu-a": hiveAToken}}})
+	get := func(path, token string) (int, http.Header, string) {
+		req, _ := http.NewRequest("GET", url+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	code, h, body := get("/", "")
+	if code != 200 || !strings.Contains(body, `<script src="static/dash.js"`) || !strings.HasPrefix(h.Get("Content-Type"), "text/html") ||
+		!strings.Contains(h.Get("Content-Security-Policy"), "connect-src 'self'") || !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Fatalf("GET /: %d %v %.200s", code, h, body)
+	}
+	for path, ctype := range map[string]string{"/static/dash.js": "text/javascript", "/static/dash.css": "text/css"} {
+		if code, h, body := get(path, ""); code != 200 || !strings.HasPrefix(h.Get("Content-Type"), ctype) || len(body) < 1000 {
+			t.Fatalf("GET %s: %d %s (%d bytes)", path, code, h.Get("Content-Type"), len(body))
+		}
+	}
+	for _, path := range []string{"/static/", "/static/nope.js", "/index.html", "/nope"} {
+		if code, _, _ := get(path, ""); code != 404 && code != 401 {
+			t.Errorf("GET %s: %d, want 404 or 401", path, code)
+		}
+	}
+	if code, _, _ := get("/metrics", ""); code != 401 {
+		t.Fatalf("/metrics without a token: %d", code)
+	}
+	if code, _, _ := get("/metrics", hiveAToken); code != 403 {
+		t.Fatalf("/metrics with a hive's token: %d", code)
+	}
+	code, h, body = get("/metrics", readToken)
+	if code != 200 || !strings.Contains(body, "rbee_queen_hives{state=\"online\"} 0") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics with the read-only token: %d %.300s", code, body)
+	}
+}
