@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,3 +143,29 @@ func TestQueenClientErrors(t *testing.T) {
 		t.Fatalf("token in clear text: %v", err)
 	}
 }
+
+// queen-rbee dashboard prints the URL with the read-only token in the
+// fragment; without one it still prints the URL and says why.
+func TestDashboardCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	err := dashboardCmd(context.Background(), &out, []string{"--queen", "http://10.0.0.1:7833", "--state-dir", dir})
+	if err == nil || !strings.Contains(err.Error(), "no read-only token at "+filepath.Join(dir, "read-token")) || out.String() != "http://10.0.0.1:7833/\n" {
+		t.Fatalf("without a token: %q %v", out.String(), err)
+	}
+	if err := writeFile(filepath.Join(dir, "read-token"), "read-token-abcdefghijklmnop\n"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := dashboardCmd(context.Background(), &out, []string{"--queen", "http://10.0.0.1:7833/", "--state-dir", dir}); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "http://10.0.0.1:7833/#token=read-token-abcdefghijklmnop\n" {
+		t.Fatalf("dashboard URL %q", out.String())
+	}
+	if err := dashboardCmd(context.Background(), &out, []string{"--queen", "ftp://x"}); err == nil {
+		t.Fatal("an ftp URL was taken")
+	}
+}
+
+func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
