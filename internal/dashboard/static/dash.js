@@ -39,6 +39,16 @@
     while (Math.abs(v) >= 1024 && i < u.length - 1) { v /= 1024; i++; }
     return (i === 0 ? v.toFixed(0) : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)) + " " + u[i];
   }
+  // bytesPair writes "used/total unit" in the total's unit: "20.0/140 GiB".
+  function bytesPair(used, total) {
+    if (!known(used)) return null;
+    if (!known(total)) return bytes(used);
+    const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0, d = 1;
+    while (total / d >= 1024 && i < u.length - 1) { d *= 1024; i++; }
+    const f = (v) => (v / d).toFixed(i === 0 || v / d >= 100 ? 0 : 1);
+    return f(used) + "/" + f(total) + " " + u[i];
+  }
   const pct = (v) => known(v) ? v.toFixed(v >= 100 ? 0 : 1) + "%" : null;
   const rate = (v) => known(v) ? bytes(v) + "/s" : null;
   function dur(s) {
@@ -383,7 +393,7 @@
         (known(g.power_w) ? " · " + g.power_w.toFixed(0) + " W" : "") + " · VRAM " + (bytes(g.vram_used_bytes) || "—") + " / " + (bytes(g.vram_total_bytes) || "—");
       html += '<div class="gpu" title="' + esc(title) + '"><span>GPU ' + g.index + "</span>" +
         '<span class="bar vram"><i style="width:' + (known(vf) ? Math.min(1, vf) * 100 : 0).toFixed(1) + '%"></i></span>' +
-        (known(g.vram_used_bytes) ? "<span>" + esc(bytes(g.vram_used_bytes)) + "</span>" : '<span class="null" title="' + esc(gerr) + '">—</span>') +
+        (known(g.vram_used_bytes) ? "<span>" + esc(bytesPair(g.vram_used_bytes, g.vram_total_bytes)) + "</span>" : '<span class="null" title="' + esc(gerr) + '">—</span>') +
         '<span class="bar gpu"><i style="width:' + (known(uf) ? Math.min(1, uf) * 100 : 0).toFixed(1) + '%"></i></span>' +
         (known(g.util_pct) ? "<span>" + esc(pct(g.util_pct)) + "</span>" : '<span class="null" title="' + esc(gerr) + '">—</span>') + "</div>";
     }
