@@ -15,6 +15,7 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cli"
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
@@ -74,16 +75,24 @@ func workersCmd(ctx context.Context, out io.Writer, args []string) error {
 }
 
 func scheduleCmd(ctx context.Context, out io.Writer, args []string) error {
-	fs, client := clientFlags("schedule", "queen-rbee schedule --model M [--vram 16Gi]",
-		"Answers where a request for a model should go: the least loaded idle worker already\n"+
-			"serving it, else the hive and GPU with the most free VRAM that fits --vram.")
+	fs, client := clientFlags("schedule", "queen-rbee schedule --model M [--vram 16Gi] [--gpus 2] [--all] [--json]",
+		"Answers where a request for a model should go: the least loaded running worker already\n"+
+			"serving it that is below saturation (idle ones first; --all ranks them all), else the\n"+
+			"hive and GPU(s) with the most free VRAM that fit --vram, which the answer reserves\n"+
+			"for --reservation-ttl (the queen's) or until the hive reports a new worker on it.")
 	model := fs.String("model", "", "", "model name (required)")
-	vram := fs.String("vram", "", "", "VRAM a new worker needs: bytes or with K/M/G/Ki/Mi/Gi")
+	vram := fs.String("vram", "", "", "VRAM a new worker needs in all: bytes or with K/M/G/Ki/Mi/Gi")
+	gpus := fs.Int("gpus", "", 0, "split the new worker over this many GPUs of one hive")
+	all := fs.Bool("all", "", false, "list every eligible worker, ranked, for a router to spread requests")
+	asJSON := fs.Bool("json", "", false, "print the answer as JSON")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
 	if *model == "" {
 		return cli.Usagef("schedule needs --model")
+	}
+	if *gpus < 0 {
+		return cli.Usagef("--gpus %d: want 1 or more", *gpus)
 	}
 	c, err := client()
 	if err != nil {
@@ -93,11 +102,74 @@ func scheduleCmd(ctx context.Context, out io.Writer, args []string) error {
 	if *vram != "" {
 		q.Set("vram_bytes", *vram)
 	}
+	if *gpus > 0 {
+		q.Set("gpus", fmt.Sprint(*gpus))
+	}
+	if *all {
+		q.Set("all", "true")
+	}
 	var d api.Decision
 	if err := c.Do(ctx, http.MethodGet, "/v1/schedule?"+q.Encode(), nil, &d); err != nil {
 		return err
 	}
-	return cli.PrintJSON(out, d)
+	if *asJSON {
+		return cli.PrintJSON(out, d)
+	}
+	return printDecision(out, d)
+}
+
+// printDecision prints a scheduling answer as a short report.
+func printDecision(out io.Writer, d api.Decision) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	switch d.Kind {
+	case "worker":
+		w := d.Worker
+		fmt.Fprintf(tw, "ROUTE TO\t%s on %s (%s), pid %d, model %s\n", ids.Safe(w.ID), ids.Safe(d.HiveID), ids.Safe(d.HiveURL), w.PID, cli.Str(w.Model))
+		if d.Load != nil {
+			fmt.Fprintf(tw, "LOAD\t%s\n", loadText(*d.Load))
+		}
+	default:
+		idx := make([]string, len(d.GPUs))
+		for i, g := range d.GPUs {
+			idx[i] = fmt.Sprint(g.Index)
+		}
+		if len(idx) == 0 && d.GPU != nil {
+			idx = []string{fmt.Sprint(d.GPU.Index)}
+		}
+		fmt.Fprintf(tw, "START ON\t%s (%s), GPU %s\n", ids.Safe(d.HiveID), ids.Safe(d.HiveURL), strings.Join(idx, ", "))
+		fmt.Fprintf(tw, "FREE VRAM\t%s on the tightest GPU, reservations counted\n", cli.Bytes(d.FreeVRAMBytes))
+		if d.ReservationID != "" {
+			fmt.Fprintf(tw, "RESERVATION\t%s until %s (release: DELETE /v1/reservations/%s)\n", d.ReservationID, d.ExpiresAt.UTC().Format(time.RFC3339), d.ReservationID)
+		}
+	}
+	fmt.Fprintf(tw, "WHY\t%s\n", ids.Safe(d.Reason))
+	for _, p := range d.PassedOver {
+		fmt.Fprintf(tw, "PASSED OVER\t%s\n", ids.Safe(p))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(d.Ranked) == 0 {
+		return nil
+	}
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RANK\tWORKER\tHIVE\tURL\tLOAD")
+	for i, r := range d.Ranked {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, ids.Safe(r.ID), ids.Safe(r.HiveID), ids.Safe(r.HiveURL), loadText(r.Load))
+	}
+	return tw.Flush()
+}
+
+func loadText(l api.WorkerLoad) string {
+	state := "busy"
+	switch {
+	case l.Saturated:
+		state = "saturated"
+	case l.Idle:
+		state = "idle"
+	}
+	return state + ": " + ids.Safe(l.Why)
 }
 
 func watchCmd(ctx context.Context, out io.Writer, args []string) error {

@@ -64,7 +64,22 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 				w.Write([]byte(`{"error":"no placement: no worker serves nope"}`))
 				return
 			}
-			v = api.Decision{Kind: "worker", Worker: &workers[0], HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835", Reason: "least loaded of 1 idle workers serving qwen2.5-0.5b"}
+			if r.URL.Query().Get("model") == "big" {
+				exp := time.Date(2026, 11, 29, 12, 0, 30, 0, time.UTC)
+				g := []api.GPU{{Index: 2, UUID: "GPU-2", Name: "NVIDIA H200"}, {Index: 5, UUID: "GPU-5", Name: "NVIDIA H200"}}
+				v = api.Decision{Kind: "gpu", HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", GPU: &g[0], GPUs: g, FreeVRAMBytes: u(70 << 30),
+					ReservationID: "rsv-0123", ExpiresAt: &exp, Reason: "every worker serving big was passed over; GPU 2, 5 of gpu-2 have the most free VRAM",
+					PassedOver: []string{"llm-1@gpu-1 saturated (CPU 10.0% of 400%, GPU SM 99.0%)"}}
+				break
+			}
+			load := api.WorkerLoad{CPUPct: f(51.3), CPUCapacityPct: 400, CPUFraction: f(0.128), GPUUtilPct: f(60), Why: "CPU 51.3% of 400%, GPU SM 60.0%"}
+			v = api.Decision{Kind: "worker", Worker: &workers[0], Load: &load, HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835",
+				Reason: "CPU 51.3% of 400%, GPU SM 60.0%: least loaded of 2 eligible workers serving qwen2.5-0.5b"}
+			if r.URL.Query().Get("all") == "true" {
+				d := v.(api.Decision)
+				d.Ranked = []api.RankedWorker{{FleetWorker: workers[0], Load: load}, {FleetWorker: workers[1], Load: api.WorkerLoad{Idle: false, Why: "CPU not measured yet"}}}
+				v = d
+			}
 		default:
 			w.WriteHeader(404)
 			return
@@ -99,6 +114,9 @@ func TestQueenClientCommands(t *testing.T) {
 		{"workers", workersCmd, []string{"--model", "qwen2.5-0.5b", "--idle", "true"}},
 		{"workers-json", workersCmd, []string{"--json"}},
 		{"schedule", scheduleCmd, []string{"--model", "qwen2.5-0.5b", "--vram", "16Gi"}},
+		{"schedule-all", scheduleCmd, []string{"--model", "qwen2.5-0.5b", "--all"}},
+		{"schedule-placement", scheduleCmd, []string{"--model", "big", "--vram", "140Gi", "--gpus", "2"}},
+		{"schedule-json", scheduleCmd, []string{"--model", "qwen2.5-0.5b", "--json"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(t, tc.cmd, append([]string{"--queen", url}, tc.args...)...)
@@ -116,7 +134,8 @@ func TestQueenClientCommands(t *testing.T) {
 			harness.Golden(t, filepath.Join("testdata", "golden", tc.name+".txt"), []byte(out))
 		})
 	}
-	want := []string{"/v1/hives", "/v1/hives", "/v1/workers?idle=true&model=qwen2.5-0.5b", "/v1/workers?", "/v1/schedule?model=qwen2.5-0.5b&vram_bytes=16Gi"}
+	want := []string{"/v1/hives", "/v1/hives", "/v1/workers?idle=true&model=qwen2.5-0.5b", "/v1/workers?", "/v1/schedule?model=qwen2.5-0.5b&vram_bytes=16Gi",
+		"/v1/schedule?all=true&model=qwen2.5-0.5b", "/v1/schedule?gpus=2&model=big&vram_bytes=140Gi", "/v1/schedule?model=qwen2.5-0.5b"}
 	if strings.Join(*got, " ") != strings.Join(want, " ") {
 		t.Fatalf("requests %q, want %q", *got, want)
 	}

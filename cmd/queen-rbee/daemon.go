@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
@@ -37,6 +38,8 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	maxHives := fs.Int("max-hives", "RBEE_MAX_HIVES", 10000, "most hives the registry holds; more are refused with 429")
 	maxClients := fs.Int("max-stream-clients", "RBEE_MAX_STREAM_CLIENTS", 1000, "most stream clients at once; more are refused with 503")
+	saturated := fs.Float("saturated-gpu-pct", "RBEE_SATURATED_GPU_PCT", 90, "a worker whose busiest GPU's SM use reaches this takes no more requests (schedule places a new one)")
+	resTTL := fs.Duration("reservation-ttl", "RBEE_RESERVATION_TTL", 30*time.Second, "how long a placement answer holds its VRAM unless the hive reports a new worker on it first")
 	allowed := fs.List("allowed-host", "RBEE_ALLOWED_HOSTS", "a name the queen may be reached by besides IP addresses, localhost and its hostname")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -49,6 +52,12 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	}
 	if *maxHives < 1 || *maxClients < 1 {
 		return cli.Usagef("--max-hives and --max-stream-clients must be at least 1")
+	}
+	if !(*saturated > 0 && *saturated <= 100) {
+		return cli.Usagef("--saturated-gpu-pct %v: want a percentage above 0, at most 100", *saturated)
+	}
+	if *resTTL <= 0 {
+		return cli.Usagef("--reservation-ttl %v: want a positive duration", *resTTL)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	tokens, err := cli.DaemonTokens(log, cli.TokenFlags{File: *tokenFile, ReadFile: *readTokenFile, StateDir: *stateDir, Insecure: *insecure, ReadInStateDir: true})
@@ -64,6 +73,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	q, err := queen.New(queen.Config{
 		Listen: *listen, HiveTTL: *ttl, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, MaxHives: *maxHives, Stream: stream.Config{MaxClients: *maxClients},
+		SaturatedGPUPct: *saturated, ReservationTTL: *resTTL,
 		Version: version.String(), Logger: log,
 	})
 	if err != nil {

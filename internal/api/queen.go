@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Hive states in the queen's registry.
 const (
@@ -36,18 +39,84 @@ type FleetWorker struct {
 	Idle    bool   `json:"idle"`
 }
 
-// Decision is a scheduling answer: an idle worker that already serves the
-// model, or else a hive and GPU with room to start one.
+// Decision is a scheduling answer: a running worker that already serves
+// the model and can take more, or else a hive and GPU(s) with room to
+// start one.
 type Decision struct {
-	// Kind is "worker" or "gpu".
+	// Kind is "worker" or "gpu" (a placement).
 	Kind   string       `json:"kind"`
 	Worker *FleetWorker `json:"worker,omitempty"`
-	HiveID string       `json:"hive_id"`
+	// Load is how busy the chosen worker is.
+	Load   *WorkerLoad `json:"load,omitempty"`
+	HiveID string      `json:"hive_id"`
 	// HiveURL is where to ask the hive to spawn or route to.
-	HiveURL       string  `json:"hive_url"`
-	GPU           *GPU    `json:"gpu,omitempty"`
+	HiveURL string `json:"hive_url"`
+	// GPU is the placement's first GPU, GPUs all of them (several when
+	// the model is split over several GPUs of the hive).
+	GPU  *GPU  `json:"gpu,omitempty"`
+	GPUs []GPU `json:"gpus,omitempty"`
+	// FreeVRAMBytes is the free VRAM of the tightest chosen GPU, after
+	// the reservations open before this answer.
 	FreeVRAMBytes *uint64 `json:"free_vram_bytes,omitempty"`
-	Reason        string  `json:"reason"`
+	// ReservationID names the VRAM this placement holds (vram_bytes > 0)
+	// until ExpiresAt, until the hive reports a new worker on those GPUs,
+	// or until DELETE /v1/reservations/{id}.
+	ReservationID string     `json:"reservation_id,omitempty"`
+	ExpiresAt     *time.Time `json:"expires_at,omitempty"`
+	Reason        string     `json:"reason"`
+	// Ranked (all=true) lists every worker that may take the request,
+	// best first, for a router to spread requests.
+	Ranked []RankedWorker `json:"ranked,omitempty"`
+	// PassedOver says briefly which workers serving the model were not
+	// eligible, and why.
+	PassedOver []string `json:"passed_over,omitempty"`
+}
+
+// WorkerLoad is how busy a worker is, as the scheduler weighs it.
+type WorkerLoad struct {
+	CPUPct *float64 `json:"cpu_pct"`
+	// CPUCapacityPct is what the CPU share is taken of: the worker's
+	// limit, or all of its hive's cores.
+	CPUCapacityPct float64  `json:"cpu_capacity_pct"`
+	CPUFraction    *float64 `json:"cpu_fraction"`
+	// GPUUtilPct is the SM use of the busiest of its GPUs.
+	GPUUtilPct *float64 `json:"gpu_util_pct"`
+	Idle       bool     `json:"idle"`
+	Saturated  bool     `json:"saturated"`
+	Why        string   `json:"why"`
+}
+
+// RankedWorker is one worker of an all=true answer.
+type RankedWorker struct {
+	FleetWorker
+	Load WorkerLoad `json:"load"`
+	Why  string     `json:"why"`
+}
+
+// Reservation is VRAM a placement answer holds on GPUs of a hive.
+type Reservation struct {
+	ID          string    `json:"id"`
+	HiveID      string    `json:"hive_id"`
+	GPUs        []int     `json:"gpus"`
+	BytesPerGPU uint64    `json:"bytes_per_gpu"`
+	Model       string    `json:"model"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// FormatBytes writes a byte count in binary units: "512B", "16.0GiB".
+func FormatBytes(v uint64) string {
+	b := float64(v)
+	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
+		if b < 1024 || u == "TiB" {
+			if u == "B" {
+				return fmt.Sprintf("%.0f%s", b, u)
+			}
+			return fmt.Sprintf("%.1f%s", b, u)
+		}
+		b /= 1024
+	}
+	return ""
 }
 
 // EventQueen is the type of the queen's periodic summary event.

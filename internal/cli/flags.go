@@ -108,6 +108,19 @@ func (f *Flags) Int(name, env string, def int, usage string) *int {
 	return f.FlagSet.Int(name, def, usage+envNote(env))
 }
 
+// Float defines a number flag defaulting to $env, else def.
+func (f *Flags) Float(name, env string, def float64, usage string) *float64 {
+	if v, ok := os.LookupEnv(env); ok && env != "" {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Sprintf("%s=%q: want a number", env, v))
+		} else {
+			def = n
+		}
+	}
+	return f.FlagSet.Float64(name, def, usage+envNote(env))
+}
+
 // List defines a flag that may be given many times; $env, a comma-separated
 // list, is the default when the flag is not given.
 func (f *Flags) List(name, env, usage string) *Repeated {

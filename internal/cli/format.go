@@ -49,17 +49,7 @@ func Bytes(v *uint64) string {
 	if v == nil {
 		return "-"
 	}
-	b := float64(*v)
-	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
-		if b < 1024 || u == "TiB" {
-			if u == "B" {
-				return fmt.Sprintf("%.0f%s", b, u)
-			}
-			return fmt.Sprintf("%.1f%s", b, u)
-		}
-		b /= 1024
-	}
-	return ""
+	return api.FormatBytes(*v)
 }
 
 // Note summarises how a worker ended and what could not be read.

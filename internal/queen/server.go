@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,12 @@ type Config struct {
 	// SummaryEvery is how often the "queen" summary event goes out; 0
 	// means 5 s.
 	SummaryEvery time.Duration
+	// SaturatedGPUPct is the SM use of a worker's busiest GPU at which it
+	// takes no more requests; 0 means 90.
+	SaturatedGPUPct float64
+	// ReservationTTL is how long a placement's VRAM stays reserved; 0
+	// means 30 s.
+	ReservationTTL time.Duration
 	// MaxBody bounds a heartbeat body; 0 means 8 MiB.
 	MaxBody int64
 	Stream  stream.Config
@@ -134,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.reg = registry.New(registry.Config{HiveTTL: cfg.HiveTTL, Now: cfg.Now, Publish: s.publish, MaxHives: cfg.MaxHives,
-		Telemetry: s.broker.CoalescedWanted})
+		Telemetry: s.broker.CoalescedWanted, SaturatedGPUPct: cfg.SaturatedGPUPct, ReservationTTL: cfg.ReservationTTL})
 	s.metrics = s.newMetrics()
 	return s, nil
 }
@@ -182,6 +190,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/hives/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.hive)))
 	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.workers)))
 	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.schedule)))
+	// A reservation's id is its capability: whoever got the placement
+	// (a router with the read-only token, say) may release it.
+	mux.Handle("GET /v1/reservations", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, 200, s.reg.Reservations())
+	})))
+	mux.Handle("DELETE /v1/reservations/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.release)))
 	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker))
 	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, s.info()) })))
 	mux.Handle("GET /{$}", dashboard.Handler())
@@ -308,25 +322,57 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// scheduleParams are the parameters /v1/schedule takes.
+var scheduleParams = []string{"model", "vram_bytes", "gpus", "all"}
+
 func (s *Server) schedule(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	model := q.Get("model")
-	if model == "" {
+	for k, v := range q {
+		if !slices.Contains(scheduleParams, k) {
+			return api.Errorf(api.ErrInvalid, "unknown parameter %s (schedule takes %s)", ids.Quote(k), strings.Join(scheduleParams, ", "))
+		}
+		if len(v) > 1 {
+			return api.Errorf(api.ErrInvalid, "parameter %s given %d times", k, len(v))
+		}
+	}
+	req := registry.Request{Model: q.Get("model")}
+	if req.Model == "" {
 		return api.Errorf(api.ErrInvalid, "model is required")
 	}
-	var vram uint64
 	if v := q.Get("vram_bytes"); v != "" {
 		n, err := limits.ParseMemory("vram_bytes", v)
 		if err != nil {
 			return err
 		}
-		vram = uint64(n)
+		req.VRAMBytes = uint64(n)
 	}
-	d, err := s.reg.Schedule(model, vram)
+	if v := q.Get("gpus"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > registry.MaxGPUs {
+			return api.Errorf(api.ErrInvalid, "gpus %s: want a whole number from 1 to %d", ids.Quote(v), registry.MaxGPUs)
+		}
+		req.GPUs = n
+	}
+	if v := q.Get("all"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return api.Errorf(api.ErrInvalid, "all %s: want true or false", ids.Quote(v))
+		}
+		req.All = b
+	}
+	d, err := s.reg.Schedule(req)
 	if err != nil {
 		return err
 	}
 	httpx.WriteJSON(w, 200, d)
+	return nil
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request) error {
+	if err := s.reg.Release(r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -46,6 +46,16 @@ type Config struct {
 	// MaxHives bounds the registry; a new hive beyond it is refused with
 	// ErrTooManyHives. 0 means 10,000.
 	MaxHives int
+	// SaturatedGPUPct and SaturatedCPUFraction are the loads at which a
+	// worker takes no more requests: the SM use of its busiest GPU, and
+	// its CPU as a share of its limit (or its hive's cores). 0 means 90
+	// and 0.9.
+	SaturatedGPUPct, SaturatedCPUFraction float64
+	// ReservationTTL is how long a placement's VRAM stays reserved
+	// unless a new worker claims it first; 0 means 30 s.
+	ReservationTTL time.Duration
+	// MaxReservations bounds the open reservations; 0 means 1024.
+	MaxReservations int
 	// HeartbeatRate and HeartbeatBurst bound each hive's heartbeats (a
 	// token bucket): a hive sends one per interval and one per change, so
 	// more is a bug or an attack. 0 means 20 per second, bursts of 40.
@@ -115,6 +125,8 @@ type Registry struct {
 	mu    sync.RWMutex
 	hives map[string]*hive
 	stats Stats
+	// res are the open VRAM reservations of placement answers, by id.
+	res map[string]*reservation
 
 	pubMu sync.Mutex // keeps events in order while publishing outside mu
 }
@@ -148,7 +160,19 @@ func New(cfg Config) *Registry {
 	if cfg.HeartbeatBurst == 0 {
 		cfg.HeartbeatBurst = 40
 	}
-	return &Registry{cfg: cfg, hives: map[string]*hive{}}
+	if cfg.SaturatedGPUPct == 0 {
+		cfg.SaturatedGPUPct = 90
+	}
+	if cfg.SaturatedCPUFraction == 0 {
+		cfg.SaturatedCPUFraction = 0.9
+	}
+	if cfg.ReservationTTL == 0 {
+		cfg.ReservationTTL = 30 * time.Second
+	}
+	if cfg.MaxReservations == 0 {
+		cfg.MaxReservations = 1024
+	}
+	return &Registry{cfg: cfg, hives: map[string]*hive{}, res: map[string]*reservation{}}
 }
 
 // HiveTTL is how long a silent hive is kept.
@@ -238,6 +262,9 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	res.NeedStatic = need
 	evs := r.diff(h, h.workers, cur, res.Restarted, online != nil)
 	h.workers = cur
+	if len(r.res) > 0 {
+		r.claimLocked(h)
+	}
 	if online != nil {
 		evs = append(evs, hiveOnline(h, *online))
 	}
@@ -426,6 +453,7 @@ func telemetry(h *hive, now time.Time) Event {
 func (r *Registry) Sweep() {
 	now := r.cfg.Now()
 	r.mu.Lock()
+	r.expireLocked(now)
 	var evs []Event
 	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
 		h := r.hives[id]
@@ -441,6 +469,11 @@ func (r *Registry) Sweep() {
 			}
 			evs = append(evs, Event{Type: api.EventHiveRemoved, Hive: id, Data: gone})
 			delete(r.hives, id)
+			for rid, res := range r.res {
+				if res.HiveID == id {
+					delete(r.res, rid)
+				}
+			}
 			continue
 		}
 		if h.State == api.HiveStateOnline && silent > StaleAfter*time.Duration(h.IntervalMS)*time.Millisecond {

@@ -92,7 +92,7 @@ func TestEmptyRegistry(t *testing.T) {
 	if _, ok := r.Hive("x"); ok {
 		t.Fatal("unknown hive found")
 	}
-	if _, err := r.Schedule("m", 0); !errors.Is(err, ErrNoPlacement) {
+	if _, err := r.Schedule(Request{Model: "m", VRAMBytes: 0}); !errors.Is(err, ErrNoPlacement) {
 		t.Fatalf("Schedule on empty registry = %v", err)
 	}
 	r.Sweep()
@@ -190,7 +190,7 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	if len(ws) != 1 || !ws[0].Stale {
 		t.Fatalf("stale hive's workers must be listed, marked stale: %+v", ws)
 	}
-	if _, err := r.Schedule("m", 0); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "1 on stale hives") {
+	if _, err := r.Schedule(Request{Model: "m", VRAMBytes: 0}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "llm-a@h1 on a stale hive") {
 		t.Fatalf("stale worker scheduled: %v", err)
 	}
 	// Back before the TTL: online again, no restart.
@@ -199,7 +199,7 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 	if types(evs) != "hive_online,hive_telemetry" || !evs[0].Data.(api.HiveOnline).Returned {
 		t.Fatalf("events %s %+v", types(evs), evs)
 	}
-	if _, err := r.Schedule("m", 0); err != nil {
+	if _, err := r.Schedule(Request{Model: "m", VRAMBytes: 0}); err != nil {
 		t.Fatal(err)
 	}
 	// Silent past the TTL: removed with its workers, in one event.
@@ -253,17 +253,17 @@ func TestQueries(t *testing.T) {
 	}
 
 	// Least loaded idle worker serving the model: d (gpu 1%) beats a (5%).
-	d, err := r.Schedule("llama", 0)
+	d, err := r.Schedule(Request{Model: "llama", VRAMBytes: 0})
 	if err != nil || d.Kind != "worker" || d.Worker.ID != "llm-d" || d.HiveURL != "http://h2:7835" {
 		t.Fatalf("Schedule(llama) = %+v, %v", d, err)
 	}
 	// No worker serves mistral: the GPU with the most free VRAM (h2 gpu 1).
-	d, err = r.Schedule("mistral", 20<<30)
+	d, err = r.Schedule(Request{Model: "mistral", VRAMBytes: 20<<30})
 	if err != nil || d.Kind != "gpu" || d.HiveID != "h2" || d.GPU.Index != 1 || *d.FreeVRAMBytes != 75<<30 {
 		t.Fatalf("Schedule(mistral) = %+v, %v", d, err)
 	}
 	// Nothing has 100 GiB free.
-	if _, err := r.Schedule("mistral", 100<<30); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "none of 3 GPUs") {
+	if _, err := r.Schedule(Request{Model: "mistral", VRAMBytes: 100<<30}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "none of 3 GPUs") {
 		t.Fatalf("Schedule(100Gi) = %v", err)
 	}
 }
@@ -454,7 +454,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 				default:
 				}
 				_ = r.Workers(Filter{Model: "m"})
-				_, _ = r.Schedule("m", 0)
+				_, _ = r.Schedule(Request{Model: "m", VRAMBytes: 0})
 				_ = r.Hives(nil)
 				r.Sweep()
 				c.add(time.Millisecond)

@@ -2,88 +2,405 @@ package registry
 
 import (
 	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // ErrNoPlacement is returned by Schedule when nothing fits; the message
-// says why.
+// says why, naming each candidate passed over.
 var ErrNoPlacement = api.Class(api.ErrNotFound, "no placement")
 
-// Schedule picks where a request for model should go: the least loaded
-// idle worker serving it on an online hive, else the online hive's GPU with
-// the most free VRAM that fits vramBytes.
-func (r *Registry) Schedule(model string, vramBytes uint64) (api.Decision, error) {
+// ErrTooManyReservations: the queen holds MaxReservations open ones.
+var ErrTooManyReservations = api.Class(api.ErrTooMany, "too many reservations")
+
+// ErrNoReservation: Release got an id the queen does not hold.
+var ErrNoReservation = api.Class(api.ErrNotFound, "no such reservation")
+
+// Request is a scheduling question.
+type Request struct {
+	Model string
+	// VRAMBytes is what a new worker needs in all; 0 means any GPU. A
+	// placement of N > 0 bytes is reserved (see Reservation).
+	VRAMBytes uint64
+	// GPUs is how many GPUs of one hive the model is split over; 0 means 1.
+	GPUs int
+	// All asks for every eligible worker, ranked, not only the best.
+	All bool
+}
+
+// maxPassedOver bounds the candidates a 404 names one by one.
+const maxPassedOver = 8
+
+// Schedule answers where a request for q.Model should go: the least
+// loaded running worker serving it on an online hive below saturation
+// (idle ones first); only when there is none, a placement: the hive and
+// GPU(s) with the most free VRAM that fit, counting reservations, which
+// the answer then reserves. Else ErrNoPlacement, naming each candidate and
+// why it was passed over.
+func (r *Registry) Schedule(q Request) (api.Decision, error) {
+	if q.GPUs == 0 {
+		q.GPUs = 1
+	}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	var candidates []api.FleetWorker
-	var busy, stale int
-	for _, h := range r.hives {
+	ranked, passed := r.rankLocked(q.Model)
+	r.mu.RUnlock()
+	if len(ranked) > 0 {
+		best := ranked[0]
+		d := api.Decision{Kind: "worker", Worker: &best.FleetWorker, Load: &best.Load, HiveID: best.HiveID, HiveURL: best.HiveURL,
+			Reason: fmt.Sprintf("%s: %s of %d eligible workers serving %s", best.Why, firstOf(best.Load.Idle, "idle and least loaded", "least loaded"), len(ranked), q.Model)}
+		if q.All {
+			d.Ranked = ranked
+		}
+		d.PassedOver = clip(passed)
+		return d, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.cfg.Now()
+	r.expireLocked(now)
+	d, why, err := r.placeLocked(q, now)
+	if err != nil {
+		return api.Decision{}, err
+	}
+	workers := "no worker serves " + q.Model
+	if len(passed) > 0 {
+		workers = "every worker serving " + q.Model + " was passed over (" + strings.Join(clip(passed), "; ") + ")"
+	}
+	if d == nil {
+		return api.Decision{}, fmt.Errorf("%w: %s, and %s", ErrNoPlacement, workers, why)
+	}
+	d.Reason = workers + "; " + d.Reason
+	d.PassedOver = clip(passed)
+	return *d, nil
+}
+
+func firstOf(c bool, a, b string) string {
+	if c {
+		return a
+	}
+	return b
+}
+
+// clip keeps a list of reasons short: the first few, then how many more.
+func clip(s []string) []string {
+	if len(s) <= maxPassedOver {
+		return s
+	}
+	return append(slices.Clip(s[:maxPassedOver]), fmt.Sprintf("and %d more", len(s)-maxPassedOver))
+}
+
+// rankLocked returns the workers serving model that may take a request,
+// best first, and why each of the others was passed over. Caller holds mu.
+func (r *Registry) rankLocked(model string) (ranked []api.RankedWorker, passed []string) {
+	if model == "" {
+		return nil, nil
+	}
+	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
+		h := r.hives[id]
 		for i := range h.workers {
 			w := &h.workers[i]
-			if model == "" || w.model() != model || w.rep.State != api.StateRunning {
+			if w.model() != model || !w.live() {
 				continue
 			}
+			name := w.rep.ID + "@" + h.ID
+			load := r.loadOf(h, w)
 			switch {
-			case h.State == api.HiveStateStale:
-				stale++
-			case !r.idle(w):
-				busy++
+			case h.State != api.HiveStateOnline:
+				passed = append(passed, name+" on a stale hive")
+			case w.rep.State != api.StateRunning:
+				passed = append(passed, name+" "+string(w.rep.State))
+			case load.Saturated:
+				passed = append(passed, name+" saturated ("+load.Why+")")
 			default:
-				candidates = append(candidates, api.FleetWorker{Worker: h.record(w), HiveID: h.ID, HiveURL: h.URL, Idle: true})
+				ranked = append(ranked, api.RankedWorker{FleetWorker: api.FleetWorker{Worker: h.record(w), HiveID: h.ID, HiveURL: h.URL, Idle: load.Idle},
+					Load: load, Why: load.Why})
 			}
 		}
 	}
-	if len(candidates) > 0 {
-		slices.SortFunc(candidates, func(a, b api.FleetWorker) int {
-			return cmp.Or(cmp.Compare(load(a.GPUUtilPct), load(b.GPUUtilPct)), cmp.Compare(load(a.CPUPct), load(b.CPUPct)),
-				cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
-		})
-		w := candidates[0]
-		return api.Decision{Kind: "worker", Worker: &w, HiveID: w.HiveID, HiveURL: w.HiveURL,
-			Reason: fmt.Sprintf("least loaded of %d idle workers serving %s", len(candidates), model)}, nil
-	}
+	slices.SortFunc(ranked, func(a, b api.RankedWorker) int {
+		if a.Load.Idle != b.Load.Idle {
+			if a.Load.Idle {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(score(a.Load), score(b.Load)), cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
+	})
+	return ranked, passed
+}
 
-	var best *api.Decision
-	var gpus int
-	var bestFree uint64
-	for _, h := range r.hives {
+// score is a worker's load for ranking: the larger of its CPU share of
+// its capacity and its busiest GPU's SM share; unknown ranks last.
+func score(l api.WorkerLoad) float64 {
+	s := -1.0
+	if l.CPUFraction != nil {
+		s = *l.CPUFraction
+	}
+	if l.GPUUtilPct != nil {
+		s = max(s, *l.GPUUtilPct/100)
+	}
+	if s < 0 {
+		return math.Inf(1)
+	}
+	return s
+}
+
+// loadOf measures how busy a worker is against the saturation limits.
+func (r *Registry) loadOf(h *hive, w *worker) api.WorkerLoad {
+	s := &w.rep.Stats
+	l := api.WorkerLoad{Idle: r.idle(w)}
+	capacity := 100 * float64(max(h.Node.CPUCores, 1))
+	if w.static.CPULimitPct != nil && *w.static.CPULimitPct > 0 {
+		capacity = min(capacity, *w.static.CPULimitPct)
+	}
+	l.CPUCapacityPct = capacity
+	var why []string
+	if s.Known(api.StatCPUPct) {
+		cpu := math.Round(s[api.StatCPUPct]*10) / 10
+		frac := math.Round(cpu/capacity*1000) / 1000
+		l.CPUPct, l.CPUFraction = &cpu, &frac
+		why = append(why, fmt.Sprintf("CPU %.1f%% of %.0f%%", cpu, capacity))
+		if frac >= r.cfg.SaturatedCPUFraction {
+			l.Saturated = true
+		}
+	} else {
+		why = append(why, "CPU not measured yet")
+	}
+	// The busiest of its GPUs: a worker split over two GPUs is saturated
+	// when either is.
+	for _, g := range w.rep.GPUs {
+		if !math.IsNaN(g.SMUtilPct) {
+			v := math.Round(g.SMUtilPct*10) / 10
+			if l.GPUUtilPct == nil || v > *l.GPUUtilPct {
+				l.GPUUtilPct = &v
+			}
+		}
+	}
+	if l.GPUUtilPct == nil && s.Known(api.StatGPUUtilPct) {
+		v := math.Round(s[api.StatGPUUtilPct]*10) / 10
+		l.GPUUtilPct = &v
+	}
+	if l.GPUUtilPct != nil {
+		why = append(why, fmt.Sprintf("GPU SM %.1f%%", *l.GPUUtilPct))
+		if *l.GPUUtilPct >= r.cfg.SaturatedGPUPct {
+			l.Saturated = true
+		}
+	}
+	l.Why = strings.Join(why, ", ")
+	return l
+}
+
+// reservation is VRAM promised to a placement answer, on some GPUs of a
+// hive, until the hive reports a new worker using one of them, it is
+// released, or it expires.
+type reservation struct {
+	api.Reservation
+	// known are the hive's live workers (id to pid) when it was made: a
+	// worker not among them is new.
+	known map[string]int
+}
+
+// placeLocked finds the hive and GPUs with the most free VRAM for q and
+// reserves it; nil and why when nothing fits. Caller holds mu.
+func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string, error) {
+	per := q.VRAMBytes / uint64(q.GPUs)
+	if q.VRAMBytes%uint64(q.GPUs) != 0 {
+		per++
+	}
+	reserved := r.reservedLocked()
+	type pick struct {
+		h    *hive
+		gpus []api.GPU
+		free []uint64
+	}
+	var best *pick
+	var seen, tooSmall int
+	var near []string
+	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
+		h := r.hives[id]
 		if h.State != api.HiveStateOnline {
 			continue
 		}
-		for i := range h.Node.GPUs {
-			g := h.Node.GPUs[i]
+		type fg struct {
+			g    api.GPU
+			free uint64
+		}
+		var fgs []fg
+		for _, g := range h.Node.GPUs {
 			if g.VRAMTotalBytes == nil || g.VRAMUsedBytes == nil {
 				continue
 			}
-			gpus++
+			seen++
 			free := *g.VRAMTotalBytes - min(*g.VRAMUsedBytes, *g.VRAMTotalBytes)
-			if free < vramBytes {
+			free -= min(free, reserved[gpuKey{h.ID, g.Index}])
+			fgs = append(fgs, fg{g, free})
+		}
+		if len(fgs) < q.GPUs {
+			continue
+		}
+		slices.SortStableFunc(fgs, func(a, b fg) int { return cmp.Or(cmp.Compare(b.free, a.free), cmp.Compare(a.g.Index, b.g.Index)) })
+		chosen := fgs[:q.GPUs]
+		if last := chosen[len(chosen)-1]; last.free < per {
+			tooSmall++
+			if len(near) < maxPassedOver {
+				near = append(near, fmt.Sprintf("%s GPU %d has %s free", h.ID, last.g.Index, api.FormatBytes(last.free)))
+			}
+			continue
+		}
+		p := &pick{h: h}
+		for _, c := range chosen {
+			p.gpus, p.free = append(p.gpus, c.g), append(p.free, c.free)
+		}
+		// The most free VRAM on the tightest chosen GPU wins; ties go to
+		// the most in all, then the hive id.
+		if best == nil || p.free[len(p.free)-1] > best.free[len(best.free)-1] ||
+			p.free[len(p.free)-1] == best.free[len(best.free)-1] && sum(p.free) > sum(best.free) {
+			best = p
+		}
+	}
+	if best == nil {
+		if seen == 0 {
+			return nil, "no online hive reports a GPU with known VRAM", nil
+		}
+		need := api.FormatBytes(q.VRAMBytes)
+		if q.GPUs > 1 {
+			need = fmt.Sprintf("%d GPUs of one hive with %s free each", q.GPUs, api.FormatBytes(per))
+		}
+		why := fmt.Sprintf("none of %d GPUs on online hives has %s free (reservations counted)", seen, need)
+		if len(near) > 0 {
+			why += ": " + strings.Join(near, ", ")
+		}
+		return nil, why, nil
+	}
+	tight := best.free[len(best.free)-1]
+	d := &api.Decision{Kind: "gpu", HiveID: best.h.ID, HiveURL: best.h.URL, GPU: &best.gpus[0], GPUs: best.gpus, FreeVRAMBytes: &tight}
+	idx := make([]string, len(best.gpus))
+	for i, g := range best.gpus {
+		idx[i] = fmt.Sprint(g.Index)
+	}
+	d.Reason = fmt.Sprintf("GPU %s of %s %s the most free VRAM (%s)", strings.Join(idx, ", "), best.h.ID,
+		firstOf(len(idx) > 1, "have", "has"), api.FormatBytes(tight))
+	if q.VRAMBytes > 0 {
+		if len(r.res) >= r.cfg.MaxReservations {
+			return nil, "", fmt.Errorf("%w: the queen holds %d open reservations; release one (DELETE /v1/reservations/{id}) or wait %s for them to expire",
+				ErrTooManyReservations, len(r.res), r.cfg.ReservationTTL)
+		}
+		res := &reservation{Reservation: api.Reservation{ID: newReservationID(), HiveID: best.h.ID, Model: q.Model, BytesPerGPU: per,
+			CreatedAt: now, ExpiresAt: now.Add(r.cfg.ReservationTTL)}, known: map[string]int{}}
+		for _, g := range best.gpus {
+			res.GPUs = append(res.GPUs, g.Index)
+		}
+		for i := range best.h.workers {
+			if w := &best.h.workers[i]; w.live() {
+				res.known[w.rep.ID] = w.rep.PID
+			}
+		}
+		r.res[res.ID] = res
+		d.ReservationID, d.ExpiresAt = res.ID, &res.ExpiresAt
+		d.Reason += fmt.Sprintf("; %s reserved on each until the hive reports a new worker on it, or %s", api.FormatBytes(per), res.ExpiresAt.Format(time.RFC3339))
+	}
+	return d, "", nil
+}
+
+func sum(v []uint64) (s uint64) {
+	for _, x := range v {
+		s += x
+	}
+	return s
+}
+
+type gpuKey struct {
+	hive  string
+	index int
+}
+
+// reservedLocked sums the open reservations per GPU. Caller holds mu.
+func (r *Registry) reservedLocked() map[gpuKey]uint64 {
+	out := map[gpuKey]uint64{}
+	for _, res := range r.res {
+		for _, g := range res.GPUs {
+			out[gpuKey{res.HiveID, g}] += res.BytesPerGPU
+		}
+	}
+	return out
+}
+
+// expireLocked drops reservations past their time. Caller holds mu (write).
+func (r *Registry) expireLocked(now time.Time) {
+	for id, res := range r.res {
+		if !now.Before(res.ExpiresAt) {
+			delete(r.res, id)
+		}
+	}
+}
+
+// claimLocked ends the reservations on h that a new worker now uses: the
+// hive's VRAM figures count it from this heartbeat on. Caller holds mu
+// (write).
+func (r *Registry) claimLocked(h *hive) {
+	for id, res := range r.res {
+		if res.HiveID != h.ID {
+			continue
+		}
+		for i := range h.workers {
+			w := &h.workers[i]
+			if pid, ok := res.known[w.rep.ID]; (ok && pid == w.rep.PID) || !w.live() {
 				continue
 			}
-			if best == nil || free > bestFree || free == bestFree && h.ID < best.HiveID {
-				bestFree = free
-				f := free
-				best = &api.Decision{Kind: "gpu", HiveID: h.ID, HiveURL: h.URL, GPU: &g, FreeVRAMBytes: &f}
+			if usesAny(w, res.GPUs) {
+				delete(r.res, id)
+				break
 			}
 		}
 	}
-	if best != nil {
-		best.Reason = fmt.Sprintf("no idle worker serves %q; GPU %d of %s has the most free VRAM (%d bytes)", model, best.GPU.Index, best.HiveID, bestFree)
-		return *best, nil
-	}
-	why := fmt.Sprintf("no idle worker serves %q (%d busy, %d on stale hives)", model, busy, stale)
-	if gpus == 0 {
-		return api.Decision{}, fmt.Errorf("%w: %s, and no online hive reports a GPU with known VRAM", ErrNoPlacement, why)
-	}
-	return api.Decision{}, fmt.Errorf("%w: %s, and none of %d GPUs on online hives has %d bytes of VRAM free", ErrNoPlacement, why, gpus, vramBytes)
 }
 
-func load(v *float64) float64 {
-	if v == nil {
-		return 0
+// usesAny reports whether w holds VRAM on any of the GPUs.
+func usesAny(w *worker, gpus []int) bool {
+	for _, g := range w.rep.GPUs {
+		if slices.Contains(gpus, g.Index) && !math.IsNaN(g.VRAMBytes) && g.VRAMBytes > 0 {
+			return true
+		}
 	}
-	return *v
+	return false
+}
+
+func newReservationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "rsv-" + hex.EncodeToString(b[:])
+}
+
+// Release ends a reservation before its time.
+func (r *Registry) Release(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.res[id]; !ok {
+		return fmt.Errorf("%w %q (released, claimed by a new worker, or expired)", ErrNoReservation, id)
+	}
+	delete(r.res, id)
+	return nil
+}
+
+// Reservations returns the open reservations, oldest first.
+func (r *Registry) Reservations() []api.Reservation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.expireLocked(r.cfg.Now())
+	out := make([]api.Reservation, 0, len(r.res))
+	for _, res := range r.res {
+		c := res.Reservation
+		c.GPUs = slices.Clone(c.GPUs)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b api.Reservation) int { return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	return out
 }
