@@ -258,12 +258,12 @@ func TestQueries(t *testing.T) {
 		t.Fatalf("Schedule(llama) = %+v, %v", d, err)
 	}
 	// No worker serves mistral: the GPU with the most free VRAM (h2 gpu 1).
-	d, err = r.Schedule(Request{Model: "mistral", VRAMBytes: 20<<30})
+	d, err = r.Schedule(Request{Model: "mistral", VRAMBytes: 20 << 30})
 	if err != nil || d.Kind != "gpu" || d.HiveID != "h2" || d.GPU.Index != 1 || *d.FreeVRAMBytes != 75<<30 {
 		t.Fatalf("Schedule(mistral) = %+v, %v", d, err)
 	}
 	// Nothing has 100 GiB free.
-	if _, err := r.Schedule(Request{Model: "mistral", VRAMBytes: 100<<30}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "none of 3 GPUs") {
+	if _, err := r.Schedule(Request{Model: "mistral", VRAMBytes: 100 << 30}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "none of 3 GPUs") {
 		t.Fatalf("Schedule(100Gi) = %v", err)
 	}
 }

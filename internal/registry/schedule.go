@@ -401,6 +401,8 @@ func (r *Registry) Reservations() []api.Reservation {
 		c.GPUs = slices.Clone(c.GPUs)
 		out = append(out, c)
 	}
-	slices.SortFunc(out, func(a, b api.Reservation) int { return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(out, func(a, b api.Reservation) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
 	return out
 }
