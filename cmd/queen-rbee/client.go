@@ -182,28 +182,56 @@ func watchCmd(ctx context.Context, out io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.Base, "/")+"/v1/heartbeats/stream", nil)
-	if err != nil {
-		return err
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
 	// The stream never ends: the client's whole-request timeout must not
 	// apply, its TLS settings (--ca) must.
 	hc := *c.HTTP
 	hc.Timeout = 0
-	conn := (&sse.Client{HTTPClient: &hc, Backoff: sse.Backoff{MaxInterval: 5 * time.Second}}).NewConnection(req)
+	bases := c.Bases()
+	for i := 0; ; i++ {
+		base := bases[i%len(bases)]
+		if len(bases) > 1 {
+			fmt.Fprintf(out, "%s watching %s\n", time.Now().Format("15:04:05.000"), base)
+		}
+		err := watchOne(ctx, out, &hc, base, c.Token, *all, len(bases) > 1)
+		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+			return nil
+		}
+		if len(bases) == 1 {
+			return err
+		}
+		// Several queens: the next one, after a pause once round all.
+		fmt.Fprintf(out, "%s %s: %v\n", time.Now().Format("15:04:05.000"), base, err)
+		if (i+1)%len(bases) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// watchOne prints base's stream until it ends; with failover, it gives
+// up on a queen after a few failed reconnects so the next can be tried.
+func watchOne(ctx context.Context, out io.Writer, hc *http.Client, base, token string, all, failover bool) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/heartbeats/stream", nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	backoff := sse.Backoff{MaxInterval: 5 * time.Second}
+	if failover {
+		backoff.MaxRetries = 3
+	}
+	conn := (&sse.Client{HTTPClient: hc, Backoff: backoff}).NewConnection(req)
 	conn.Buffer(nil, 256<<20) // the snapshot of a large fleet is one large event
 	conn.SubscribeToAll(func(e sse.Event) {
-		if !*all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
+		if !all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
 			return
 		}
 		fmt.Fprintf(out, "%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), e.Type, e.LastEventID, e.Data)
 	})
-	err = conn.Connect()
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
+	return conn.Connect()
 }

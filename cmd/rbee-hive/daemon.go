@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/auth"
@@ -32,7 +34,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 			"hive creates one (token) and a read-only one (read-token) in --state-dir on first start.\n\n"+
 			"GET /metrics serves Prometheus metrics of its workers, host and GPUs (read-only token).")
 	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7835", "address of the worker API; port 0 picks a free port")
-	queen := fs.String("queen", "RBEE_QUEEN", "http://127.0.0.1:7833", "queen-rbee URL for heartbeats (\"\" sends none)")
+	queens := fs.List("queen", "RBEE_QUEEN", "queen-rbee URL for heartbeats; several queens each get every heartbeat (default http://127.0.0.1:7833; \"\" sends none)")
 	queenTokenFile := fs.String("queen-token-file", "RBEE_QUEEN_TOKEN_FILE", "", "file holding this hive's token for the queen (from its --hive-tokens); default: the operator token")
 	queenCA := fs.String("queen-ca", "RBEE_QUEEN_CA", "", "PEM file of a private CA that signed the queen's certificate")
 	noTLS := fs.Bool("insecure-no-tls", "RBEE_INSECURE_NO_TLS", false, "allow sending the token to a non-loopback queen over plain HTTP")
@@ -78,7 +80,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	cfg := hive.Config{
-		HiveID: *hiveID, Listen: *listen, QueenURL: *queen, QueenCA: *queenCA, InsecureNoTLS: *noTLS,
+		HiveID: *hiveID, Listen: *listen, QueenURLs: queenURLs(fs, *queens), QueenCA: *queenCA, InsecureNoTLS: *noTLS,
 		HiveURL: *hiveURL, Interval: *interval, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, BinDir: *binDir, WorkerUser: user, WorkerPidsMax: int64(*pidsMax),
 		StopWorkersOnExit: *stopOnExit, Version: version.String(), Logger: log, StopGrace: *grace, LogDir: *logDir,
@@ -131,4 +133,23 @@ func workerCredential(spec string) (*launch.Credential, error) {
 		return nil, fmt.Errorf("--worker-user %s: the hive is not root and can only run workers as itself (uid %d)", spec, os.Getuid())
 	}
 	return c, nil
+}
+
+// queenURLs is where heartbeats go: the --queen flags or RBEE_QUEEN's
+// comma list, else the local default; an empty one means none.
+func queenURLs(fs *cli.Flags, given []string) []string {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "queen" })
+	if _, env := os.LookupEnv("RBEE_QUEEN"); !set && !env {
+		return []string{"http://127.0.0.1:7833"}
+	}
+	var out []string
+	for _, q := range given {
+		for _, u := range strings.Split(q, ",") {
+			if u = strings.TrimSpace(u); u != "" && !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
 }

@@ -23,7 +23,9 @@ import (
 
 // Client calls a daemon's JSON API.
 type Client struct {
-	// Base is the daemon's URL, e.g. http://127.0.0.1:7835.
+	// Base is the daemon's URL, e.g. http://127.0.0.1:7835, or several,
+	// comma-separated (redundant queens): each request goes to the first
+	// that answers.
 	Base  string
 	Token string
 	HTTP  *http.Client
@@ -31,35 +33,63 @@ type Client struct {
 	NoTokenWhy string
 }
 
+// Bases returns the daemon URLs of Base, in order.
+func (c *Client) Bases() []string {
+	var out []string
+	for _, b := range strings.Split(c.Base, ",") {
+		if b = strings.TrimRight(strings.TrimSpace(b), "/"); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // Do sends in (if not nil) as JSON and decodes the answer into out (if not
-// nil).
+// nil). With several bases, one that cannot be reached is skipped for the
+// next; an answer, even an error status, ends the search.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Base, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+		body = b
 	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
+	bases := c.Bases()
+	if len(bases) == 0 {
+		return fmt.Errorf("no daemon URL")
 	}
+	var errs []string
+	for _, base := range bases {
+		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		if in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil || len(bases) == 1 {
+				return err
+			}
+			errs = append(errs, err.Error())
+			continue
+		}
+		return c.answer(resp, method, path, out)
+	}
+	return fmt.Errorf("none of %d daemons answered: %s", len(bases), strings.Join(errs, "; "))
+}
+
+func (c *Client) answer(resp *http.Response, method, path string, out any) error {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {

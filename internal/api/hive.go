@@ -41,9 +41,10 @@ type HiveInfo struct {
 	LimitsReason     string `json:"limits_reason,omitempty"`
 	GPUBackend       string `json:"gpu_backend"`
 	GPUBackendReason string `json:"gpu_backend_reason"`
-	QueenURL         string `json:"queen_url"`
-	IntervalMS       int64  `json:"interval_ms"`
-	WorkerBinDir     string `json:"worker_bin_dir,omitempty"`
+	// QueenURL is the first queen's URL; Queens has each queen's.
+	QueenURL     string `json:"queen_url"`
+	IntervalMS   int64  `json:"interval_ms"`
+	WorkerBinDir string `json:"worker_bin_dir,omitempty"`
 	// WorkerUser is who workers run as.
 	WorkerUser    string            `json:"worker_user"`
 	WorkerPidsMax int64             `json:"worker_pids_max"`
@@ -53,4 +54,20 @@ type HiveInfo struct {
 	Workers       int               `json:"workers"`
 	QueenFailures int               `json:"queen_failures"`
 	LastDelivered time.Time         `json:"last_delivered,omitzero"`
+	// Queens is how heartbeats fare at each queen.
+	Queens []QueenLink `json:"queens"`
+}
+
+// QueenLink is a hive's heartbeats to one queen.
+type QueenLink struct {
+	URL string `json:"url"`
+	// State is connecting (nothing delivered yet), ok or failing.
+	State string `json:"state"`
+	// SessionID is shown to the operator only.
+	SessionID     string    `json:"session_id,omitempty"`
+	Failures      int       `json:"failures"`
+	FailingSince  time.Time `json:"failing_since,omitzero"`
+	LastDelivered time.Time `json:"last_delivered,omitzero"`
+	Sent          uint64    `json:"sent"`
+	Failed        uint64    `json:"failed"`
 }

@@ -18,7 +18,7 @@ import (
 // --insecure-no-tls; the function builds the API client after parsing.
 func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flags, func() (*api.Client, error)) {
 	fs := NewFlags(prog+" "+name, usage, summary)
-	base := fs.String(urlFlag, urlEnv, def, "the daemon's URL")
+	base := fs.String(urlFlag, urlEnv, def, "the daemon's URL; several, comma-separated, are tried in order (redundant queens)")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the token (or set RBEE_TOKEN; default: the daemon's generated token in --state-dir)")
 	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where a daemon on this host keeps its generated token")
 	ca := fs.String("ca", "RBEE_CA", "", "PEM file of a private CA that signed the daemon's certificate")
@@ -34,8 +34,10 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 			return nil, err
 		}
 		if tok != "" {
-			if err := auth.CheckTransport(*base, *noTLS); err != nil {
-				return nil, fmt.Errorf("--%s: %w", urlFlag, err)
+			for _, b := range (&api.Client{Base: *base}).Bases() {
+				if err := auth.CheckTransport(b, *noTLS); err != nil {
+					return nil, fmt.Errorf("--%s: %w", urlFlag, err)
+				}
 			}
 		}
 		hc := &http.Client{Timeout: 60 * time.Second}

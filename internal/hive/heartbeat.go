@@ -33,6 +33,7 @@ const gzipAbove = 1024
 // collection pass (a GPU query near its deadline) never delays one: it
 // sends the latest state every interval and at once when poked.
 type sender struct {
+	base     string // the queen's URL, as configured
 	url      string // the queen's heartbeat endpoint
 	token    string
 	interval time.Duration
@@ -87,7 +88,7 @@ func newSender(c senderConfig) *sender {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = c.TLS
 	return &sender{
-		url: strings.TrimRight(c.QueenURL, "/") + "/v1/hive-heartbeat", token: c.Token, interval: c.Interval,
+		base: c.QueenURL, url: strings.TrimRight(c.QueenURL, "/") + "/v1/hive-heartbeat", token: c.Token, interval: c.Interval,
 		build: c.Build, log: c.Log, poke: make(chan struct{}, 1), session: newSession(),
 		client:  &http.Client{Timeout: max(c.Interval, 2*time.Second), Transport: tr},
 		dropLog: map[string]time.Time{}, sent: map[string]api.WorkerStatic{},
@@ -348,9 +349,24 @@ func (s *sender) final(ctx context.Context) error {
 	return err
 }
 
-// state reports delivery, for /v1/info.
-func (s *sender) state() (session string, failures int, delivered time.Time) {
+// info reports this queen's delivery, for /v1/info.
+func (s *sender) info() api.QueenLink {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.session, s.failures, s.delivered
+	state := "ok"
+	switch {
+	case s.failures > 0:
+		state = "failing"
+	case s.delivered.IsZero():
+		state = "connecting"
+	}
+	return api.QueenLink{URL: s.base, State: state, SessionID: s.session, Failures: s.failures, FailingSince: s.failingSince(),
+		LastDelivered: s.delivered, Sent: s.sentN, Failed: s.failedN}
+}
+
+func (s *sender) failingSince() time.Time {
+	if s.failures == 0 {
+		return time.Time{}
+	}
+	return s.failedAt
 }

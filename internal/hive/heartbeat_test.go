@@ -72,7 +72,7 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); s.run(ctx) }()
 	time.Sleep(5 * interval) // an outage of several intervals
-	_, fails, _ := s.state()
+	fails := s.info().Failures
 	if fails < 5 {
 		t.Fatalf("%d attempts during 5 intervals of outage, want at least one per interval", fails)
 	}
@@ -86,7 +86,7 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	}
 	// The queen counts the delivery before the sender has its answer:
 	// wait for the sender to have seen it too.
-	for _, fails, _ := s.state(); fails != 0; _, fails, _ = s.state() {
+	for fails := s.info().Failures; fails != 0; fails = s.info().Failures {
 		if time.Since(back) > 5*time.Second {
 			t.Fatalf("the sender still counts %d failures after the queen recovered", fails)
 		}
@@ -141,7 +141,7 @@ func TestSenderResyncsWhenIgnored(t *testing.T) {
 	if len(sessions) != 2 || sessions[0] == sessions[1] || seqs[1] != 1 {
 		t.Fatalf("sessions %v seqs %v, want a second heartbeat in a new session starting at 1", sessions, seqs)
 	}
-	if cur, _, _ := s.state(); cur != sessions[1] {
+	if cur := s.info().SessionID; cur != sessions[1] {
 		t.Fatalf("sender session %s, want the new %s", cur, sessions[1])
 	}
 	if out := log.String(); !strings.Contains(out, "new session") || !strings.Contains(out, "llm-1") || !strings.Contains(out, "cpu_pct -1") {

@@ -24,20 +24,22 @@ type hiveMetrics struct {
 
 var (
 	descSent = prometheus.NewDesc("rbee_hive_heartbeats_sent_total",
-		"Heartbeats the queen accepted.", nil, nil)
+		"Heartbeats a queen accepted, by queen.", []string{"queen"}, nil)
 	descFailed = prometheus.NewDesc("rbee_hive_heartbeat_failures_total",
-		"Heartbeats that did not reach the queen or were refused.", nil, nil)
+		"Heartbeats that did not reach a queen or were refused, by queen.", []string{"queen"}, nil)
 )
 
-// senderCounts exports the sender's delivered and failed heartbeats.
-type senderCounts struct{ s *sender }
+// senderCounts exports each sender's delivered and failed heartbeats.
+type senderCounts struct{ s []*sender }
 
 func (c senderCounts) Describe(ch chan<- *prometheus.Desc) { ch <- descSent; ch <- descFailed }
 
 func (c senderCounts) Collect(ch chan<- prometheus.Metric) {
-	sent, failed := c.s.counts()
-	ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(sent))
-	ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(failed))
+	for _, s := range c.s {
+		sent, failed := s.counts()
+		ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(sent), s.base)
+		ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(failed), s.base)
+	}
 }
 
 func (s *Server) newMetrics() *hiveMetrics {
@@ -63,8 +65,8 @@ func (s *Server) newMetrics() *hiveMetrics {
 		metrics.NewCounts("rbee_hive_gpu_query_failures_total", "GPU queries that failed, by reason: timeout, stuck, bad_output, error.", "reason", m.gpuFailureCounts),
 		metrics.NewCounts("rbee_http_requests_refused_total", "Requests refused before any handler, by reason.", "reason", s.guard.Refused),
 	)
-	if s.send != nil {
-		m.reg.MustRegister(senderCounts{s.send})
+	if len(s.sends) > 0 {
+		m.reg.MustRegister(senderCounts{s.sends})
 	}
 	if s.cfg.GPU != nil {
 		s.cfg.GPU.Observe(m.gpuObserved)

@@ -32,8 +32,10 @@ import (
 type Config struct {
 	HiveID string // "" means the hostname
 	Listen string // "" means 127.0.0.1:7835; port 0 picks a free one
-	// QueenURL is where heartbeats go; "" means none are sent.
-	QueenURL string
+	// QueenURLs are the queens heartbeats go to, each on its own (its
+	// sender, backoff and session): a dead or slow queen never delays the
+	// others. None means no heartbeats are sent.
+	QueenURLs []string
 	// QueenToken is the credential heartbeats carry: the hive's own token
 	// from the queen's --hive-tokens, or an operator token; "" means the
 	// hive's operator token.
@@ -102,12 +104,12 @@ func (c *Config) Check() error {
 			return fmt.Errorf("--hive-id %s: %w", ids.Quote(c.HiveID), err)
 		}
 	}
-	if c.QueenURL != "" {
+	for _, q := range c.QueenURLs {
 		if c.QueenToken == "" {
 			c.QueenToken = c.Tokens.Operator
 		}
 		if c.QueenToken != "" {
-			if err := auth.CheckTransport(c.QueenURL, c.InsecureNoTLS); err != nil {
+			if err := auth.CheckTransport(q, c.InsecureNoTLS); err != nil {
 				return fmt.Errorf("--queen: %w", err)
 			}
 		}
@@ -124,7 +126,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mon     *monitor.Monitor
-	send    *sender
+	sends   []*sender // one per queen
 	node    *nodeReader
 	guard   *auth.Guard
 	tls     *tls.Config // nil: plain HTTP
@@ -194,14 +196,14 @@ func New(cfg Config) (*Server, error) {
 	s.node = &nodeReader{proc: cfg.Platform.Proc, sampler: cfg.GPU}
 	// The sender exists from the start (it runs only in Run): exit
 	// watchers of adopted workers may poke it while Run is starting.
-	if cfg.QueenURL != "" {
-		var ca *tls.Config
-		if cfg.QueenCA != "" {
-			if ca, err = api.ClientTLS(cfg.QueenCA); err != nil {
-				return nil, fmt.Errorf("--queen-ca: %w", err)
-			}
+	var ca *tls.Config
+	if cfg.QueenCA != "" && len(cfg.QueenURLs) > 0 {
+		if ca, err = api.ClientTLS(cfg.QueenCA); err != nil {
+			return nil, fmt.Errorf("--queen-ca: %w", err)
 		}
-		s.send = newSender(senderConfig{QueenURL: cfg.QueenURL, Token: cfg.QueenToken, Interval: cfg.Interval, TLS: ca, Log: cfg.Logger, Build: s.heartbeat})
+	}
+	for _, q := range cfg.QueenURLs {
+		s.sends = append(s.sends, newSender(senderConfig{QueenURL: q, Token: cfg.QueenToken, Interval: cfg.Interval, TLS: ca, Log: cfg.Logger, Build: s.heartbeat}))
 	}
 	s.metrics = s.newMetrics()
 	return s, nil
@@ -260,6 +262,9 @@ func (s *Server) Handler() http.Handler {
 		info := s.Info()
 		if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {
 			info.SessionID = "" // the operator's to know: see api.Hive
+			for i := range info.Queens {
+				info.Queens[i].SessionID = ""
+			}
 		}
 		httpx.WriteJSON(w, 200, info)
 	})))
@@ -318,7 +323,7 @@ func (s *Server) Info() api.HiveInfo {
 	i := api.HiveInfo{
 		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, Version: s.cfg.Version,
 		CgroupMode: string(mi.CgroupMode), CgroupParent: mi.CgroupParent, LimitsEnforced: mi.LimitsEnforced,
-		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy, QueenURL: s.cfg.QueenURL,
+		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy,
 		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.latest().workers),
 		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
 		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.guard.Refused(),
@@ -326,8 +331,13 @@ func (s *Server) Info() api.HiveInfo {
 	if s.addr != nil {
 		i.Listen = s.addr.String()
 	}
-	if s.send != nil {
-		i.SessionID, i.QueenFailures, i.LastDelivered = s.send.state()
+	for n, snd := range s.sends {
+		q := snd.info()
+		if n == 0 {
+			// The first queen's, as before there could be several.
+			i.QueenURL, i.SessionID, i.QueenFailures, i.LastDelivered = q.URL, q.SessionID, q.Failures, q.LastDelivered
+		}
+		i.Queens = append(i.Queens, q)
 	}
 	return i
 }
@@ -358,7 +368,7 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	if s.url == "" {
 		s.url = deriveURL(ln.Addr(), s.tls != nil)
 	}
-	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queen", s.cfg.QueenURL,
+	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queens", strings.Join(s.cfg.QueenURLs, ","),
 		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
 
 	srv := httpx.NewServer(s.Handler(), s.tls, s.log)
@@ -374,8 +384,8 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	s.pass(loopCtx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.collect(loopCtx) })
-	if s.send != nil {
-		wg.Go(func() { s.send.run(loopCtx) })
+	for _, snd := range s.sends {
+		wg.Go(func() { snd.run(loopCtx) })
 	}
 	select {
 	case err = <-errc:
@@ -406,16 +416,22 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	} else if n := s.mon.Live(); n > 0 {
 		s.log.Info("workers keep running for the next hive to adopt", "workers", n)
 	}
-	if s.send != nil {
+	if len(s.sends) > 0 {
 		// A last pass, so the final heartbeat tells how the workers stopped
-		// above ended.
+		// above ended; to every queen at once, none waiting on another.
 		pctx, pcancel := context.WithTimeout(context.Background(), time.Second)
 		s.pass(pctx)
 		pcancel()
 		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if ferr := s.send.final(fctx); ferr != nil {
-			s.log.Warn("final heartbeat", "err", ferr)
+		var fwg sync.WaitGroup
+		for _, snd := range s.sends {
+			fwg.Go(func() {
+				if ferr := snd.final(fctx); ferr != nil {
+					s.log.Warn("final heartbeat", "queen", snd.base, "err", ferr)
+				}
+			})
 		}
+		fwg.Wait()
 		cancel()
 	}
 	if s.cfg.GPU != nil {

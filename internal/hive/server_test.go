@@ -272,7 +272,7 @@ func TestHiveRefusesUnsafeConfig(t *testing.T) {
 		{"public without bin dir", hive.Config{HiveID: "h", Listen: "0.0.0.0:0", Tokens: tok}, "--worker-bin-dir"},
 		{"missing bin dir", hive.Config{HiveID: "h", BinDir: "/nonexistent/bin", Tokens: tok}, "--worker-bin-dir"},
 		{"world-writable bin dir", hive.Config{HiveID: "h", BinDir: "/tmp", Tokens: tok}, "writable"},
-		{"token in clear to a remote queen", hive.Config{HiveID: "h", Tokens: tok, QueenURL: "http://10.0.0.1:7833"}, "clear text"},
+		{"token in clear to a remote queen", hive.Config{HiveID: "h", Tokens: tok, QueenURLs: []string{"http://10.0.0.1:7833"}}, "clear text"},
 		{"bad hive id", hive.Config{HiveID: "a/b", Tokens: tok}, "--hive-id"},
 		{"cert without key", hive.Config{HiveID: "h", Tokens: tok, TLSCert: "c.pem"}, "--tls-key"},
 	} {
@@ -281,7 +281,7 @@ func TestHiveRefusesUnsafeConfig(t *testing.T) {
 		}
 	}
 	// Said explicitly, plain HTTP to a remote queen is allowed.
-	cfg := hive.Config{HiveID: "h", Tokens: tok, QueenURL: "http://10.0.0.1:7833", InsecureNoTLS: true}
+	cfg := hive.Config{HiveID: "h", Tokens: tok, QueenURLs: []string{"http://10.0.0.1:7833"}, InsecureNoTLS: true}
 	if _, err := hive.New(cfg); err != nil {
 		t.Fatalf("--insecure-no-tls: %v", err)
 	}

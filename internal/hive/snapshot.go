@@ -91,8 +91,8 @@ func (s *Server) collect(ctx context.Context) {
 			s.pass(ctx)
 		case <-s.passNow:
 			s.pass(ctx)
-			if s.send != nil {
-				s.send.Poke()
+			for _, snd := range s.sends {
+				snd.Poke()
 			}
 		}
 	}
