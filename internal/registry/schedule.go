@@ -50,16 +50,16 @@ func (r *Registry) Schedule(q Request) (api.Decision, error) {
 		q.GPUs = 1
 	}
 	r.mu.RLock()
-	ranked, passed := r.rankLocked(q.Model)
+	ranked, passed := r.rankLocked(q.Model, q.All)
 	r.mu.RUnlock()
 	if len(ranked) > 0 {
 		best := ranked[0]
 		d := api.Decision{Kind: "worker", Worker: &best.FleetWorker, Load: &best.Load, HiveID: best.HiveID, HiveURL: best.HiveURL,
-			Reason: fmt.Sprintf("%s: %s of %d eligible workers serving %s", best.Why, firstOf(best.Load.Idle, "idle and least loaded", "least loaded"), len(ranked), q.Model)}
+			Reason: fmt.Sprintf("%s: %s eligible worker serving %s", best.Why, firstOf(best.Load.Idle, "the idle and least loaded", "the least loaded"), q.Model),
+			PassedOver: passed}
 		if q.All {
 			d.Ranked = ranked
 		}
-		d.PassedOver = clip(passed)
 		return d, nil
 	}
 	r.mu.Lock()
@@ -72,13 +72,13 @@ func (r *Registry) Schedule(q Request) (api.Decision, error) {
 	}
 	workers := "no worker serves " + q.Model
 	if len(passed) > 0 {
-		workers = "every worker serving " + q.Model + " was passed over (" + strings.Join(clip(passed), "; ") + ")"
+		workers = "every worker serving " + q.Model + " was passed over (" + strings.Join(passed, "; ") + ")"
 	}
 	if d == nil {
 		return api.Decision{}, fmt.Errorf("%w: %s, and %s", ErrNoPlacement, workers, why)
 	}
 	d.Reason = workers + "; " + d.Reason
-	d.PassedOver = clip(passed)
+	d.PassedOver = passed
 	return *d, nil
 }
 
@@ -89,52 +89,84 @@ func firstOf(c bool, a, b string) string {
 	return b
 }
 
-// clip keeps a list of reasons short: the first few, then how many more.
-func clip(s []string) []string {
-	if len(s) <= maxPassedOver {
-		return s
-	}
-	return append(slices.Clip(s[:maxPassedOver]), fmt.Sprintf("and %d more", len(s)-maxPassedOver))
+// candidate is a worker serving the model, weighed.
+type candidate struct {
+	h    *hive
+	w    *worker
+	load api.WorkerLoad
 }
 
 // rankLocked returns the workers serving model that may take a request,
-// best first, and why each of the others was passed over. Caller holds mu.
-func (r *Registry) rankLocked(model string) (ranked []api.RankedWorker, passed []string) {
+// best first (all of them, or the best only), and why each of the others
+// was passed over (the first few, then how many more). Records and
+// reasons are built for what is returned only: at fleet size most
+// candidates are weighed and dropped. Caller holds mu.
+func (r *Registry) rankLocked(model string, all bool) (ranked []api.RankedWorker, passed []string) {
 	if model == "" {
 		return nil, nil
 	}
-	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
+	var cands []candidate
+	nPassed := 0
+	for _, id := range r.sortedIDsLocked() {
 		h := r.hives[id]
 		for i := range h.workers {
 			w := &h.workers[i]
-			if w.model() != model || !w.live() {
+			if !w.live() || w.model() != model {
 				continue
 			}
-			name := w.rep.ID + "@" + h.ID
 			load := r.loadOf(h, w)
+			var why string
 			switch {
 			case h.State != api.HiveStateOnline:
-				passed = append(passed, name+" on a stale hive")
+				why = "on a stale hive"
 			case w.rep.State != api.StateRunning:
-				passed = append(passed, name+" "+string(w.rep.State))
+				why = string(w.rep.State)
 			case load.Saturated:
-				passed = append(passed, name+" saturated ("+load.Why+")")
+				why = "saturated (" + whyOf(load) + ")"
 			default:
-				ranked = append(ranked, api.RankedWorker{FleetWorker: api.FleetWorker{Worker: h.record(w), HiveID: h.ID, HiveURL: h.URL, Idle: load.Idle},
-					Load: load, Why: load.Why})
+				cands = append(cands, candidate{h, w, load})
+				continue
+			}
+			nPassed++
+			if len(passed) < maxPassedOver {
+				passed = append(passed, w.rep.ID+"@"+h.ID+" "+why)
 			}
 		}
 	}
-	slices.SortFunc(ranked, func(a, b api.RankedWorker) int {
-		if a.Load.Idle != b.Load.Idle {
-			if a.Load.Idle {
+	if nPassed > len(passed) {
+		passed = append(passed, fmt.Sprintf("and %d more", nPassed-len(passed)))
+	}
+	better := func(a, b *candidate) int {
+		if a.load.Idle != b.load.Idle {
+			if a.load.Idle {
 				return -1
 			}
 			return 1
 		}
-		return cmp.Or(cmp.Compare(score(a.Load), score(b.Load)), cmp.Compare(a.HiveID, b.HiveID), cmp.Compare(a.ID, b.ID))
-	})
+		return cmp.Or(cmp.Compare(score(a.load), score(b.load)), cmp.Compare(a.h.ID, b.h.ID), cmp.Compare(a.w.rep.ID, b.w.rep.ID))
+	}
+	if !all && len(cands) > 1 {
+		best := 0
+		for i := 1; i < len(cands); i++ {
+			if better(&cands[i], &cands[best]) < 0 {
+				best = i
+			}
+		}
+		cands = cands[best : best+1]
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return better(&a, &b) })
+	ranked = make([]api.RankedWorker, len(cands))
+	for i, c := range cands {
+		c.load.Why = whyOf(c.load)
+		ranked[i] = api.RankedWorker{FleetWorker: api.FleetWorker{Worker: c.h.record(c.w), HiveID: c.h.ID, HiveURL: c.h.URL, Idle: c.load.Idle},
+			Load: c.load, Why: c.load.Why}
+	}
 	return ranked, passed
+}
+
+// sortedIDsLocked returns the hive ids in order. Caller holds mu.
+func (r *Registry) sortedIDsLocked() []string {
+	return slices.Sorted(maps.Keys(r.hives))
 }
 
 // score is a worker's load for ranking: the larger of its CPU share of
@@ -153,6 +185,20 @@ func score(l api.WorkerLoad) float64 {
 	return s
 }
 
+// whyOf says what a load is made of, briefly.
+func whyOf(l api.WorkerLoad) string {
+	var why []string
+	if l.CPUPct != nil {
+		why = append(why, fmt.Sprintf("CPU %.1f%% of %.0f%%", *l.CPUPct, l.CPUCapacityPct))
+	} else {
+		why = append(why, "CPU not measured yet")
+	}
+	if l.GPUUtilPct != nil {
+		why = append(why, fmt.Sprintf("GPU SM %.1f%%", *l.GPUUtilPct))
+	}
+	return strings.Join(why, ", ")
+}
+
 // loadOf measures how busy a worker is against the saturation limits.
 func (r *Registry) loadOf(h *hive, w *worker) api.WorkerLoad {
 	s := &w.rep.Stats
@@ -162,17 +208,13 @@ func (r *Registry) loadOf(h *hive, w *worker) api.WorkerLoad {
 		capacity = min(capacity, *w.static.CPULimitPct)
 	}
 	l.CPUCapacityPct = capacity
-	var why []string
 	if s.Known(api.StatCPUPct) {
 		cpu := math.Round(s[api.StatCPUPct]*10) / 10
 		frac := math.Round(cpu/capacity*1000) / 1000
 		l.CPUPct, l.CPUFraction = &cpu, &frac
-		why = append(why, fmt.Sprintf("CPU %.1f%% of %.0f%%", cpu, capacity))
 		if frac >= r.cfg.SaturatedCPUFraction {
 			l.Saturated = true
 		}
-	} else {
-		why = append(why, "CPU not measured yet")
 	}
 	// The busiest of its GPUs: a worker split over two GPUs is saturated
 	// when either is.
@@ -188,13 +230,9 @@ func (r *Registry) loadOf(h *hive, w *worker) api.WorkerLoad {
 		v := math.Round(s[api.StatGPUUtilPct]*10) / 10
 		l.GPUUtilPct = &v
 	}
-	if l.GPUUtilPct != nil {
-		why = append(why, fmt.Sprintf("GPU SM %.1f%%", *l.GPUUtilPct))
-		if *l.GPUUtilPct >= r.cfg.SaturatedGPUPct {
-			l.Saturated = true
-		}
+	if l.GPUUtilPct != nil && *l.GPUUtilPct >= r.cfg.SaturatedGPUPct {
+		l.Saturated = true
 	}
-	l.Why = strings.Join(why, ", ")
 	return l
 }
 
@@ -343,22 +381,37 @@ func (r *Registry) expireLocked(now time.Time) {
 }
 
 // claimLocked ends the reservations on h that a new worker now uses: the
-// hive's VRAM figures count it from this heartbeat on. Caller holds mu
-// (write).
+// hive's VRAM figures count it from this heartbeat on. A worker claims
+// one reservation, the oldest on a GPU it uses. Caller holds mu (write).
 func (r *Registry) claimLocked(h *hive) {
-	for id, res := range r.res {
-		if res.HiveID != h.ID {
+	var mine []*reservation
+	for _, res := range r.res {
+		if res.HiveID == h.ID {
+			mine = append(mine, res)
+		}
+	}
+	if len(mine) == 0 {
+		return
+	}
+	slices.SortFunc(mine, func(a, b *reservation) int { return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	for i := range h.workers {
+		w := &h.workers[i]
+		if !w.live() {
 			continue
 		}
-		for i := range h.workers {
-			w := &h.workers[i]
-			if pid, ok := res.known[w.rep.ID]; (ok && pid == w.rep.PID) || !w.live() {
+		for _, res := range mine {
+			if _, gone := r.res[res.ID]; !gone {
 				continue
 			}
-			if usesAny(w, res.GPUs) {
-				delete(r.res, id)
-				break
+			if pid, ok := res.known[w.rep.ID]; (ok && pid == w.rep.PID) || !usesAny(w, res.GPUs) {
+				continue
 			}
+			delete(r.res, res.ID)
+			// It is not new to the others any more.
+			for _, o := range mine {
+				o.known[w.rep.ID] = w.rep.PID
+			}
+			break
 		}
 	}
 }

@@ -148,6 +148,16 @@ func TestReservationClaimReleaseExpiry(t *testing.T) {
 	if len(r.Reservations()) != 0 {
 		t.Fatalf("the new worker did not claim the reservation: %+v", r.Reservations())
 	}
+	// One new worker claims one reservation: two placements, one worker
+	// started, one reservation left.
+	d1, _ := r.Schedule(Request{Model: "z", VRAMBytes: 10 << 30})
+	d2, _ := r.Schedule(Request{Model: "z", VRAMBytes: 10 << 30})
+	mustIngest(t, r, gpuHive("h1", 4, []uint64{40}, old, onGPU(wk("new", "m", 11, 50, 10), 0, 20<<30, 10),
+		onGPU(wk("newer", "m", 12, 1, 1), 0, 10<<30, 1)))
+	if left := r.Reservations(); len(left) != 1 || left[0].ID != d2.ReservationID {
+		t.Fatalf("after one new worker: %+v, want only %s (%s was claimed)", left, d2.ReservationID, d1.ReservationID)
+	}
+	r.Release(d2.ReservationID)
 	// Release and expiry.
 	d, _ = r.Schedule(Request{Model: "z", VRAMBytes: 10 << 30})
 	if err := r.Release(d.ReservationID); err != nil {
