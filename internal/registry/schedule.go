@@ -55,7 +55,7 @@ func (r *Registry) Schedule(q Request) (api.Decision, error) {
 	if len(ranked) > 0 {
 		best := ranked[0]
 		d := api.Decision{Kind: "worker", Worker: &best.FleetWorker, Load: &best.Load, HiveID: best.HiveID, HiveURL: best.HiveURL,
-			Reason: fmt.Sprintf("%s: %s eligible worker serving %s", best.Why, firstOf(best.Load.Idle, "the idle and least loaded", "the least loaded"), q.Model),
+			Reason:     fmt.Sprintf("%s: %s eligible worker serving %s", best.Why, firstOf(best.Load.Idle, "the idle and least loaded", "the least loaded"), q.Model),
 			PassedOver: passed}
 		if q.All {
 			d.Ranked = ranked
