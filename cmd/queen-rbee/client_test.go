@@ -164,23 +164,47 @@ func TestQueenClientErrors(t *testing.T) {
 }
 
 // queen-rbee dashboard prints the URL with the read-only token in the
-// fragment; without one it still prints the URL and says why.
+// fragment, once the queen has taken that token in a stream URL; without
+// one it still prints the URL and says why.
 func TestDashboardCommand(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/heartbeats/stream" {
+			w.WriteHeader(404)
+			return
+		}
+		if r.URL.Query().Get("access_token") != "read-token-abcdefghijklmnop" {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"a operator token may not travel in a URL (access_token): use the read-only token"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+	}))
+	t.Cleanup(srv.Close)
 	dir := t.TempDir()
 	var out bytes.Buffer
-	err := dashboardCmd(context.Background(), &out, []string{"--queen", "http://10.0.0.1:7833", "--state-dir", dir})
-	if err == nil || !strings.Contains(err.Error(), "no read-only token at "+filepath.Join(dir, "read-token")) || out.String() != "http://10.0.0.1:7833/\n" {
+	err := dashboardCmd(context.Background(), &out, []string{"--queen", srv.URL, "--state-dir", dir})
+	if err == nil || !strings.Contains(err.Error(), "no read-only token at "+filepath.Join(dir, "read-token")) || out.String() != srv.URL+"/\n" {
 		t.Fatalf("without a token: %q %v", out.String(), err)
 	}
 	if err := writeFile(filepath.Join(dir, "read-token"), "read-token-abcdefghijklmnop\n"); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
-	if err := dashboardCmd(context.Background(), &out, []string{"--queen", "http://10.0.0.1:7833/", "--state-dir", dir}); err != nil {
+	if err := dashboardCmd(context.Background(), &out, []string{"--queen", srv.URL + "/", "--state-dir", dir}); err != nil {
 		t.Fatal(err)
 	}
-	if out.String() != "http://10.0.0.1:7833/#token=read-token-abcdefghijklmnop\n" {
+	if out.String() != srv.URL+"/#token=read-token-abcdefghijklmnop\n" {
 		t.Fatalf("dashboard URL %q", out.String())
+	}
+	// An operator token is caught before it reaches a browser's history.
+	op := filepath.Join(dir, "token")
+	if err := writeFile(op, "operator-token-abcdefghijkl\n"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = dashboardCmd(context.Background(), &out, []string{"--queen", srv.URL, "--read-token-file", op})
+	if err == nil || !strings.Contains(err.Error(), "may not travel in a URL") || out.Len() != 0 {
+		t.Fatalf("operator token: %q %v", out.String(), err)
 	}
 	if err := dashboardCmd(context.Background(), &out, []string{"--queen", "ftp://x"}); err == nil {
 		t.Fatal("an ftp URL was taken")

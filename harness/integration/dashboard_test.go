@@ -103,6 +103,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		return nil
 	})
 	_ = p0.Close()
+	// The operator token in the fragment: refused in a URL, the page says
+	// so, and forgets it.
+	pop := b.Open(queen.URL+"/#token="+harness.Token, 1280, 800)
+	harness.WaitFor(t, 10*time.Second, func() error {
+		var st struct {
+			Shown  bool
+			Why    string
+			Stored string
+		}
+		b.Eval(pop, `() => ({Shown: !document.getElementById("token-form").hidden, Why: document.getElementById("token-why").textContent,
+			Stored: sessionStorage.getItem("rbee.token") || ""})`, &st)
+		if !st.Shown || !strings.Contains(st.Why, "may not travel in a URL") || st.Stored != "" {
+			return fmt.Errorf("operator token in the fragment: %+v", st)
+		}
+		return nil
+	})
+	_ = pop.Close()
 
 	// With the token in the fragment: the page fills from the snapshot.
 	p := b.Open(queen.URL+"/#token="+tok, 1280, 800)

@@ -85,7 +85,7 @@ func TestPrometheusScrapesQueenAndHive(t *testing.T) {
 		}
 		promtool(t, d.Name, body)
 		for _, want := range []string{
-			`rbee_worker_info{group="llm",hive="gpu-node-1",instance="9301",model="qwen2.5-0.5b",worker="llm-9301"} 1`,
+			`rbee_worker_info{group="llm",hive="gpu-node-1",model="qwen2.5-0.5b",worker="llm-9301",worker_instance="9301"} 1`,
 			`rbee_worker_memory_limit_bytes{hive="gpu-node-1",worker="llm-9301"} 5.36870912e+08`,
 			`rbee_worker_cpu_limit_cores{hive="gpu-node-1",worker="llm-9301"} 1`,
 			`rbee_worker_gpu_memory_used_bytes{gpu="0",hive="gpu-node-1",uuid="GPU-263ebfcc-c477-a4dc-c4c5-bc4f9337309e",worker="llm-9301"} 3.969908736e+09`,
@@ -146,7 +146,7 @@ func TestPrometheusScrapesQueenAndHive(t *testing.T) {
 
 	// Every panel query of the Grafana dashboard returns data.
 	panels := grafanaQueries(t)
-	vars := strings.NewReplacer(`$job`, "rbee-queen", `$hive`, ".*", `$model`, ".*", `$__rate_interval`, "10s")
+	vars := strings.NewReplacer(`$job`, "rbee-queen", `$queen`, hostPort(t, queen.URL), `$hive`, ".*", `$model`, ".*", `$__rate_interval`, "10s")
 	time.Sleep(3 * time.Second) // rate() needs a few scrapes
 	harness.WaitFor(t, 30*time.Second, func() error {
 		var empty []string

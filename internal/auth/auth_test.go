@@ -243,6 +243,10 @@ func TestGuard(t *testing.T) {
 			if w.Code >= 400 && !strings.HasPrefix(w.Body.String(), `{"error":`) {
 				t.Fatalf("error body %q is not JSON", w.Body)
 			}
+			// A real token in a URL is told why, so a dashboard can say so.
+			if strings.HasSuffix(tc.name, "token in a URL") && !strings.Contains(w.Body.String(), "may not travel in a URL") {
+				t.Fatalf("body %q does not say why", w.Body)
+			}
 		})
 	}
 }

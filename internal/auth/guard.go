@@ -150,15 +150,17 @@ func (g *Guard) serve(next http.Handler, w http.ResponseWriter, r *http.Request)
 	p := Principal{Role: RoleOperator}
 	if !g.cfg.Insecure {
 		var ok bool
-		if p, ok = g.identify(r); !ok {
-			g.refuse(w, RefusedUnauthorized, api.Errorf(api.ErrUnauthorized, "missing or wrong token"))
+		var why string
+		if p, why, ok = g.identify(r); !ok {
+			g.refuse(w, RefusedUnauthorized, api.Errorf(api.ErrUnauthorized, "%s", why))
 			return
 		}
 	}
 	next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 }
 
-func (g *Guard) identify(r *http.Request) (Principal, bool) {
+// identify finds who sent r; when it cannot, why says what was wrong.
+func (g *Guard) identify(r *http.Request) (p Principal, why string, ok bool) {
 	h := r.Header.Get("Authorization")
 	tok, ok := "", false
 	if scheme, rest, found := strings.Cut(h, " "); found && strings.EqualFold(scheme, "Bearer") {
@@ -169,15 +171,18 @@ func (g *Guard) identify(r *http.Request) (Principal, bool) {
 		tok, ok, inURL = r.URL.Query().Get("access_token"), true, true
 	}
 	if !ok || tok == "" {
-		return Principal{}, false
+		return Principal{}, "missing or wrong token", false
 	}
 	p, found := g.idx[sha256.Sum256([]byte(tok))]
 	// A URL ends up in history, proxies' and servers' logs: only a
 	// read-only token may travel in one.
 	if found && inURL && p.Role != RoleReader {
-		return Principal{}, false
+		return Principal{}, "a " + p.Role.String() + " token may not travel in a URL (access_token): use the read-only token", false
 	}
-	return p, found
+	if !found {
+		return Principal{}, "missing or wrong token", false
+	}
+	return p, "", true
 }
 
 // hostAllowed accepts an IP literal (a browser cannot be rebound to one),

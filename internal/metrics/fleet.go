@@ -22,7 +22,9 @@ var (
 
 	descWorkerInfo = prometheus.NewDesc("rbee_worker_info",
 		"A worker the daemon knows (1), with its model and identity; join on worker for the model.",
-		[]string{"hive", "worker", "group", "instance", "model"}, nil)
+		// worker_instance, not instance: Prometheus gives every series an
+		// instance label of its own (the scrape target).
+		[]string{"hive", "worker", "group", "worker_instance", "model"}, nil)
 	descWorkerState = prometheus.NewDesc("rbee_worker_state",
 		"1 for the worker's current lifecycle state, 0 for the others.",
 		[]string{"hive", "worker", "state"}, nil)
@@ -84,12 +86,19 @@ var (
 		"A GPU's power draw.", gpuLabels, nil)
 )
 
-// workerStates are the states rbee_worker_state has a series for.
-var workerStates = []api.State{api.StateStarting, api.StateRunning, api.StateExited}
+// workerStates are the states rbee_worker_state has a series for: an
+// exited worker's series end (rbee_hive_workers counts the exited).
+var workerStates = []api.State{api.StateStarting, api.StateRunning}
+
+// hiveWorkerStates are the states rbee_hive_workers counts.
+var hiveWorkerStates = []api.State{api.StateStarting, api.StateRunning, api.StateExited}
 
 // Fleet is a collector of hives, their hosts, GPUs and live workers,
 // read from Hives at every scrape. Exited workers are left out, so their
-// series end when they exit (bounded cardinality).
+// series end when they exit (bounded cardinality). A stale hive's numbers
+// are left out too, as its last readings are not measurements of now:
+// its info, rbee_hive_up 0 and its workers' info stay, so graphs show a
+// gap, not a flat line.
 type Fleet struct {
 	Hives func() []api.Hive
 }
@@ -122,6 +131,21 @@ func collectHive(ch chan<- prometheus.Metric, h *api.Hive) {
 		gauge(ch, descHiveUp, up, id)
 		gauge(ch, descHiveLastSeen, float64(h.LastSeen.UnixMilli())/1000, id)
 	}
+	count := map[api.State]int{}
+	for i := range h.Workers {
+		count[h.Workers[i].State]++
+	}
+	for _, st := range hiveWorkerStates {
+		gauge(ch, descHiveWorkers, float64(count[st]), id, string(st))
+	}
+	if h.State == api.HiveStateStale {
+		for i := range h.Workers {
+			if w := &h.Workers[i]; w.State != api.StateExited {
+				gauge(ch, descWorkerInfo, 1, id, w.ID, w.Group, w.Instance, str(w.Model))
+			}
+		}
+		return
+	}
 	gauge(ch, descHiveCores, float64(h.Node.CPUCores), id)
 	if p := h.Node.CPUPct; p != nil {
 		gauge(ch, descHiveCPU, *p/100, id)
@@ -141,26 +165,22 @@ func collectHive(ch chan<- prometheus.Metric, h *api.Hive) {
 		gaugeF(ch, descGPUTemp, g.TempC, id, idx, g.UUID)
 		gaugeF(ch, descGPUPower, g.PowerW, id, idx, g.UUID)
 	}
-	count := map[api.State]int{}
 	for i := range h.Workers {
-		w := &h.Workers[i]
-		count[w.State]++
-		if w.State == api.StateExited {
-			continue
+		if w := &h.Workers[i]; w.State != api.StateExited {
+			collectWorker(ch, id, w, uuids)
 		}
-		collectWorker(ch, id, w, uuids)
-	}
-	for _, st := range workerStates {
-		gauge(ch, descHiveWorkers, float64(count[st]), id, string(st))
 	}
 }
 
-func collectWorker(ch chan<- prometheus.Metric, hive string, w *api.Worker, uuids map[int]string) {
-	model := ""
-	if w.Model != nil {
-		model = *w.Model
+func str(p *string) string {
+	if p == nil {
+		return ""
 	}
-	gauge(ch, descWorkerInfo, 1, hive, w.ID, w.Group, w.Instance, model)
+	return *p
+}
+
+func collectWorker(ch chan<- prometheus.Metric, hive string, w *api.Worker, uuids map[int]string) {
+	gauge(ch, descWorkerInfo, 1, hive, w.ID, w.Group, w.Instance, str(w.Model))
 	for _, st := range workerStates {
 		v := 0.0
 		if w.State == st {

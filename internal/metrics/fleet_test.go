@@ -46,8 +46,8 @@ rbee_worker_gpu_memory_used_bytes{gpu="0",hive="h1",uuid="GPU-a",worker="llm-1"}
 rbee_worker_gpu_utilization_ratio{gpu="0",hive="h1",uuid="GPU-a",worker="llm-1"} 0.4
 # HELP rbee_worker_info A worker the daemon knows (1), with its model and identity; join on worker for the model.
 # TYPE rbee_worker_info gauge
-rbee_worker_info{group="llm",hive="h1",instance="1",model="qwen2.5-0.5b",worker="llm-1"} 1
-rbee_worker_info{group="llm",hive="h1",instance="3",model="",worker="llm-3"} 1
+rbee_worker_info{group="llm",hive="h1",model="qwen2.5-0.5b",worker="llm-1",worker_instance="1"} 1
+rbee_worker_info{group="llm",hive="h1",model="",worker="llm-3",worker_instance="3"} 1
 # HELP rbee_worker_start_time_seconds When the worker's main process started, in seconds since the Unix epoch.
 # TYPE rbee_worker_start_time_seconds gauge
 rbee_worker_start_time_seconds{hive="h1",worker="llm-1"} 1.7959781405e+09
@@ -74,10 +74,22 @@ rbee_gpu_utilization_ratio{gpu="0",hive="h1",uuid="GPU-a"} 0.5
 	}
 	// Nothing measured, nothing sent: no memory series for llm-3, no GPU
 	// memory used for a GPU the driver did not report it for.
-	for name, n := range map[string]int{"rbee_worker_memory_usage_bytes": 1, "rbee_gpu_memory_used_bytes": 0, "rbee_worker_state": 6,
+	for name, n := range map[string]int{"rbee_worker_memory_usage_bytes": 1, "rbee_gpu_memory_used_bytes": 0, "rbee_worker_state": 4,
 		"rbee_worker_io_write_bytes_total": 0, "rbee_worker_processes": 1} {
 		if got := testutil.CollectAndCount(f, name); got != n {
 			t.Errorf("%s: %d series, want %d", name, got, n)
+		}
+	}
+}
+
+// A stale hive's numbers are left out: its last readings are not now.
+func TestFleetStaleHiveHasNoNumbers(t *testing.T) {
+	f := fleetOf(api.Hive{ID: "h1", State: api.HiveStateStale, LastSeen: time.Unix(1, 0), Node: api.Node{CPUCores: 2, CPUPct: api.Ptr(50.0)},
+		Workers: []api.Worker{{ID: "w", State: api.StateRunning, MemBytes: api.Ptr(uint64(1))}}})
+	for name, n := range map[string]int{"rbee_hive_up": 1, "rbee_worker_info": 1, "rbee_hive_workers": 3,
+		"rbee_hive_cpu_utilization_ratio": 0, "rbee_worker_memory_usage_bytes": 0, "rbee_worker_state": 0} {
+		if got := testutil.CollectAndCount(f, name); got != n {
+			t.Errorf("stale hive: %s has %d series, want %d", name, got, n)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package queen
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"maps"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/metrics"
@@ -71,10 +72,9 @@ func (s *Server) newMetrics() *prometheus.Registry {
 
 // heartbeatRefusals are the heartbeats refused, by reason.
 func (s *Server) heartbeatRefusals() map[string]uint64 {
-	out := s.refused.snapshot()
-	if out == nil {
-		out = map[string]uint64{}
-	}
+	// Every reason from the start, so a query finds zeros, not nothing.
+	out := map[string]uint64{"decode": 0, "wrong_hive": 0}
+	maps.Copy(out, s.refused.snapshot())
 	rs := s.reg.Stats()
 	out["invalid"] = rs.Rejected
 	out["rate_limited"] = rs.RateLimited

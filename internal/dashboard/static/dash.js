@@ -252,6 +252,7 @@
     if (d.oom_killed) return "was OOM-killed" + (d.signal ? " (" + d.signal + ")" : "");
     if (d.signal) return "was killed by " + d.signal;
     if (known(d.exit_code)) return "exited with code " + d.exit_code;
+    if (d.reason === "exited") return "exited (exit status unknown: the hive adopted it after a restart, so it is not its parent)";
     return { gone: "is gone from its hive's list", hive_restarted: "was not re-adopted after its hive restarted", replaced: "was replaced by a new process" }[d.reason] || "removed (" + d.reason + ")";
   }
   function note(text, cls) {
@@ -311,7 +312,11 @@
       let msg = "";
       try { msg = JSON.parse(body).error; } catch (e) { msg = body; }
       setConn("lost", "needs a read-only token");
-      askToken(st.token ? "The queen refused this token (" + msg + "). The stream takes a read-only token (the queen's --read-token-file, or read-token in its --state-dir); an operator token never travels in a URL." : "This queen needs a read-only token to show its fleet.");
+      const refused = st.token;
+      // Forget a refused token, so a reload does not send it again.
+      st.token = null;
+      try { sessionStorage.removeItem("rbee.token"); } catch (x) { /* private mode */ }
+      askToken(refused ? "The queen refused this token: " + msg + ". The dashboard takes the read-only token (the queen's --read-token-file, or read-token in its --state-dir)." : "This queen needs a read-only token to show its fleet.");
       return;
     }
     st.retry++;
@@ -422,6 +427,13 @@
         w.cells[c + "Spark"] = cv;
       }
       w.cells[c] = v;
+      if (c === "id") {
+        // Shown under the id where the hive column does not fit (phones).
+        const sub = document.createElement("small");
+        sub.className = "sub";
+        sub.textContent = w.hive;
+        td.append(sub);
+      }
       tr.append(td);
     }
     w.row = tr;
@@ -436,6 +448,7 @@
     setCell(c.id, r.id);
     setCell(c.hive, w.hive + (stale ? " (stale)" : ""));
     setCell(c.model, r.model || null, "no --model in its command line");
+    if (r.model && c.model.title !== r.model) c.model.title = r.model;
     setCell(c.state, r.state);
     if (c.state.dataset.state !== r.state) { c.state.dataset.state = r.state; c.state.className = "v badge " + r.state; }
     setCell(c.pid, r.pid ? String(r.pid) : null, "no process");
@@ -450,7 +463,7 @@
     const perGPU = (r.gpus || []).map((x) => "GPU " + x.index + ": " + (bytes(x.vram_bytes) || "—") + ", SM " + (pct(x.sm_util_pct) || "—")).join("\n");
     setCell(c.gpu, pct(g.util), g.why);
     setCell(c.vram, bytes(g.vram), g.why);
-    if (perGPU && c.vram.title !== perGPU) { c.vram.title = perGPU; c.gpu.title = perGPU; }
+    if (perGPU && !g.why && c.vram.title !== perGPU) { c.vram.title = perGPU; c.gpu.title = perGPU; }
     setCell(c.uptime, dur(uptime(w, now)), "not started");
     w.row.classList.toggle("exited", r.state === "exited");
   }
@@ -547,6 +560,8 @@
     for (const w of st.workers.values()) if (w.rec.model) models.add(w.rec.model);
     fill($("filter-model"), [...models].sort(), st.filter.model);
     fill($("filter-hive"), [...st.hives.keys()].sort(), st.filter.hive);
+    // A filter on a model or hive that is gone shows everything again.
+    if ($("filter-model").value !== st.filter.model || $("filter-hive").value !== st.filter.hive) refilter();
     st.orderDirty = true;
   }
   function refilter() {
