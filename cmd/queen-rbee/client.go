@@ -49,7 +49,7 @@ func workersCmd(ctx context.Context, out io.Writer, args []string) error {
 	model := fs.String("model", "", "", "only workers serving this model")
 	hive := fs.String("hive", "", "", "only workers of this hive")
 	idle := fs.String("idle", "", "", "true: only idle workers; false: only busy ones")
-	state := fs.String("state", "", "", "only workers in this state: starting, running or exited")
+	state := fs.String("state", "", "", "only workers in this state: starting, ready, unhealthy or exited")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err

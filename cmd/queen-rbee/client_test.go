@@ -32,7 +32,7 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 	m, evil := "qwen2.5-0.5b", "evil\x1b]0;owned\x07"
 	code, sig := 3, "SIGKILL"
 	workers := []api.FleetWorker{
-		{Worker: api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateRunning,
+		{Worker: api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateReady,
 			CPUPct: f(51.26), MemBytes: u(256 << 20), VRAMBytes: u(4 << 30), GPUUtilPct: f(97), UptimeS: f(3725)},
 			HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835"},
 		{Worker: api.Worker{ID: "llm-9302", Group: "llm", Instance: "9302", PID: 4343, Model: &evil, State: api.StateExited,

@@ -30,7 +30,7 @@ func fakeHive(t *testing.T) (string, *[]string) {
 	m := "qwen2.5-0.5b"
 	code := 0
 	lim := int64(512 << 20)
-	running := api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateRunning,
+	running := api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateReady,
 		Binary: "/opt/llm/worker", Args: []string{"--model", m}, Cgroup: "/rbee.slice/llm/9301", LimitsEnforced: true,
 		CPULimitPct: f(150), MemLimitBytes: &lim, CPUPct: f(33.3), MemBytes: u(100 << 20), UptimeS: f(61)}
 	stopped := running

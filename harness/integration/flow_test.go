@@ -37,7 +37,7 @@ func TestEndToEndTelemetryFlow(t *testing.T) {
 			rss := r.Stats[api.StatMemRSSBytes] / (1 << 20)
 			cpu := within(r.Stats.Ptr(api.StatCPUPct), 50, 15)
 			last = fmt.Sprintf("cpu %s%%, rss %.1f MiB", pct(r.Stats.Ptr(api.StatCPUPct)), rss)
-			return r.State == api.StateRunning && cpu == nil && rss > 120 && rss < 150
+			return r.State == api.StateReady && cpu == nil && rss > 120 && rss < 150
 		}
 		return false
 	}))
@@ -72,7 +72,7 @@ func TestWorkerDiesRemovedFromRegistry(t *testing.T) {
 	if rm.Reason != api.ReasonExited || rm.Signal == nil || *rm.Signal != "SIGKILL" || rm.OOMKilled == nil || *rm.OOMKilled {
 		t.Fatalf("worker_removed %+v, want SIGKILL, not OOM", rm)
 	}
-	if ws := queenWorkers(t, queen, "?state=running"); len(ws) != 0 {
+	if ws := queenWorkers(t, queen, "?state=ready"); len(ws) != 0 {
 		t.Fatalf("killed worker still listed as running: %+v", ws)
 	}
 

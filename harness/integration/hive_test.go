@@ -34,7 +34,7 @@ func TestHiveAdoptsAndSurvivesRestart(t *testing.T) {
 	harness.WaitFor(t, 10*time.Second, func() error {
 		var ws []api.Worker
 		harness.Get(t, hive.URL+"/v1/workers", &ws)
-		if len(ws) != 1 || ws[0].PID != w.PID || ws[0].State != api.StateRunning || ws[0].Model == nil || *ws[0].Model != "qwen" || ws[0].CPUPct == nil {
+		if len(ws) != 1 || ws[0].PID != w.PID || ws[0].State != api.StateReady || ws[0].Model == nil || *ws[0].Model != "qwen" || ws[0].CPUPct == nil {
 			return fmt.Errorf("hive has not adopted llm-a yet: %+v", ws)
 		}
 		return nil

@@ -73,7 +73,7 @@ func TestStreamSnapshotFirstThenCompactTelemetry(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.Data), &rows); err != nil || len(rows.Workers[0]) != 3 {
 		t.Fatalf("worker rows %s (%v)", ev.Data, err)
 	}
-	if tel.Workers[0].ID != a.ID || tel.Workers[0].State != api.StateRunning || tel.Workers[0].Stats[api.StatMemBytes] < 32<<20 {
+	if tel.Workers[0].ID != a.ID || tel.Workers[0].State != api.StateReady || tel.Workers[0].Stats[api.StatMemBytes] < 32<<20 {
 		t.Fatalf("row of %s: %+v", a.ID, tel.Workers[0])
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,6 +38,11 @@ type config struct {
 	readyFile  string
 	hostile    bool
 	forks      int
+	// health endpoint: GET /health answers 503 until healthyAfter, then
+	// 200, and 500 while failFile exists.
+	healthAddr   string
+	healthyAfter time.Duration
+	failFile     string
 }
 
 func main() {
@@ -61,6 +68,9 @@ func run(args []string) error {
 	fs.BoolVar(&c.hostile, "hostile", false, "try to raise its limits, leave its cgroup and signal pid 1, printing each result")
 	fs.IntVar(&c.forks, "forks", 0, "with --hostile: start this many children (to hit the pids limit)")
 	// Flags real workers take; the hive reads the model from the command line.
+	fs.StringVar(&c.healthAddr, "health-addr", "", "serve GET /health on this address (host:port)")
+	fs.DurationVar(&c.healthyAfter, "healthy-after", 0, "with --health-addr: answer 503 until this long after start (a model loading)")
+	fs.StringVar(&c.failFile, "fail-file", "", "with --health-addr: answer 500 while this file exists")
 	fs.String("model", "", "model name (only shown in the command line)")
 	fs.String("m", "", "model name, short form")
 	fs.String("served-model-name", "", "served model name")
@@ -96,6 +106,11 @@ func run(args []string) error {
 	}
 	if c.hostile {
 		children = append(children, hostile(c.forks)...)
+	}
+	if c.healthAddr != "" {
+		if err := serveHealth(ctx, c.healthAddr, time.Now().Add(c.healthyAfter), c.failFile); err != nil {
+			return err
+		}
 	}
 	held := hold(c.mem)
 	var wg sync.WaitGroup
@@ -221,4 +236,31 @@ func write(ctx context.Context, dir string, rate int64) error {
 			return fmt.Errorf("io: %w", err)
 		}
 	}
+}
+
+// serveHealth answers GET /health: 503 while loading, 500 while failFile
+// exists, else 200.
+func serveHealth(ctx context.Context, addr string, healthyAt time.Time, failFile string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case time.Now().Before(healthyAt):
+			http.Error(w, "loading", http.StatusServiceUnavailable)
+		case failFile != "" && fileExists(failFile):
+			http.Error(w, "failing", http.StatusInternalServerError)
+		default:
+			w.Write([]byte("ok\n"))
+		}
+	})}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

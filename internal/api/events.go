@@ -30,8 +30,9 @@ type Snapshot struct {
 	Hives  []Hive `json:"hives"`
 }
 
-// WorkerChanged is the data of worker_changed: a worker's static fields
-// changed (its limits, say); the record is whole.
+// WorkerChanged is the data of worker_changed: a worker's state (starting,
+// ready, unhealthy) or its static fields (its limits, say) changed; the
+// record is whole.
 type WorkerChanged struct {
 	HiveID string    `json:"hive_id"`
 	At     time.Time `json:"at"`

@@ -19,6 +19,11 @@ type SpawnRequest struct {
 	MemoryLimit string `json:"memory_limit"`
 	// Dir is the working directory; "" means the hive's.
 	Dir string `json:"dir,omitempty"`
+	// Health, when set, checks the worker is ready to serve; without it
+	// a worker is ready once its process runs.
+	Health *HealthCheck `json:"health,omitempty"`
+	// Restart, when set, restarts the worker when it exits by itself.
+	Restart *RestartPolicy `json:"restart,omitempty"`
 }
 
 // ID returns the worker's stable id, "<group>-<instance>".

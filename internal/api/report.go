@@ -317,6 +317,10 @@ type WorkerStatic struct {
 	CPULimitPct    *float64   `json:"cpu_limit_pct"`
 	MemLimitBytes  *int64     `json:"mem_limit_bytes"`
 	PidsLimit      *int64     `json:"pids_limit,omitempty"`
+	// Restarts, LastExit and RestartError: see Worker.
+	Restarts     int         `json:"restarts,omitempty"`
+	LastExit     *WorkerExit `json:"last_exit,omitempty"`
+	RestartError string      `json:"restart_error,omitempty"`
 }
 
 // Equal reports whether two statics say the same.
@@ -327,7 +331,7 @@ func (s *WorkerStatic) Equal(o *WorkerStatic) bool {
 	return s.Group == o.Group && s.Instance == o.Instance && s.Binary == o.Binary && slices.Equal(s.Args, o.Args) &&
 		eqPtr(s.Model, o.Model) && s.Cgroup == o.Cgroup && s.LimitsEnforced == o.LimitsEnforced &&
 		eqTime(s.StartedAt, o.StartedAt) && eqPtr(s.CPULimitPct, o.CPULimitPct) && eqPtr(s.MemLimitBytes, o.MemLimitBytes) &&
-		eqPtr(s.PidsLimit, o.PidsLimit)
+		eqPtr(s.PidsLimit, o.PidsLimit) && s.Restarts == o.Restarts && s.RestartError == o.RestartError && (s.LastExit == nil) == (o.LastExit == nil)
 }
 
 func eqPtr[T comparable](a, b *T) bool {
@@ -367,6 +371,7 @@ func StaticOf(w *Worker) WorkerStatic {
 		Group: w.Group, Instance: w.Instance, Binary: w.Binary, Args: w.Args, Model: w.Model,
 		Cgroup: w.Cgroup, LimitsEnforced: w.LimitsEnforced, StartedAt: w.StartedAt,
 		CPULimitPct: w.CPULimitPct, MemLimitBytes: w.MemLimitBytes, PidsLimit: w.PidsLimit,
+		Restarts: w.Restarts, LastExit: w.LastExit, RestartError: w.RestartError,
 	}
 }
 
@@ -424,6 +429,7 @@ func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker
 		w.Group, w.Instance, w.Binary, w.Args, w.Model = st.Group, st.Instance, st.Binary, st.Args, st.Model
 		w.Cgroup, w.LimitsEnforced, w.StartedAt = st.Cgroup, st.LimitsEnforced, st.StartedAt
 		w.CPULimitPct, w.MemLimitBytes, w.PidsLimit = st.CPULimitPct, st.MemLimitBytes, st.PidsLimit
+		w.Restarts, w.LastExit, w.RestartError = st.Restarts, st.LastExit, st.RestartError
 	}
 	if r.GPUs != nil {
 		w.GPUs = make([]WorkerGPU, len(r.GPUs))

@@ -143,7 +143,7 @@ func TestHiveTelemetryJSONMatchesEncodingJSON(t *testing.T) {
 		{HiveID: "gpu-1", At: at, SentAt: at.Add(-time.Millisecond), StatFields: StatFields[:],
 			Node: NodeStats{CPUPct: &cpu, MemUsedBytes: &mem, GPUs: []NodeGPUStat{{Index: 0, VRAMUsedBytes: 1 << 30, UtilPct: 55.5, TempC: 40, PowerW: math.NaN()}}, Errors: []string{`gpu: "nvml" <failed> & more`, "é\x01"}},
 			Workers: []WorkerTelemetry{
-				{ID: "llm-9301", State: StateRunning, Stats: Stats{51.34, 2 << 30, math.NaN(), 1, 2, 3, 4, 5, 6}, GPUs: []GPUStat{{0, 8 << 30, 12.3}}},
+				{ID: "llm-9301", State: StateReady, Stats: Stats{51.34, 2 << 30, math.NaN(), 1, 2, 3, 4, 5, 6}, GPUs: []GPUStat{{0, 8 << 30, 12.3}}},
 				{ID: "llm-9302", State: StateExited, Stats: UnknownStats()},
 			}},
 		{HiveID: "empty", Node: NodeStats{CPUPct: &tiny}, StatFields: StatFields[:]},

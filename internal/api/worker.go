@@ -11,9 +11,15 @@ type State string
 
 // Worker states.
 const (
-	StateStarting State = "starting" // spawned, not yet seen by a collection pass
-	StateRunning  State = "running"
-	StateExited   State = "exited"
+	// StateStarting: spawned, not yet seen running by a collection pass,
+	// or running but not yet healthy (a worker with a health check).
+	StateStarting State = "starting"
+	// StateReady: running, and healthy when it has a health check. Only
+	// ready workers are scheduled.
+	StateReady State = "ready"
+	// StateUnhealthy: was ready, and its health check now fails.
+	StateUnhealthy State = "unhealthy"
+	StateExited    State = "exited"
 )
 
 // Worker is the telemetry record of one worker process and its cgroup.
@@ -62,6 +68,15 @@ type Worker struct {
 	Signal    *string    `json:"signal"`
 	OOMKilled *bool      `json:"oom_killed"`
 	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+
+	// Health is the worker's health check as last run (workers with one).
+	Health *WorkerHealth `json:"health,omitempty"`
+	// Restarts counts the hive's restarts of this worker; LastExit is how
+	// the run before this one ended; RestartError says why the hive will
+	// not restart it again (its restart limit).
+	Restarts     int         `json:"restarts"`
+	LastExit     *WorkerExit `json:"last_exit,omitempty"`
+	RestartError string      `json:"restart_error,omitempty"`
 
 	// Errors lists what could not be read this pass, e.g.
 	// "gpu: nvidia-smi timed out after 2s".

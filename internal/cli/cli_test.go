@@ -88,8 +88,8 @@ func TestFormat(t *testing.T) {
 		{api.Worker{State: api.StateExited, OOMKilled: &yes, Signal: &sig}, "OOM-killed"},
 		{api.Worker{State: api.StateExited, Signal: &sig}, "killed by SIGKILL"},
 		{api.Worker{State: api.StateExited, ExitCode: &code}, "exit 3"},
-		{api.Worker{State: api.StateRunning, Errors: []string{"gpu: x"}}, "gpu: x"},
-		{api.Worker{State: api.StateRunning, Errors: []string{"\x1b]0;owned\x07"}}, `"\x1b]0;owned\a"`},
+		{api.Worker{State: api.StateReady, Errors: []string{"gpu: x"}}, "gpu: x"},
+		{api.Worker{State: api.StateReady, Errors: []string{"\x1b]0;owned\x07"}}, `"\x1b]0;owned\a"`},
 	} {
 		if got := Note(tc.w); got != tc.want {
 			t.Errorf("Note = %q, want %q", got, tc.want)

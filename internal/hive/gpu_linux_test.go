@@ -139,7 +139,7 @@ func TestCollectHandlesMissingGPU(t *testing.T) {
 	m := newMonitor(t, GPUSource(s))
 	w := spawn(t, m, "nogpu", "--model", "tiny")
 	r := byID(m.Collect(context.Background()), w.ID)
-	if r.State != api.StateRunning || len(r.Errors) != 0 || r.MemBytes == nil {
+	if r.State != api.StateReady || len(r.Errors) != 0 || r.MemBytes == nil {
 		t.Fatalf("pass without a GPU: %+v", r)
 	}
 	if r.GPUs != nil || r.VRAMBytes != nil || r.GPUUtilPct != nil {
@@ -175,7 +175,7 @@ func TestCollectNvidiaSmiHang(t *testing.T) {
 		if !slices.ContainsFunc(r.Errors, func(e string) bool { return e == "gpu: nvidia-smi timed out after 500ms" }) {
 			t.Fatalf("pass %d errors %q, want \"gpu: nvidia-smi timed out after 500ms\"", i, r.Errors)
 		}
-		if r.MemBytes == nil || r.State != api.StateRunning {
+		if r.MemBytes == nil || r.State != api.StateReady {
 			t.Fatalf("pass %d: the rest of the record must survive: %+v", i, r)
 		}
 	}

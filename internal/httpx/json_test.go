@@ -81,7 +81,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"hive_id":"h","workers":[]}`), false)
 	f.Add(gz([]byte(`{"a":[1,2,3]}`)), true)
 	f.Add([]byte(`{"a":`), false)
-	f.Add([]byte(`{"hive_id":"h","seq":3,"workers":[{"id":"a-1","pid":7,"state":"running","stats":[1.5,null,3,4,5,6,7,8,9],"gpus":[[0,1,2]]}]}`), false)
+	f.Add([]byte(`{"hive_id":"h","seq":3,"workers":[{"id":"a-1","pid":7,"state":"ready","stats":[1.5,null,3,4,5,6,7,8,9],"gpus":[[0,1,2]]}]}`), false)
 	f.Fuzz(func(t *testing.T, body []byte, gzipped bool) {
 		enc := ""
 		if gzipped {

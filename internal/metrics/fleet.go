@@ -88,10 +88,10 @@ var (
 
 // workerStates are the states rbee_worker_state has a series for: an
 // exited worker's series end (rbee_hive_workers counts the exited).
-var workerStates = []api.State{api.StateStarting, api.StateRunning}
+var workerStates = []api.State{api.StateStarting, api.StateReady, api.StateUnhealthy}
 
 // hiveWorkerStates are the states rbee_hive_workers counts.
-var hiveWorkerStates = []api.State{api.StateStarting, api.StateRunning, api.StateExited}
+var hiveWorkerStates = []api.State{api.StateStarting, api.StateReady, api.StateUnhealthy, api.StateExited}
 
 // Fleet is a collector of hives, their hosts, GPUs and live workers,
 // read from Hives at every scrape. Exited workers are left out, so their

@@ -20,7 +20,7 @@ func TestFleetSeries(t *testing.T) {
 		Node: api.Node{CPUCores: 8, CPUPct: api.Ptr(25.0), MemTotalBytes: api.Ptr(uint64(1 << 34)), MemUsedBytes: api.Ptr(uint64(1 << 33)),
 			GPUs: []api.GPU{{Index: 0, UUID: "GPU-a", Name: "NVIDIA H200", VRAMTotalBytes: api.Ptr(uint64(1 << 37)), UtilPct: api.Ptr(50.0)}}},
 		Workers: []api.Worker{
-			{ID: "llm-1", Group: "llm", Instance: "1", Model: &model, State: api.StateRunning, StartedAt: &started, PIDs: []int{10, 11},
+			{ID: "llm-1", Group: "llm", Instance: "1", Model: &model, State: api.StateReady, StartedAt: &started, PIDs: []int{10, 11},
 				CPUSeconds: api.Ptr(12.5), CPULimitPct: api.Ptr(150.0), MemBytes: api.Ptr(uint64(100 << 20)), MemLimitBytes: api.Ptr(int64(512 << 20)),
 				IOReadBytes: api.Ptr(uint64(4096)), GPUs: []api.WorkerGPU{{Index: 0, VRAMBytes: api.Ptr(uint64(1 << 30)), SMUtilPct: api.Ptr(40.0)}}},
 			// Exited: no series. Unmeasured fields: no series either.
@@ -60,8 +60,9 @@ rbee_hive_cpu_utilization_ratio{hive="h1"} 0.25
 # HELP rbee_hive_workers Workers on the hive, by state.
 # TYPE rbee_hive_workers gauge
 rbee_hive_workers{hive="h1",state="exited"} 1
-rbee_hive_workers{hive="h1",state="running"} 1
+rbee_hive_workers{hive="h1",state="ready"} 1
 rbee_hive_workers{hive="h1",state="starting"} 1
+rbee_hive_workers{hive="h1",state="unhealthy"} 0
 # HELP rbee_gpu_utilization_ratio A GPU's utilisation as the driver reports it (0–1).
 # TYPE rbee_gpu_utilization_ratio gauge
 rbee_gpu_utilization_ratio{gpu="0",hive="h1",uuid="GPU-a"} 0.5
@@ -74,7 +75,7 @@ rbee_gpu_utilization_ratio{gpu="0",hive="h1",uuid="GPU-a"} 0.5
 	}
 	// Nothing measured, nothing sent: no memory series for llm-3, no GPU
 	// memory used for a GPU the driver did not report it for.
-	for name, n := range map[string]int{"rbee_worker_memory_usage_bytes": 1, "rbee_gpu_memory_used_bytes": 0, "rbee_worker_state": 4,
+	for name, n := range map[string]int{"rbee_worker_memory_usage_bytes": 1, "rbee_gpu_memory_used_bytes": 0, "rbee_worker_state": 6,
 		"rbee_worker_io_write_bytes_total": 0, "rbee_worker_processes": 1} {
 		if got := testutil.CollectAndCount(f, name); got != n {
 			t.Errorf("%s: %d series, want %d", name, got, n)
@@ -85,8 +86,8 @@ rbee_gpu_utilization_ratio{gpu="0",hive="h1",uuid="GPU-a"} 0.5
 // A stale hive's numbers are left out: its last readings are not now.
 func TestFleetStaleHiveHasNoNumbers(t *testing.T) {
 	f := fleetOf(api.Hive{ID: "h1", State: api.HiveStateStale, LastSeen: time.Unix(1, 0), Node: api.Node{CPUCores: 2, CPUPct: api.Ptr(50.0)},
-		Workers: []api.Worker{{ID: "w", State: api.StateRunning, MemBytes: api.Ptr(uint64(1))}}})
-	for name, n := range map[string]int{"rbee_hive_up": 1, "rbee_worker_info": 1, "rbee_hive_workers": 3,
+		Workers: []api.Worker{{ID: "w", State: api.StateReady, MemBytes: api.Ptr(uint64(1))}}})
+	for name, n := range map[string]int{"rbee_hive_up": 1, "rbee_worker_info": 1, "rbee_hive_workers": 4,
 		"rbee_hive_cpu_utilization_ratio": 0, "rbee_worker_memory_usage_bytes": 0, "rbee_worker_state": 0} {
 		if got := testutil.CollectAndCount(f, name); got != n {
 			t.Errorf("stale hive: %s has %d series, want %d", name, got, n)

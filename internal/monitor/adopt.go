@@ -83,7 +83,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 	w := &worker{proc: proc,
 		id: ids.WorkerID(group, instance), group: group, instance: instance,
 		pid: pid, cg: g, limits: lim, oomBase: oomBase,
-		state: api.StateRunning, done: make(chan struct{}),
+		state: api.StateReady, done: make(chan struct{}),
 		startedAt: m.processStart(pid),
 	}
 	if p := m.cfg.Platform.Proc; p != nil {

@@ -54,8 +54,13 @@ func (m *Monitor) Collect(ctx context.Context) []api.Worker {
 		}
 		m.mu.Lock()
 		if rec.State == api.StateStarting && len(rec.PIDs) > 0 && w.state == api.StateStarting {
-			w.state = api.StateRunning
-			rec.State = api.StateRunning
+			w.state = api.StateReady
+		}
+		if w.state != api.StateExited {
+			rec.State = w.stateLocked()
+			if w.health != nil {
+				rec.Health = w.health.record()
+			}
 		}
 		if w.state != api.StateExited {
 			w.last, w.seen = rec, true

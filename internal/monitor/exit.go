@@ -65,8 +65,19 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	w.state = api.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom
 	w.exitedAt, w.cleanupErr = m.now(), cleanupErr
+	var delay time.Duration
+	restart := false
+	if w.runs != nil {
+		if delay, restart = m.planRestartLocked(w, w.exitedAt); restart {
+			m.wg.Add(1)
+		}
+	}
 	m.mu.Unlock()
 	close(w.done)
+	if restart {
+		m.log.Info("worker will restart", "worker", w.id, "in", delay)
+		go m.restartLater(w, delay)
+	}
 	m.log.Info("worker exited", "worker", w.id, "pid", w.pid,
 		"exit_code", derefOr(code, -1), "signal", derefOr(sig, ""), "oom_killed", oom != nil && *oom)
 	m.changed()
@@ -81,6 +92,13 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 func (m *Monitor) Stop(ctx context.Context, id string) (api.Worker, error) {
 	m.mu.Lock()
 	w, ok := m.workers[id]
+	if ok {
+		// Its exit is no failure, and a restart it awaits is off.
+		w.stopping = true
+		if w.runs != nil {
+			w.runs.pending = false
+		}
+	}
 	m.mu.Unlock()
 	if !ok {
 		return api.Worker{}, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -136,7 +154,7 @@ func (m *Monitor) Forget(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.workers[id]
-	if !ok || w.state != api.StateExited {
+	if !ok || w.state != api.StateExited || w.runs != nil && w.runs.pending {
 		return false
 	}
 	delete(m.workers, id)

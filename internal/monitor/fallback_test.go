@@ -53,7 +53,7 @@ func TestCollectFallbackOnNonLinux(t *testing.T) {
 	if !ok {
 		t.Fatal("worker missing from the pass")
 	}
-	if r.State != api.StateRunning || r.PID != w.PID || len(r.PIDs) != 1 || r.UptimeS == nil {
+	if r.State != api.StateReady || r.PID != w.PID || len(r.PIDs) != 1 || r.UptimeS == nil {
 		t.Fatalf("record %+v", r)
 	}
 	// No procfs: nothing is measured, nothing is made up, and that is not

@@ -120,7 +120,9 @@ type Monitor struct {
 
 	closed  chan struct{}
 	closeMu sync.Once
-	wg      sync.WaitGroup // waiters of adopted workers
+	wg      sync.WaitGroup // waiters of adopted workers, health checks, pending restarts
+	// healthSem bounds the health checks in flight.
+	healthSem chan struct{}
 }
 
 // New returns a Monitor. It does not adopt existing workers; call Adopt.
@@ -133,6 +135,8 @@ func New(cfg Config) *Monitor {
 		workers:  map[string]*worker{},
 		spawning: map[string]bool{},
 		closed:   make(chan struct{}),
+
+		healthSem: make(chan struct{}, maxHealthChecks),
 	}
 	if m.log == nil {
 		m.log = slog.Default()

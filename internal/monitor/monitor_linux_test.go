@@ -66,7 +66,7 @@ func TestSpawnReturnsValidPID(t *testing.T) {
 	}
 	recs := m.Collect(context.Background())
 	r, _ := find(recs, w.ID)
-	if r.PID != w.PID || !slices.Contains(r.PIDs, w.PID) || r.State != api.StateRunning {
+	if r.PID != w.PID || !slices.Contains(r.PIDs, w.PID) || r.State != api.StateReady {
 		t.Fatalf("collected %+v, want pid %d among pids and running", r, w.PID)
 	}
 }
@@ -222,7 +222,7 @@ func TestCollectHandlesDeadProcess(t *testing.T) {
 	for {
 		recs := m.Collect(context.Background())
 		l, _ := find(recs, live.ID)
-		if len(l.Errors) > 0 || l.MemBytes == nil || l.State != api.StateRunning {
+		if len(l.Errors) > 0 || l.MemBytes == nil || l.State != api.StateReady {
 			t.Fatalf("live worker hurt by the dead one: %+v", l)
 		}
 		d, _ := find(recs, dead.ID)

@@ -71,6 +71,12 @@ func ValidateSpec(s api.SpawnRequest) (cgroups.Limits, error) {
 			return lim, fmt.Errorf("%w: env %s: %s", ErrSpec, ids.Quote(k), why)
 		}
 	}
+	if _, err := parseHealth(s.Health); err != nil {
+		return lim, err
+	}
+	if _, err := parseRestart(s.Restart); err != nil {
+		return lim, err
+	}
 	var err error
 	if lim.CPU, err = limits.ParseCPU("cpu_limit", s.CPULimit); err != nil {
 		return lim, err
@@ -84,9 +90,20 @@ func ValidateSpec(s api.SpawnRequest) (cgroups.Limits, error) {
 // Spawn starts a worker. Nothing is left behind when it fails: no cgroup,
 // no process, no record.
 func (m *Monitor) Spawn(ctx context.Context, spec api.SpawnRequest) (api.Worker, error) {
+	return m.spawn(ctx, spec, nil)
+}
+
+// spawn starts a worker; prev carries the runs of the same id before a
+// restart (nil for a new worker).
+func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) (api.Worker, error) {
 	lim, err := ValidateSpec(spec)
 	if err != nil {
 		return api.Worker{}, err
+	}
+	hs, _ := parseHealth(spec.Health)   // checked by ValidateSpec
+	rs, _ := parseRestart(spec.Restart) // checked by ValidateSpec
+	if prev == nil {
+		prev = &runs{}
 	}
 	lim.Pids = m.cfg.PidsMax
 	exe, err := launch.OpenBinary(spec.Binary, m.cfg.BinDir)
@@ -104,7 +121,10 @@ func (m *Monitor) Spawn(ctx context.Context, spec api.SpawnRequest) (api.Worker,
 		id: id, group: spec.Group, instance: spec.Instance,
 		binary: spec.Binary, args: append([]string(nil), spec.Args...),
 		model: ModelFromArgs(spec.Args), state: api.StateStarting,
-		done: make(chan struct{}),
+		done: make(chan struct{}), spec: spec, restart: rs, runs: prev,
+	}
+	if hs != nil {
+		w.health = &workerHealth{spec: hs, state: api.StateStarting}
 	}
 	ls := launch.Spec{
 		Exe: exe, Argv: append([]string{spec.Binary}, spec.Args...),
@@ -162,9 +182,14 @@ func (m *Monitor) Spawn(ctx context.Context, spec api.SpawnRequest) (api.Worker,
 
 	m.mu.Lock()
 	m.workers[id] = w
+	w.runs.pending = false
 	rec := w.baseLocked(m.now())
 	m.mu.Unlock()
 	go m.waitChild(w)
+	if w.health != nil {
+		m.wg.Add(1)
+		go m.watchHealth(w)
+	}
 
 	m.log.Info("worker spawned", "worker", id, "pid", w.pid, "binary", spec.Binary, "user", m.cfg.User.String(),
 		"cgroup", rec.Cgroup, "cpu_limit", spec.CPULimit, "memory_limit", spec.MemoryLimit)

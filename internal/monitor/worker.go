@@ -29,6 +29,15 @@ type worker struct {
 	oomBase             uint64 // OOM kills already counted when adopted
 	logFile             *os.File
 	done                chan struct{} // closed once the worker has exited and is cleaned up
+	// spec is what it was spawned with (restarts run it again); zero for
+	// adopted workers.
+	spec    api.SpawnRequest
+	restart *restartSpec // nil: never restarted
+
+	// lifecycle, guarded by Monitor.mu
+	health   *workerHealth // nil: ready once its process runs
+	runs     *runs         // shared by the runs of one id across restarts
+	stopping bool          // a stop was asked: its exit is no failure
 
 	// exit, guarded by Monitor.mu
 	state    api.State
@@ -74,8 +83,14 @@ func (w *worker) baseLocked(now time.Time) api.Worker {
 	r := api.Worker{
 		ID: w.id, Group: w.group, Instance: w.instance,
 		PID: w.pid, Binary: w.binary, Args: w.args, Model: w.model,
-		State: w.state, LimitsEnforced: w.cg != nil,
+		State: w.stateLocked(), LimitsEnforced: w.cg != nil,
 		ExitCode: w.exitCode, Signal: w.signal, OOMKilled: w.oom,
+	}
+	if w.health != nil {
+		r.Health = w.health.record()
+	}
+	if h := w.runs; h != nil {
+		r.Restarts, r.LastExit, r.RestartError = h.restarts, h.lastExit, h.err
 	}
 	if w.cg != nil {
 		r.Cgroup = w.cg.Path()
@@ -101,6 +116,15 @@ func (w *worker) baseLocked(now time.Time) api.Worker {
 		r.ExitedAt = api.Ptr(w.exitedAt)
 	}
 	return r
+}
+
+// stateLocked is the worker's state: its process's, and, while that
+// runs, its health check's when it has one. Caller holds Monitor.mu.
+func (w *worker) stateLocked() api.State {
+	if w.state == api.StateReady && w.health != nil {
+		return w.health.state
+	}
+	return w.state
 }
 
 // lastLocked returns the latest record. Caller holds Monitor.mu.

@@ -303,9 +303,9 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := registry.Filter{Model: q.Get("model"), Hive: q.Get("hive"), State: api.State(q.Get("state"))}
 	switch f.State {
-	case "", api.StateStarting, api.StateRunning, api.StateExited:
+	case "", api.StateStarting, api.StateReady, api.StateUnhealthy, api.StateExited:
 	default:
-		return api.Errorf(api.ErrInvalid, "state %s: want starting, running or exited", ids.Quote(string(f.State)))
+		return api.Errorf(api.ErrInvalid, "state %s: want starting, ready, unhealthy or exited", ids.Quote(string(f.State)))
 	}
 	if v := q.Get("idle"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -125,8 +125,10 @@ type Registry struct {
 	mu    sync.RWMutex
 	hives map[string]*hive
 	stats Stats
-	// res are the open VRAM reservations of placement answers, by id.
-	res map[string]*reservation
+	// res are the open VRAM reservations of placement answers, by id;
+	// resSeq numbers them in order.
+	res    map[string]*reservation
+	resSeq uint64
 
 	pubMu sync.Mutex // keeps events in order while publishing outside mu
 }
@@ -383,7 +385,9 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 			case whole:
 			case !p.live() && w.live():
 				evs = append(evs, added(h, w))
-			case w.live() && p.static != w.static && !p.static.Equal(w.static):
+			case w.live() && (p.rep.State != w.rep.State || p.static != w.static && !p.static.Equal(w.static)):
+				// Its static fields, or its state (starting, ready,
+				// unhealthy: what routing goes by), changed.
 				evs = append(evs, Event{Type: api.EventWorkerChanged, Hive: h.ID, Models: []string{w.model()},
 					Data: api.WorkerChanged{HiveID: h.ID, At: h.LastSeen, SentAt: h.sentAt, Worker: h.record(w)}})
 			}
@@ -561,7 +565,7 @@ func (r *Registry) Workers(f Filter) []api.FleetWorker {
 // is idle only when the hive reports no GPU error (it has no GPU backend).
 func (r *Registry) idle(w *worker) bool {
 	s := &w.rep.Stats
-	if w.rep.State != api.StateRunning || !s.Known(api.StatCPUPct) || s[api.StatCPUPct] >= r.cfg.IdleCPUPct {
+	if w.rep.State != api.StateReady || !s.Known(api.StatCPUPct) || s[api.StatCPUPct] >= r.cfg.IdleCPUPct {
 		return false
 	}
 	if s.Known(api.StatGPUUtilPct) {

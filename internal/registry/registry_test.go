@@ -62,7 +62,7 @@ func s(v string) *string   { return &v }
 
 func wk(inst, model string, pid int, cpu, gpu float64) api.Worker {
 	return api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: pid, PIDs: []int{pid}, Model: s(model),
-		State: api.StateRunning, CPUPct: f(cpu), GPUUtilPct: f(gpu)}
+		State: api.StateReady, CPUPct: f(cpu), GPUUtilPct: f(gpu)}
 }
 
 // hb is a heartbeat carrying ws, each with its static fields.
@@ -481,7 +481,7 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 func FuzzValidate(f *testing.F) {
 	seed, _ := json.Marshal(hb("h1", "s", 1, wk("a", "m", 1, 12.5, 3)))
 	f.Add(seed)
-	f.Add([]byte(`{"hive_id":"h","session_id":"s","node":{"cpu_cores":2,"cpu_pct":-1},"workers":[{"id":"a-b","group":"a","instance":"b","state":"running","cpu_pct":1e308}]}`))
+	f.Add([]byte(`{"hive_id":"h","session_id":"s","node":{"cpu_cores":2,"cpu_pct":-1},"workers":[{"id":"a-b","group":"a","instance":"b","state":"ready","cpu_pct":1e308}]}`))
 	f.Add([]byte(`{"hive_id":"..","workers":[]}`))
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -119,7 +119,7 @@ func (r *Registry) rankLocked(model string, all bool) (ranked []api.RankedWorker
 			switch {
 			case h.State != api.HiveStateOnline:
 				why = "on a stale hive"
-			case w.rep.State != api.StateRunning:
+			case w.rep.State != api.StateReady:
 				why = string(w.rep.State)
 			case load.Saturated:
 				why = "saturated (" + whyOf(load) + ")"
@@ -241,6 +241,7 @@ func (r *Registry) loadOf(h *hive, w *worker) api.WorkerLoad {
 // released, or it expires.
 type reservation struct {
 	api.Reservation
+	seq uint64 // order of creation (times may tie)
 	// known are the hive's live workers (id to pid) when it was made: a
 	// worker not among them is new.
 	known map[string]int
@@ -333,6 +334,8 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 		}
 		res := &reservation{Reservation: api.Reservation{ID: newReservationID(), HiveID: best.h.ID, Model: q.Model, BytesPerGPU: per,
 			CreatedAt: now, ExpiresAt: now.Add(r.cfg.ReservationTTL)}, known: map[string]int{}}
+		r.resSeq++
+		res.seq = r.resSeq
 		for _, g := range best.gpus {
 			res.GPUs = append(res.GPUs, g.Index)
 		}
@@ -393,7 +396,7 @@ func (r *Registry) claimLocked(h *hive) {
 	if len(mine) == 0 {
 		return
 	}
-	slices.SortFunc(mine, func(a, b *reservation) int { return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(mine, func(a, b *reservation) int { return cmp.Compare(a.seq, b.seq) })
 	for i := range h.workers {
 		w := &h.workers[i]
 		if !w.live() {

@@ -189,9 +189,9 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 		return err
 	}
 	switch w.State {
-	case api.StateStarting, api.StateRunning, api.StateExited:
+	case api.StateStarting, api.StateReady, api.StateUnhealthy, api.StateExited:
 	default:
-		return fmt.Errorf("state %s: want starting, running or exited", ids.Quote(string(w.State)))
+		return fmt.Errorf("state %s: want starting, ready, unhealthy or exited", ids.Quote(string(w.State)))
 	}
 	if w.PID < 0 || w.PID > MaxPID {
 		return fmt.Errorf("pid %d out of range", w.PID)

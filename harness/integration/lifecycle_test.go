@@ -1,0 +1,213 @@
+//go:build linux
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/internal/api"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func hiveWorker(t *testing.T, hive *harness.Daemon, id string) api.Worker {
+	t.Helper()
+	var w api.Worker
+	harness.Get(t, hive.URL+"/v1/workers/"+id, &w)
+	return w
+}
+
+// A worker with a health check is starting until it answers, ready while
+// it does, unhealthy when it stops: the queen hears each change at once
+// (worker_changed) and routes only to a ready worker, saying why not.
+func TestWorkerReadiness(t *testing.T) {
+	queen := harness.StartQueen(t)
+	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, Args: []string{"--interval", "1s"}})
+	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream?types=worker_changed", harness.SSEOptions{})
+	port := freePort(t)
+	// The worker runs as nobody: the file it looks for must be where
+	// nobody can see it.
+	dir, err := os.MkdirTemp("", "rbee-health-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fail := filepath.Join(dir, "fail")
+	health := &api.HealthCheck{HTTP: fmt.Sprintf("http://localhost:%d/health", port), Interval: api.Duration(200 * time.Millisecond),
+		Timeout: api.Duration(150 * time.Millisecond), Failures: 2}
+	spawned := time.Now()
+	w := spawn(t, hive, "a", api.SpawnRequest{Args: []string{"--model", "m", "--health-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--healthy-after", "1500ms", "--fail-file", fail}, Health: health})
+	if w.State != api.StateStarting || w.Health == nil || w.Health.Target != fmt.Sprintf("http://127.0.0.1:%d/health", port) {
+		t.Fatalf("spawned: state %s health %+v", w.State, w.Health)
+	}
+	// While it loads: starting at the queen, and passed over.
+	harness.WaitFor(t, 5*time.Second, func() error {
+		ws := queenWorkers(t, queen, "")
+		if len(ws) != 1 || ws[0].State != api.StateStarting {
+			return fmt.Errorf("queen lists %+v", ws)
+		}
+		return nil
+	})
+	code, body := harness.Call(t, "GET", queen.URL+"/v1/schedule?model=m", nil)
+	if code != 404 || !strings.Contains(string(body), "llm-a@"+hive.Name+" starting") {
+		t.Fatalf("schedule while starting: %d %s", code, body)
+	}
+	// Healthy: ready, within an interval of the check, scheduled.
+	harness.WaitFor(t, 10*time.Second, func() error {
+		if ws := queenWorkers(t, queen, "?state=ready"); len(ws) != 1 {
+			return fmt.Errorf("not ready at the queen")
+		}
+		return nil
+	})
+	t.Logf("ready at the queen %v after the spawn (healthy after 1.5 s, checks every 200 ms, heartbeat interval 1 s)", time.Since(spawned).Round(time.Millisecond))
+	if took := time.Since(spawned); took > 1500*time.Millisecond+800*time.Millisecond {
+		t.Errorf("ready reached the queen %v after the spawn: not at once (the interval is 1 s)", took)
+	}
+	var d api.Decision
+	harness.Get(t, queen.URL+"/v1/schedule?model=m", &d)
+	if d.Kind != "worker" || d.Worker.ID != w.ID {
+		t.Fatalf("schedule when ready: %+v", d)
+	}
+	// Failing: unhealthy after 2 failed checks, out of the answers.
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, 5*time.Second, func() error {
+		if ws := queenWorkers(t, queen, "?state=unhealthy"); len(ws) != 1 {
+			return fmt.Errorf("not unhealthy at the queen")
+		}
+		return nil
+	})
+	code, body = harness.Call(t, "GET", queen.URL+"/v1/schedule?model=m", nil)
+	if code != 404 || !strings.Contains(string(body), "unhealthy") {
+		t.Fatalf("schedule while unhealthy: %d %s", code, body)
+	}
+	if h := hiveWorker(t, hive, w.ID).Health; h == nil || h.Failures < 2 || !strings.Contains(h.LastError, "500") {
+		t.Fatalf("hive record of the unhealthy worker: %+v", h)
+	}
+	os.Remove(fail)
+	harness.WaitFor(t, 5*time.Second, func() error {
+		if ws := queenWorkers(t, queen, "?state=ready"); len(ws) != 1 {
+			return fmt.Errorf("not ready again")
+		}
+		return nil
+	})
+	var states []string
+	for _, e := range events.Events() {
+		var c api.WorkerChanged
+		if json.Unmarshal([]byte(e.Data), &c) == nil && c.Worker.ID == w.ID {
+			states = append(states, string(c.Worker.State))
+		}
+	}
+	if strings.Join(states, ",") != "ready,unhealthy,ready" {
+		t.Fatalf("worker_changed states %v, want ready, unhealthy, ready", states)
+	}
+	// The hive makes no request elsewhere.
+	for target, want := range map[string]string{
+		"http://10.255.255.1:80/health":  "not an address of this host",
+		"http://example.com/health":      "is a name",
+		"http://169.254.169.254/latest/": "not an address of this host",
+		"ftp://127.0.0.1/":               "want http(s)",
+	} {
+		code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", api.SpawnRequest{Group: "llm", Instance: "x", Binary: harness.TestWorker(t),
+			Health: &api.HealthCheck{HTTP: target}})
+		if code != 400 || !strings.Contains(string(body), want) {
+			t.Errorf("health %s: %d %s, want 400 with %q", target, code, body, want)
+		}
+	}
+	if code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", api.SpawnRequest{Group: "llm", Instance: "x", Binary: harness.TestWorker(t),
+		Health: &api.HealthCheck{TCP: "127.0.0.1:1", Interval: api.Duration(time.Millisecond)}}); code != 400 || !strings.Contains(string(body), "health.interval") {
+		t.Errorf("a 1 ms interval: %d %s", code, body)
+	}
+}
+
+// on-failure restarts a crashing worker with backoff, keeping its id,
+// cgroup and limits, until max_restarts; an OOM kill is a failure; a
+// clean exit, or a stop, is not.
+func TestWorkerRestartPolicy(t *testing.T) {
+	queen := harness.StartQueen(t)
+	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, Args: []string{"--interval", "300ms"}})
+	policy := &api.RestartPolicy{Policy: api.RestartOnFailure, MaxRestarts: 3, Window: api.Duration(time.Minute),
+		Backoff: api.Duration(100 * time.Millisecond), MaxBackoff: api.Duration(time.Second)}
+	first := spawn(t, hive, "crash", api.SpawnRequest{Args: []string{"--model", "m", "--exit-after", "300ms", "--exit-code", "3"},
+		MemoryLimit: "256Mi", Restart: policy})
+	pids := map[int]bool{first.PID: true}
+	var last api.Worker
+	harness.WaitFor(t, 20*time.Second, func() error {
+		last = hiveWorker(t, hive, first.ID)
+		if last.State != api.StateExited {
+			pids[last.PID] = true
+		}
+		if last.RestartError == "" {
+			return fmt.Errorf("restarts %d, state %s", last.Restarts, last.State)
+		}
+		return nil
+	})
+	if last.Restarts != 3 || !strings.Contains(last.RestartError, "3 restarts within 1m0s") || last.LastExit == nil ||
+		last.LastExit.ExitCode == nil || *last.LastExit.ExitCode != 3 || last.Cgroup != first.Cgroup || *last.MemLimitBytes != 256<<20 {
+		t.Fatalf("after the restart limit: %+v", last)
+	}
+	if len(pids) < 3 {
+		t.Errorf("saw %d pids over the restarts, want a new process each time", len(pids))
+	}
+	// The queen saw the restarts: worker_added carries the count.
+	harness.WaitFor(t, 5*time.Second, func() error {
+		for _, w := range queenWorkers(t, queen, "") {
+			if w.ID == first.ID && w.State == api.StateExited && w.Restarts == 3 && w.RestartError != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("queen: %+v", queenWorkers(t, queen, ""))
+	})
+
+	// An OOM kill is a failure: restarted once, then the limit.
+	oom := spawn(t, hive, "oom", api.SpawnRequest{Args: []string{"--mem", "256Mi"}, MemoryLimit: "64Mi",
+		Restart: &api.RestartPolicy{Policy: api.RestartOnFailure, MaxRestarts: 1, Backoff: api.Duration(100 * time.Millisecond)}})
+	harness.WaitFor(t, 20*time.Second, func() error {
+		if last = hiveWorker(t, hive, oom.ID); last.RestartError == "" {
+			return fmt.Errorf("restarts %d", last.Restarts)
+		}
+		return nil
+	})
+	if last.Restarts != 1 || last.LastExit == nil || last.LastExit.OOMKilled == nil || !*last.LastExit.OOMKilled {
+		t.Fatalf("OOM-killed worker: %+v", last)
+	}
+
+	// A clean exit under on-failure, and a stop under always: no restart.
+	clean := spawn(t, hive, "clean", api.SpawnRequest{Args: []string{"--exit-after", "200ms"}, Restart: policy})
+	svc := spawn(t, hive, "svc", api.SpawnRequest{Args: []string{"--model", "m"},
+		Restart: &api.RestartPolicy{Policy: api.RestartAlways, Backoff: api.Duration(100 * time.Millisecond)}})
+	if code, body := harness.Call(t, "DELETE", hive.URL+"/v1/workers/"+svc.ID, nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	time.Sleep(time.Second)
+	for _, w := range []api.Worker{clean, svc} {
+		if got := hiveWorker(t, hive, w.ID); got.State != api.StateExited || got.Restarts != 0 || got.PID != w.PID {
+			t.Errorf("%s restarted: %+v", w.ID, got)
+		}
+	}
+	if code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", api.SpawnRequest{Group: "llm", Instance: "x", Binary: harness.TestWorker(t),
+		Restart: &api.RestartPolicy{Policy: "sometimes"}}); code != 400 || !strings.Contains(string(body), "restart.policy") {
+		t.Errorf("a bad policy: %d %s", code, body)
+	}
+}
