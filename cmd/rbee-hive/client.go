@@ -10,6 +10,7 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cli"
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
@@ -125,4 +126,56 @@ func infoCmd(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	return cli.PrintJSON(out, info)
+}
+
+func logsCmd(ctx context.Context, out io.Writer, args []string) error {
+	fs, client := clientFlags("logs", "rbee-hive logs [flags] ID",
+		"Prints a worker's output (stdout and stderr), from the hive's --worker-log-dir: its last\n"+
+			"lines, then with -f what it prints until it exits (across rotations). --previous reads\n"+
+			"the run before its last restart.")
+	follow := fs.Bool("f", "", false, "follow: keep printing until the worker exits or Ctrl-C")
+	tail := fs.Int("tail", "", 100, "how many of the last lines to start with")
+	previous := fs.Bool("previous", "", false, "the run before the last restart")
+	if err := cli.ParseArgs(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("logs needs one worker id")
+	}
+	if *tail < 1 {
+		return cli.Usagef("--tail %d: want 1 or more", *tail)
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"tail": {fmt.Sprint(*tail)}}
+	if *follow {
+		q.Set("follow", "true")
+	}
+	if *previous {
+		q.Set("previous", "true")
+	}
+	body, err := c.Open(ctx, "/v1/workers/"+url.PathEscape(fs.Arg(0))+"/logs?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	// A worker's output may hold terminal escapes: they are shown, not
+	// obeyed.
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := io.WriteString(out, ids.CleanLines(string(buf[:n]), n*3)); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			if err == io.EOF || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 }

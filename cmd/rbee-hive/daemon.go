@@ -18,6 +18,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/hive"
 	"github.com/rbee-dev/rbee/internal/launch"
+	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
 	"github.com/rbee-dev/rbee/internal/version"
 )
@@ -56,7 +57,9 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	stopOnExit := fs.Bool("stop-workers-on-exit", "RBEE_STOP_WORKERS_ON_EXIT", false, "stop every worker when the hive exits (default: leave them for the next hive)")
-	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log); default: discarded")
+	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log, rotated; the run before a restart in <id>.previous.log); default: discarded")
+	logMax := fs.String("worker-log-max-size", "RBEE_WORKER_LOG_MAX_SIZE", "64Mi", "size at which a worker's log rotates (bytes, or with K/M/G/Ki/Mi/Gi)")
+	logFiles := fs.Int("worker-log-files", "RBEE_WORKER_LOG_FILES", 2, "log files kept per worker run, the current one included (1 to 10)")
 	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", monitor.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a worker")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,6 +72,16 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	}
 	if *pidsMax < 0 {
 		return cli.Usagef("--worker-pids-max %d: want 0 (no limit) or more", *pidsMax)
+	}
+	logMaxBytes, err := limits.ParseMemory("--worker-log-max-size", *logMax)
+	if err != nil {
+		return cli.Usagef("%v", err)
+	}
+	if logMaxBytes < 64<<10 {
+		return cli.Usagef("--worker-log-max-size %s: want at least 64Ki", *logMax)
+	}
+	if *logFiles < 1 || *logFiles > 10 {
+		return cli.Usagef("--worker-log-files %d: want 1 to 10", *logFiles)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	user, err := workerCredential(*workerUser)
@@ -83,7 +96,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		HiveID: *hiveID, Listen: *listen, QueenURLs: queenURLs(fs, *queens), QueenCA: *queenCA, InsecureNoTLS: *noTLS,
 		HiveURL: *hiveURL, Interval: *interval, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, BinDir: *binDir, WorkerUser: user, WorkerPidsMax: int64(*pidsMax),
-		StopWorkersOnExit: *stopOnExit, Version: version.String(), Logger: log, StopGrace: *grace, LogDir: *logDir,
+		StopWorkersOnExit: *stopOnExit, Version: version.String(), Logger: log, StopGrace: *grace, LogDir: *logDir, LogMaxSize: logMaxBytes, LogFiles: *logFiles,
 	}
 	if *queenTokenFile != "" {
 		if cfg.QueenToken, err = auth.ReadTokenFile(*queenTokenFile); err != nil {

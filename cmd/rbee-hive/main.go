@@ -13,6 +13,7 @@ func main() {
 		{Name: "spawn", Summary: "spawn a worker: spawn --instance 9301 [flags] -- /path/worker args...", Run: spawnCmd},
 		{Name: "list", Summary: "list the hive's workers", Run: listCmd},
 		{Name: "show", Summary: "show one worker as JSON: show ID", Run: showCmd},
+		{Name: "logs", Summary: "print a worker's output: logs [-f] [--tail N] [--previous] ID", Run: logsCmd},
 		{Name: "stop", Summary: "stop a worker and remove its cgroup: stop ID", Run: stopCmd},
 		{Name: "info", Summary: "show the hive's settings and state", Run: infoCmd},
 	})

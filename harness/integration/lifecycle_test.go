@@ -3,11 +3,16 @@
 package integration
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +214,152 @@ func TestWorkerRestartPolicy(t *testing.T) {
 	if code, body := harness.Call(t, "POST", hive.URL+"/v1/workers", api.SpawnRequest{Group: "llm", Instance: "x", Binary: harness.TestWorker(t),
 		Restart: &api.RestartPolicy{Policy: "sometimes"}}); code != 400 || !strings.Contains(string(body), "restart.policy") {
 		t.Errorf("a bad policy: %d %s", code, body)
+	}
+}
+
+// dirBytes sums the sizes of the files in dir whose names start with
+// prefix.
+func dirBytes(t *testing.T, dir, prefix string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+	}
+	return n
+}
+
+var rateRE = regexp.MustCompile(`wrote (\d+) bytes in \S+ \((\d+) MiB/s\)`)
+
+// A worker's output goes to a bounded, rotated log: a worker printing
+// 1 GiB as fast as it can is not slowed and keeps the disk use bounded;
+// the logs are read through the API (tail, follow across a rotation,
+// previous run); an exit carries the end of the output to the queen.
+func TestWorkerLogs(t *testing.T) {
+	queen := harness.StartQueen(t)
+	logDir := t.TempDir()
+	const maxSize, files = 1 << 20, 2
+	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, Args: []string{"--interval", "300ms",
+		"--worker-log-dir", logDir, "--worker-log-max-size", "1Mi", "--worker-log-files", "2"}})
+	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream?types=worker_removed", harness.SSEOptions{})
+
+	// Without the hive: the same worker writing to a file of its own.
+	direct := filepath.Join(t.TempDir(), "direct.log")
+	f, err := os.Create(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(harness.TestWorker(t), "--print-bytes", "1Gi", "--exit-after", "1ms")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = f, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("direct run: %v %s", err, stderr.String())
+	}
+	f.Close()
+	os.Remove(direct)
+	m := rateRE.FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("direct run: %s", stderr.String())
+	}
+	directRate, _ := strconv.Atoi(m[2])
+
+	// Under the hive, with its log bounded at 1 MiB x 2 files.
+	w := spawn(t, hive, "chatty", api.SpawnRequest{Args: []string{"--print-bytes", "1Gi", "--model", "m"}})
+	var peak int64
+	var hiveRate int
+	harness.WaitFor(t, 60*time.Second, func() error {
+		peak = max(peak, dirBytes(t, logDir, w.ID+".log"))
+		code, body := harness.Call(t, "GET", hive.URL+"/v1/workers/"+w.ID+"/logs?tail=3", nil)
+		if code != 200 {
+			return fmt.Errorf("logs: %d %s", code, body)
+		}
+		m := rateRE.FindStringSubmatch(string(body))
+		if m == nil {
+			return fmt.Errorf("still writing: %q", body[max(0, len(body)-300):])
+		}
+		if n, _ := strconv.Atoi(m[1]); n != 1<<30 {
+			t.Fatalf("the worker wrote %d bytes of 1 GiB: %s", n, m[0])
+		}
+		hiveRate, _ = strconv.Atoi(m[2])
+		return nil
+	})
+	final := dirBytes(t, logDir, w.ID+".log")
+	t.Logf("1 GiB of output: %d MiB/s alone, %d MiB/s under the hive (%.2f); log files peaked at %.1f MiB, %.1f MiB after (bound %d MiB x %d files; checked every 50 ms)",
+		directRate, hiveRate, float64(hiveRate)/float64(directRate), float64(peak)/(1<<20), float64(final)/(1<<20), maxSize>>20, files)
+	if final > maxSize*files+64<<10 {
+		t.Errorf("the logs hold %d bytes after the writes, bound %d", final, maxSize*files)
+	}
+	if peak > 256<<20 {
+		t.Errorf("the logs peaked at %d MiB while the worker wrote 1 GiB: not bounded", peak>>20)
+	}
+	if float64(hiveRate) < 0.3*float64(directRate) {
+		t.Errorf("the hive slowed the worker's output to %d MiB/s from %d", hiveRate, directRate)
+	}
+
+	// Follow across rotations: ticks of 1000 bytes every 5 ms rotate the
+	// 1 MiB log every few seconds.
+	tick := spawn(t, hive, "tick", api.SpawnRequest{Args: []string{"--tick", "5ms"}})
+	body, err := (&api.Client{Base: hive.URL, Token: harness.Token}).Open(context.Background(), "/v1/workers/"+tick.ID+"/logs?follow=true&tail=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	var maxTick int
+	sc := bufio.NewScanner(body)
+	sc.Buffer(nil, 1<<20)
+	deadline := time.Now().Add(30 * time.Second)
+	for sc.Scan() && time.Now().Before(deadline) {
+		var n int
+		if _, err := fmt.Sscanf(sc.Text(), "tick %d", &n); err == nil {
+			seen[n], maxTick = true, max(maxTick, n)
+		}
+		if _, err := os.Stat(filepath.Join(logDir, tick.ID+".log.1")); err == nil && maxTick > 1500 {
+			break
+		}
+	}
+	body.Close()
+	missing := 0
+	for n := maxTick - 1200; n <= maxTick; n++ {
+		if !seen[n] {
+			missing++
+		}
+	}
+	t.Logf("followed %d ticks up to %d across rotations; %d of the last 1200 missing", len(seen), maxTick, missing)
+	if maxTick < 1500 || missing > 20 {
+		t.Fatalf("follow: up to tick %d, %d of the last 1200 missing", maxTick, missing)
+	}
+
+	// A crash's last lines reach the queen.
+	crash := spawn(t, hive, "crash", api.SpawnRequest{Args: []string{"--say", "fatal: CUDA out of memory (a test)", "--exit-after", "300ms", "--exit-code", "1"},
+		Restart: &api.RestartPolicy{Policy: api.RestartOnFailure, MaxRestarts: 1, Backoff: api.Duration(100 * time.Millisecond)}})
+	ev, _ := events.WaitFor(20*time.Second, 0, func(e harness.Event) bool {
+		var r api.WorkerRemoved
+		return json.Unmarshal([]byte(e.Data), &r) == nil && r.WorkerID == crash.ID && strings.Contains(r.LogTail, "fatal: CUDA out of memory")
+	})
+	t.Logf("worker_removed: %.200s", ev.Data)
+	// The restart moved the first run's log to previous.
+	harness.WaitFor(t, 20*time.Second, func() error {
+		if hiveWorker(t, hive, crash.ID).RestartError == "" {
+			return fmt.Errorf("not at its restart limit yet")
+		}
+		return nil
+	})
+	code, prev := harness.Call(t, "GET", hive.URL+"/v1/workers/"+crash.ID+"/logs?previous=true", nil)
+	if code != 200 || !strings.Contains(string(prev), "fatal: CUDA out of memory") {
+		t.Fatalf("previous run's log: %d %s", code, prev)
+	}
+	for q, want := range map[string]int{"tail=0": 400, "tail=x": 400, "follow=maybe": 400, "since=1h": 400} {
+		if code, body := harness.Call(t, "GET", hive.URL+"/v1/workers/"+crash.ID+"/logs?"+q, nil); code != want {
+			t.Errorf("logs?%s: %d %s, want %d", q, code, body, want)
+		}
+	}
+	if code, _ := harness.Call(t, "GET", hive.URL+"/v1/workers/nope/logs", nil); code != 404 {
+		t.Errorf("logs of an unknown worker: %d", code)
 	}
 }

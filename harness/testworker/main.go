@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +44,9 @@ type config struct {
 	healthAddr   string
 	healthyAfter time.Duration
 	failFile     string
+	say          string
+	printBytes   int64
+	tick         time.Duration
 }
 
 func main() {
@@ -55,7 +59,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("testworker", flag.ContinueOnError)
 	var c config
-	var mem, ioWrite string
+	var mem, ioWrite, printBytes string
 	fs.Float64Var(&c.cpu, "cpu", 0, "percent of one core to burn (150 = one and a half cores)")
 	fs.StringVar(&mem, "mem", "", "memory to allocate and hold, e.g. 200Mi")
 	fs.StringVar(&ioWrite, "io-write", "", "bytes per second to write and fsync, e.g. 4Mi")
@@ -71,6 +75,9 @@ func run(args []string) error {
 	fs.StringVar(&c.healthAddr, "health-addr", "", "serve GET /health on this address (host:port)")
 	fs.DurationVar(&c.healthyAfter, "healthy-after", 0, "with --health-addr: answer 503 until this long after start (a model loading)")
 	fs.StringVar(&c.failFile, "fail-file", "", "with --health-addr: answer 500 while this file exists")
+	fs.StringVar(&c.say, "say", "", "print this line on stdout at start")
+	fs.DurationVar(&c.tick, "tick", 0, "print a numbered line of 1000 bytes on stdout this often")
+	fs.StringVar(&printBytes, "print-bytes", "", "write this much output (lines of text) to stdout as fast as it can, then report the rate on stderr, e.g. 1Gi")
 	fs.String("model", "", "model name (only shown in the command line)")
 	fs.String("m", "", "model name, short form")
 	fs.String("served-model-name", "", "served model name")
@@ -84,6 +91,15 @@ func run(args []string) error {
 	}
 	if c.ioWrite, err = limits.ParseMemory("--io-write", ioWrite); err != nil {
 		return err
+	}
+	if c.printBytes, err = limits.ParseMemory("--print-bytes", printBytes); err != nil {
+		return err
+	}
+	if c.say != "" {
+		fmt.Println(c.say)
+	}
+	if c.printBytes > 0 {
+		printFast(c.printBytes)
 	}
 
 	sigs := []os.Signal{syscall.SIGINT}
@@ -111,6 +127,19 @@ func run(args []string) error {
 		if err := serveHealth(ctx, c.healthAddr, time.Now().Add(c.healthyAfter), c.failFile); err != nil {
 			return err
 		}
+	}
+	if c.tick > 0 {
+		go func() {
+			pad := strings.Repeat(".", 980)
+			for n := 1; ; n++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(c.tick):
+				}
+				fmt.Printf("tick %08d %s\n", n, pad)
+			}
+		}()
 	}
 	held := hold(c.mem)
 	var wg sync.WaitGroup
@@ -263,4 +292,27 @@ func serveHealth(ctx context.Context, addr string, healthyAt time.Time, failFile
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// printFast writes n bytes of numbered lines to stdout, unbuffered by Go
+// beyond 64 KiB writes, and reports how fast on stderr.
+func printFast(n int64) {
+	line := []byte("testworker output line, padded to look like a server's log line ..................................\n")
+	chunk := make([]byte, 0, 64<<10)
+	for len(chunk)+len(line) <= cap(chunk) {
+		chunk = append(chunk, line...)
+	}
+	start := time.Now()
+	var done int64
+	for done < n {
+		w := chunk[:min(int64(len(chunk)), n-done)]
+		k, err := os.Stdout.Write(w)
+		done += int64(k)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testworker: write:", err)
+			break
+		}
+	}
+	took := time.Since(start)
+	fmt.Fprintf(os.Stderr, "testworker: wrote %d bytes in %v (%.0f MiB/s)\n", done, took.Round(time.Millisecond), float64(done)/took.Seconds()/(1<<20))
 }

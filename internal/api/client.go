@@ -89,6 +89,41 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return fmt.Errorf("none of %d daemons answered: %s", len(bases), strings.Join(errs, "; "))
 }
 
+// Open sends a GET and returns the answer's body to read as it comes
+// (plain text, a stream), or the error of a non-2xx answer. The client's
+// whole-request timeout does not apply: the caller's context bounds it.
+func (c *Client) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP
+	}
+	hc.Timeout = 0
+	var errs []string
+	bases := c.Bases()
+	for _, base := range bases {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil || len(bases) == 1 {
+				return nil, err
+			}
+			errs = append(errs, err.Error())
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			return nil, c.answer(resp, http.MethodGet, path, nil)
+		}
+		return resp.Body, nil
+	}
+	return nil, fmt.Errorf("none of %d daemons answered: %s", len(bases), strings.Join(errs, "; "))
+}
+
 func (c *Client) answer(resp *http.Response, method, path string, out any) error {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -145,5 +145,7 @@ type WorkerRemoved struct {
 	ExitCode  *int      `json:"exit_code"`
 	Signal    *string   `json:"signal"`
 	OOMKilled *bool     `json:"oom_killed"`
-	Worker    Worker    `json:"worker"`
+	// LogTail is the end of its output, when its hive keeps logs.
+	LogTail string `json:"log_tail,omitempty"`
+	Worker  Worker `json:"worker"`
 }

@@ -346,6 +346,9 @@ type WorkerExit struct {
 	Signal    *string    `json:"signal"`
 	OOMKilled *bool      `json:"oom_killed"`
 	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+	// LogTail is the end of its output (at most 4 KiB), when the hive
+	// keeps logs: why it crashed, without a login on the host.
+	LogTail string `json:"log_tail,omitempty"`
 }
 
 // WorkerReport is one worker in a heartbeat: what changes every pass, and
@@ -403,7 +406,7 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 		r.GPUs = append(r.GPUs, gs)
 	}
 	if w.State == StateExited || w.ExitCode != nil || w.Signal != nil {
-		r.Exit = &WorkerExit{ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, ExitedAt: w.ExitedAt}
+		r.Exit = &WorkerExit{ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, ExitedAt: w.ExitedAt, LogTail: w.LogTail}
 	}
 	if withStatic {
 		st := StaticOf(w)
@@ -451,6 +454,7 @@ func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker
 	}
 	if r.Exit != nil {
 		w.ExitCode, w.Signal, w.OOMKilled, w.ExitedAt = r.Exit.ExitCode, r.Exit.Signal, r.Exit.OOMKilled, r.Exit.ExitedAt
+		w.LogTail = r.Exit.LogTail
 	}
 	return w
 }

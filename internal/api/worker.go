@@ -68,6 +68,8 @@ type Worker struct {
 	Signal    *string    `json:"signal"`
 	OOMKilled *bool      `json:"oom_killed"`
 	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+	// LogTail is the end of an exited worker's output (at most 4 KiB).
+	LogTail string `json:"log_tail,omitempty"`
 
 	// Health is the worker's health check as last run (workers with one).
 	Health *WorkerHealth `json:"health,omitempty"`

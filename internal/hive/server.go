@@ -79,6 +79,9 @@ type Config struct {
 	Platform   monitor.Platform
 	StopGrace  time.Duration
 	LogDir     string
+	// LogMaxSize and LogFiles bound each worker's log (0: 64 MiB, 2).
+	LogMaxSize int64
+	LogFiles   int
 	GPU        *gpu.Sampler // nil means no GPU telemetry
 	GPUWhy     string       // why this backend was chosen
 	MaxWorkers int          // 0 means 1024
@@ -190,7 +193,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	src := GPUSource(cfg.GPU)
 	s.mon = monitor.New(monitor.Config{
-		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, BinDir: s.binDir, GPU: src,
+		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, LogMaxSize: cfg.LogMaxSize, LogFiles: cfg.LogFiles, BinDir: s.binDir, GPU: src,
 		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
 	})
 	s.node = &nodeReader{proc: cfg.Platform.Proc, sampler: cfg.GPU}
@@ -258,6 +261,7 @@ func (s *Server) Handler() http.Handler {
 		return nil
 	})))
 	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.stop)))
+	mux.Handle("GET /v1/workers/{id}/logs", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.logs)))
 	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := s.Info()
 		if auth.PrincipalOf(r.Context()).Role != auth.RoleOperator {

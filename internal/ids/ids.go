@@ -90,6 +90,22 @@ func Clean(s string, max int) string {
 	return b.String()
 }
 
+// CleanLines is Clean for text of several lines (a worker's output):
+// newlines and tabs stay, other control characters become U+FFFD, invalid
+// UTF-8 is replaced, and the last max bytes are kept.
+func CleanLines(s string, max int) string {
+	if len(s) > max {
+		s = s[len(s)-max:]
+	}
+	s = strings.ToValidUTF8(s, string(utf8.RuneError))
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && isControl(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
 // Quote returns s for a log line or an error message: quoted, with control
 // characters escaped, and cut to 64 bytes.
 func Quote(s string) string {

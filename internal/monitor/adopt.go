@@ -95,6 +95,15 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			}
 		}
 	}
+	if m.cfg.LogDir != "" {
+		// Its output still goes to the log an earlier hive opened: keep
+		// bounding it.
+		lp := logPaths{m.cfg.LogDir, w.id}
+		if f, err := os.OpenFile(lp.current(), os.O_RDWR|oNoFollow, 0); err == nil {
+			m.wg.Add(1)
+			go m.guardLog(lp, f, w.done)
+		}
+	}
 	m.mu.Lock()
 	m.workers[w.id] = w
 	m.mu.Unlock()

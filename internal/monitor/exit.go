@@ -53,9 +53,11 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		// A plain worker's children share its process group.
 		killGroup(w.pid)
 	}
-	if w.logFile != nil {
-		w.logFile.Close()
+	var tail string
+	if m.cfg.LogDir != "" {
+		tail = tailOf(logPaths{m.cfg.LogDir, w.id}, m.logFiles, ExitTailBytes)
 	}
+	// The log guard closes the file when it has seen the worker's end.
 	// The pass owns the per-task descriptors; without this they would
 	// stay open until a pass saw the exit, which StopAll never waits for.
 	m.collectMu.Lock()
@@ -65,6 +67,7 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	w.state = api.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom
 	w.exitedAt, w.cleanupErr = m.now(), cleanupErr
+	w.logTail = tail
 	var delay time.Duration
 	restart := false
 	if w.runs != nil {

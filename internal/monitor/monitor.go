@@ -5,6 +5,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"maps"
@@ -57,8 +58,11 @@ type Config struct {
 	// means 10 s.
 	StopGrace time.Duration
 	// LogDir receives each worker's stdout and stderr as <id>.log; ""
-	// discards them.
-	LogDir string
+	// discards them. LogMaxSize (0: DefaultLogMaxSize) and LogFiles (0:
+	// DefaultLogFiles) bound a run's log.
+	LogDir     string
+	LogMaxSize int64
+	LogFiles   int
 	// BinDir, when set, is the only directory workers may be spawned from
 	// (see launch.OpenBinary); nil allows any absolute path.
 	BinDir *launch.BinDir
@@ -122,7 +126,9 @@ type Monitor struct {
 	closeMu sync.Once
 	wg      sync.WaitGroup // waiters of adopted workers, health checks, pending restarts
 	// healthSem bounds the health checks in flight.
-	healthSem chan struct{}
+	healthSem  chan struct{}
+	logMaxSize int64
+	logFiles   int
 }
 
 // New returns a Monitor. It does not adopt existing workers; call Adopt.
@@ -150,6 +156,7 @@ func New(cfg Config) *Monitor {
 	if m.cfg.StopGrace == 0 {
 		m.cfg.StopGrace = DefaultStopGrace
 	}
+	m.logMaxSize, m.logFiles = cmp.Or(m.cfg.LogMaxSize, DefaultLogMaxSize), cmp.Or(m.cfg.LogFiles, DefaultLogFiles)
 	return m
 }
 

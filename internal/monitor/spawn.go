@@ -131,7 +131,11 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 		Env: workerEnv(spec.Env, m.cfg.User), Dir: spec.Dir, User: m.cfg.User,
 	}
 	if m.cfg.LogDir != "" {
-		f, err := openLog(filepath.Join(m.cfg.LogDir, id+".log"))
+		lp := logPaths{m.cfg.LogDir, id}
+		if err := lp.startRun(m.logFiles); err != nil {
+			return api.Worker{}, err
+		}
+		f, err := openLog(lp.current())
 		if err != nil {
 			return api.Worker{}, err
 		}
@@ -186,6 +190,19 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 	rec := w.baseLocked(m.now())
 	m.mu.Unlock()
 	go m.waitChild(w)
+	if w.logFile != nil {
+		// The guard reads and truncates through a descriptor of its own:
+		// the worker's is write-only.
+		lp := logPaths{m.cfg.LogDir, id}
+		if g, err := os.OpenFile(lp.current(), os.O_RDWR|oNoFollow, 0); err == nil {
+			m.wg.Add(1)
+			go m.guardLog(lp, g, w.done)
+		} else {
+			m.log.Warn("worker log will not be bounded", "worker", id, "err", err)
+		}
+		// The worker holds its own copy of the descriptor.
+		w.logFile.Close()
+	}
 	if w.health != nil {
 		m.wg.Add(1)
 		go m.watchHealth(w)

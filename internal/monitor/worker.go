@@ -38,6 +38,7 @@ type worker struct {
 	health   *workerHealth // nil: ready once its process runs
 	runs     *runs         // shared by the runs of one id across restarts
 	stopping bool          // a stop was asked: its exit is no failure
+	logTail  string        // the end of its output, once exited
 
 	// exit, guarded by Monitor.mu
 	state    api.State
@@ -114,6 +115,7 @@ func (w *worker) baseLocked(now time.Time) api.Worker {
 	}
 	if w.state == api.StateExited {
 		r.ExitedAt = api.Ptr(w.exitedAt)
+		r.LogTail = w.logTail
 	}
 	return r
 }

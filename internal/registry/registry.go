@@ -405,7 +405,7 @@ func added(h *hive, w *worker) Event {
 func removed(h *hive, w *worker, reason string) Event {
 	rec := h.record(w)
 	return Event{Type: api.EventWorkerRemoved, Hive: h.ID, Models: []string{w.model()}, Data: api.WorkerRemoved{
-		HiveID: h.ID, At: h.LastSeen, WorkerID: rec.ID, Reason: reason, ExitCode: rec.ExitCode, Signal: rec.Signal, OOMKilled: rec.OOMKilled, Worker: rec,
+		HiveID: h.ID, At: h.LastSeen, WorkerID: rec.ID, Reason: reason, ExitCode: rec.ExitCode, Signal: rec.Signal, OOMKilled: rec.OOMKilled, LogTail: rec.LogTail, Worker: rec,
 	}}
 }
 

@@ -23,6 +23,8 @@ var ErrInvalid = api.Class(api.ErrInvalid, "invalid heartbeat")
 const (
 	MaxWorkers = 4096
 	MaxGPUs    = 64
+	// MaxLogTail bounds the output an exit carries.
+	MaxLogTail = 4096
 	// MaxPIDsPerWorker and MaxPIDsTotal bound the pid lists of one worker
 	// and of a whole heartbeat; the hive clips what it sends to them.
 	MaxPIDsPerWorker = api.MaxWorkerPIDs
@@ -244,6 +246,7 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 				return fmt.Errorf("signal: %v", err)
 			}
 		}
+		x.LogTail = ids.CleanLines(x.LogTail, MaxLogTail)
 		if x.ExitedAt != nil && x.ExitedAt.After(limit) {
 			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: exited_at %s is in the future", w.ID, x.ExitedAt.Format(time.RFC3339)))
 			x.ExitedAt = nil

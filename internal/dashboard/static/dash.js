@@ -237,7 +237,7 @@
         break;
       case "worker_removed":
         dropWorker(key(d.hive_id, d.worker_id));
-        note("worker " + d.worker_id + " on " + d.hive_id + " " + exitText(d), d.reason === "exited" && !cleanExit(d) ? "bad" : "");
+        note("worker " + d.worker_id + " on " + d.hive_id + " " + exitText(d), d.reason === "exited" && !cleanExit(d) ? "bad" : "", d.log_tail);
         break;
       case "queen":
         $("summary").textContent = d.hives + " hives (" + d.stale + " stale), " + d.workers + " workers · queen " + d.version + ", up " + dur(d.uptime_s);
@@ -255,13 +255,23 @@
     if (d.reason === "exited") return "exited (exit status unknown: the hive adopted it after a restart, so it is not its parent)";
     return { gone: "is gone from its hive's list", hive_restarted: "was not re-adopted after its hive restarted", replaced: "was replaced by a new process" }[d.reason] || "removed (" + d.reason + ")";
   }
-  function note(text, cls) {
+  function note(text, cls, output) {
     const li = document.createElement("li");
     li.innerHTML = "<time>" + esc(clock(Date.now())) + "</time>";
     const span = document.createElement("span");
     span.textContent = text;
     if (cls) span.className = cls;
     li.append(span);
+    if (output) {
+      // The end of an exited worker's output: why it crashed.
+      const det = document.createElement("details");
+      const sum = document.createElement("summary");
+      sum.textContent = "last output";
+      const pre = document.createElement("pre");
+      pre.textContent = output;
+      det.append(sum, pre);
+      li.append(det);
+    }
     const log = $("log");
     log.prepend(li);
     while (log.childElementCount > LOG_MAX) log.lastElementChild.remove();

@@ -1,0 +1,339 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/rbee-dev/rbee/internal/api"
+)
+
+// Worker logs. A worker's stdout and stderr are a file the hive opened
+// (append only, owned by the hive): the worker writes straight to it, so
+// it is never slowed nor blocked by the hive, and the file outlives a
+// hive restart. The hive bounds it by copy and truncate: when it reaches
+// the size bound, its bytes move to <id>.log.1 (older ones shifting up to
+// the file count) and it is emptied; the worker's appends go on at its
+// new end. A restart of the worker moves the last run's log to
+// <id>.previous.log.
+
+const (
+	// DefaultLogMaxSize and DefaultLogFiles bound a run's log.
+	DefaultLogMaxSize = 64 << 20
+	DefaultLogFiles   = 2
+	// logCheckEvery is how often the size is checked: a worker writing
+	// faster than the bound per check overshoots it by that much at most.
+	logCheckEvery = 50 * time.Millisecond
+	// ExitTailBytes bounds the output an exit carries.
+	ExitTailBytes = 4096
+)
+
+// logPaths names a worker's log files.
+type logPaths struct{ dir, id string }
+
+func (p logPaths) current() string      { return filepath.Join(p.dir, p.id+".log") }
+func (p logPaths) rotated(n int) string { return p.current() + "." + strconv.Itoa(n) }
+func (p logPaths) previous() string     { return filepath.Join(p.dir, p.id+".previous.log") }
+
+// run returns the files of the current run, oldest first.
+func (p logPaths) run(files int) []string {
+	var out []string
+	for n := files - 1; n >= 1; n-- {
+		out = append(out, p.rotated(n))
+	}
+	return append(out, p.current())
+}
+
+// startRun makes room for a new run of a worker: the last run's log (and
+// its rotations) becomes the previous one. Run before opening the log.
+func (p logPaths) startRun(files int) error {
+	if _, err := os.Lstat(p.current()); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	// The previous run's whole output, in order, into one file.
+	tmp, err := os.CreateTemp(p.dir, ".previous-*")
+	if err != nil {
+		return fmt.Errorf("keep previous log: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	for _, f := range p.run(files) {
+		if err := appendFile(tmp, f); err != nil {
+			tmp.Close()
+			return err
+		}
+		os.Remove(f)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p.previous())
+}
+
+func appendFile(dst *os.File, path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(dst, f)
+	return err
+}
+
+// guardLog keeps a worker's log within maxSize per file until done.
+func (m *Monitor) guardLog(p logPaths, f *os.File, done <-chan struct{}) {
+	defer m.wg.Done()
+	t := time.NewTicker(logCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			m.rotateIfFull(p, f)
+			f.Close()
+			return
+		case <-m.closed:
+			f.Close()
+			return
+		case <-t.C:
+			m.rotateIfFull(p, f)
+		}
+	}
+}
+
+// rotateIfFull moves a full log's bytes to <id>.log.1 and empties it.
+func (m *Monitor) rotateIfFull(p logPaths, f *os.File) {
+	st, err := f.Stat()
+	if err != nil || st.Size() < m.logMaxSize {
+		return
+	}
+	files := m.logFiles
+	for n := files - 1; n > 1; n-- {
+		_ = os.Rename(p.rotated(n-1), p.rotated(n))
+	}
+	if files > 1 {
+		if err := copyTo(p.rotated(1), f, m.logMaxSize); err != nil {
+			m.log.Warn("rotate worker log", "file", p.current(), "err", err)
+		}
+	}
+	if err := f.Truncate(0); err != nil {
+		m.log.Warn("truncate worker log", "file", p.current(), "err", err)
+	}
+}
+
+// copyTo writes the last max bytes of src to a new file at path.
+func copyTo(path string, src *os.File, max int64) error {
+	st, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	off := max64(0, st.Size()-max)
+	tmp := path + ".tmp"
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|oNoFollow, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(src, off, st.Size()-off)); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// tailOf returns the last max bytes of a worker's current log, from a
+// line start when it can.
+func tailOf(p logPaths, files int, max int) string {
+	var buf []byte
+	for _, f := range p.run(files) {
+		b, err := readTail(f, max)
+		if err == nil {
+			buf = append(buf, b...)
+		}
+	}
+	if len(buf) > max {
+		buf = buf[len(buf)-max:]
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < len(buf)-1 {
+			buf = buf[i+1:]
+		}
+	}
+	return string(bytes.ToValidUTF8(buf, []byte("?")))
+}
+
+func readTail(path string, max int) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max64(0, st.Size()-int64(max))
+	b := make([]byte, st.Size()-off)
+	n, err := f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+// LogRequest asks for a worker's output.
+type LogRequest struct {
+	// Tail is how many of the last lines to start with; 0 means 100.
+	Tail int
+	// Previous reads the run before the last restart.
+	Previous bool
+	// Follow keeps writing what the worker prints until it exits or ctx
+	// ends.
+	Follow bool
+}
+
+// ErrNoLogs: the hive keeps no logs (no --worker-log-dir), or none of
+// that run.
+var ErrNoLogs = api.Class(api.ErrNotFound, "no logs")
+
+// Logs writes a worker's output to w: its last lines, then, following,
+// what it prints, across rotations, until it exits or ctx ends.
+func (m *Monitor) Logs(ctx context.Context, id string, req LogRequest, w io.Writer) error {
+	if m.cfg.LogDir == "" {
+		return fmt.Errorf("%w: the hive runs without --worker-log-dir", ErrNoLogs)
+	}
+	m.mu.Lock()
+	wk, ok := m.workers[id]
+	m.mu.Unlock()
+	p := logPaths{m.cfg.LogDir, id}
+	if !ok {
+		if _, err := os.Lstat(p.current()); err != nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+	}
+	if req.Tail <= 0 {
+		req.Tail = 100
+	}
+	files := p.run(m.logFiles)
+	if req.Previous {
+		files = []string{p.previous()}
+		if _, err := os.Lstat(p.previous()); err != nil {
+			return fmt.Errorf("%w: %s has no previous run", ErrNoLogs, id)
+		}
+	}
+	var all []byte
+	for _, f := range files {
+		// The last lines only: a run's log is bounded, but not small.
+		b, err := readTail(f, 1<<20)
+		if err == nil {
+			all = append(all, b...)
+		}
+	}
+	if _, err := w.Write(lastLines(all, req.Tail)); err != nil {
+		return err
+	}
+	if !req.Follow || req.Previous || !ok {
+		return nil
+	}
+	return m.follow(ctx, wk, p.current(), w)
+}
+
+// lastLines returns the last n lines of b.
+func lastLines(b []byte, n int) []byte {
+	end := len(b)
+	if end > 0 && b[end-1] == '\n' {
+		end--
+	}
+	i := end
+	for ; n > 0 && i > 0; n-- {
+		i = bytes.LastIndexByte(b[:i], '\n')
+		if i < 0 {
+			return b
+		}
+	}
+	if i <= 0 {
+		return b
+	}
+	return b[i+1:]
+}
+
+// follow writes what is appended to path until the worker exits (and its
+// last bytes are written) or ctx ends. A truncation (a rotation) starts
+// it again from the top of the emptied file.
+func (m *Monitor) follow(ctx context.Context, wk *worker, path string, w io.Writer) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	off := st.Size()
+	flusher, _ := w.(interface{ Flush() })
+	buf := make([]byte, 64<<10)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		exited := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wk.done:
+			exited = true
+		case <-t.C:
+		}
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if st.Size() < off {
+			// Rotated: the file's bytes went to <path>.1 and it was
+			// emptied. What came after our offset is read from there.
+			if r, err := os.OpenFile(path+".1", os.O_RDONLY|oNoFollow, 0); err == nil {
+				if rs, err := r.Stat(); err == nil && rs.Size() > off {
+					if _, err := io.Copy(w, io.NewSectionReader(r, off, rs.Size()-off)); err != nil {
+						r.Close()
+						return err
+					}
+				}
+				r.Close()
+			}
+			off = 0
+		}
+		for off < st.Size() {
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), st.Size()-off)], off)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return werr
+				}
+				off += int64(n)
+			}
+			if err != nil {
+				break
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if exited {
+			return nil
+		}
+	}
+}
