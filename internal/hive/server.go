@@ -76,9 +76,9 @@ type Config struct {
 	Version         string
 	Logger          *slog.Logger
 
-	Platform   monitor.Platform
-	StopGrace  time.Duration
-	LogDir     string
+	Platform  monitor.Platform
+	StopGrace time.Duration
+	LogDir    string
 	// LogMaxSize and LogFiles bound each worker's log (0: 64 MiB, 2).
 	LogMaxSize int64
 	LogFiles   int
