@@ -46,6 +46,7 @@ type config struct {
 	failFile     string
 	say          string
 	printBytes   int64
+	reportFile   string
 	tick         time.Duration
 }
 
@@ -76,6 +77,7 @@ func run(args []string) error {
 	fs.DurationVar(&c.healthyAfter, "healthy-after", 0, "with --health-addr: answer 503 until this long after start (a model loading)")
 	fs.StringVar(&c.failFile, "fail-file", "", "with --health-addr: answer 500 while this file exists")
 	fs.StringVar(&c.say, "say", "", "print this line on stdout at start")
+	fs.StringVar(&c.reportFile, "report-file", "", "with --print-bytes: also write the rate report to this file")
 	fs.DurationVar(&c.tick, "tick", 0, "print a numbered line of 1000 bytes on stdout this often")
 	fs.StringVar(&printBytes, "print-bytes", "", "write this much output (lines of text) to stdout as fast as it can, then report the rate on stderr, e.g. 1Gi")
 	fs.String("model", "", "model name (only shown in the command line)")
@@ -99,7 +101,12 @@ func run(args []string) error {
 		fmt.Println(c.say)
 	}
 	if c.printBytes > 0 {
-		printFast(c.printBytes)
+		report := printFast(c.printBytes)
+		if c.reportFile != "" {
+			if err := os.WriteFile(c.reportFile, []byte(report), 0o644); err != nil {
+				return fmt.Errorf("report file: %w", err)
+			}
+		}
 	}
 
 	sigs := []os.Signal{syscall.SIGINT}
@@ -294,9 +301,9 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// printFast writes n bytes of numbered lines to stdout, unbuffered by Go
-// beyond 64 KiB writes, and reports how fast on stderr.
-func printFast(n int64) {
+// printFast writes n bytes of lines to stdout in 64 KiB writes, and
+// reports how fast on stderr (and returns the report).
+func printFast(n int64) string {
 	line := []byte("testworker output line, padded to look like a server's log line ..................................\n")
 	chunk := make([]byte, 0, 64<<10)
 	for len(chunk)+len(line) <= cap(chunk) {
@@ -314,5 +321,7 @@ func printFast(n int64) {
 		}
 	}
 	took := time.Since(start)
-	fmt.Fprintf(os.Stderr, "testworker: wrote %d bytes in %v (%.0f MiB/s)\n", done, took.Round(time.Millisecond), float64(done)/took.Seconds()/(1<<20))
+	report := fmt.Sprintf("testworker: wrote %d bytes in %v (%.0f MiB/s)\n", done, took.Round(time.Millisecond), float64(done)/took.Seconds()/(1<<20))
+	fmt.Fprint(os.Stderr, report)
+	return report
 }

@@ -28,9 +28,9 @@ const (
 	// DefaultLogMaxSize and DefaultLogFiles bound a run's log.
 	DefaultLogMaxSize = 64 << 20
 	DefaultLogFiles   = 2
-	// logCheckEvery is how often the size is checked: a worker writing
-	// faster than the bound per check overshoots it by that much at most.
-	logCheckEvery = 50 * time.Millisecond
+	// logCheckEvery is how often the size is checked besides at each
+	// write inotify reports.
+	logCheckEvery = 250 * time.Millisecond
 	// ExitTailBytes bounds the output an exit carries.
 	ExitTailBytes = 4096
 )
@@ -89,32 +89,73 @@ func appendFile(dst *os.File, path string) error {
 	return err
 }
 
-// guardLog keeps a worker's log within maxSize per file until done.
+// guardLog keeps a worker's log within maxSize per file until done: at
+// every write it is told of (inotify), and every logCheckEvery.
 func (m *Monitor) guardLog(p logPaths, f *os.File, done <-chan struct{}) {
 	defer m.wg.Done()
+	defer f.Close()
 	t := time.NewTicker(logCheckEvery)
 	defer t.Stop()
+	wake, stop, err := watchWrites(p.current())
+	if err != nil {
+		m.log.Debug("worker log: polling only", "err", err)
+	} else {
+		defer stop()
+	}
+	g := &logGuard{m: m, p: p, f: f}
 	for {
 		select {
+		case <-wake:
+			g.check()
 		case <-done:
-			m.rotateIfFull(p, f)
-			f.Close()
+			g.check()
 			return
 		case <-m.closed:
-			f.Close()
 			return
 		case <-t.C:
-			m.rotateIfFull(p, f)
+			g.check()
 		}
 	}
 }
 
-// rotateIfFull moves a full log's bytes to <id>.log.1 and empties it.
-func (m *Monitor) rotateIfFull(p logPaths, f *os.File) {
+// logGuard is one worker log's rotation state.
+type logGuard struct {
+	m        *Monitor
+	p        logPaths
+	f        *os.File
+	lastCopy time.Time
+	dropped  int64
+	warned   time.Time
+}
+
+// minCopyEvery bounds how often a log is copied aside: a worker printing
+// a gigabyte a second would otherwise keep the hive copying.
+const minCopyEvery = 50 * time.Millisecond
+
+// check rotates a full log: its last bytes move to <id>.log.1 (older ones
+// shift up) and it is emptied. A worker filling it faster than a copy
+// every minCopyEvery has the excess dropped beyond 4 times the bound, so
+// the disk use stays bounded whatever it prints.
+func (g *logGuard) check() {
+	m, p, f := g.m, g.p, g.f
 	st, err := f.Stat()
 	if err != nil || st.Size() < m.logMaxSize {
 		return
 	}
+	if time.Since(g.lastCopy) < minCopyEvery {
+		if st.Size() < 4*m.logMaxSize {
+			return
+		}
+		if err := f.Truncate(0); err == nil {
+			g.dropped += st.Size()
+			if time.Since(g.warned) > time.Minute {
+				g.warned = time.Now()
+				m.log.Warn("worker prints faster than its log keeps: output dropped", "file", p.current(), "dropped_bytes", g.dropped)
+			}
+		}
+		return
+	}
+	g.lastCopy = time.Now()
 	files := m.logFiles
 	for n := files - 1; n > 1; n-- {
 		_ = os.Rename(p.rotated(n-1), p.rotated(n))
