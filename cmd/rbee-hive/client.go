@@ -27,6 +27,13 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	mem := fs.String("memory-limit", "", "", `memory limit: bytes or with K/M/G/Ki/Mi/Gi ("512Mi")`)
 	dir := fs.String("dir", "", "", "working directory of the worker")
 	asJSON := fs.Bool("json", "", false, "print the worker's record as JSON")
+	healthHTTP := fs.String("health-http", "", "", "readiness: a URL on this host answering 2xx when the worker can serve (http://127.0.0.1:9301/health)")
+	healthTCP := fs.String("health-tcp", "", "", "readiness: a host:port on this host accepting connections")
+	healthEvery := fs.Duration("health-interval", "", 0, "time between health checks (default 5s)")
+	healthStart := fs.Duration("health-start-period", "", 0, "how long the worker may take to become healthy (a model loading) before it counts as unhealthy")
+	restart := fs.String("restart", "", "", "restart policy: never (default), on-failure or always")
+	maxRestarts := fs.Int("max-restarts", "", 0, "with --restart: restarts allowed in --restart-window (default 5)")
+	restartWindow := fs.Duration("restart-window", "", 0, "with --restart: the window max-restarts counts in (default 10m)")
 	var env cli.Repeated
 	fs.Var(&env, "env", "environment variable K=V for the worker (repeatable)")
 	if err := cli.ParseArgs(fs, args, -1); err != nil {
@@ -37,6 +44,12 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	}
 	spec := api.SpawnRequest{Group: *group, Instance: *instance, Binary: fs.Arg(0), Args: fs.Args()[1:],
 		CPULimit: *cpu, MemoryLimit: *mem, Dir: *dir, Env: map[string]string{}}
+	if *healthHTTP != "" || *healthTCP != "" {
+		spec.Health = &api.HealthCheck{HTTP: *healthHTTP, TCP: *healthTCP, Interval: api.Duration(*healthEvery), StartPeriod: api.Duration(*healthStart)}
+	}
+	if *restart != "" {
+		spec.Restart = &api.RestartPolicy{Policy: *restart, MaxRestarts: *maxRestarts, Window: api.Duration(*restartWindow)}
+	}
 	for _, kv := range env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {

@@ -281,3 +281,15 @@ func (m *Monitor) watchHealth(w *worker) {
 		}
 	}
 }
+
+// ProbeHealth validates h and runs it once, as the hive would.
+func ProbeHealth(ctx context.Context, h *api.HealthCheck) error {
+	hs, err := parseHealth(h)
+	if err != nil {
+		return err
+	}
+	if hs == nil {
+		return fmt.Errorf("%w: no health check", ErrSpec)
+	}
+	return hs.check(ctx)
+}
