@@ -48,6 +48,8 @@ var (
 		"When the worker's main process started, in seconds since the Unix epoch.", workerLabels, nil)
 	descWorkerProcs = prometheus.NewDesc("rbee_worker_processes",
 		"Processes in the worker's cgroup.", workerLabels, nil)
+	descWorkerRestarts = prometheus.NewDesc("rbee_worker_restarts_total",
+		"Times the hive restarted the worker under its restart policy.", workerLabels, nil)
 	descWorkerPidsLimit = prometheus.NewDesc("rbee_worker_pids_limit",
 		"The worker's pids limit; absent when unlimited.", workerLabels, nil)
 	descWorkerVRAM = prometheus.NewDesc("rbee_worker_gpu_memory_used_bytes",
@@ -107,7 +109,7 @@ type Fleet struct {
 func (f Fleet) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWorkerInfo, descWorkerState, descWorkerCPU, descWorkerCPULimit, descWorkerMem,
 		descWorkerRSS, descWorkerWS, descWorkerMemLimit, descWorkerRead, descWorkerWrite, descWorkerStart, descWorkerProcs,
-		descWorkerPidsLimit, descWorkerVRAM, descWorkerSM, descHiveInfo, descHiveUp, descHiveLastSeen, descHiveCores, descHiveCPU, descHiveMemTotal,
+		descWorkerPidsLimit, descWorkerRestarts, descWorkerVRAM, descWorkerSM, descHiveInfo, descHiveUp, descHiveLastSeen, descHiveCores, descHiveCPU, descHiveMemTotal,
 		descHiveMemUsed, descHiveWorkers, descGPUInfo, descGPUMemTotal, descGPUMemUsed, descGPUUtil, descGPUTemp, descGPUPower} {
 		ch <- d
 	}
@@ -215,6 +217,7 @@ func collectWorker(ch chan<- prometheus.Metric, hive string, w *api.Worker, uuid
 	if w.PidsLimit != nil {
 		gauge(ch, descWorkerPidsLimit, float64(*w.PidsLimit), hive, w.ID)
 	}
+	ch <- prometheus.MustNewConstMetric(descWorkerRestarts, prometheus.CounterValue, float64(w.Restarts), hive, w.ID)
 	for _, g := range w.GPUs {
 		idx, uuid := strconv.Itoa(g.Index), g.UUID
 		if uuid == "" {

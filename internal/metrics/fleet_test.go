@@ -76,7 +76,7 @@ rbee_gpu_utilization_ratio{gpu="0",hive="h1",uuid="GPU-a"} 0.5
 	// Nothing measured, nothing sent: no memory series for llm-3, no GPU
 	// memory used for a GPU the driver did not report it for.
 	for name, n := range map[string]int{"rbee_worker_memory_usage_bytes": 1, "rbee_gpu_memory_used_bytes": 0, "rbee_worker_state": 6,
-		"rbee_worker_io_write_bytes_total": 0, "rbee_worker_processes": 1} {
+		"rbee_worker_io_write_bytes_total": 0, "rbee_worker_processes": 1, "rbee_worker_restarts_total": 2} {
 		if got := testutil.CollectAndCount(f, name); got != n {
 			t.Errorf("%s: %d series, want %d", name, got, n)
 		}
