@@ -8,8 +8,8 @@ import "github.com/rbee-dev/rbee/internal/cli"
 func main() {
 	cli.Main("queen-rbee", "queen-rbee keeps the registry of hives and workers.", daemon, []cli.Command{
 		{Name: "hives", Summary: "list hives and their state", Run: hivesCmd},
-		{Name: "workers", Summary: "list workers: workers [--model M] [--hive H] [--idle true] [--state running]", Run: workersCmd},
-		{Name: "schedule", Summary: "where should a request go: schedule --model M [--vram 16Gi]", Run: scheduleCmd},
+		{Name: "workers", Summary: "list workers: workers [--model M] [--hive H] [--idle true] [--state ready]", Run: workersCmd},
+		{Name: "schedule", Summary: "where should a request go: schedule --model M [--vram 16Gi] [--gpus K] [--all]", Run: scheduleCmd},
 		{Name: "watch", Summary: "print the event stream as it happens", Run: watchCmd},
 		{Name: "dashboard", Summary: "print the live dashboard's URL, with the read-only token", Run: dashboardCmd},
 	})

@@ -57,9 +57,14 @@ func Main(name, about string, def func(context.Context, io.Writer, []string) err
 		}
 		args = args[1:]
 	}
+	isDaemon := len(os.Args) == 1+len(args)
 	err := run(ctx, os.Stdout, args)
 	stop()
 	switch {
+	case errors.Is(err, flag.ErrHelp) && isDaemon:
+		// The daemon's --help also lists the client commands.
+		commands(os.Stderr, name, cmds)
+		return
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return
 	case errors.Is(err, ErrUsage):
@@ -77,6 +82,15 @@ func usage(w io.Writer, name, about string, cmds []Command) {
 		fmt.Fprintf(w, "  %s %-16s %s\n", name, c.Name, c.Summary)
 	}
 	fmt.Fprintf(w, "\nEvery command takes --help.\n")
+}
+
+// commands lists the client commands under a daemon's flags.
+func commands(w io.Writer, name string, cmds []Command) {
+	fmt.Fprintf(w, "\nCommands (each takes --help):\n")
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %s %-12s %s\n", name, c.Name, c.Summary)
+	}
+	fmt.Fprintf(w, "  %s %-12s %s\n", name, "version", "print the version")
 }
 
 // Usagef returns a usage error.
