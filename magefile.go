@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/magefile/mage/sh"
 
 	"github.com/rbee-dev/rbee/internal/benchgate"
+	"github.com/rbee-dev/rbee/internal/covmerge"
 )
 
 // Default is what `go tool mage` runs with no target.
@@ -241,25 +244,81 @@ func (Test) All() error {
 }
 
 // Coverage runs every suite with -race and coverage over all of rbee's
-// packages (daemons started by integration tests count too) into
-// coverage/cover.out, and prints the total. Env: RBEE_TEST_RUN.
+// packages, the daemons the integration tests start included (built with
+// -cover, their counters in coverage/daemons, converted with go tool
+// covdata), merges the two into coverage/cover.out with an HTML report
+// in coverage/index.html, and prints each package's figure and the total
+// of the product packages (cmd/ and internal/, less the demo, which is a
+// program for people, run by its own smoke test). Env: RBEE_TEST_RUN.
 func Coverage() error {
-	if err := os.MkdirAll("coverage", 0o755); err != nil {
+	if err := os.RemoveAll("coverage"); err != nil {
 		return err
 	}
-	args := []string{"test", "-race", "-count=1", "-p=1", "-timeout=15m", "-coverpkg=./...", "-coverprofile=coverage/cover.out"}
-	if run := os.Getenv("RBEE_TEST_RUN"); run != "" {
-		args = append(args, "-run", run)
-	}
-	if err := sh.RunV("go", append(args, "./...")...); err != nil {
-		return err
-	}
-	out, err := sh.Output("go", "tool", "cover", "-func=coverage/cover.out")
+	daemons, err := filepath.Abs(filepath.Join("coverage", "daemons"))
 	if err != nil {
 		return err
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	fmt.Println(lines[len(lines)-1])
+	if err := os.MkdirAll(daemons, 0o755); err != nil {
+		return err
+	}
+	args := []string{"test", "-race", "-count=1", "-p=1", "-timeout=20m", "-coverpkg=./...", "-coverprofile=coverage/unit.out"}
+	if run := os.Getenv("RBEE_TEST_RUN"); run != "" {
+		args = append(args, "-run", run)
+	}
+	env := map[string]string{"RBEE_COVERDIR": daemons}
+	if err := sh.RunWithV(env, "go", append(args, "./...")...); err != nil {
+		return err
+	}
+	profiles := [][]byte{}
+	unit, err := os.ReadFile("coverage/unit.out")
+	if err != nil {
+		return err
+	}
+	profiles = append(profiles, unit)
+	if ents, _ := os.ReadDir(daemons); len(ents) > 0 {
+		if err := sh.Run("go", "tool", "covdata", "textfmt", "-i="+daemons, "-o=coverage/daemons.out"); err != nil {
+			return fmt.Errorf("covdata: %w", err)
+		}
+		d, err := os.ReadFile("coverage/daemons.out")
+		if err != nil {
+			return err
+		}
+		profiles = append(profiles, d)
+	}
+	merged, err := covmerge.Merge(profiles...)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile("coverage/cover.out", merged.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if err := sh.Run("go", "tool", "cover", "-html=coverage/cover.out", "-o=coverage/index.html"); err != nil {
+		return err
+	}
+	per := merged.PerPackage()
+	var total covmerge.Coverage
+	for _, pkg := range slices.Sorted(maps.Keys(per)) {
+		c := per[pkg]
+		name := strings.TrimPrefix(pkg, "github.com/rbee-dev/rbee/")
+		product := (strings.HasPrefix(name, "cmd/") || strings.HasPrefix(name, "internal/")) && !strings.HasPrefix(name, "internal/demo")
+		mark := ""
+		if product {
+			total.Covered += c.Covered
+			total.Total += c.Total
+		} else {
+			mark = " (not counted)"
+		}
+		fmt.Printf("coverage %-36s %6.1f%% of %5d statements%s\n", name, c.Percent(), c.Total, mark)
+	}
+	fmt.Printf("coverage: %.1f%% of %d statements in cmd/ and internal/ (unit and integration runs, daemons included); coverage/cover.out, coverage/index.html\n",
+		total.Percent(), total.Total)
+	if s := os.Getenv("GITHUB_STEP_SUMMARY"); s != "" {
+		f, err := os.OpenFile(s, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "### Coverage\n\n%.1f%% of %d statements in cmd/ and internal/\n", total.Percent(), total.Total)
+			f.Close()
+		}
+	}
 	return nil
 }
 

@@ -244,6 +244,11 @@ func (d *Daemon) cleanup() {
 // test binary's own coverage directory, so `go test -cover` counts what
 // the integration tests exercise in the daemons.
 func coverDir() string {
+	// The coverage target collects the daemons' counters apart, to merge
+	// them with the unit profile.
+	if d := os.Getenv("RBEE_COVERDIR"); d != "" {
+		return d
+	}
 	if d := os.Getenv("GOCOVERDIR"); d != "" {
 		return d
 	}
