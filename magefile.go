@@ -322,8 +322,8 @@ func Coverage() error {
 	return nil
 }
 
-// Lint fails on unformatted files, go vet findings, or a go.mod/go.sum
-// that `go mod tidy` would change.
+// Lint fails on unformatted files, go vet findings, a go.mod/go.sum that
+// `go mod tidy` would change, or an actionlint finding in the workflows.
 func Lint() error {
 	out, err := sh.Output("gofmt", "-l", ".")
 	if err != nil {
@@ -337,6 +337,10 @@ func Lint() error {
 	}
 	if err := sh.RunV("go", "mod", "tidy", "-diff"); err != nil {
 		return fmt.Errorf("go.mod/go.sum are not tidy (run go mod tidy): %w", err)
+	}
+	// The workflows, checked as GitHub would run them.
+	if err := sh.RunV("go", "tool", "actionlint"); err != nil {
+		return fmt.Errorf("actionlint: %w", err)
 	}
 	return nil
 }
