@@ -71,6 +71,7 @@ type QueenLink struct {
 	// SessionID is shown to the operator only.
 	SessionID     string    `json:"session_id,omitempty"`
 	Failures      int       `json:"failures"`
+	LastError     string    `json:"last_error,omitempty"`
 	FailingSince  time.Time `json:"failing_since,omitzero"`
 	LastDelivered time.Time `json:"last_delivered,omitzero"`
 	Sent          uint64    `json:"sent"`

@@ -60,6 +60,7 @@ type sender struct {
 	// sentN and failedN count heartbeats delivered and failed, for
 	// /metrics.
 	sentN, failedN uint64
+	lastErr        string // of the failing streak, "" once delivered
 }
 
 // counts returns how many heartbeats were delivered and how many failed.
@@ -260,6 +261,7 @@ func (s *sender) send(ctx context.Context) error {
 	if err != nil {
 		s.failures++
 		s.failedN++
+		s.lastErr = ids.Clean(err.Error(), 512)
 		switch {
 		case s.failures == 1:
 			s.failedAt, s.lastLog = now, now
@@ -276,6 +278,7 @@ func (s *sender) send(ctx context.Context) error {
 	}
 	s.delivered = now
 	s.sentN++
+	s.lastErr = ""
 	return nil
 }
 
@@ -360,7 +363,7 @@ func (s *sender) info() api.QueenLink {
 	case s.delivered.IsZero():
 		state = "connecting"
 	}
-	return api.QueenLink{URL: s.base, State: state, SessionID: s.session, Failures: s.failures, FailingSince: s.failingSince(),
+	return api.QueenLink{URL: s.base, State: state, SessionID: s.session, Failures: s.failures, LastError: s.lastErr, FailingSince: s.failingSince(),
 		LastDelivered: s.delivered, Sent: s.sentN, Failed: s.failedN}
 }
 
