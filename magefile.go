@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,6 +88,69 @@ func (Build) Cross() error {
 		}
 		fmt.Printf("build:cross %s ok\n", target)
 	}
+	return nil
+}
+
+// Release builds the release binaries into dist/ with the version stamped
+// (RBEE_VERSION, default the module's base version plus the commit) and
+// writes dist/SHA256SUMS: for linux/amd64 and linux/arm64, static
+// binaries without cgo (their hive reads GPUs through nvidia-smi), and on
+// a linux/amd64 machine with a C compiler also rbee-hive-linux-amd64-nvml,
+// built with cgo so it can use NVML (it links the C library dynamically
+// and loads libnvidia-ml at run time).
+func Release() error {
+	if err := os.RemoveAll("dist"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll("dist", 0o755); err != nil {
+		return err
+	}
+	ver := os.Getenv("RBEE_VERSION")
+	if ver == "" {
+		out, err := sh.Output("git", "describe", "--always", "--dirty")
+		if err != nil {
+			out = "unknown"
+		}
+		ver = "0.1.0-dev+" + out
+	}
+	ldflags := "-s -w -X github.com/rbee-dev/rbee/internal/version.Base=" + ver
+	build := func(env map[string]string, out, pkg string) error {
+		if err := sh.RunWithV(env, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", filepath.Join("dist", out), pkg); err != nil {
+			return fmt.Errorf("build %s: %w", out, err)
+		}
+		return nil
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		env := map[string]string{"GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "0"}
+		for _, b := range binaries {
+			if err := build(env, b+"-linux-"+arch, "./cmd/"+b); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := exec.LookPath("gcc"); err == nil && runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		if err := build(map[string]string{"CGO_ENABLED": "1"}, "rbee-hive-linux-amd64-nvml", "./cmd/rbee-hive"); err != nil {
+			return err
+		}
+	} else {
+		fmt.Println("release: no gcc on linux/amd64 here, so no NVML build (rbee-hive-linux-amd64-nvml)")
+	}
+	ents, err := os.ReadDir("dist")
+	if err != nil {
+		return err
+	}
+	var sums strings.Builder
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("dist", e.Name()))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&sums, "%x  %s\n", sha256.Sum256(b), e.Name())
+	}
+	if err := os.WriteFile(filepath.Join("dist", "SHA256SUMS"), []byte(sums.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("release %s:\n%s", ver, sums.String())
 	return nil
 }
 

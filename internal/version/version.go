@@ -6,8 +6,9 @@ import (
 	"sync"
 )
 
-// Base is the release version; builds add the VCS revision.
-const Base = "0.1.0-dev"
+// Base is the release version; builds add the VCS revision. A release
+// build sets it (go tool mage release: -ldflags -X ...version.Base=v1.2.3).
+var Base = "0.1.0-dev"
 
 var (
 	once sync.Once
