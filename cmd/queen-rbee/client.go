@@ -24,6 +24,7 @@ func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, 
 
 func hivesCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("hives", "queen-rbee hives [flags]", "Lists every hive: state, last heartbeat, workers, GPUs.")
+	fs.Example("queen-rbee hives --queen https://queen-a:7833,https://queen-b:7833")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
@@ -46,6 +47,7 @@ func hivesCmd(ctx context.Context, out io.Writer, args []string) error {
 
 func workersCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("workers", "queen-rbee workers [flags]", "Lists workers across hives; workers of stale hives are marked.")
+	fs.Example("queen-rbee workers --model qwen2.5-0.5b --state ready")
 	model := fs.String("model", "", "", "only workers serving this model")
 	hive := fs.String("hive", "", "", "only workers of this hive")
 	idle := fs.String("idle", "", "", "true: only idle workers; false: only busy ones")
@@ -80,6 +82,7 @@ func scheduleCmd(ctx context.Context, out io.Writer, args []string) error {
 			"serving it that is below saturation (idle ones first; --all ranks them all), else the\n"+
 			"hive and GPU(s) with the most free VRAM that fit --vram, which the answer reserves\n"+
 			"for --reservation-ttl (the queen's) or until the hive reports a new worker on it.")
+	fs.Example("queen-rbee schedule --model qwen2.5-0.5b --all", "queen-rbee schedule --model llama-3.1-70b --vram 140Gi --gpus 2 --json")
 	model := fs.String("model", "", "", "model name (required)")
 	vram := fs.String("vram", "", "", "VRAM a new worker needs in all: bytes or with K/M/G/Ki/Mi/Gi")
 	gpus := fs.Int("gpus", "", 0, "split the new worker over this many GPUs of one hive")
@@ -174,6 +177,7 @@ func loadText(l api.WorkerLoad) string {
 
 func watchCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("watch", "queen-rbee watch [flags]", "Prints every event of the queen's stream, one line each, until interrupted.")
+	fs.Example("queen-rbee watch --telemetry")
 	all := fs.Bool("telemetry", "", false, "also print hive_telemetry and queen summary events")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err

@@ -21,6 +21,7 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("spawn", "rbee-hive spawn --instance NAME [flags] -- /path/to/worker [args...]",
 		"Spawns a worker on the hive. Its id is GROUP-INSTANCE and its cgroup GROUP/INSTANCE;\n"+
 			"the binary must be an absolute path. Prints a one-line summary (--json: the record).")
+	fs.Example("rbee-hive spawn --instance 9301 --cpu-limit 250% --memory-limit 24Gi --health-http http://127.0.0.1:9301/health --restart on-failure -- /opt/llm/worker --model qwen2.5-0.5b --port 9301")
 	group := fs.String("group", "", "llm", "worker group, e.g. llm or embed")
 	instance := fs.String("instance", "", "", "instance name, e.g. the port it serves (required)")
 	cpu := fs.String("cpu-limit", "", "", `CPU limit: percent of one core ("250%") or cores ("2.5")`)
@@ -74,6 +75,7 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 
 func listCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest telemetry.")
+	fs.Example("rbee-hive list --hive https://gpu-1:7835")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
@@ -94,6 +96,7 @@ func listCmd(ctx context.Context, out io.Writer, args []string) error {
 
 func showCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("show", "rbee-hive show [flags] ID", "Prints one worker's record as JSON.")
+	fs.Example("rbee-hive show llm-9301")
 	if err := cli.ParseArgs(fs, args, 1); err != nil {
 		return err
 	}
@@ -109,6 +112,7 @@ func showCmd(ctx context.Context, out io.Writer, args []string) error {
 
 func stopCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("stop", "rbee-hive stop [flags] ID...", "Stops workers: SIGTERM, SIGKILL after the hive's grace period, then the cgroup is removed.")
+	fs.Example("rbee-hive stop llm-9301 llm-9302")
 	if err := cli.ParseArgs(fs, args, -1); err != nil {
 		return err
 	}
@@ -131,6 +135,7 @@ func stopCmd(ctx context.Context, out io.Writer, args []string) error {
 
 func infoCmd(ctx context.Context, out io.Writer, args []string) error {
 	fs, client := clientFlags("info", "rbee-hive info [flags]", "Prints the hive's settings and state: cgroup mode, whether limits are enforced and why not, GPU backend.")
+	fs.Example("rbee-hive info")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -146,6 +151,7 @@ func logsCmd(ctx context.Context, out io.Writer, args []string) error {
 		"Prints a worker's output (stdout and stderr), from the hive's --worker-log-dir: its last\n"+
 			"lines, then with -f what it prints until it exits (across rotations). --previous reads\n"+
 			"the run before its last restart.")
+	fs.Example("rbee-hive logs -f --tail 50 llm-9301", "rbee-hive logs --previous llm-9301")
 	follow := fs.Bool("f", "", false, "follow: keep printing until the worker exits or Ctrl-C")
 	tail := fs.Int("tail", "", 100, "how many of the last lines to start with")
 	previous := fs.Bool("previous", "", false, "the run before the last restart")

@@ -14,6 +14,7 @@ import (
 // Flags wraps a FlagSet whose flags take their defaults from RBEE_*
 // environment variables; a malformed variable is an error at Parse.
 type Flags struct {
+	examples []string
 	*flag.FlagSet
 	errs []string
 }
@@ -21,15 +22,25 @@ type Flags struct {
 // NewFlags returns a FlagSet named name whose usage prints summary first.
 func NewFlags(name, usage, summary string) *Flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	f := &Flags{FlagSet: fs}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", usage, summary)
 		if hasFlags(fs) {
 			fmt.Fprintf(fs.Output(), "\nFlags:\n")
 			fs.PrintDefaults()
 		}
+		if len(f.examples) > 0 {
+			fmt.Fprintf(fs.Output(), "\nExample:\n")
+			for _, e := range f.examples {
+				fmt.Fprintf(fs.Output(), "  %s\n", e)
+			}
+		}
 	}
-	return &Flags{FlagSet: fs}
+	return f
 }
+
+// Example adds command lines that --help shows under "Example".
+func (f *Flags) Example(lines ...string) { f.examples = append(f.examples, lines...) }
 
 func hasFlags(fs *flag.FlagSet) bool {
 	n := 0
