@@ -227,7 +227,8 @@ func watchOne(ctx context.Context, out io.Writer, hc *http.Client, base, token s
 	}
 	backoff := sse.Backoff{MaxInterval: 5 * time.Second}
 	if failover {
-		backoff.MaxRetries = 3
+		// Another queen waits: give up on this one within about a second.
+		backoff = sse.Backoff{InitialInterval: 200 * time.Millisecond, MaxInterval: time.Second, MaxRetries: 2}
 	}
 	conn := (&sse.Client{HTTPClient: hc, Backoff: backoff}).NewConnection(req)
 	conn.Buffer(nil, 256<<20) // the snapshot of a large fleet is one large event

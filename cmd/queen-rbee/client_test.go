@@ -58,6 +58,12 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 			}
 		case "/v1/workers":
 			v = workers
+		case "/v1/heartbeats/stream":
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Write([]byte("id: 7-1\nevent: snapshot\ndata: {\"resync\":false,\"hives\":[]}\n\nid: 7-2\nevent: hive_telemetry\ndata: {}\n\n"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
 		case "/v1/schedule":
 			if r.URL.Query().Get("model") == "nope" {
 				w.WriteHeader(404)
@@ -212,3 +218,30 @@ func TestDashboardCommand(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// watch prints each event on a line, telemetry only when asked, and with
+// several queens moves past one that does not answer.
+func TestWatchCommand(t *testing.T) {
+	url, _ := fakeQueen(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	watch := func(args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		var out bytes.Buffer
+		if err := watchCmd(ctx, &out, args); err != nil {
+			t.Fatalf("watch %v: %v", args, err)
+		}
+		return out.String()
+	}
+	out := watch("--queen", url)
+	if !strings.Contains(out, "snapshot        id=7-1") || strings.Contains(out, "hive_telemetry") {
+		t.Fatalf("watch: %q", out)
+	}
+	if out := watch("--queen", url, "--telemetry"); !strings.Contains(out, "hive_telemetry  id=7-2") {
+		t.Fatalf("watch --telemetry: %q", out)
+	}
+	if out := watch("--queen", "http://127.0.0.1:1,"+url); !strings.Contains(out, "watching "+url) || !strings.Contains(out, "snapshot") {
+		t.Fatalf("watch with a dead first queen: %q", out)
+	}
+}

@@ -54,6 +54,11 @@ func fakeHive(t *testing.T) (string, *[]string) {
 			v = running
 		case r.Method == "DELETE" && r.URL.Path == "/v1/workers/llm-9301":
 			v = stopped
+		case r.Method == "GET" && r.URL.Path == "/v1/workers/llm-9301/logs":
+			got[len(got)-1] += " " + r.URL.RawQuery
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write([]byte("loading model\n\x1b]0;owned\x07done\n"))
+			return
 		case r.Method == "GET" && r.URL.Path == "/v1/info":
 			v = api.HiveInfo{HiveID: "gpu-1", CgroupMode: "v2", LimitsEnforced: true, GPUBackend: "nvml", WorkerUser: "nobody (65534:65534)"}
 		default:
@@ -120,5 +125,50 @@ func TestHiveClientErrors(t *testing.T) {
 		if _, err := run(t, cmd, args...); !errors.Is(err, cli.ErrUsage) {
 			t.Errorf("%s: %v, want a usage error", name, err)
 		}
+	}
+}
+
+// logs prints the worker's output with terminal escapes shown, not
+// obeyed, and passes its options as parameters.
+func TestLogsCommand(t *testing.T) {
+	url, got := fakeHive(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	out, err := run(t, logsCmd, "--hive", url, "-f", "--tail", "5", "--previous", "llm-9301")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsRune(out, 0x1b) || !strings.Contains(out, "loading model\n") || !strings.Contains(out, "done\n") {
+		t.Fatalf("output %q", out)
+	}
+	if last := (*got)[len(*got)-1]; last != "GET /v1/workers/llm-9301/logs follow=true&previous=true&tail=5" {
+		t.Fatalf("request %q", last)
+	}
+	for _, args := range [][]string{{}, {"a", "b"}, {"--tail", "0", "x"}} {
+		if _, err := run(t, logsCmd, append([]string{"--hive", url}, args...)...); !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("logs %v: %v, want a usage error", args, err)
+		}
+	}
+	if _, err := run(t, logsCmd, "--hive", url, "llm-nope"); err == nil || !strings.Contains(err.Error(), "no such worker") {
+		t.Errorf("logs of an unknown worker: %v", err)
+	}
+}
+
+// The daemon refuses a bad command line before it creates anything.
+func TestDaemonRefusesBadFlags(t *testing.T) {
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	for _, args := range [][]string{
+		{"--worker-log-max-size", "1K"},
+		{"--worker-log-max-size", "lots"},
+		{"--worker-log-files", "0"},
+		{"--nonsense"},
+		{"extra-argument"},
+	} {
+		if err := daemon(context.Background(), io.Discard, args); !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("daemon %v: %v, want a usage error", args, err)
+		}
+	}
+	if err := daemon(context.Background(), io.Discard, []string{"--worker-user", "no-such-user-here", "--insecure-no-auth"}); err == nil || !strings.Contains(err.Error(), "no-such-user-here") {
+		t.Errorf("an unknown worker user: %v", err)
 	}
 }

@@ -20,27 +20,32 @@ var (
 func String() string {
 	once.Do(func() {
 		full = Base
-		bi, ok := debug.ReadBuildInfo()
-		if !ok {
-			return
-		}
-		var rev, dirty string
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				if s.Value == "true" {
-					dirty = "+dirty"
-				}
-			}
-		}
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if rev != "" {
-			full += "+" + rev + dirty
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			full = withVCS(Base, bi.Settings)
 		}
 	})
 	return full
+}
+
+// withVCS appends the short commit, and "+dirty" for a modified tree, to
+// base when settings name a commit (and the base does not already).
+func withVCS(base string, settings []debug.BuildSetting) string {
+	var rev, dirty string
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return base
+	}
+	return base + "+" + rev + dirty
 }
