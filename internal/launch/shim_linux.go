@@ -118,7 +118,6 @@ func runShim() int {
 	if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		return fail("drop capabilities: %v", e)
 	}
-	flushCoverage()
 	err = execveat(fdExe, c.Argv, c.Env)
 	return fail("exec %s: %v", c.Argv[0], err)
 }

@@ -41,9 +41,8 @@ func Start(s Spec) (*exec.Cmd, error) {
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{shimArg0},
-		// The shim's own loader sees nothing but the marker (and, in a
-		// coverage build, where its counters go).
-		Env:        shimEnviron(),
+		// The shim's own loader sees nothing but the marker.
+		Env:        []string{shimEnv + "=1"},
 		Dir:        s.Dir,
 		ExtraFiles: []*os.File{statusW, cfgR, s.Exe},
 		// A worker outlives a hive restart: its own session keeps a Ctrl-C
