@@ -98,8 +98,13 @@ func TestWorkerReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	harness.WaitFor(t, 5*time.Second, func() error {
-		if ws := queenWorkers(t, queen, "?state=unhealthy"); len(ws) != 1 {
+		ws := queenWorkers(t, queen, "?state=unhealthy")
+		if len(ws) != 1 {
 			return fmt.Errorf("not unhealthy at the queen")
+		}
+		// The queen knows why.
+		if h := ws[0].Health; h == nil || !strings.Contains(h.LastError, "500") || h.Failures < 2 {
+			return fmt.Errorf("the queen's record of the unhealthy worker: health %+v", h)
 		}
 		return nil
 	})

@@ -221,7 +221,7 @@ func TestScheduleRoutingAndReservations(t *testing.T) {
 	}
 	// Split over two GPUs: none has room now (the reservations count).
 	code, _, body = schedule(t, queen.URL, "model=llama-70b&vram_bytes=100Gi&gpus=2")
-	if code != 404 || !strings.Contains(body, "2 GPUs of one hive with 50.0GiB free each") {
+	if code != 404 || !strings.Contains(body, "no online hive has 2 GPUs with 50.0GiB free each") {
 		t.Fatalf("2-GPU placement with the GPUs reserved: %d %s", code, body)
 	}
 	// The reservations expire (--reservation-ttl 3s): now it fits.

@@ -362,10 +362,13 @@ type WorkerReport struct {
 	Stats Stats     `json:"stats"`
 	GPUs  []GPUStat `json:"gpus,omitempty"`
 	// GPUError says why the GPU numbers are unknown this pass.
-	GPUError string        `json:"gpu_error,omitempty"`
-	Errors   []string      `json:"errors,omitempty"`
-	Exit     *WorkerExit   `json:"exit,omitempty"`
-	Static   *WorkerStatic `json:"static,omitempty"`
+	GPUError string      `json:"gpu_error,omitempty"`
+	Errors   []string    `json:"errors,omitempty"`
+	Exit     *WorkerExit `json:"exit,omitempty"`
+	// Health is the worker's health check as last run, for workers with
+	// one: why it is starting or unhealthy reaches the queen.
+	Health *WorkerHealth `json:"health,omitempty"`
+	Static *WorkerStatic `json:"static,omitempty"`
 }
 
 // StaticOf returns the static part of a worker record.
@@ -381,7 +384,7 @@ func StaticOf(w *Worker) WorkerStatic {
 // ReportOf returns the heartbeat entry of a worker record, with its
 // static part when withStatic.
 func ReportOf(w *Worker, withStatic bool) WorkerReport {
-	r := WorkerReport{ID: w.ID, State: w.State, PID: w.PID, PIDs: w.PIDs, GPUError: w.GPUError, Errors: w.Errors}
+	r := WorkerReport{ID: w.ID, State: w.State, PID: w.PID, PIDs: w.PIDs, GPUError: w.GPUError, Errors: w.Errors, Health: w.Health}
 	r.Stats = UnknownStats()
 	r.Stats.Set(StatCPUPct, w.CPUPct)
 	r.Stats.SetUint(StatMemBytes, w.MemBytes)
@@ -419,7 +422,7 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 // gpuUUID names a GPU index (the host's view), "" when unknown.
 func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker {
 	w := Worker{
-		ID: r.ID, State: r.State, PID: r.PID, PIDs: r.PIDs, GPUError: r.GPUError, Errors: r.Errors,
+		ID: r.ID, State: r.State, PID: r.PID, PIDs: r.PIDs, GPUError: r.GPUError, Errors: r.Errors, Health: r.Health,
 		// Numbers rounded to what they mean, as on the stream: percent to
 		// 0.1, seconds to 0.1, bytes and bytes per second whole.
 		CPUPct: roundPtr(r.Stats.Ptr(StatCPUPct)), MemBytes: r.Stats.Uint(StatMemBytes), MemRSSBytes: r.Stats.Uint(StatMemRSSBytes),

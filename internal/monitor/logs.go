@@ -62,6 +62,7 @@ func (p logPaths) startRun(files int) error {
 	if err != nil {
 		return fmt.Errorf("keep previous log: %w", err)
 	}
+	_ = tmp.Chmod(0o640) // as the log it was
 	defer os.Remove(tmp.Name())
 	for _, f := range p.run(files) {
 		if err := appendFile(tmp, f); err != nil {
@@ -161,7 +162,9 @@ func (g *logGuard) check() {
 		_ = os.Rename(p.rotated(n-1), p.rotated(n))
 	}
 	if files > 1 {
-		if err := copyTo(p.rotated(1), f, m.logMaxSize); err != nil {
+		// The whole file (at most 4 times the bound), so a follower's
+		// offset in it is an offset in .1.
+		if err := copyTo(p.rotated(1), f, 4*m.logMaxSize); err != nil {
 			m.log.Warn("rotate worker log", "file", p.current(), "err", err)
 		}
 	}

@@ -190,12 +190,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/hives/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.hive)))
 	mux.Handle("GET /v1/workers", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.workers)))
 	mux.Handle("GET /v1/schedule", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.schedule)))
-	// A reservation's id is its capability: whoever got the placement
-	// (a router with the read-only token, say) may release it.
-	mux.Handle("GET /v1/reservations", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Reservations hold VRAM for every scheduler: the operator's only.
+	mux.Handle("GET /v1/reservations", g.Allow(auth.NeedOperator, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, 200, s.reg.Reservations())
 	})))
-	mux.Handle("DELETE /v1/reservations/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.release)))
+	mux.Handle("DELETE /v1/reservations/{id}", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.release)))
 	mux.Handle("GET /v1/heartbeats/stream", g.Allow(auth.NeedRead, s.broker))
 	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, 200, s.info()) })))
 	mux.Handle("GET /{$}", dashboard.Handler())
@@ -335,7 +334,10 @@ func (s *Server) schedule(w http.ResponseWriter, r *http.Request) error {
 			return api.Errorf(api.ErrInvalid, "parameter %s given %d times", k, len(v))
 		}
 	}
-	req := registry.Request{Model: q.Get("model")}
+	// Reservations hold VRAM for everyone: only the operator makes them.
+	// A read-only token (a dashboard's, a router's) gets the placement
+	// unreserved.
+	req := registry.Request{Model: q.Get("model"), NoReserve: auth.PrincipalOf(r.Context()).Role != auth.RoleOperator}
 	if req.Model == "" {
 		return api.Errorf(api.ErrInvalid, "model is required")
 	}

@@ -34,6 +34,9 @@ type Request struct {
 	GPUs int
 	// All asks for every eligible worker, ranked, not only the best.
 	All bool
+	// NoReserve answers a placement without reserving its VRAM (the
+	// caller may not hold reservations).
+	NoReserve bool
 }
 
 // maxPassedOver bounds the candidates a 404 names one by one.
@@ -121,6 +124,9 @@ func (r *Registry) rankLocked(model string, all bool) (ranked []api.RankedWorker
 				why = "on a stale hive"
 			case w.rep.State != api.StateReady:
 				why = string(w.rep.State)
+				if h := w.rep.Health; h != nil && h.LastError != "" {
+					why += fmt.Sprintf(" (health check: %s, %d failed)", h.LastError, h.Failures)
+				}
 			case load.Saturated:
 				why = "saturated (" + whyOf(load) + ")"
 			default:
@@ -261,7 +267,7 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 		free []uint64
 	}
 	var best *pick
-	var seen, tooSmall int
+	var seen, tooSmall, widest int
 	var near []string
 	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
 		h := r.hives[id]
@@ -282,6 +288,7 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 			free -= min(free, reserved[gpuKey{h.ID, g.Index}])
 			fgs = append(fgs, fg{g, free})
 		}
+		widest = max(widest, len(fgs))
 		if len(fgs) < q.GPUs {
 			continue
 		}
@@ -309,11 +316,13 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 		if seen == 0 {
 			return nil, "no online hive reports a GPU with known VRAM", nil
 		}
-		need := api.FormatBytes(q.VRAMBytes)
-		if q.GPUs > 1 {
-			need = fmt.Sprintf("%d GPUs of one hive with %s free each", q.GPUs, api.FormatBytes(per))
+		why := fmt.Sprintf("none of %d GPUs on online hives has %s free (reservations counted)", seen, api.FormatBytes(q.VRAMBytes))
+		switch {
+		case q.GPUs > widest:
+			why = fmt.Sprintf("no online hive has %d GPUs with known VRAM (the most on one is %d)", q.GPUs, widest)
+		case q.GPUs > 1:
+			why = fmt.Sprintf("no online hive has %d GPUs with %s free each (reservations counted)", q.GPUs, api.FormatBytes(per))
 		}
-		why := fmt.Sprintf("none of %d GPUs on online hives has %s free (reservations counted)", seen, need)
 		if len(near) > 0 {
 			why += ": " + strings.Join(near, ", ")
 		}
@@ -327,7 +336,10 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 	}
 	d.Reason = fmt.Sprintf("GPU %s of %s %s the most free VRAM (%s)", strings.Join(idx, ", "), best.h.ID,
 		firstOf(len(idx) > 1, "have", "has"), api.FormatBytes(tight))
-	if q.VRAMBytes > 0 {
+	if q.VRAMBytes > 0 && q.NoReserve {
+		d.Reason += "; not reserved: reservations are the operator's"
+	}
+	if q.VRAMBytes > 0 && !q.NoReserve {
 		if len(r.res) >= r.cfg.MaxReservations {
 			return nil, "", fmt.Errorf("%w: the queen holds %d open reservations; release one (DELETE /v1/reservations/{id}) or wait %s for them to expire",
 				ErrTooManyReservations, len(r.res), r.cfg.ReservationTTL)

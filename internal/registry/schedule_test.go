@@ -187,7 +187,7 @@ func TestMultiGPUPlacement(t *testing.T) {
 		t.Fatalf("reservation %+v", res)
 	}
 	// Three GPUs of 50 GiB: h1 has 70-50, 10, 60-50, 50 left.
-	if _, err := r.Schedule(Request{Model: "llama-70b", VRAMBytes: 150 << 30, GPUs: 3}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "3 GPUs of one hive with 50.0GiB free each") {
+	if _, err := r.Schedule(Request{Model: "llama-70b", VRAMBytes: 150 << 30, GPUs: 3}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "no online hive has 3 GPUs with 50.0GiB free each") {
 		t.Fatalf("3-GPU placement: %v", err)
 	}
 }
@@ -219,5 +219,20 @@ func TestScheduleHostile(t *testing.T) {
 	d, err := r2.Schedule(Request{Model: "m", VRAMBytes: 10 << 30})
 	if err != nil || d.HiveID != "honest" {
 		t.Fatalf("forged values won: %+v %v", d, err)
+	}
+}
+
+// A placement asked without the right to reserve is answered, counting
+// the open reservations, and reserves nothing; asking for more GPUs than
+// any hive has says so.
+func TestScheduleNoReserveAndTooManyGPUs(t *testing.T) {
+	r, _, _ := newReg()
+	mustIngest(t, r, gpuHive("h1", 1, []uint64{0, 0}))
+	d, err := r.Schedule(Request{Model: "m", VRAMBytes: 10 << 30, NoReserve: true})
+	if err != nil || d.ReservationID != "" || !strings.Contains(d.Reason, "not reserved") || len(r.Reservations()) != 0 {
+		t.Fatalf("unreserved placement %+v %v", d, err)
+	}
+	if _, err := r.Schedule(Request{Model: "m", VRAMBytes: 10 << 30, GPUs: 3}); err == nil || !strings.Contains(err.Error(), "no online hive has 3 GPUs with known VRAM (the most on one is 2)") {
+		t.Fatalf("3 GPUs of a 2-GPU fleet: %v", err)
 	}
 }

@@ -211,6 +211,10 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 	}
 	cleanErrors(w.Errors)
 	w.GPUError = ids.Clean(w.GPUError, maxErrorLen)
+	if h := w.Health; h != nil {
+		h.Target, h.LastError = ids.Clean(h.Target, 2048), ids.Clean(h.LastError, maxErrorLen)
+		h.Failures = max(0, h.Failures)
+	}
 
 	maxCPU := 110 * float64(cores) // a rate over a jittery window may read a little high
 	bounds := [api.NumStats]float64{
