@@ -124,3 +124,23 @@ func (c Client) Get(url string, v any) error {
 	}
 	return json.Unmarshal(b, v)
 }
+
+// GetAs GETs url with token as the bearer ("" sends none) and returns the
+// status, the headers and the body: for tests of who may read what.
+func GetAs(t TB, url, token string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}

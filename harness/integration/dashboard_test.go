@@ -201,7 +201,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	harness.WaitFor(t, 5*time.Second, func() error {
 		var order []string
 		b.Eval(p, `() => [...document.querySelectorAll("#workers tbody tr")].map((tr) => tr.dataset.worker)`, &order)
-		byMem := slices.Clone(order)
 		mem := map[string]uint64{}
 		for _, w := range queenWorkers(t, queen, "") {
 			if w.MemBytes != nil {
@@ -211,7 +210,6 @@ func TestDashboardInBrowser(t *testing.T) {
 		if mem[order[0]] < mem[order[len(order)-1]] {
 			return fmt.Errorf("sorted by memory, largest first: %v (memory %v)", order, mem)
 		}
-		_ = byMem
 		return nil
 	})
 

@@ -5,8 +5,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,17 +23,8 @@ import (
 // body.
 func scrape(t *testing.T, base, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+"/metrics", nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	code, _, body := harness.GetAs(t, base+"/metrics", token)
+	return code, body
 }
 
 // promtool checks an exposition with Prometheus's own linter.

@@ -60,33 +60,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
 	}
-	bases := c.Bases()
-	if len(bases) == 0 {
-		return fmt.Errorf("no daemon URL")
+	resp, err := c.send(ctx, hc, method, path, body)
+	if err != nil {
+		return err
 	}
-	var errs []string
-	for _, base := range bases {
-		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		if in != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if c.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.Token)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			if ctx.Err() != nil || len(bases) == 1 {
-				return err
-			}
-			errs = append(errs, err.Error())
-			continue
-		}
-		return c.answer(resp, method, path, out)
-	}
-	return fmt.Errorf("none of %d daemons answered: %s", len(bases), strings.Join(errs, "; "))
+	return c.answer(resp, method, path, out)
 }
 
 // Open sends a GET and returns the answer's body to read as it comes
@@ -98,28 +76,47 @@ func (c *Client) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 		hc = *c.HTTP
 	}
 	hc.Timeout = 0
-	var errs []string
+	resp, err := c.send(ctx, &hc, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, c.answer(resp, http.MethodGet, path, nil)
+	}
+	return resp.Body, nil
+}
+
+// send makes the request to the first base that answers (body, when not
+// nil, as JSON) and returns its answer.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body []byte) (*http.Response, error) {
 	bases := c.Bases()
+	if len(bases) == 0 {
+		return nil, fmt.Errorf("no daemon URL")
+	}
+	var errs []string
 	for _, base := range bases {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		var r io.Reader
+		if body != nil {
+			r = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, r)
 		if err != nil {
 			return nil, err
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
 		}
 		if c.Token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.Token)
 		}
 		resp, err := hc.Do(req)
-		if err != nil {
-			if ctx.Err() != nil || len(bases) == 1 {
-				return nil, err
-			}
-			errs = append(errs, err.Error())
-			continue
+		if err == nil {
+			return resp, nil
 		}
-		if resp.StatusCode/100 != 2 {
-			return nil, c.answer(resp, http.MethodGet, path, nil)
+		if ctx.Err() != nil || len(bases) == 1 {
+			return nil, err
 		}
-		return resp.Body, nil
+		errs = append(errs, err.Error())
 	}
 	return nil, fmt.Errorf("none of %d daemons answered: %s", len(bases), strings.Join(errs, "; "))
 }

@@ -365,8 +365,8 @@ type WorkerReport struct {
 	GPUError string      `json:"gpu_error,omitempty"`
 	Errors   []string    `json:"errors,omitempty"`
 	Exit     *WorkerExit `json:"exit,omitempty"`
-	// Health is the worker's health check as last run, for workers with
-	// one: why it is starting or unhealthy reaches the queen.
+	// Health is the worker's health check as last run, while it fails
+	// or the worker is not ready: why reaches the queen.
 	Health *WorkerHealth `json:"health,omitempty"`
 	Static *WorkerStatic `json:"static,omitempty"`
 }
@@ -384,7 +384,12 @@ func StaticOf(w *Worker) WorkerStatic {
 // ReportOf returns the heartbeat entry of a worker record, with its
 // static part when withStatic.
 func ReportOf(w *Worker, withStatic bool) WorkerReport {
-	r := WorkerReport{ID: w.ID, State: w.State, PID: w.PID, PIDs: w.PIDs, GPUError: w.GPUError, Errors: w.Errors, Health: w.Health}
+	r := WorkerReport{ID: w.ID, State: w.State, PID: w.PID, PIDs: w.PIDs, GPUError: w.GPUError, Errors: w.Errors}
+	if h := w.Health; h != nil && (h.Failures > 0 || w.State != StateReady) {
+		// Only when it says why a worker is not (or soon not) ready: a
+		// passing check's target would repeat in every heartbeat.
+		r.Health = h
+	}
 	r.Stats = UnknownStats()
 	r.Stats.Set(StatCPUPct, w.CPUPct)
 	r.Stats.SetUint(StatMemBytes, w.MemBytes)

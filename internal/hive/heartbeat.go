@@ -63,13 +63,6 @@ type sender struct {
 	lastErr        string // of the failing streak, "" once delivered
 }
 
-// counts returns how many heartbeats were delivered and how many failed.
-func (s *sender) counts() (sent, failed uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sentN, s.failedN
-}
-
 // senderConfig configures a sender.
 type senderConfig struct {
 	QueenURL string

@@ -1,6 +1,7 @@
 package hive
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -36,9 +37,9 @@ func (c senderCounts) Describe(ch chan<- *prometheus.Desc) { ch <- descSent; ch 
 
 func (c senderCounts) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.s {
-		sent, failed := s.counts()
-		ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(sent), s.base)
-		ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(failed), s.base)
+		q := s.info()
+		ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(q.Sent), q.URL)
+		ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(q.Failed), q.URL)
 	}
 }
 
@@ -90,11 +91,7 @@ func (m *hiveMetrics) gpuObserved(took time.Duration, err error) {
 func (m *hiveMetrics) gpuFailureCounts() map[string]uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]uint64, len(m.gpuFailures))
-	for k, v := range m.gpuFailures {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.gpuFailures)
 }
 
 // asHive is the hive as the queen would list it, from the latest

@@ -129,6 +129,10 @@ type logGuard struct {
 	warned   time.Time
 }
 
+// rotateSlack is how far past the bound a rotated file may run: the
+// writes that came in while the guard woke.
+const rotateSlack = 64 << 10
+
 // minCopyEvery bounds how often a log is copied aside: a worker printing
 // a gigabyte a second would otherwise keep the hive copying.
 const minCopyEvery = 50 * time.Millisecond
@@ -162,9 +166,10 @@ func (g *logGuard) check() {
 		_ = os.Rename(p.rotated(n-1), p.rotated(n))
 	}
 	if files > 1 {
-		// The whole file (at most 4 times the bound), so a follower's
-		// offset in it is an offset in .1.
-		if err := copyTo(p.rotated(1), f, 4*m.logMaxSize); err != nil {
+		// The whole file when it ran at most rotateSlack past the bound
+		// (a follower's offset in it is then an offset in .1), else its
+		// last bytes: the disk bound holds either way.
+		if err := copyTo(p.rotated(1), f, m.logMaxSize+rotateSlack); err != nil {
 			m.log.Warn("rotate worker log", "file", p.current(), "err", err)
 		}
 	}
@@ -173,13 +178,13 @@ func (g *logGuard) check() {
 	}
 }
 
-// copyTo writes the last max bytes of src to a new file at path.
-func copyTo(path string, src *os.File, max int64) error {
+// copyTo writes the last limit bytes of src to a new file at path.
+func copyTo(path string, src *os.File, limit int64) error {
 	st, err := src.Stat()
 	if err != nil {
 		return err
 	}
-	off := max64(0, st.Size()-max)
+	off := max(0, st.Size()-limit)
 	tmp := path + ".tmp"
 	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|oNoFollow, 0o640)
 	if err != nil {
@@ -193,13 +198,6 @@ func copyTo(path string, src *os.File, max int64) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // tailOf returns the last max bytes of a worker's current log, from a
@@ -221,7 +219,7 @@ func tailOf(p logPaths, files int, max int) string {
 	return string(bytes.ToValidUTF8(buf, []byte("?")))
 }
 
-func readTail(path string, max int) ([]byte, error) {
+func readTail(path string, limit int) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
 	if err != nil {
 		return nil, err
@@ -231,7 +229,7 @@ func readTail(path string, max int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	off := max64(0, st.Size()-int64(max))
+	off := max(0, st.Size()-int64(limit))
 	b := make([]byte, st.Size()-off)
 	n, err := f.ReadAt(b, off)
 	if err != nil && !errors.Is(err, io.EOF) {

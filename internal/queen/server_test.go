@@ -490,19 +490,7 @@ func TestAckAsksForMissingStatic(t *testing.T) {
 func TestQueenServesDashboardAndMetrics(t *testing.T) {
 	_, url := newQueen(t, queen.Config{Tokens: auth.Tokens{Operator: harness.Token, Reader: readToken,
 		Hives: map[string]string{"gpu-a": hiveAToken}}})
-	get := func(path, token string) (int, http.Header, string) {
-		req, _ := http.NewRequest("GET", url+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, string(b)
-	}
+	get := func(path, token string) (int, http.Header, string) { return harness.GetAs(t, url+path, token) }
 	code, h, body := get("/", "")
 	if code != 200 || !strings.Contains(body, `<script src="static/dash.js"`) || !strings.HasPrefix(h.Get("Content-Type"), "text/html") ||
 		!strings.Contains(h.Get("Content-Security-Policy"), "connect-src 'self'") || !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") {

@@ -269,7 +269,7 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 	var best *pick
 	var seen, tooSmall, widest int
 	var near []string
-	for _, id := range slices.Sorted(maps.Keys(r.hives)) {
+	for _, id := range r.sortedIDsLocked() {
 		h := r.hives[id]
 		if h.State != api.HiveStateOnline {
 			continue
