@@ -367,22 +367,37 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 			}
 			i++
 		case i == len(old) || cur[j].rep.ID < old[i].rep.ID:
-			if w := &cur[j]; w.live() && !whole {
+			switch w := &cur[j]; {
+			case whole:
+			case w.live():
 				evs = append(evs, added(h, w))
+			default:
+				// Spawned and gone between two heartbeats: its exit is
+				// news all the same (a worker OOM-killed at start).
+				evs = append(evs, removed(h, w, api.ReasonExited))
 			}
 			j++
 		default:
 			p, w := &old[i], &cur[j]
 			switch {
 			case p.live() && p.rep.PID != w.rep.PID:
-				// The same id now names another process: the old one is gone.
-				evs = append(evs, removed(h, p, api.ReasonReplaced))
-				if w.live() && !whole {
-					evs = append(evs, added(h, w))
+				// The same id now names another process: the old one is
+				// gone. A new one that has exited already is what the id
+				// ends with.
+				switch {
+				case !w.live():
+					evs = append(evs, removed(h, w, api.ReasonExited))
+				case whole:
+					evs = append(evs, removed(h, p, api.ReasonReplaced))
+				default:
+					evs = append(evs, removed(h, p, api.ReasonReplaced), added(h, w))
 				}
 			case p.live() && !w.live():
 				evs = append(evs, removed(h, w, api.ReasonExited))
 			case whole:
+			case !p.live() && !w.live() && p.rep.PID != w.rep.PID:
+				// Restarted and exited again between two heartbeats.
+				evs = append(evs, removed(h, w, api.ReasonExited))
 			case !p.live() && w.live():
 				evs = append(evs, added(h, w))
 			case w.live() && (p.rep.State != w.rep.State || p.static != w.static && !p.static.Equal(w.static)):

@@ -136,6 +136,50 @@ func TestIngestReplacesWorkersAndEmitsChanges(t *testing.T) {
 	}
 }
 
+// A worker that starts and exits between two heartbeats (OOM-killed at
+// start, a restart that fails at once) still reaches clients as one
+// worker_removed carrying its exit.
+func TestExitBetweenHeartbeats(t *testing.T) {
+	exited := func(inst string, pid int, sig string) api.Worker {
+		w := wk(inst, "m", pid, 0, 0)
+		w.State, w.Signal = api.StateExited, s(sig)
+		return w
+	}
+	r, _, rec := newReg()
+	seq := uint64(1)
+	mustIngest(t, r, hb("h1", "s1", seq, wk("a", "m", 10, 1, 0), exited("z", 5, "SIGKILL")))
+	rec.take()
+	for _, tc := range []struct {
+		name   string
+		ws     []api.Worker
+		want   string
+		exitOf string // the worker_removed's worker and signal, when one is wanted
+	}{
+		{"new and already gone", []api.Worker{wk("a", "m", 10, 1, 0), exited("hog", 20, "SIGKILL"), exited("z", 5, "SIGKILL")},
+			"worker_removed,hive_telemetry", "llm-hog SIGKILL"},
+		{"the same exit again says nothing", []api.Worker{wk("a", "m", 10, 1, 0), exited("hog", 20, "SIGKILL"), exited("z", 5, "SIGKILL")},
+			"hive_telemetry", ""},
+		{"replaced by a process that exited", []api.Worker{exited("a", 11, "SIGSEGV"), exited("hog", 20, "SIGKILL"), exited("z", 5, "SIGKILL")},
+			"worker_removed,hive_telemetry", "llm-a SIGSEGV"},
+		{"exited, restarted, exited again", []api.Worker{exited("a", 11, "SIGSEGV"), exited("hog", 20, "SIGKILL"), exited("z", 6, "SIGABRT")},
+			"worker_removed,hive_telemetry", "llm-z SIGABRT"},
+	} {
+		seq++
+		mustIngest(t, r, hb("h1", "s1", seq, tc.ws...))
+		evs := rec.take()
+		if got := types(evs); got != tc.want {
+			t.Fatalf("%s: events %s, want %s", tc.name, got, tc.want)
+		}
+		if tc.exitOf == "" {
+			continue
+		}
+		rm := evs[0].Data.(api.WorkerRemoved)
+		if got := rm.WorkerID + " " + *rm.Signal; got != tc.exitOf || rm.Reason != api.ReasonExited {
+			t.Fatalf("%s: worker_removed %s (%s), want %s (exited)", tc.name, got, rm.Reason, tc.exitOf)
+		}
+	}
+}
+
 func TestIngestIgnoresOldSeqAndDetectsRestart(t *testing.T) {
 	r, _, rec := newReg()
 	mustIngest(t, r, hb("h1", "s1", 5, wk("a", "m", 10, 1, 0), wk("b", "m", 11, 1, 0)))
