@@ -148,15 +148,27 @@ func (b *Browser) Eval(p *rod.Page, js string, v any, args ...any) {
 // to look at: $RBEE_ARTIFACTS, else artifacts/ at the module root.
 func ArtifactDir(t TB, sub string) string {
 	t.Helper()
-	dir := os.Getenv("RBEE_ARTIFACTS")
-	if dir == "" {
-		dir = filepath.Join(ModuleRoot(t), "artifacts")
-	}
-	dir = filepath.Join(dir, sub)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := artifactDir(sub)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+func artifactDir(sub string) (string, error) {
+	dir := os.Getenv("RBEE_ARTIFACTS")
+	if dir == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "artifacts")
+	}
+	dir = filepath.Join(dir, sub)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("artifact directory: %w", err)
+	}
+	return dir, nil
 }
 
 // Screenshot saves a PNG of p (the whole page when full, else the
@@ -179,16 +191,24 @@ func (b *Browser) Screenshot(p *rod.Page, full bool, dir, name string) string {
 // the working directory.
 func ModuleRoot(t TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	d, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module "+module+"\n") {
-			return d
+			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			t.Fatalf("no go.mod of %s above %s", module, dir)
+			return "", fmt.Errorf("no go.mod of %s above %s", module, dir)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"io"
+	"path/filepath"
 
 	"fmt"
 	"net"
@@ -238,6 +239,24 @@ func (d *Daemon) cleanup() {
 	if d.t.Failed() || verbose() {
 		d.t.Logf("---- %s log ----\n%s", d.Name, log)
 	}
+	if d.t.Failed() {
+		d.keepLog(log)
+	}
+}
+
+// keepLog leaves the log of a failed test's daemon as a file under the
+// artifact directory (logs/<test>/<daemon>.log), which CI uploads: a log
+// cut short in the test output is whole there.
+func (d *Daemon) keepLog(log string) {
+	dir, err := artifactDir(filepath.Join("logs", strings.ReplaceAll(d.t.Name(), "/", "_")))
+	if err == nil {
+		path := filepath.Join(dir, strings.ReplaceAll(d.Name, "/", "_")+".log")
+		if err = os.WriteFile(path, []byte(log), 0o644); err == nil {
+			d.t.Logf("%s log kept in %s", d.Name, path)
+			return
+		}
+	}
+	d.t.Logf("keep %s log: %v", d.Name, err)
 }
 
 // coverDir is where daemons built with -cover write their counters: the
