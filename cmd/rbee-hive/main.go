@@ -6,9 +6,12 @@ package main
 
 import (
 	"github.com/rbee-dev/rbee/internal/cli"
+	"github.com/rbee-dev/rbee/internal/launch"
 )
 
 func main() {
+	// First: a re-executed hive that is a worker's shim becomes the worker.
+	launch.ServeShim()
 	cli.Main("rbee-hive", "rbee-hive spawns and watches inference workers on this host.", daemon, []cli.Command{
 		{Name: "spawn", Summary: "spawn a worker: spawn --instance 9301 [flags] -- /path/worker args...", Run: spawnCmd},
 		{Name: "list", Summary: "list the hive's workers", Run: listCmd},

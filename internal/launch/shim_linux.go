@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/coverage"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -17,8 +19,10 @@ import (
 )
 
 // The shim is the hive's own binary re-executed with argv[0] shimArg0 and
-// shimEnv=1 as its only environment variable. The check runs before main,
-// in every binary that links this package, and costs one getenv elsewhere.
+// shimEnv as its only environment variable. By default the check runs
+// before main, in every binary that links this package (test binaries
+// included), and costs one getenv elsewhere; a binary whose main calls
+// ServeShim has its shims run there instead (shimEnv=main).
 //
 // File descriptors: 3 is the status pipe (close-on-exec, so EOF with no
 // bytes means the exec happened; anything written is the error), 4 the
@@ -41,10 +45,33 @@ type shimConfig struct {
 	User      *Credential `json:"user,omitempty"`
 	JoinProcs []string    `json:"join_procs,omitempty"`
 	ReadOnly  []string    `json:"read_only,omitempty"`
+	// CoverDir is the hive's GOCOVERDIR: a hive built with -cover has its
+	// shims leave their counters there before the exec, which ends them
+	// without the runtime's exit hook.
+	CoverDir string `json:"cover_dir,omitempty"`
 }
 
+// shimInMain is set in a process whose main called ServeShim.
+var shimInMain atomic.Bool
+
 func init() {
-	if os.Getenv(shimEnv) == "1" && len(os.Args) == 1 && os.Args[0] == shimArg0 {
+	if isShim("1") {
+		os.Exit(runShim())
+	}
+}
+
+func isShim(marker string) bool {
+	return os.Getenv(shimEnv) == marker && len(os.Args) == 1 && os.Args[0] == shimArg0
+}
+
+// ServeShim runs the shim and exits when this process is one, and returns
+// at once otherwise. A binary that calls it first thing in main has its
+// shims run there rather than before main: the same code, after the Go
+// runtime has set itself up, so that a binary built with -cover counts
+// what its shims ran.
+func ServeShim() {
+	shimInMain.Store(true)
+	if isShim("main") {
 		os.Exit(runShim())
 	}
 }
@@ -117,6 +144,11 @@ func runShim() int {
 	var data [2]unix.CapUserData
 	if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
 		return fail("drop capabilities: %v", e)
+	}
+	if c.CoverDir != "" {
+		// Best effort: counters that cannot be written must not keep a
+		// worker from starting.
+		_ = coverage.WriteCountersDir(c.CoverDir)
 	}
 	err = execveat(fdExe, c.Argv, c.Env)
 	return fail("exec %s: %v", c.Argv[0], err)

@@ -20,7 +20,13 @@ func Start(s Spec) (*exec.Cmd, error) {
 	if len(s.Argv) == 0 {
 		return nil, errors.New("launch: empty argv")
 	}
-	cfg, err := json.Marshal(shimConfig{Argv: s.Argv, Env: s.Env, User: s.User, JoinProcs: s.JoinProcs, ReadOnly: s.ReadOnly})
+	sc := shimConfig{Argv: s.Argv, Env: s.Env, User: s.User, JoinProcs: s.JoinProcs, ReadOnly: s.ReadOnly}
+	marker := "1"
+	if shimInMain.Load() {
+		marker = "main"
+		sc.CoverDir = os.Getenv("GOCOVERDIR")
+	}
+	cfg, err := json.Marshal(sc)
 	if err != nil {
 		return nil, fmt.Errorf("launch: %w", err)
 	}
@@ -42,7 +48,7 @@ func Start(s Spec) (*exec.Cmd, error) {
 		Path: "/proc/self/exe",
 		Args: []string{shimArg0},
 		// The shim's own loader sees nothing but the marker.
-		Env:        []string{shimEnv + "=1"},
+		Env:        []string{shimEnv + "=" + marker},
 		Dir:        s.Dir,
 		ExtraFiles: []*os.File{statusW, cfgR, s.Exe},
 		// A worker outlives a hive restart: its own session keeps a Ctrl-C
