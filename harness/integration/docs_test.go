@@ -100,3 +100,67 @@ func TestDocsRoutesAnswer(t *testing.T) {
 		}
 	}
 }
+
+// CONTRIBUTING.md's layout table is in dependency order: every product
+// package it names imports only packages named on its own row or below,
+// and every product package is in it.
+func TestContributingLayoutOrder(t *testing.T) {
+	root := harness.ModuleRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "CONTRIBUTING.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "| path | what lives there |")
+	if i < 0 {
+		t.Fatal("CONTRIBUTING.md has no layout table")
+	}
+	s = s[i:]
+	if j := strings.Index(s, "\n\n"); j >= 0 {
+		s = s[:j]
+	}
+	pathRE := regexp.MustCompile("`((?:cmd|internal)/[a-z0-9/-]+)`")
+	row := map[string]int{} // package path -> its row
+	for n, line := range strings.Split(s, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, m := range pathRE.FindAllStringSubmatch(cells[1], -1) {
+			if _, err := os.Stat(filepath.Join(root, m[1])); err == nil {
+				row[m[1]] = n
+			}
+		}
+	}
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./cmd/...", "./internal/...")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	const mod = "github.com/rbee-dev/rbee/"
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], mod)
+		if strings.HasPrefix(pkg, "internal/demo") || pkg == "internal/benchgate" || pkg == "internal/covmerge" {
+			continue // beside the product, in the second table
+		}
+		r, ok := row[pkg]
+		if !ok {
+			t.Errorf("%s is not in CONTRIBUTING.md's layout table", pkg)
+			continue
+		}
+		for _, imp := range f[1:] {
+			dep, ok := strings.CutPrefix(imp, mod)
+			if !ok {
+				continue
+			}
+			if dr, ok := row[dep]; !ok || dr < r {
+				t.Errorf("%s (row %d) imports %s (row %d, want below it)", pkg, r, dep, dr)
+			}
+		}
+	}
+	if len(row) < 15 {
+		t.Fatalf("read %d packages from the layout table: %v", len(row), row)
+	}
+}
