@@ -97,7 +97,7 @@ func (q *FakeQueen) handle(w http.ResponseWriter, r *http.Request) {
 	// The real queen's decoder and validation: a hive whose heartbeats
 	// the queen would refuse fails against the fake too.
 	var hb api.Heartbeat
-	if err := httpx.Decode(w, r, 8<<20, false, &hb); err != nil {
+	if err := httpx.DecodeFast(w, r, api.MaxHeartbeatBody, &hb); err != nil {
 		httpx.Error(w, err)
 		return
 	}

@@ -36,7 +36,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "serve without any token (throwaway setups only)")
 	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
-	maxHives := fs.Int("max-hives", "RBEE_MAX_HIVES", 10000, "most hives the registry holds; more are refused with 429")
+	maxHives := fs.Int("max-hives", "RBEE_MAX_HIVES", registry.DefaultMaxHives, "most hives the registry holds; more are refused with 429")
 	maxClients := fs.Int("max-stream-clients", "RBEE_MAX_STREAM_CLIENTS", 1000, "most stream clients at once; more are refused with 503")
 	saturated := fs.Float("saturated-gpu-pct", "RBEE_SATURATED_GPU_PCT", 90, "a worker whose busiest GPU's SM use reaches this takes no more requests (schedule places a new one)")
 	resTTL := fs.Duration("reservation-ttl", "RBEE_RESERVATION_TTL", 30*time.Second, "how long a placement answer holds its VRAM unless the hive reports a new worker on it first")

@@ -65,8 +65,13 @@ const (
 	// MaxWorkerArgs and MaxArgLen bound a worker's command line.
 	MaxWorkerArgs = 256
 	MaxArgLen     = 4096
+	// MaxModelLen bounds a model name.
+	MaxModelLen = 256
 	// MaxWorkerPIDs bounds one worker's pid list, MaxHeartbeatPIDs the
 	// pid lists of a whole heartbeat.
 	MaxWorkerPIDs    = 16384
 	MaxHeartbeatPIDs = 65536
+	// MaxHeartbeatBody bounds a heartbeat's body, inflated: a queen's
+	// default, which its operator may change.
+	MaxHeartbeatBody = 8 << 20
 )

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
@@ -185,7 +187,7 @@ func TestGuard(t *testing.T) {
 		Open:         []string{"/healthz"}, QueryToken: []string{"/v1/heartbeats/stream"},
 	})
 	type hdr = map[string]string
-	json := "application/json"
+	ctJSON := "application/json"
 	tests := []struct {
 		name, method, target string
 		h                    hdr
@@ -199,19 +201,19 @@ func TestGuard(t *testing.T) {
 		{"bearer in lower case", "GET", "/v1/hives", hdr{"Authorization": "bearer " + opTok}, 204, "operator/"},
 		{"basic scheme", "GET", "/v1/hives", hdr{"Authorization": "Basic " + opTok}, 401, ""},
 		{"reader reads", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + readTok}, 204, "read-only/"},
-		{"reader may not spawn", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + readTok, "Content-Type": json}, 403, ""},
-		{"reader may not heartbeat", "POST", "/v1/hive-heartbeat", hdr{"Authorization": "Bearer " + readTok, "Content-Type": json}, 403, ""},
-		{"hive heartbeats", "POST", "/v1/hive-heartbeat", hdr{"Authorization": "Bearer " + hiveTok, "Content-Type": json}, 204, "hive/gpu-a"},
+		{"reader may not spawn", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + readTok, "Content-Type": ctJSON}, 403, ""},
+		{"reader may not heartbeat", "POST", "/v1/hive-heartbeat", hdr{"Authorization": "Bearer " + readTok, "Content-Type": ctJSON}, 403, ""},
+		{"hive heartbeats", "POST", "/v1/hive-heartbeat", hdr{"Authorization": "Bearer " + hiveTok, "Content-Type": ctJSON}, 204, "hive/gpu-a"},
 		{"hive may not read", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + hiveTok}, 403, ""},
-		{"hive may not spawn", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + hiveTok, "Content-Type": json}, 403, ""},
-		{"operator spawns", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": json}, 204, "operator/"},
+		{"hive may not spawn", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + hiveTok, "Content-Type": ctJSON}, 403, ""},
+		{"operator spawns", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": ctJSON}, 204, "operator/"},
 		{"json with charset", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": "application/json; charset=utf-8"}, 204, "operator/"},
 		{"text/plain body", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": "text/plain"}, 415, ""},
 		{"form body", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": "application/x-www-form-urlencoded"}, 415, ""},
 		{"no content type", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok}, 415, ""},
-		{"foreign origin", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": json, "Origin": "http://evil.example"}, 403, ""},
+		{"foreign origin", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": ctJSON, "Origin": "http://evil.example"}, 403, ""},
 		{"null origin", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + opTok, "Origin": "null"}, 403, ""},
-		{"own origin", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": json, "Origin": "http://127.0.0.1:7833"}, 204, "operator/"},
+		{"own origin", "POST", "/v1/workers", hdr{"Authorization": "Bearer " + opTok, "Content-Type": ctJSON, "Origin": "http://127.0.0.1:7833"}, 204, "operator/"},
 		{"rebound host", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + opTok, "Host": "evil.example:7833"}, 403, ""},
 		{"allowed host", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + opTok, "Host": "Queen.Example:7833"}, 204, "operator/"},
 		{"localhost", "GET", "/v1/hives", hdr{"Authorization": "Bearer " + opTok, "Host": "localhost:7833"}, 204, "operator/"},
@@ -219,7 +221,7 @@ func TestGuard(t *testing.T) {
 		{"operator token in a URL", "GET", "/v1/heartbeats/stream?access_token=" + opTok, nil, 401, ""},
 		{"hive token in a URL", "GET", "/v1/heartbeats/stream?access_token=" + hiveTok, nil, 401, ""},
 		{"query token elsewhere", "GET", "/v1/hives?access_token=" + opTok, nil, 401, ""},
-		{"query token on a POST", "POST", "/v1/workers?access_token=" + opTok, hdr{"Content-Type": json}, 401, ""},
+		{"query token on a POST", "POST", "/v1/workers?access_token=" + opTok, hdr{"Content-Type": ctJSON}, 401, ""},
 		{"healthz is open", "GET", "/healthz", nil, 204, ""},
 	}
 	for _, tc := range tests {
@@ -240,8 +242,9 @@ func TestGuard(t *testing.T) {
 			if tc.role != "" && w.Header().Get("X-Role") != tc.role {
 				t.Fatalf("role %q, want %q", w.Header().Get("X-Role"), tc.role)
 			}
-			if w.Code >= 400 && !strings.HasPrefix(w.Body.String(), `{"error":`) {
-				t.Fatalf("error body %q is not JSON", w.Body)
+			var eb api.ErrorBody
+			if w.Code >= 400 && (json.Unmarshal(w.Body.Bytes(), &eb) != nil || eb.Error == "") {
+				t.Fatalf("error body %q is not JSON with an error", w.Body)
 			}
 			// A real token in a URL is told why, so a dashboard can say so.
 			if strings.HasSuffix(tc.name, "token in a URL") && !strings.Contains(w.Body.String(), "may not travel in a URL") {

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"mime"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/httpx"
 )
 
 // GuardConfig configures Guard.
@@ -96,15 +96,10 @@ func (g *Guard) Refused() map[string]uint64 {
 // picks the status) and counts it under reason.
 func (g *Guard) refuse(w http.ResponseWriter, reason string, err error) {
 	g.refused[reason].Add(1)
-	code := api.HTTPStatus(err)
-	if code == http.StatusUnauthorized {
+	if api.HTTPStatus(err) == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rbee"`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	b, _ := json.Marshal(api.ErrorBody{Error: err.Error()})
-	w.Write(append(b, '\n'))
+	httpx.Error(w, err)
 }
 
 type principalKey struct{}

@@ -91,7 +91,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			args = clipArgs(args)
 			w.binary, w.args = args[0], args[1:]
 			if m := ModelFromArgs(w.args); m != nil {
-				w.model = api.Ptr(ids.Clean(*m, MaxModelLen))
+				w.model = api.Ptr(ids.Clean(*m, api.MaxModelLen))
 			}
 		}
 	}

@@ -18,13 +18,12 @@ import (
 	"github.com/rbee-dev/rbee/internal/limits"
 )
 
-// Bounds on a spec, so no request can make the hive hold unbounded data.
+// Bounds on a spec, so no request can make the hive hold unbounded data:
+// the wire format's, which the queen holds heartbeats to.
 const (
-	maxArgs   = 256
+	maxArgs   = api.MaxWorkerArgs
 	maxEnv    = 256
-	maxStrLen = ids.MaxTextLen
-	// MaxModelLen bounds a model name.
-	MaxModelLen = 256
+	maxStrLen = api.MaxArgLen
 )
 
 // ValidateSpec checks a spawn request without touching the system and
@@ -58,7 +57,7 @@ func ValidateSpec(s api.SpawnRequest) (cgroups.Limits, error) {
 		}
 	}
 	if m := ModelFromArgs(s.Args); m != nil {
-		if err := ids.ValidText(*m, MaxModelLen); err != nil {
+		if err := ids.ValidText(*m, api.MaxModelLen); err != nil {
 			return lim, fmt.Errorf("%w: model name %s: %v", ErrSpec, ids.Quote(*m), err)
 		}
 	}

@@ -42,7 +42,7 @@ func FuzzSpawnSpec(f *testing.F) {
 				t.Fatalf("accepted env %q", k)
 			}
 		}
-		if m := ModelFromArgs(s.Args); m != nil && ids.ValidText(*m, MaxModelLen) != nil {
+		if m := ModelFromArgs(s.Args); m != nil && ids.ValidText(*m, api.MaxModelLen) != nil {
 			t.Fatalf("accepted model %q", *m)
 		}
 		if lim.CPU < 0 || lim.MemoryBytes < 0 {

@@ -41,7 +41,7 @@ type Config struct {
 	Insecure bool
 	// AllowedHosts are extra names the Host header may carry.
 	AllowedHosts []string
-	// MaxHives bounds the registry; 0 means 10,000.
+	// MaxHives bounds the registry; 0 means registry.DefaultMaxHives.
 	MaxHives int
 	// MaxConns caps open connections; 0 means MaxHives plus the stream
 	// clients plus 1024.
@@ -61,7 +61,7 @@ type Config struct {
 	// ReservationTTL is how long a placement's VRAM stays reserved; 0
 	// means 30 s.
 	ReservationTTL time.Duration
-	// MaxBody bounds a heartbeat body; 0 means 8 MiB.
+	// MaxBody bounds a heartbeat body; 0 means api.MaxHeartbeatBody.
 	MaxBody int64
 	Stream  stream.Config
 	// Now is the queen's clock; nil means time.Now.
@@ -102,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.SummaryEvery = 5 * time.Second
 	}
 	if cfg.MaxBody == 0 {
-		cfg.MaxBody = 8 << 20
+		cfg.MaxBody = api.MaxHeartbeatBody
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -111,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.MaxHives == 0 {
-		cfg.MaxHives = 10000
+		cfg.MaxHives = registry.DefaultMaxHives
 	}
 	if cfg.Stream.MaxClients == 0 {
 		cfg.Stream.MaxClients = 1000

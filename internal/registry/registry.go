@@ -23,6 +23,9 @@ import (
 // DefaultHiveTTL is how long a silent hive is kept before it is removed.
 const DefaultHiveTTL = 90 * time.Second
 
+// DefaultMaxHives is how many hives a registry holds unless told otherwise.
+const DefaultMaxHives = 10000
+
 // StaleAfter is how many missed intervals make a hive stale.
 const StaleAfter = 3
 
@@ -44,7 +47,7 @@ type Config struct {
 	// counts as idle; 0 means 10.
 	IdleCPUPct, IdleGPUPct float64
 	// MaxHives bounds the registry; a new hive beyond it is refused with
-	// ErrTooManyHives. 0 means 10,000.
+	// ErrTooManyHives. 0 means DefaultMaxHives.
 	MaxHives int
 	// SaturatedGPUPct and SaturatedCPUFraction are the loads at which a
 	// worker takes no more requests: the SM use of its busiest GPU, and
@@ -154,7 +157,7 @@ func New(cfg Config) *Registry {
 		cfg.IdleGPUPct = 10
 	}
 	if cfg.MaxHives == 0 {
-		cfg.MaxHives = 10000
+		cfg.MaxHives = DefaultMaxHives
 	}
 	if cfg.HeartbeatRate == 0 {
 		cfg.HeartbeatRate = 20

@@ -47,7 +47,6 @@ const (
 	maxArgs      = api.MaxWorkerArgs
 	maxErrors    = 32
 	maxErrorLen  = 512
-	maxModelLen  = 256
 	minInterval  = 100   // ms
 	maxInterval  = 600e3 // ms
 	defaultIntMS = 1000
@@ -302,7 +301,7 @@ func validStatic(id string, st *api.WorkerStatic) error {
 		}
 	}
 	if st.Model != nil {
-		if err := ids.ValidText(*st.Model, maxModelLen); err != nil {
+		if err := ids.ValidText(*st.Model, api.MaxModelLen); err != nil {
 			return fmt.Errorf("model: %v", err)
 		}
 	}
