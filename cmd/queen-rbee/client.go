@@ -39,7 +39,7 @@ func hivesCmd(ctx context.Context, out io.Writer, args []string) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HIVE\tSTATE\tLAST SEEN\tWORKERS\tGPUS\tCPU%\tURL")
 	for _, h := range hs {
-		fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%s\t%s\n", h.ID, h.State, time.Since(h.LastSeen).Round(100*time.Millisecond),
+		fmt.Fprintf(tw, "%s\t%s\t%s ago\t%d\t%d\t%s\t%s\n", ids.Safe(h.ID), ids.Safe(h.State), time.Since(h.LastSeen).Round(100*time.Millisecond),
 			len(h.Workers), len(h.Node.GPUs), cli.Pct(h.Node.CPUPct), cli.Str(&h.URL))
 	}
 	return tw.Flush()
@@ -236,7 +236,7 @@ func watchOne(ctx context.Context, out io.Writer, hc *http.Client, base, token s
 		if !all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
 			return
 		}
-		fmt.Fprintf(out, "%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), e.Type, e.LastEventID, e.Data)
+		fmt.Fprintf(out, "%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), ids.Safe(e.Type), ids.Safe(e.LastEventID), ids.Safe(e.Data))
 	})
 	return conn.Connect()
 }

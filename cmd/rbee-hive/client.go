@@ -128,7 +128,7 @@ func stopCmd(ctx context.Context, out io.Writer, args []string) error {
 		if err := c.Do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(id), nil, &w); err != nil {
 			return fmt.Errorf("stop %s: %w", id, err)
 		}
-		fmt.Fprintf(out, "%s stopped (%s)\n", id, cli.Note(w))
+		fmt.Fprintf(out, "%s stopped (%s)\n", ids.Safe(id), cli.Note(w))
 	}
 	return nil
 }

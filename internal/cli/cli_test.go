@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -93,6 +94,28 @@ func TestFormat(t *testing.T) {
 	} {
 		if got := Note(tc.w); got != tc.want {
 			t.Errorf("Note = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// Whatever a daemon sends reaches the terminal with its control
+// characters escaped: the table, the spawn summary and error messages.
+func TestHostileTextEscaped(t *testing.T) {
+	const esc = "\x1b]0;owned\x07"
+	var b strings.Builder
+	w := api.Worker{ID: "llm-" + esc, State: api.State(esc), PID: 7, LimitsEnforced: true, Cgroup: "/rbee/" + esc}
+	if err := WorkerTable(&b, []api.FleetWorker{{HiveID: "h" + esc, Worker: w}}, true); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString(SpawnSummary(w))
+	b.WriteString(safeError(fmt.Errorf("queen said: %s\nsecond line", esc)))
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("control characters reach the terminal:\n%q", out)
+	}
+	for _, want := range []string{`"h\x1b]0;owned\a"`, `"llm-\x1b]0;owned\a"`, `"/rbee/\x1b]0;owned\a"`, "\nsecond line"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -89,9 +89,9 @@ func WorkerTable(out io.Writer, ws []api.FleetWorker, withHive bool) error {
 			note = strings.TrimPrefix(note+"; hive stale", "; ")
 		}
 		if withHive {
-			fmt.Fprintf(tw, "%s\t", w.HiveID)
+			fmt.Fprintf(tw, "%s\t", ids.Safe(w.HiveID))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t", w.ID, w.State, w.PID, Str(w.Model),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t", ids.Safe(w.ID), ids.Safe(string(w.State)), w.PID, Str(w.Model),
 			Pct(w.CPUPct), Bytes(w.MemBytes), Bytes(w.VRAMBytes), Pct(w.GPUUtilPct), Secs(w.UptimeS))
 		if withHive {
 			fmt.Fprintf(tw, "%v\t", w.Idle)
@@ -123,7 +123,7 @@ func SpawnSummary(w api.Worker) string {
 		}
 		limit("cpu", cpu)
 		limit("memory", mem)
-		parts = append(parts, "cgroup "+w.Cgroup)
+		parts = append(parts, "cgroup "+ids.Safe(w.Cgroup))
 	}
-	return fmt.Sprintf("%s spawned: %s", w.ID, strings.Join(parts, ", "))
+	return fmt.Sprintf("%s spawned: %s", ids.Safe(w.ID), strings.Join(parts, ", "))
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/version"
 )
 
@@ -68,10 +69,10 @@ func Main(name, about string, def func(context.Context, io.Writer, []string) err
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return
 	case errors.Is(err, ErrUsage):
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "%s: %s\n", name, safeError(err))
 		os.Exit(2)
 	default:
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "%s: %s\n", name, safeError(err))
 		os.Exit(1)
 	}
 }
@@ -103,4 +104,12 @@ func PrintJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// safeError is err's text for a terminal: an error may carry a remote
+// daemon's words, so control characters other than line breaks are
+// replaced.
+func safeError(err error) string {
+	msg := err.Error()
+	return ids.CleanLines(msg, len(msg))
 }
