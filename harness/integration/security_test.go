@@ -189,11 +189,52 @@ func TestSecurityLoaderVariables(t *testing.T) {
 			t.Fatalf("env %s: %d %s, want 400 naming it", v, code, body)
 		}
 	}
-	spawn(t, hive, "fine", api.SpawnRequest{Args: []string{"--exit-after", "100ms"}, Env: map[string]string{"PRELOAD_MARK": mark}})
-	time.Sleep(500 * time.Millisecond)
+	// Nothing of a refused request ran: the library never loaded.
 	if b, err := os.ReadFile(mark); err == nil {
 		t.Fatalf("the preload library ran: %s", b)
 	}
+	// The hive spawns as before, with the environment a worker may have.
+	w := spawn(t, hive, "fine", api.SpawnRequest{Args: []string{"--exit-after", "100ms"}, Env: map[string]string{"PRELOAD_MARK": mark}})
+	harness.WaitFor(t, 5*time.Second, func() error {
+		var got api.Worker
+		harness.Get(t, hive.URL+"/v1/workers/"+w.ID, &got)
+		if got.State != api.StateExited || got.ExitCode == nil || *got.ExitCode != 0 {
+			return fmt.Errorf("worker %s exit %v, want a clean exit", got.State, got.ExitCode)
+		}
+		return nil
+	})
+}
+
+// Before: the hive's connection cap refused silently. Now a flood of
+// connections past it is counted, and the hive answers once it ends.
+func TestSecurityHiveConnectionCap(t *testing.T) {
+	hive := harness.StartHive(t, harness.HiveOptions{})
+	var conns []net.Conn
+	for range 300 {
+		c, err := net.Dial("tcp", hive.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The ones past the cap are closed by the hive at once: the last is.
+	last := conns[len(conns)-1]
+	last.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := last.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("connection 300 to a hive capped at 256: %v, want closed", err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	over := uint64(len(conns) - 256)
+	harness.WaitFor(t, 5*time.Second, func() error {
+		var info api.HiveInfo
+		harness.Get(t, hive.URL+"/v1/info", &info)
+		if n := info.Refused["connections_over_max"]; n < over {
+			return fmt.Errorf("connections_over_max %d, want at least %d", n, over)
+		}
+		return nil
+	})
 }
 
 // Before: a worker (root, all capabilities) raised its own memory limit,

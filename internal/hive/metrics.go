@@ -64,7 +64,7 @@ func (s *Server) newMetrics() *hiveMetrics {
 		metrics.Fleet{Hives: func() []api.Hive { return []api.Hive{s.asHive()} }},
 		m.pass, m.gpuQuery,
 		metrics.NewCounts("rbee_hive_gpu_query_failures_total", "GPU queries that failed, by reason: timeout, stuck, bad_output, error.", "reason", m.gpuFailureCounts),
-		metrics.NewCounts("rbee_http_requests_refused_total", "Requests refused before any handler, by reason.", "reason", s.guard.Refused),
+		metrics.NewCounts("rbee_http_requests_refused_total", "Requests refused before any handler, by reason.", "reason", s.requestRefusals),
 	)
 	if len(s.sends) > 0 {
 		m.reg.MustRegister(senderCounts{s.sends})
@@ -103,4 +103,14 @@ func (s *Server) asHive() api.Hive {
 		backend = s.cfg.GPU.Backend()
 	}
 	return api.Hive{ID: s.cfg.HiveID, URL: s.url, Version: s.cfg.Version, GPUBackend: backend, Node: snap.node, Workers: snap.workers}
+}
+
+// requestRefusals are the requests the guard refused and the connections
+// closed for being over the cap, by reason.
+func (s *Server) requestRefusals() map[string]uint64 {
+	out := s.guard.Refused()
+	if s.ln != nil {
+		out["connections_over_max"] = s.ln.Refused()
+	}
+	return out
 }

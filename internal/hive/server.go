@@ -135,6 +135,7 @@ type Server struct {
 	tls     *tls.Config // nil: plain HTTP
 	binDir  *launch.BinDir
 	addr    net.Addr
+	ln      *httpx.Limited // set before the API serves
 	url     string
 }
 
@@ -330,7 +331,7 @@ func (s *Server) Info() api.HiveInfo {
 		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy,
 		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.latest().workers),
 		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
-		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.guard.Refused(),
+		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.requestRefusals(),
 	}
 	if s.addr != nil {
 		i.Listen = s.addr.String()
@@ -377,7 +378,8 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 
 	srv := httpx.NewServer(s.Handler(), s.tls, s.log)
 	errc := make(chan error, 1)
-	go func() { errc <- httpx.Serve(srv, httpx.LimitListener(ln, maxConns)) }()
+	s.ln = httpx.LimitListener(ln, maxConns)
+	go func() { errc <- httpx.Serve(srv, s.ln) }()
 	if ready != nil {
 		ready(ln.Addr())
 	}
