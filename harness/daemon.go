@@ -381,6 +381,9 @@ type HiveOptions struct {
 	// below the test's cgroup (see CgroupParent).
 	CgroupParent string
 	Env          []string
+	// Client reaches the hive; nil means HTTP (a hive serving TLS needs
+	// one that trusts its CA).
+	Client *http.Client
 }
 
 // StartHive starts a hive on a free loopback port with its own cgroup
@@ -394,7 +397,7 @@ func StartHive(t TB, o HiveOptions) *Daemon {
 		o.CgroupParent = CgroupParent(t)
 	}
 	args := []string{"--listen", "127.0.0.1:0", "--hive-id", o.ID, "--queen", o.Queen, "--cgroup-parent", o.CgroupParent, "--gpu", "none", "--stop-grace", "2s"}
-	return StartDaemon(t, DaemonConfig{Name: o.ID, Package: "cmd/rbee-hive", Args: append(args, o.Args...), Env: o.Env})
+	return StartDaemon(t, DaemonConfig{Name: o.ID, Package: "cmd/rbee-hive", Args: append(args, o.Args...), Env: o.Env, Client: o.Client})
 }
 
 // Get fetches url and decodes its JSON into v, failing the test on error.

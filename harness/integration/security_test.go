@@ -326,10 +326,10 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	client := harness.WithToken(&http.Client{Transport: tr}, harness.Token)
 	q := harness.StartDaemon(t, harness.DaemonConfig{Name: "queen", Package: "cmd/queen-rbee", Client: client,
 		Args: []string{"--listen", "127.0.0.1:0", "--tls-cert", files.Cert, "--tls-key", files.Key, "--hive-tokens", hiveTokens}})
-	for id, tok := range map[string]string{"gpu-a": tokA, "gpu-b": tokB} {
-		harness.StartHive(t, harness.HiveOptions{ID: id, Queen: q.URL, Args: []string{"--queen-ca", files.CA,
-			"--queen-token-file", harness.WriteToken(t, tok), "--interval", "300ms"}})
-	}
+	hiveA := harness.StartHive(t, harness.HiveOptions{ID: "gpu-a", Queen: q.URL, Client: client, Args: []string{"--queen-ca", files.CA,
+		"--queen-token-file", harness.WriteToken(t, tokA), "--interval", "300ms", "--tls-cert", files.Cert, "--tls-key", files.Key}})
+	harness.StartHive(t, harness.HiveOptions{ID: "gpu-b", Queen: q.URL, Args: []string{"--queen-ca", files.CA,
+		"--queen-token-file", harness.WriteToken(t, tokB), "--interval", "300ms"}})
 	qc := harness.Client{HTTP: client}
 	var b api.Hive
 	harness.WaitFor(t, 10*time.Second, func() error {
@@ -395,6 +395,26 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
 		t.Fatalf("queen-rbee hives without --ca: %v\n%s", err, out)
+	}
+	// Hive A serves its API over TLS: the queen knows its https URL, and
+	// rbee-hive reaches it with --ca, and only then.
+	if !strings.HasPrefix(hiveA.URL, "https://") {
+		t.Fatalf("hive A with --tls-cert serves %s", hiveA.URL)
+	}
+	var a api.Hive
+	if err := qc.Get(q.URL+"/v1/hives/gpu-a", &a); err != nil || a.URL != hiveA.URL {
+		t.Fatalf("the queen has hive A at %q (%v), want %s", a.URL, err, hiveA.URL)
+	}
+	hiveCLI := harness.Build(t, "cmd/rbee-hive")
+	cmd = exec.Command(hiveCLI, "info", "--hive", hiveA.URL, "--ca", files.CA)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "gpu-a") {
+		t.Fatalf("rbee-hive info --ca: %v\n%s", err, out)
+	}
+	cmd = exec.Command(hiveCLI, "info", "--hive", hiveA.URL)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
+		t.Fatalf("rbee-hive info without --ca: %v\n%s", err, out)
 	}
 }
 
