@@ -148,3 +148,37 @@ func TestSenderResyncsWhenIgnored(t *testing.T) {
 		t.Fatalf("log:\n%s", out)
 	}
 }
+
+// A host whose workers hold more pids than a heartbeat may carry still
+// reports every worker: each list is cut to its share, with the reason on
+// the record, and the published snapshot it came from is left whole.
+func TestClipPIDs(t *testing.T) {
+	pids := func(n int) []int {
+		p := make([]int, n)
+		for i := range p {
+			p[i] = i + 1
+		}
+		return p
+	}
+	small := []api.Worker{{ID: "llm-a", PIDs: pids(10)}, {ID: "llm-b", PIDs: pids(20)}}
+	if got := clipPIDs(small); &got[0] != &small[0] {
+		t.Fatal("lists within the bound were copied")
+	}
+	ws := []api.Worker{{ID: "llm-a", PIDs: pids(api.MaxHeartbeatPIDs)}, {ID: "llm-b", PIDs: pids(5)}, {ID: "llm-c", PIDs: pids(api.MaxHeartbeatPIDs / 2)}}
+	got := clipPIDs(ws)
+	total := 0
+	for _, w := range got {
+		total += len(w.PIDs)
+	}
+	each := api.MaxHeartbeatPIDs / 3
+	switch {
+	case len(got) != 3 || total > api.MaxHeartbeatPIDs:
+		t.Fatalf("%d workers, %d pids; want 3 and at most %d", len(got), total, api.MaxHeartbeatPIDs)
+	case len(got[0].PIDs) != each || len(got[1].PIDs) != 5 || len(got[2].PIDs) != each:
+		t.Fatalf("lists of %d, %d, %d pids; want %d, 5, %d", len(got[0].PIDs), len(got[1].PIDs), len(got[2].PIDs), each, each)
+	case len(got[0].Errors) != 1 || !strings.Contains(got[0].Errors[0], "cut") || len(got[1].Errors) != 0:
+		t.Fatalf("errors %q, %q", got[0].Errors, got[1].Errors)
+	case len(ws[0].PIDs) != api.MaxHeartbeatPIDs || len(ws[0].Errors) != 0:
+		t.Fatal("the snapshot's own worker was changed")
+	}
+}

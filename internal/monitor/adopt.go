@@ -99,7 +99,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 		// Its output still goes to the log an earlier hive opened: keep
 		// bounding it.
 		lp := logPaths{m.cfg.LogDir, w.id}
-		if f, err := os.OpenFile(lp.current(), os.O_RDWR|oNoFollow, 0); err == nil {
+		if f, err := openLogFile(lp.current(), os.O_RDWR, 0); err == nil {
 			m.wg.Add(1)
 			go m.guardLog(lp, f, w.done)
 		}

@@ -78,7 +78,7 @@ func (p logPaths) startRun(files int) error {
 }
 
 func appendFile(dst *os.File, path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	f, err := openLogFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -186,7 +186,7 @@ func copyTo(path string, src *os.File, limit int64) error {
 	}
 	off := max(0, st.Size()-limit)
 	tmp := path + ".tmp"
-	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|oNoFollow, 0o640)
+	dst, err := openLogFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func tailOf(p logPaths, files int, max int) string {
 }
 
 func readTail(path string, limit int) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	f, err := openLogFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +318,7 @@ func lastLines(b []byte, n int) []byte {
 // last bytes are written) or ctx ends. A truncation (a rotation) starts
 // it again from the top of the emptied file.
 func (m *Monitor) follow(ctx context.Context, wk *worker, path string, w io.Writer) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	f, err := openLogFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -348,7 +348,7 @@ func (m *Monitor) follow(ctx context.Context, wk *worker, path string, w io.Writ
 		if st.Size() < off {
 			// Rotated: the file's bytes went to <path>.1 and it was
 			// emptied. What came after our offset is read from there.
-			if r, err := os.OpenFile(path+".1", os.O_RDONLY|oNoFollow, 0); err == nil {
+			if r, err := openLogFile(path+".1", os.O_RDONLY, 0); err == nil {
 				if rs, err := r.Stat(); err == nil && rs.Size() > off {
 					if _, err := io.Copy(w, io.NewSectionReader(r, off, rs.Size()-off)); err != nil {
 						r.Close()

@@ -35,3 +35,9 @@ func osPageSize() int { return unix.Getpagesize() }
 
 // oNoFollow makes an open fail on a symbolic link.
 const oNoFollow = syscall.O_NOFOLLOW
+
+// oNonBlock keeps an open from waiting on a FIFO.
+const oNonBlock = syscall.O_NONBLOCK
+
+// setBlocking undoes oNonBlock once the file is known to be regular.
+func setBlocking(f *os.File) error { return unix.SetNonblock(int(f.Fd()), false) }

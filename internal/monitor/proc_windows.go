@@ -29,3 +29,8 @@ func osPageSize() int { return 4096 }
 
 // oNoFollow: Windows has no O_NOFOLLOW; links there need privileges.
 const oNoFollow = 0
+
+// oNonBlock: Windows has no FIFOs to wait on in a log directory.
+const oNonBlock = 0
+
+func setBlocking(*os.File) error { return nil }

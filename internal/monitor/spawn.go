@@ -193,7 +193,7 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 		// The guard reads and truncates through a descriptor of its own:
 		// the worker's is write-only.
 		lp := logPaths{m.cfg.LogDir, id}
-		if g, err := os.OpenFile(lp.current(), os.O_RDWR|oNoFollow, 0); err == nil {
+		if g, err := openLogFile(lp.current(), os.O_RDWR, 0); err == nil {
 			m.wg.Add(1)
 			go m.guardLog(lp, g, w.done)
 		} else {
@@ -222,16 +222,34 @@ func (m *Monitor) rootWorker() bool {
 	return os.Geteuid() == 0
 }
 
-// openLog opens a worker's log for appending without following a link, so
-// whoever can write the log directory cannot point it at another file.
+// openLog opens a worker's log for appending.
 func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|oNoFollow, 0o640)
+	f, err := openLogFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open worker log: %w", err)
 	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+	return f, nil
+}
+
+// openLogFile opens a file of the log directory: never through a link
+// and never anything but a regular file (a FIFO would hang the open), so
+// whoever can write the directory cannot point the hive, which is root,
+// at another file or stall it.
+func openLogFile(path string, flag int, perm os.FileMode) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|oNoFollow|oNonBlock, perm)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", path)
+	}
+	if err == nil {
+		err = setBlocking(f)
+	}
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("open worker log %s: not a regular file", path)
+		return nil, err
 	}
 	return f, nil
 }

@@ -3,8 +3,10 @@ package monitor
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rbee-dev/rbee/internal/api"
@@ -49,4 +51,46 @@ func FuzzSpawnSpec(f *testing.F) {
 			t.Fatalf("negative limits %+v", lim)
 		}
 	})
+}
+
+// A worker's log is never opened through a link: whoever can write the log
+// directory cannot make the hive (root) write another file.
+func TestOpenLogRefusesLinks(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "llm-1.log")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := openLog(link); err == nil {
+		f.Close()
+		t.Fatal("opened a worker log through a symbolic link")
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "llm-2.log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A FIFO neither hangs an open (for writing: no reader; for reading,
+	// the logs API: no writer) nor is taken as a log.
+	fifo := filepath.Join(dir, "llm-2.log")
+	if f, err := openLog(fifo); err == nil {
+		f.Close()
+		t.Fatal("a fifo taken as a worker log")
+	}
+	if f, err := openLogFile(fifo, os.O_RDONLY, 0); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		if f != nil {
+			f.Close()
+		}
+		t.Fatalf("a fifo read as a worker log: %v", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("the link's target was written: %q", b)
+	}
+	f, err := openLog(filepath.Join(dir, "llm-3.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }
