@@ -91,8 +91,56 @@ func DecodeFast(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 	if len(b) == 0 {
 		return api.Errorf(api.ErrInvalid, "body: empty, want a JSON object")
 	}
+	if err := checkDepth(b, MaxDepth); err != nil {
+		return err
+	}
 	if err := segjson.Unmarshal(b, dst); err != nil {
 		return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
+	}
+	return nil
+}
+
+// MaxDepth bounds how deeply a body decoded by DecodeFast may nest, as
+// encoding/json bounds its own: segmentio's decoder recurses once per
+// level of a value it skips, and a body of a few MiB of "[" took a
+// goroutine past the runtime's stack limit, which kills the process.
+const MaxDepth = 10000
+
+// checkDepth refuses JSON nested deeper than max. A body with at most
+// max brackets in all cannot be, which two vectorised counts settle for
+// any real heartbeat (a 1,000-worker one has about 5,000); others are
+// scanned, skipping strings whole.
+func checkDepth(b []byte, max int) error {
+	if bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= max {
+		return nil
+	}
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			// To the closing quote: one not escaped by an odd run of
+			// backslashes.
+			for {
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
+					return nil // unterminated: the decoder says so
+				}
+				i += j + 1
+				k := i - 1
+				for k >= 0 && b[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
+					break
+				}
+			}
+		case '[', '{':
+			if depth++; depth > max {
+				return api.Errorf(api.ErrInvalid, "malformed JSON: nested deeper than %d levels", max)
+			}
+		case ']', '}':
+			depth--
+		}
 	}
 	return nil
 }

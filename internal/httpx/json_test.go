@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -136,4 +138,74 @@ func TestLimitListener(t *testing.T) {
 	if l.Refused() == 0 {
 		t.Fatal("refusal not counted")
 	}
+}
+
+// A body nested a million levels deep is refused as malformed by both
+// decoders, without exhausting the stack.
+func TestDecodeDeepNesting(t *testing.T) {
+	for _, open := range []string{"[", `{"a":`} {
+		body := bytes.Repeat([]byte(open), 1<<20)
+		limit := int64(len(body) + 1)
+		var v map[string]any
+		err := Decode(httptest.NewRecorder(), request(body, ""), limit, false, &v)
+		_, ferr := decodeFast(body, "", limit)
+		for name, err := range map[string]error{"Decode": err, "DecodeFast": ferr} {
+			if err == nil || api.HTTPStatus(err) != 400 {
+				t.Errorf("%s of %q x 2^20: %v, want a 400", name, open, err)
+			}
+		}
+	}
+}
+
+// depthOf is the nesting depth of valid JSON by encoding/json's tokens.
+func depthOf(b []byte) (int, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, most := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return most, errors.Is(err, io.EOF)
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			depth++
+			most = max(most, depth)
+		case json.Delim(']'), json.Delim('}'):
+			depth--
+		}
+	}
+}
+
+func TestCheckDepth(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"a":[[1]]}`, true},
+		{`{"a":[[[1]]]}`, false},
+		{`{"[[[[":"{{{{"}`, true},
+		{`{"a\"[[[[":"\\"}`, true},
+		{`{"a\\":[[[1]]]}`, false},
+		{`"unterminated [[[[`, true},
+	} {
+		if err := checkDepth([]byte(tc.body), 3); (err == nil) != tc.ok {
+			t.Errorf("checkDepth(%s, 3) = %v, want ok %v", tc.body, err, tc.ok)
+		}
+	}
+}
+
+// checkDepth agrees with encoding/json on every valid document.
+func FuzzCheckDepth(f *testing.F) {
+	f.Add([]byte(`{"a":[[1]],"b":"]]\"[["}`), 2)
+	f.Add([]byte(`[[[["\\"]]]]`), 3)
+	f.Fuzz(func(t *testing.T, b []byte, max int) {
+		if max < 0 || max > 100 {
+			return
+		}
+		depth, valid := depthOf(b)
+		err := checkDepth(b, max)
+		if valid && (err == nil) != (depth <= max) {
+			t.Fatalf("checkDepth(%q, %d) = %v; encoding/json says depth %d", b, max, err, depth)
+		}
+	})
 }
