@@ -515,6 +515,24 @@ func TestSecurityQueenBounds(t *testing.T) {
 	if grew > limit {
 		t.Fatalf("the queen grew by %d KiB on refused pid bombs, more than %d", grew, limit)
 	}
+	// A body nested millions of levels deep (6 MiB of "[" in a 6 KiB
+	// gzip) once overflowed the decoder's stack, which kills the process.
+	gz.Reset()
+	zw = gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte("["), 6<<20))
+	zw.Close()
+	req, _ := http.NewRequest("POST", q.URL+"/v1/hive-heartbeat", bytes.NewReader(gz.Bytes()))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := harness.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("a deeply nested heartbeat: %v (the queen alive: %v)", err, q.Running())
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "nested deeper") {
+		t.Fatalf("a deeply nested heartbeat: %d %s, want 400 naming the depth", resp.StatusCode, b)
+	}
 	// 2,000 junk hive ids from 8 clients at once: 1,000 fit.
 	var accepted, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -549,8 +567,8 @@ func TestSecurityQueenBounds(t *testing.T) {
 	// Two stream clients fit; a third is told to come back later.
 	s1 := harness.Subscribe(t, q.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
 	s2 := harness.Subscribe(t, q.URL+"/v1/heartbeats/stream", harness.SSEOptions{})
-	req, _ := http.NewRequest("GET", q.URL+"/v1/heartbeats/stream", nil)
-	resp, err := harness.HTTP.Do(req)
+	req, _ = http.NewRequest("GET", q.URL+"/v1/heartbeats/stream", nil)
+	resp, err = harness.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
