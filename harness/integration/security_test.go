@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -396,6 +397,15 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
 		t.Fatalf("queen-rbee hives without --ca: %v\n%s", err, out)
 	}
+	// TLS 1.0 and 1.1 are refused by both daemons.
+	for _, u := range []string{q.URL, hiveA.Addr} {
+		addr := strings.TrimPrefix(u, "https://")
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: caCfg.RootCAs, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s accepted TLS 1.1", addr)
+		}
+	}
 	// Hive A serves its API over TLS: the queen knows its https URL, and
 	// rbee-hive reaches it with --ca, and only then.
 	if !strings.HasPrefix(hiveA.URL, "https://") {
@@ -415,6 +425,14 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificate") {
 		t.Fatalf("rbee-hive info without --ca: %v\n%s", err, out)
+	}
+	// No token reaches a log, refused ones included.
+	for _, d := range []*harness.Daemon{q, hiveA} {
+		for _, tok := range []string{harness.Token, tokA, tokB} {
+			if strings.Contains(d.Log(), tok) {
+				t.Fatalf("%s's log holds a token", d.Name)
+			}
+		}
 	}
 }
 
@@ -554,6 +572,9 @@ func TestSecurityQueenBounds(t *testing.T) {
 					accepted.Add(1)
 				case 429:
 					refused.Add(1)
+					if ra := resp.Header.Get("Retry-After"); ra != "30" {
+						t.Errorf("junk hive refused with Retry-After %q, want 30", ra)
+					}
 				default:
 					t.Errorf("junk hive: %d", resp.StatusCode)
 				}
