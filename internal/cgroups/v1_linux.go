@@ -229,8 +229,7 @@ type v1Group struct {
 	// The limit files, re-read every LimitsEvery samples to notice a
 	// change made behind the hive's back.
 	cpuQuota, cpuPeriod, memMax, pidsMax reread.File
-	buf                                  []byte
-	pids                                 []int
+	sampler
 	limitsCache
 }
 
@@ -255,33 +254,20 @@ func (g *v1Group) Sample() (Sample, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var s Sample
-	b, err := g.procs.Read(&g.buf)
-	if err != nil {
+	var err error
+	if s.PIDs, err = g.readPids(&g.procs); err != nil {
 		return s, err
 	}
-	if g.pids, err = ParsePids(b, g.pids[:0]); err != nil {
+	if s.CPUUsageNS, err = g.readUint(&g.cpu); err != nil {
 		return s, err
 	}
-	s.PIDs = g.pids
-	if b, err = g.cpu.Read(&g.buf); err != nil {
-		return s, err
-	}
-	if s.CPUUsageNS, _, err = ParseUint(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.cpu.Path, err)
-	}
-	if b, err = g.memUse.Read(&g.buf); err != nil {
-		return s, err
-	}
-	if s.MemUsage, _, err = ParseUint(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.memUse.Path, err)
-	}
-	if b, err = g.memStat.Read(&g.buf); err != nil {
+	if s.MemUsage, err = g.readUint(&g.memUse); err != nil {
 		return s, err
 	}
 	var v [4]uint64
-	found, err := ParseKeyed(b, v1MemKeys, v[:])
+	found, err := g.readKeyed(&g.memStat, v1MemKeys, v[:])
 	if err != nil {
-		return s, fmt.Errorf("%s: %w", g.memStat.Path, err)
+		return s, err
 	}
 	// The total_ keys include child cgroups; prefer them when present.
 	s.MemAnon, s.MemInactiveFile = v[2], v[3]

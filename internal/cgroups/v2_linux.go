@@ -240,8 +240,7 @@ type v2Group struct {
 	// The limit files, re-read every LimitsEvery samples to notice a
 	// change made behind the hive's back.
 	cpuMax, memMax, pidsMax reread.File
-	buf                     []byte
-	pids                    []int
+	sampler
 	limitsCache
 }
 
@@ -268,36 +267,26 @@ func (g *v2Group) Sample() (Sample, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var s Sample
-	b, err := g.procs.Read(&g.buf)
-	if err != nil {
+	var err error
+	if s.PIDs, err = g.readPids(&g.procs); err != nil {
 		return s, err
 	}
-	if g.pids, err = ParsePids(b, g.pids[:0]); err != nil {
-		return s, err
-	}
-	s.PIDs = g.pids
 	var v [2]uint64
-	if b, err = g.cpu.Read(&g.buf); err != nil {
+	if found, err := g.readKeyed(&g.cpu, v2CPUKeys, v[:1]); err != nil {
 		return s, err
-	}
-	if found, err := ParseKeyed(b, v2CPUKeys, v[:1]); err != nil || found != 1 {
-		return s, fmt.Errorf("%s: usage_usec missing or bad: %v", g.cpu.Path, err)
+	} else if found != 1 {
+		return s, fmt.Errorf("%s: no usage_usec", g.cpu.Path)
 	}
 	s.CPUUsageNS = v[0] * 1000
-	if b, err = g.memCur.Read(&g.buf); err != nil {
+	if s.MemUsage, err = g.readUint(&g.memCur); err != nil {
 		return s, err
 	}
-	if s.MemUsage, _, err = ParseUint(b); err != nil {
-		return s, fmt.Errorf("%s: %w", g.memCur.Path, err)
-	}
-	if b, err = g.memStat.Read(&g.buf); err != nil {
+	if _, err := g.readKeyed(&g.memStat, v2MemKeys, v[:]); err != nil {
 		return s, err
-	}
-	if _, err := ParseKeyed(b, v2MemKeys, v[:]); err != nil {
-		return s, fmt.Errorf("%s: %w", g.memStat.Path, err)
 	}
 	s.MemAnon, s.MemInactiveFile = v[0], v[1]
-	if b, err = g.io.Read(&g.buf); err != nil {
+	b, err := g.io.Read(&g.buf)
+	if err != nil {
 		return s, err
 	}
 	if s.IO, err = ParseIOStat(b); err != nil {

@@ -14,12 +14,9 @@ import (
 // directory above it writable by group or others (whoever can write there
 // can swap what the hive runs as the worker user).
 func NewBinDir(dir string) (*BinDir, error) {
-	if !filepath.IsAbs(dir) {
-		return nil, fmt.Errorf("--worker-bin-dir %q: want an absolute path", dir)
-	}
-	real, err := filepath.EvalSymlinks(dir)
+	real, err := resolveBinDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("--worker-bin-dir: %w", err)
+		return nil, err
 	}
 	for d := real; ; d = filepath.Dir(d) {
 		var st unix.Stat_t

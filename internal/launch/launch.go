@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -175,4 +176,17 @@ func init() {
 		"NODE_OPTIONS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS"} {
 		refusedEnv[v] = v + " makes an interpreter run code at start and is not allowed"
 	}
+}
+
+// resolveBinDir checks that dir is absolute and returns it with its links
+// resolved.
+func resolveBinDir(dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("--worker-bin-dir %q: want an absolute path", dir)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("--worker-bin-dir: %w", err)
+	}
+	return real, nil
 }

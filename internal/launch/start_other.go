@@ -13,12 +13,9 @@ import (
 
 // NewBinDir checks that dir is an absolute directory.
 func NewBinDir(dir string) (*BinDir, error) {
-	if !filepath.IsAbs(dir) {
-		return nil, fmt.Errorf("--worker-bin-dir %q: want an absolute path", dir)
-	}
-	real, err := filepath.EvalSymlinks(dir)
+	real, err := resolveBinDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("--worker-bin-dir: %w", err)
+		return nil, err
 	}
 	return &BinDir{Path: filepath.Clean(dir), Real: real}, nil
 }
