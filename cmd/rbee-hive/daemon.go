@@ -51,7 +51,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	pidsMax := fs.Int("worker-pids-max", "RBEE_WORKER_PIDS_MAX", 4096, "most processes and threads a worker may have (its cgroup's pids.max)")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the operator token (or set RBEE_TOKEN); mode 0600")
 	readTokenFile := fs.String("read-token-file", "RBEE_READ_TOKEN_FILE", "", "file holding a read-only token (GET only: dashboards, Prometheus)")
-	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where the generated operator token is kept")
+	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where the generated tokens and the running workers' spawn requests (for a restarted hive) are kept")
 	insecure := fs.Bool("insecure-no-auth", "RBEE_INSECURE_NO_AUTH", false, "serve without any token (throwaway setups only)")
 	allowed := fs.List("allowed-host", "RBEE_ALLOWED_HOSTS", "a name the hive may be reached by besides IP addresses, localhost, its hostname and --hive-url's host")
 	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
@@ -97,6 +97,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		HiveURL: *hiveURL, Interval: *interval, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, BinDir: *binDir, WorkerUser: user, WorkerPidsMax: int64(*pidsMax),
 		StopWorkersOnExit: *stopOnExit, Version: version.String(), Logger: log, StopGrace: *grace, LogDir: *logDir, LogMaxSize: logMaxBytes, LogFiles: *logFiles,
+		StateDir: *stateDir,
 	}
 	if *queenTokenFile != "" {
 		if cfg.QueenToken, err = auth.ReadTokenFile(*queenTokenFile); err != nil {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -382,5 +384,81 @@ func TestWorkerLogs(t *testing.T) {
 	}
 	if code, _ := harness.Call(t, "GET", hive.URL+"/v1/workers/nope/logs", nil); code != 404 {
 		t.Errorf("logs of an unknown worker: %d", code)
+	}
+}
+
+// A hive that restarts adopts its workers as they were asked to run: the
+// health check goes on (and takes a failing worker out of ready), the
+// restart policy restarts one that dies, and the kept request is gone
+// once the worker is over. The request is applied only to the process it
+// was written for.
+func TestAdoptedWorkerKeepsHealthAndRestart(t *testing.T) {
+	parent := harness.CgroupParent(t)
+	state := t.TempDir()
+	opts := harness.HiveOptions{CgroupParent: parent, Env: []string{"RBEE_STATE_DIR=" + state}, Args: []string{"--interval", "200ms"}}
+	hive := harness.StartHive(t, opts)
+	port := freePort(t)
+	dir, err := os.MkdirTemp("", "rbee-health-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	fail := filepath.Join(dir, "fail")
+	health := &api.HealthCheck{HTTP: fmt.Sprintf("http://127.0.0.1:%d/health", port), Interval: api.Duration(200 * time.Millisecond),
+		Timeout: api.Duration(150 * time.Millisecond), Failures: 2}
+	restart := &api.RestartPolicy{Policy: api.RestartOnFailure, Backoff: api.Duration(100 * time.Millisecond)}
+	w := spawn(t, hive, "kept", api.SpawnRequest{Args: []string{"--model", "m", "--health-addr", fmt.Sprintf("127.0.0.1:%d", port), "--fail-file", fail},
+		Health: health, Restart: restart})
+	kept := filepath.Join(state, "workers", w.ID+".json")
+	if st, err := os.Stat(kept); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("kept spawn request %s: %v", kept, err)
+	}
+	harness.WaitFor(t, 5*time.Second, func() error {
+		if got := hiveWorker(t, hive, w.ID); got.State != api.StateReady {
+			return fmt.Errorf("state %s", got.State)
+		}
+		return nil
+	})
+	hive.Stop()
+
+	// The next hive adopts it with its check and policy.
+	hive = harness.StartHive(t, opts)
+	var got api.Worker
+	harness.WaitFor(t, 10*time.Second, func() error {
+		got = hiveWorker(t, hive, w.ID)
+		if got.PID != w.PID || got.State != api.StateReady || got.Health == nil || got.Health.CheckedAt == nil {
+			return fmt.Errorf("adopted: pid %d state %s health %+v", got.PID, got.State, got.Health)
+		}
+		return nil
+	})
+	if got.Health.Target != health.HTTP || len(got.Args) != 6 {
+		t.Fatalf("adopted record %+v", got)
+	}
+	os.WriteFile(fail, nil, 0o644)
+	harness.WaitFor(t, 5*time.Second, func() error {
+		if got = hiveWorker(t, hive, w.ID); got.State != api.StateUnhealthy {
+			return fmt.Errorf("state %s, want unhealthy", got.State)
+		}
+		return nil
+	})
+	os.Remove(fail)
+	// Killed from outside: restarted under the same id, a new process.
+	if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	harness.WaitFor(t, 10*time.Second, func() error {
+		got = hiveWorker(t, hive, w.ID)
+		if got.Restarts != 1 || got.PID == w.PID || got.State == api.StateExited {
+			return fmt.Errorf("after the kill: restarts %d pid %d state %s", got.Restarts, got.PID, got.State)
+		}
+		return nil
+	})
+	// Stopped: over for good, and its kept request with it.
+	if code, body := harness.Call(t, "DELETE", hive.URL+"/v1/workers/"+w.ID, nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	if _, err := os.Stat(kept); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stopped worker's request is still kept: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,10 @@ type Config struct {
 	// LogMaxSize and LogFiles bound each worker's log (0: 64 MiB, 2).
 	LogMaxSize int64
 	LogFiles   int
+	// StateDir keeps what outlives the hive process: the running
+	// workers' spawn requests (workers/), for the hive that adopts them.
+	// "" keeps none.
+	StateDir   string
 	GPU        *gpu.Sampler // nil means no GPU telemetry
 	GPUWhy     string       // why this backend was chosen
 	MaxWorkers int          // 0 means 1024
@@ -196,6 +201,7 @@ func New(cfg Config) (*Server, error) {
 	s.mon = monitor.New(monitor.Config{
 		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, LogMaxSize: cfg.LogMaxSize, LogFiles: cfg.LogFiles, BinDir: s.binDir, GPU: src,
 		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
+		SpecDir: specDir(cfg.StateDir),
 	})
 	s.node = &nodeReader{proc: cfg.Platform.Proc, sampler: cfg.GPU}
 	// The sender exists from the start (it runs only in Run): exit
@@ -462,4 +468,12 @@ func deriveURL(a net.Addr, tls bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// specDir is where the monitor keeps spawn requests, below stateDir.
+func specDir(stateDir string) string {
+	if stateDir == "" {
+		return ""
+	}
+	return filepath.Join(stateDir, "workers")
 }

@@ -45,6 +45,7 @@ func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 			adopted = append(adopted, id)
 		}
 	}
+	m.pruneSpecs()
 	if len(adopted) > 0 {
 		m.changed()
 	}
@@ -95,6 +96,23 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			}
 		}
 	}
+	spec, err := m.loadSpec(w.id, pid, w.startedAt)
+	if err != nil {
+		m.log.Warn("adopted worker's kept spawn request is unusable: no health check or restart policy", "worker", w.id, "err", err)
+	}
+	if spec != nil {
+		// The hive that spawned it kept its request: the worker goes on
+		// as it was asked to run. It was running when that hive left,
+		// so a health check starts from ready and has to fail to say
+		// otherwise; restarts count afresh.
+		hs, _ := parseHealth(spec.Health)   // checked by loadSpec
+		rs, _ := parseRestart(spec.Restart) // checked by loadSpec
+		w.spec, w.restart, w.runs = *spec, rs, &runs{}
+		w.binary, w.args, w.model = spec.Binary, append([]string(nil), spec.Args...), ModelFromArgs(spec.Args)
+		if hs != nil {
+			w.health = &workerHealth{spec: hs, state: api.StateReady}
+		}
+	}
 	if m.cfg.LogDir != "" {
 		// Its output still goes to the log an earlier hive opened: keep
 		// bounding it.
@@ -115,7 +133,12 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			m.finish(w, nil, nil)
 		}
 	}()
-	m.log.Info("worker adopted", "worker", w.id, "pid", pid, "cgroup", g.Path())
+	if w.health != nil {
+		m.wg.Add(1)
+		go m.watchHealth(w)
+	}
+	m.log.Info("worker adopted", "worker", w.id, "pid", pid, "cgroup", g.Path(),
+		"health_check", w.health != nil, "restart", w.restart != nil, "spawn_request", spec != nil)
 	return w, nil
 }
 

@@ -77,6 +77,9 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	}
 	m.mu.Unlock()
 	close(w.done)
+	if !restart {
+		m.dropSpec(w.id)
+	}
 	if restart {
 		m.log.Info("worker will restart", "worker", w.id, "in", delay)
 		go m.restartLater(w, delay)

@@ -71,6 +71,10 @@ type Config struct {
 	User *launch.Credential
 	// PidsMax is each worker's pids.max (no fork bomb); 0 means none.
 	PidsMax int64
+	// SpecDir keeps each running worker's spawn request (<id>.json), so
+	// a hive that restarts and adopts it keeps its health check and
+	// restart policy; "" keeps none.
+	SpecDir string
 	// GPU reports per-process GPU use for each pass; nil means none.
 	GPU GPUSource
 	// OnChange is called after a spawn, an exit or a stop, so the caller

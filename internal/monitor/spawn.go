@@ -188,6 +188,7 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 	w.runs.pending = false
 	rec := w.baseLocked(m.now())
 	m.mu.Unlock()
+	m.saveSpec(w)
 	go m.waitChild(w)
 	if w.logFile != nil {
 		// The guard reads and truncates through a descriptor of its own:
