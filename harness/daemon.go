@@ -250,7 +250,13 @@ func (d *Daemon) cleanup() {
 func (d *Daemon) keepLog(log string) {
 	dir, err := artifactDir(filepath.Join("logs", strings.ReplaceAll(d.t.Name(), "/", "_")))
 	if err == nil {
-		path := filepath.Join(dir, strings.ReplaceAll(d.Name, "/", "_")+".log")
+		// A test may run two daemons of one name (a hive restarted):
+		// each keeps a file.
+		base := filepath.Join(dir, strings.ReplaceAll(d.Name, "/", "_"))
+		path := base + ".log"
+		for n := 2; fileExists(path); n++ {
+			path = fmt.Sprintf("%s.%d.log", base, n)
+		}
 		if err = os.WriteFile(path, []byte(log), 0o644); err == nil {
 			d.t.Logf("%s log kept in %s", d.Name, path)
 			return
@@ -406,4 +412,9 @@ func Get(t TB, url string, v any) {
 	if err := (Client{}).Get(url, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

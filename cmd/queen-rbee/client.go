@@ -142,7 +142,7 @@ func printDecision(out io.Writer, d api.Decision) error {
 		fmt.Fprintf(tw, "START ON\t%s (%s), GPU %s\n", ids.Safe(d.HiveID), ids.Safe(d.HiveURL), strings.Join(idx, ", "))
 		fmt.Fprintf(tw, "FREE VRAM\t%s on the tightest GPU, reservations counted\n", cli.Bytes(d.FreeVRAMBytes))
 		if d.ReservationID != "" {
-			fmt.Fprintf(tw, "RESERVATION\t%s until %s (release: DELETE /v1/reservations/%s)\n", d.ReservationID, d.ExpiresAt.UTC().Format(time.RFC3339), d.ReservationID)
+			fmt.Fprintf(tw, "RESERVATION\t%s until %s (release: DELETE /v1/reservations/%s)\n", ids.Safe(d.ReservationID), d.ExpiresAt.UTC().Format(time.RFC3339), ids.Safe(d.ReservationID))
 		}
 	}
 	fmt.Fprintf(tw, "WHY\t%s\n", ids.Safe(d.Reason))
@@ -204,7 +204,7 @@ func watchCmd(ctx context.Context, out io.Writer, args []string) error {
 			return err
 		}
 		// Several queens: the next one, after a pause once round all.
-		fmt.Fprintf(out, "%s %s: %v\n", time.Now().Format("15:04:05.000"), base, err)
+		fmt.Fprintf(out, "%s %s: %s\n", time.Now().Format("15:04:05.000"), ids.Safe(base), ids.Safe(err.Error()))
 		if (i+1)%len(bases) == 0 {
 			select {
 			case <-ctx.Done():

@@ -106,12 +106,12 @@ func DecodeFast(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 // goroutine past the runtime's stack limit, which kills the process.
 const MaxDepth = 10000
 
-// checkDepth refuses JSON nested deeper than max. A body with at most
-// max brackets in all cannot be, which two vectorised counts settle for
+// checkDepth refuses JSON nested deeper than limit. A body with at most
+// limit brackets in all cannot be, which two vectorised counts settle for
 // any real heartbeat (a 1,000-worker one has about 5,000); others are
 // scanned, skipping strings whole.
-func checkDepth(b []byte, max int) error {
-	if bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= max {
+func checkDepth(b []byte, limit int) error {
+	if bytes.Count(b, []byte{'['})+bytes.Count(b, []byte{'{'}) <= limit {
 		return nil
 	}
 	depth := 0
@@ -135,11 +135,12 @@ func checkDepth(b []byte, max int) error {
 				}
 			}
 		case '[', '{':
-			if depth++; depth > max {
-				return api.Errorf(api.ErrInvalid, "malformed JSON: nested deeper than %d levels", max)
+			if depth++; depth > limit {
+				return api.Errorf(api.ErrInvalid, "malformed JSON: nested deeper than %d levels", limit)
 			}
 		case ']', '}':
-			depth--
+			// Closers beyond the openers (malformed anyway) buy no depth.
+			depth = max(depth-1, 0)
 		}
 	}
 	return nil

@@ -65,10 +65,10 @@ func isShim(marker string) bool {
 }
 
 // ServeShim runs the shim and exits when this process is one, and returns
-// at once otherwise. A binary that calls it first thing in main has its
-// shims run there rather than before main: the same code, after the Go
-// runtime has set itself up, so that a binary built with -cover counts
-// what its shims ran.
+// at once otherwise. A binary that calls it first thing in main and runs
+// with GOCOVERDIR set has its shims run there rather than before main:
+// the same code, after the Go runtime has set up coverage, so that a
+// binary built with -cover counts what its shims ran.
 func ServeShim() {
 	shimInMain.Store(true)
 	if isShim("main") {

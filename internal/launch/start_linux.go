@@ -23,8 +23,12 @@ func Start(s Spec) (*exec.Cmd, error) {
 	sc := shimConfig{Argv: s.Argv, Env: s.Env, User: s.User, JoinProcs: s.JoinProcs, ReadOnly: s.ReadOnly}
 	marker := "1"
 	if shimInMain.Load() {
-		marker = "main"
-		sc.CoverDir = os.Getenv("GOCOVERDIR")
+		// Only a hive built with -cover (and told where its counters
+		// go) gains by running its shims from main; any other runs them
+		// from init, before the rest of the program initialises.
+		if dir := os.Getenv("GOCOVERDIR"); dir != "" {
+			marker, sc.CoverDir = "main", dir
+		}
 	}
 	cfg, err := json.Marshal(sc)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 	cgm := m.cfg.Platform.Cgroups
 	if cgm == nil {
+		m.pruneSpecs(nil) // no worker can be adopted here
 		return nil, nil
 	}
 	rels, err := cgm.List()
@@ -27,6 +28,13 @@ func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 	}
 	var adopted []string
 	var errs []error
+	// A worker whose cgroup is there keeps its request, even if adopting
+	// it failed this time.
+	keep := map[string]bool{}
+	for _, rel := range rels {
+		group, instance, _ := strings.Cut(rel, "/")
+		keep[ids.WorkerID(group, instance)] = true
+	}
 	for _, rel := range rels {
 		group, instance, _ := strings.Cut(rel, "/")
 		id := ids.WorkerID(group, instance)
@@ -45,7 +53,7 @@ func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 			adopted = append(adopted, id)
 		}
 	}
-	m.pruneSpecs()
+	m.pruneSpecs(keep)
 	if len(adopted) > 0 {
 		m.changed()
 	}
@@ -96,21 +104,22 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			}
 		}
 	}
-	spec, err := m.loadSpec(w.id, pid, w.startedAt)
+	spec, err := m.loadSpec(w.id, pid)
 	if err != nil {
 		m.log.Warn("adopted worker's kept spawn request is unusable: no health check or restart policy", "worker", w.id, "err", err)
 	}
 	if spec != nil {
 		// The hive that spawned it kept its request: the worker goes on
-		// as it was asked to run. It was running when that hive left,
-		// so a health check starts from ready and has to fail to say
-		// otherwise; restarts count afresh.
+		// as it was asked to run. Its health is not known (it may have
+		// been loading, or failing, when that hive left): it is starting
+		// until its first check, which runs at once. Restarts count
+		// afresh.
 		hs, _ := parseHealth(spec.Health)   // checked by loadSpec
 		rs, _ := parseRestart(spec.Restart) // checked by loadSpec
 		w.spec, w.restart, w.runs = *spec, rs, &runs{}
 		w.binary, w.args, w.model = spec.Binary, append([]string(nil), spec.Args...), ModelFromArgs(spec.Args)
 		if hs != nil {
-			w.health = &workerHealth{spec: hs, state: api.StateReady}
+			w.health = &workerHealth{spec: hs, state: api.StateStarting}
 		}
 	}
 	if m.cfg.LogDir != "" {

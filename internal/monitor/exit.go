@@ -76,10 +76,11 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		}
 	}
 	m.mu.Unlock()
-	close(w.done)
 	if !restart {
-		m.dropSpec(w.id)
+		// Before done: whoever waits for this exit may spawn the id anew.
+		m.dropSpec(w.id, w.pid)
 	}
+	close(w.done)
 	if restart {
 		m.log.Info("worker will restart", "worker", w.id, "in", delay)
 		go m.restartLater(w, delay)

@@ -125,6 +125,7 @@ type Monitor struct {
 	spawning map[string]bool
 
 	collectMu sync.Mutex // one pass at a time; owns the workers' sampling state
+	specMu    sync.Mutex // the kept spawn requests (specs.go)
 
 	closed  chan struct{}
 	closeMu sync.Once

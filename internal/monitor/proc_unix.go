@@ -36,6 +36,15 @@ func osPageSize() int { return unix.Getpagesize() }
 // oNoFollow makes an open fail on a symbolic link.
 const oNoFollow = syscall.O_NOFOLLOW
 
+// ownerOf returns the uid that owns fi.
+func ownerOf(fi os.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
+}
+
 // oNonBlock keeps an open from waiting on a FIFO.
 const oNonBlock = syscall.O_NONBLOCK
 

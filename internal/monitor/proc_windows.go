@@ -30,6 +30,10 @@ func osPageSize() int { return 4096 }
 // oNoFollow: Windows has no O_NOFOLLOW; links there need privileges.
 const oNoFollow = 0
 
+// ownerOf: Windows files have no uid; the directory's ACL is the
+// operator's to set.
+func ownerOf(os.FileInfo) (int, bool) { return 0, false }
+
 // oNonBlock: Windows has no FIFOs to wait on in a log directory.
 const oNonBlock = 0
 

@@ -117,12 +117,14 @@ func (m *Monitor) restartLater(w *worker, delay time.Duration) {
 		m.mu.Lock()
 		w.runs.pending = false
 		m.mu.Unlock()
+		m.dropSpec(w.id, w.pid)
 		return
 	}
 	m.mu.Lock()
 	if w.stopping || m.workers[w.id] != w {
 		w.runs.pending = false
 		m.mu.Unlock()
+		m.dropSpec(w.id, w.pid)
 		return
 	}
 	h := w.runs
@@ -137,6 +139,7 @@ func (m *Monitor) restartLater(w *worker, delay time.Duration) {
 		m.mu.Lock()
 		h.pending, h.err = false, "restart failed: "+err.Error()
 		m.mu.Unlock()
+		m.dropSpec(w.id, w.pid)
 		m.changed()
 		return
 	}

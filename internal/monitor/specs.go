@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
 )
@@ -16,40 +16,79 @@ import (
 // A worker's spawn request is kept in Config.SpecDir while it runs, so a
 // hive that restarts and adopts it still knows its health check and
 // restart policy (and its command line whole, not as /proc clips it).
-// The file names the process it was written for: a request is only
-// applied to that process.
+// The file names the process it was written for (pid and start time in
+// clock ticks since boot, which no clock step changes): a request is
+// only applied to that process. The directory and its files must be the
+// hive user's own and closed to others, as whoever writes a request
+// there chooses what the hive runs when it restarts that worker.
+
+// maxSpecFile bounds a kept request: a spawn body is at most 1 MiB.
+const maxSpecFile = 4 << 20
 
 // savedSpec is the file kept per worker: <SpecDir>/<id>.json, 0600 (the
 // request's environment may hold secrets).
 type savedSpec struct {
-	Spec      api.SpawnRequest `json:"spec"`
-	PID       int              `json:"pid"`
-	StartedAt time.Time        `json:"started_at,omitzero"`
+	Spec       api.SpawnRequest `json:"spec"`
+	PID        int              `json:"pid"`
+	StartTicks uint64           `json:"start_ticks,omitempty"`
 }
 
 func (m *Monitor) specPath(id string) string {
 	return filepath.Join(m.cfg.SpecDir, id+".json")
 }
 
+// keepsSpecs reports whether requests are kept: only where workers can be
+// adopted, which takes cgroups.
+func (m *Monitor) keepsSpecs() bool {
+	return m.cfg.SpecDir != "" && m.cfg.Platform.Cgroups != nil
+}
+
+// startTicks is pid's start time in clock ticks after boot (0: unknown).
+func (m *Monitor) startTicks(pid int) uint64 {
+	if p := m.cfg.Platform.Proc; p != nil {
+		if st, err := p.Stat(pid); err == nil {
+			return st.StartTime
+		}
+	}
+	return 0
+}
+
 // saveSpec writes w's request for its current process. A failure costs
 // only what a restarted hive will know of the worker, so it is logged.
 func (m *Monitor) saveSpec(w *worker) {
-	if m.cfg.SpecDir == "" {
+	if !m.keepsSpecs() {
 		return
 	}
-	b, err := json.Marshal(savedSpec{Spec: w.spec, PID: w.pid, StartedAt: w.startedAt})
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(savedSpec{Spec: w.spec, PID: w.pid, StartTicks: m.startTicks(w.pid)})
+	m.specMu.Lock()
+	defer m.specMu.Unlock()
 	if err == nil {
-		err = writeFileAtomic(m.cfg.SpecDir, m.specPath(w.id), b)
+		err = m.privateDir(true)
+	}
+	if err == nil {
+		err = writeFileAtomic(m.cfg.SpecDir, m.specPath(w.id), buf.Bytes())
 	}
 	if err != nil {
 		m.log.Warn("keep the worker's spawn request for a restarted hive", "worker", w.id, "err", err)
 	}
 }
 
-// dropSpec removes id's request: the worker is over for good.
-func (m *Monitor) dropSpec(id string) {
-	if m.cfg.SpecDir == "" {
+// dropSpec removes the request kept for id's process pid (any, when pid
+// is 0): that run is over for good. A request a later run of the same id
+// wrote meanwhile stays.
+func (m *Monitor) dropSpec(id string, pid int) {
+	if !m.keepsSpecs() {
 		return
+	}
+	m.specMu.Lock()
+	defer m.specMu.Unlock()
+	if pid != 0 {
+		if s, err := m.readSpec(id); err == nil && s.PID != pid {
+			return
+		}
 	}
 	if err := os.Remove(m.specPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		m.log.Warn("remove the worker's kept spawn request", "worker", id, "err", err)
@@ -57,30 +96,27 @@ func (m *Monitor) dropSpec(id string) {
 }
 
 // loadSpec returns the request kept for id when it was written for the
-// process pid, started at startedAt (when both times are known: a start
-// time is worked out from clock ticks since boot, so it may differ by
-// a tick or so between two readings, and a reused pid is not started
-// within the same second).
-func (m *Monitor) loadSpec(id string, pid int, startedAt time.Time) (*api.SpawnRequest, error) {
-	if m.cfg.SpecDir == "" {
+// process pid.
+func (m *Monitor) loadSpec(id string, pid int) (*api.SpawnRequest, error) {
+	if !m.keepsSpecs() {
 		return nil, nil
 	}
-	b, err := readFileRegular(m.specPath(id), 1<<20)
+	m.specMu.Lock()
+	defer m.specMu.Unlock()
+	s, err := m.readSpec(id)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var s savedSpec
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", m.specPath(id), err)
-	}
-	switch {
+	switch ticks := m.startTicks(pid); {
 	case s.Spec.ID() != id:
 		return nil, fmt.Errorf("%s: written for %s", m.specPath(id), s.Spec.ID())
-	case s.PID != pid || !s.StartedAt.IsZero() && !startedAt.IsZero() && absDuration(s.StartedAt.Sub(startedAt)) > time.Second:
-		return nil, nil // another process: the request is not its own
+	case s.PID != pid:
+		return nil, nil // written for an earlier run
+	case s.StartTicks != 0 && ticks != 0 && s.StartTicks != ticks:
+		return nil, fmt.Errorf("%s: written for pid %d started at tick %d, not the process of that pid now (tick %d)", m.specPath(id), pid, s.StartTicks, ticks)
 	}
 	if _, err := ValidateSpec(s.Spec); err != nil {
 		return nil, fmt.Errorf("%s: %w", m.specPath(id), err)
@@ -88,9 +124,34 @@ func (m *Monitor) loadSpec(id string, pid int, startedAt time.Time) (*api.SpawnR
 	return &s.Spec, nil
 }
 
-// pruneSpecs removes the requests of workers the monitor does not hold
-// (they ended while no hive watched).
-func (m *Monitor) pruneSpecs() {
+// readSpec reads id's kept request from a private directory. Caller
+// holds specMu.
+func (m *Monitor) readSpec(id string) (savedSpec, error) {
+	var s savedSpec
+	if err := m.privateDir(false); err != nil {
+		return s, err
+	}
+	f, err := openLogFile(m.specPath(id), os.O_RDONLY, 0)
+	if err != nil {
+		return s, err
+	}
+	defer f.Close()
+	if err := private(f.Name(), f); err != nil {
+		return s, err
+	}
+	b, err := readAllMax(f, maxSpecFile)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", m.specPath(id), err)
+	}
+	return s, nil
+}
+
+// pruneSpecs removes the requests of workers that have no cgroup left
+// (they ended while no hive watched); keep holds the ids that do.
+func (m *Monitor) pruneSpecs(keep map[string]bool) {
 	if m.cfg.SpecDir == "" {
 		return
 	}
@@ -100,24 +161,66 @@ func (m *Monitor) pruneSpecs() {
 	}
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok {
+		if !ok || keep[id] {
 			continue
 		}
 		m.mu.Lock()
 		_, held := m.workers[id]
 		m.mu.Unlock()
 		if !held {
-			m.dropSpec(id)
+			if err := os.Remove(m.specPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				m.log.Warn("remove a kept spawn request", "worker", id, "err", err)
+			}
 		}
 	}
 }
 
-// writeFileAtomic writes path (in dir, made 0700) through a temporary
-// file and a rename, so a crash leaves the old file or the new one.
-func writeFileAtomic(dir, path string, b []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// privateDir checks that SpecDir is a directory of the hive's user that
+// no one else may write, creating it (0700) when create is set.
+func (m *Monitor) privateDir(create bool) error {
+	dir := m.cfg.SpecDir
+	if create {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
 		return err
 	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: not a directory (a link?)", dir)
+	}
+	return private(dir, st)
+}
+
+type statter interface{ Stat() (os.FileInfo, error) }
+
+// private checks that what st describes (a FileInfo, or an open file) is
+// the hive user's and not writable by group or others.
+func private(name string, st any) error {
+	var fi os.FileInfo
+	switch v := st.(type) {
+	case os.FileInfo:
+		fi = v
+	case statter:
+		var err error
+		if fi, err = v.Stat(); err != nil {
+			return err
+		}
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s: writable by group or others (mode %04o)", name, fi.Mode().Perm())
+	}
+	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%s: owned by uid %d, not the hive's (%d)", name, uid, os.Geteuid())
+	}
+	return nil
+}
+
+// writeFileAtomic writes path in dir through a temporary file (0600) and
+// a rename, so a crash leaves the old file or the new one.
+func writeFileAtomic(dir, path string, b []byte) error {
 	f, err := os.CreateTemp(dir, ".spec-*")
 	if err != nil {
 		return err
@@ -135,14 +238,18 @@ func writeFileAtomic(dir, path string, b []byte) error {
 	return err
 }
 
-// readFileRegular reads a regular file of at most max bytes, not
-// through a link.
-func readFileRegular(path string, max int) ([]byte, error) {
-	b, err := readTail(path, max+1)
-	if err == nil && len(b) > max {
-		err = fmt.Errorf("%s: more than %d bytes", path, max)
+// readAllMax reads f whole, refusing more than max bytes.
+func readAllMax(f *os.File, max int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	return b, err
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s: %d bytes, at most %d", f.Name(), st.Size(), max)
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	return b, nil
 }
-
-func absDuration(d time.Duration) time.Duration { return max(d, -d) }
