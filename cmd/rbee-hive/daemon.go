@@ -115,6 +115,13 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	}
 	log.Info("gpu backend", "backend", backend.Name(), "why", why)
 	p := monitor.DetectPlatform(cgroups.Config{Parent: *parent})
+	// Before anything else touches the parent: it may be another hive's.
+	release, err := hive.Claim(p.Cgroups, cfg.StateDir)
+	if err != nil {
+		_ = backend.Close()
+		return err
+	}
+	defer release()
 	cfg.Platform = p
 	cfg.GPU, cfg.GPUWhy = gpu.NewSampler(backend, *gpuTimeout), why
 	h, err := hive.New(cfg)

@@ -5,6 +5,11 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,5 +47,49 @@ func TestHiveAdoptsAndSurvivesRestart(t *testing.T) {
 	hive.Stop()
 	if err := syscall.Kill(w.PID, 0); err != nil {
 		t.Fatalf("worker died with the hive: %v", err)
+	}
+}
+
+// A second hive on a cgroup parent or a state directory another hive
+// holds refuses to start, and leaves the first hive's workers, cgroups and
+// kept requests alone (before, it adopted the workers, and a refused start
+// removed the parent with their processes).
+func TestSecondHiveRefused(t *testing.T) {
+	harness.RequireCgroups(t)
+	parent := harness.CgroupParent(t)
+	state := t.TempDir()
+	first := harness.StartHive(t, harness.HiveOptions{CgroupParent: parent, Env: []string{"RBEE_STATE_DIR=" + state}})
+	w := spawn(t, first, "mine", api.SpawnRequest{Args: []string{"--model", "m"}})
+	bin := harness.Build(t, "cmd/rbee-hive")
+	for _, tc := range []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"same cgroup parent", []string{"--cgroup-parent", parent, "--state-dir", t.TempDir()}, "another hive manages this cgroup parent"},
+		{"same state dir", []string{"--cgroup-parent", harness.CgroupParent(t), "--state-dir", state}, "in use by another hive (pid " + strconv.Itoa(first.Pid())},
+		// A start that would fail later (a bad --worker-bin-dir, whose
+		// failure removes the parent the hive made) is refused first, so
+		// it never removes a parent it does not hold.
+		{"same parent, bad flag", []string{"--cgroup-parent", parent, "--state-dir", t.TempDir(), "--worker-bin-dir", "relative"}, "another hive manages this cgroup parent"},
+	} {
+		// One that is not refused would run: give it 20 s.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--listen", "127.0.0.1:0", "--gpu", "none", "--queen", ""}, tc.args...)...)
+		cmd.Env = append(os.Environ(), "RBEE_TOKEN="+harness.Token)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.says) {
+			t.Fatalf("%s: %v: %s; want a refusal naming %q", tc.name, err, out, tc.says)
+		}
+	}
+	// The first hive still has its worker, alive, in its cgroup, with its
+	// kept request.
+	got := hiveWorker(t, first, w.ID)
+	if got.State != api.StateReady || got.PID != w.PID || syscall.Kill(w.PID, 0) != nil {
+		t.Fatalf("the first hive's worker after the refused starts: %+v", got)
+	}
+	if _, err := os.Stat(filepath.Join(state, "workers", w.ID+".json")); err != nil {
+		t.Fatalf("the first hive's kept request: %v", err)
 	}
 }

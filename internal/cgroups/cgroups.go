@@ -28,6 +28,7 @@ package cgroups
 
 import (
 	"context"
+	"io"
 	"os"
 
 	"github.com/rbee-dev/rbee/internal/api"
@@ -47,6 +48,10 @@ const (
 
 // ErrExists is returned by Create when the cgroup already holds processes.
 var ErrExists = api.Class(api.ErrConflict, "cgroup already holds processes")
+
+// ErrLocked is returned by Manager.Lock when another process holds the
+// parent.
+var ErrLocked = api.Class(api.ErrConflict, "another hive manages this cgroup parent")
 
 // Limits are the resource limits of one worker cgroup; zero means none.
 type Limits struct {
@@ -134,6 +139,11 @@ type Manager interface {
 	// RemoveAll kills every process below the parent and removes every
 	// cgroup there, the parent included.
 	RemoveAll(ctx context.Context) error
+	// Lock claims the parent for this process until the returned closer
+	// is closed (or the process ends): a second hive on the same parent
+	// would adopt, sample and remove the first one's workers. It fails
+	// with ErrLocked when another process holds it.
+	Lock() (io.Closer, error)
 }
 
 // LimitsEvery is how often Sample reads the limit files back: every

@@ -79,6 +79,7 @@ func (s *Server) heartbeatRefusals() map[string]uint64 {
 	out["invalid"] = rs.Rejected
 	out["rate_limited"] = rs.RateLimited
 	out["too_many_hives"] = rs.TooManyHives
+	out["hive_id_in_use"] = rs.IDInUse
 	return out
 }
 

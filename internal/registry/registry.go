@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 // DefaultHiveTTL is how long a silent hive is kept before it is removed.
@@ -71,6 +72,8 @@ var (
 	ErrTooManyHives = api.Class(api.ErrTooMany, "too many hives")
 	// ErrRateLimited: the hive sends heartbeats faster than allowed.
 	ErrRateLimited = api.Class(api.ErrTooMany, "heartbeats too frequent")
+	// ErrHiveIDInUse: another hive, online at another address, has the id.
+	ErrHiveIDInUse = api.Class(api.ErrConflict, "hive id in use")
 )
 
 // worker is the registry's record of a worker.
@@ -115,10 +118,11 @@ func (h *hive) record(w *worker) api.Worker { return w.rep.Record(w.static, h.gp
 // Stats counts what the registry has done, for metrics and the summary.
 type Stats struct {
 	Heartbeats, Ignored, Rejected uint64
-	// RateLimited and TooManyHives count refused heartbeats by reason;
-	// DroppedWorkers and Clamped what Validate removed from accepted ones.
-	RateLimited, TooManyHives, DroppedWorkers, Clamped uint64
-	Hives, Online, Stale, Workers                      int
+	// RateLimited, TooManyHives and IDInUse count refused heartbeats by
+	// reason; DroppedWorkers and Clamped what Validate removed from
+	// accepted ones.
+	RateLimited, TooManyHives, IDInUse, DroppedWorkers, Clamped uint64
+	Hives, Online, Stale, Workers                               int
 }
 
 // Registry is safe for concurrent use; queries take a read lock only.
@@ -222,6 +226,16 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		r.stats.RateLimited++
 		r.mu.Unlock()
 		return Result{}, fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
+	}
+	if h != nil && h.SessionID != hb.SessionID && h.URL != hb.HiveURL && h.State == api.HiveStateOnline {
+		// Two hives with one id (a second hive on a host, both named
+		// after it) would take the id from each other every second. A
+		// hive that restarted at another address is taken once the old
+		// one's heartbeats have stopped long enough to make it stale.
+		r.stats.IDInUse++
+		r.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: hive %s is online at %s; a second hive with this --hive-id (at %s) is refused until that one is stale (%d missed intervals)",
+			ErrHiveIDInUse, hb.HiveID, h.URL, ids.Quote(hb.HiveURL), StaleAfter)
 	}
 	res := Result{Report: rep}
 	r.stats.DroppedWorkers += uint64(len(rep.Dropped))

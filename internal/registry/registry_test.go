@@ -673,3 +673,32 @@ func TestHiveOnlineSize(t *testing.T) {
 		}
 	}
 }
+
+// Two hives with one id do not take it from each other every second: the
+// second, at another address, is refused while the first is online; a
+// restart at the same address is not; a hive that moved is taken once
+// the old one is stale.
+func TestHiveIDInUse(t *testing.T) {
+	r, c, rec := newReg()
+	mustIngest(t, r, hb("vm", "s1", 1, wk("a", "m", 10, 1, 0)))
+	other := hb("vm", "s2", 1)
+	other.HiveURL = "http://127.0.0.1:7836"
+	if _, err := r.Ingest(other); !errors.Is(err, ErrHiveIDInUse) || !strings.Contains(err.Error(), "http://vm:7835") {
+		t.Fatalf("a second hive with the id: %v", err)
+	}
+	if hv, _ := r.Hive("vm"); hv.SessionID != "s1" || len(hv.Workers) != 0 && hv.Workers[0].ID != "llm-a" || r.Stats().IDInUse != 1 {
+		t.Fatalf("the first hive after the refusal: %+v, stats %+v", hv, r.Stats())
+	}
+	rec.take()
+	// The first hive restarts where it was: a new session, accepted.
+	if res := mustIngest(t, r, hb("vm", "s3", 1, wk("a", "m", 10, 1, 0))); !res.Restarted {
+		t.Fatalf("restart at the same address: %+v", res)
+	}
+	// It stops; the other is taken once it is stale.
+	c.add(3100 * time.Millisecond)
+	r.Sweep()
+	other.Seq = 2
+	if res, err := r.Ingest(other); err != nil || !res.Restarted {
+		t.Fatalf("the other hive after the first went stale: %+v, %v", res, err)
+	}
+}
