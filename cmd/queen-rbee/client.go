@@ -84,7 +84,7 @@ func scheduleCmd(ctx context.Context, out io.Writer, args []string) error {
 			"for --reservation-ttl (the queen's) or until the hive reports a new worker on it.")
 	fs.Example("queen-rbee schedule --model qwen2.5-0.5b --all", "queen-rbee schedule --model llama-3.1-70b --vram 140Gi --gpus 2 --json")
 	model := fs.String("model", "", "", "model name (required)")
-	vram := fs.String("vram", "", "", "VRAM a new worker needs in all: bytes or with K/M/G/Ki/Mi/Gi")
+	vram := fs.String("vram", "", "", "VRAM a new worker needs in all: bytes or with K/M/G/T/Ki/Mi/Gi/Ti")
 	gpus := fs.Int("gpus", "", 0, "split the new worker over this many GPUs of one hive")
 	all := fs.Bool("all", "", false, "list every eligible worker, ranked, for a router to spread requests")
 	asJSON := fs.Bool("json", "", false, "print the answer as JSON")

@@ -180,7 +180,7 @@ func TestDashboardCommand(t *testing.T) {
 		}
 		if r.URL.Query().Get("access_token") != "read-token-abcdefghijklmnop" {
 			w.WriteHeader(401)
-			w.Write([]byte(`{"error":"a operator token may not travel in a URL (access_token): use the read-only token"}`))
+			w.Write([]byte(`{"error":"the operator token may not travel in a URL (access_token): use the read-only token"}`))
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")

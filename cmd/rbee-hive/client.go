@@ -25,7 +25,7 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	group := fs.String("group", "", "llm", "worker group, e.g. llm or embed")
 	instance := fs.String("instance", "", "", "instance name, e.g. the port it serves (required)")
 	cpu := fs.String("cpu-limit", "", "", `CPU limit: percent of one core ("250%") or cores ("2.5")`)
-	mem := fs.String("memory-limit", "", "", `memory limit: bytes or with K/M/G/Ki/Mi/Gi ("512Mi")`)
+	mem := fs.String("memory-limit", "", "", `memory limit: bytes or with K/M/G/T/Ki/Mi/Gi/Ti ("512Mi")`)
 	dir := fs.String("dir", "", "", "working directory of the worker")
 	asJSON := fs.Bool("json", "", false, "print the worker's record as JSON")
 	healthHTTP := fs.String("health-http", "", "", "readiness: a URL on this host answering 2xx when the worker can serve (http://127.0.0.1:9301/health)")
@@ -37,7 +37,7 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	restartWindow := fs.Duration("restart-window", "", 0, "with --restart: the window max-restarts counts in (default 10m)")
 	var env cli.Repeated
 	fs.Var(&env, "env", "environment variable K=V for the worker (repeatable)")
-	if err := cli.ParseArgs(fs, args, -1); err != nil {
+	if err := cli.ParseCommand(fs, args); err != nil {
 		return err
 	}
 	if *instance == "" || fs.NArg() == 0 {

@@ -10,12 +10,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	gzip "github.com/klauspost/compress/gzip"
@@ -95,6 +98,9 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	var errs []string
 	for _, base := range bases {
+		if err := CheckBase(base); err != nil {
+			return nil, err
+		}
 		var r io.Reader
 		if body != nil {
 			r = bytes.NewReader(body)
@@ -113,7 +119,11 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		if err == nil {
 			return resp, nil
 		}
-		if ctx.Err() != nil || len(bases) == 1 {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		err = unreachable(base, err)
+		if len(bases) == 1 {
 			return nil, err
 		}
 		errs = append(errs, err.Error())
@@ -189,3 +199,29 @@ var gzipWriters = sync.Pool{New: func() any {
 	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
 	return zw
 }}
+
+// CheckBase says what is wrong with a daemon URL given to a client: it
+// must be http:// or https:// with a host.
+func CheckBase(base string) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("daemon URL %q: want http://host:port or https://host:port", base)
+	}
+	return nil
+}
+
+// unreachable says in a line which daemon could not be reached and why,
+// for the common causes.
+func unreachable(base string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("cannot reach %s: connection refused (is the daemon running, on this address?)", base)
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("cannot reach %s: no answer in time (%w)", base, err)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("cannot reach %s: %w", base, ue.Err)
+	}
+	return fmt.Errorf("cannot reach %s: %w", base, err)
+}

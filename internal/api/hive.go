@@ -15,7 +15,7 @@ type SpawnRequest struct {
 	Env      map[string]string `json:"env"`
 	// CPULimit is percent of one core ("250%") or cores ("2.5"); "" = none.
 	CPULimit string `json:"cpu_limit"`
-	// MemoryLimit is bytes, optionally with K/M/G/Ki/Mi/Gi; "" = none.
+	// MemoryLimit is bytes, optionally with K/M/G/T/Ki/Mi/Gi/Ti; "" = none.
 	MemoryLimit string `json:"memory_limit"`
 	// Dir is the working directory; "" means the hive's.
 	Dir string `json:"dir,omitempty"`

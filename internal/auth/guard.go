@@ -172,7 +172,7 @@ func (g *Guard) identify(r *http.Request) (p Principal, why string, ok bool) {
 	// A URL ends up in history, proxies' and servers' logs: only a
 	// read-only token may travel in one.
 	if found && inURL && p.Role != RoleReader {
-		return Principal{}, "a " + p.Role.String() + " token may not travel in a URL (access_token): use the read-only token", false
+		return Principal{}, "the " + p.Role.String() + " token may not travel in a URL (access_token): use the read-only token", false
 	}
 	if !found {
 		return Principal{}, "missing or wrong token", false
@@ -244,7 +244,7 @@ func (g *Guard) Allow(need Need, h http.Handler) http.Handler {
 			need == NeedRead && p.Role == RoleReader ||
 			need == NeedHeartbeat && p.Role == RoleHive
 		if !ok {
-			g.refuse(w, RefusedRole, api.Errorf(api.ErrForbidden, "a %s token may not %s %s", p.Role, r.Method, r.URL.Path))
+			g.refuse(w, RefusedRole, api.Errorf(api.ErrForbidden, "the %s token may not %s %s", p.Role, r.Method, r.URL.Path))
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,29 @@ func TestParseArgs(t *testing.T) {
 	}
 	if err := ParseArgs(mk(), []string{"--json", "id"}, 1); err != nil {
 		t.Fatal(err)
+	}
+	// Flags after the arguments count; after "--" nothing is a flag.
+	for _, tc := range []struct {
+		args []string
+		json bool
+		pos  string
+	}{
+		{[]string{"a", "--json", "b"}, true, "a b"},
+		{[]string{"a", "--", "--json", "b"}, false, "a --json b"},
+		{[]string{"--json"}, true, ""},
+	} {
+		f := mk()
+		if err := ParseArgs(f, tc.args, -1); err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if got := strings.Join(f.Args(), " "); got != tc.pos || f.Lookup("json").Value.String() != strconv.FormatBool(tc.json) || f.NArg() != len(f.Args()) {
+			t.Errorf("%q: args %q json %s; want %q %v", tc.args, got, f.Lookup("json").Value, tc.pos, tc.json)
+		}
+	}
+	// A command line after the flags is the command's own.
+	f := mk()
+	if err := ParseCommand(f, []string{"--json", "/bin/worker", "--json", "x"}); err != nil || f.NArg() != 3 || f.Arg(1) != "--json" {
+		t.Fatalf("ParseCommand: %v, args %q", err, f.Args())
 	}
 }
 

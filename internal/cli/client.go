@@ -18,7 +18,7 @@ import (
 // --insecure-no-tls; the function builds the API client after parsing.
 func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flags, func() (*api.Client, error)) {
 	fs := NewFlags(prog+" "+name, usage, summary)
-	base := fs.String(urlFlag, urlEnv, def, "the daemon's URL; several, comma-separated, are tried in order (redundant queens)")
+	base := fs.String(urlFlag, urlEnv, def, "the daemon's URL; several, comma-separated, are tried in order")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the token (or set RBEE_TOKEN; default: the daemon's generated token in --state-dir)")
 	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where a daemon on this host keeps its generated token")
 	ca := fs.String("ca", "RBEE_CA", "", "PEM file of a private CA that signed the daemon's certificate")
@@ -32,6 +32,11 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 			tok = ""
 		case err != nil:
 			return nil, err
+		}
+		for _, b := range (&api.Client{Base: *base}).Bases() {
+			if err := api.CheckBase(b); err != nil {
+				return nil, fmt.Errorf("--%s: %w", urlFlag, err)
+			}
 		}
 		if tok != "" {
 			for _, b := range (&api.Client{Base: *base}).Bases() {
@@ -54,17 +59,44 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 	}
 }
 
-// ParseArgs parses a subcommand's args, turning a bad flag into a usage
-// error; with maxArgs >= 0, more positional arguments are one too.
+// ParseArgs parses a subcommand's args, flags before or after its
+// positional arguments ("logs ID --tail 5"; "--" ends the flags), turning
+// a bad flag into a usage error; with maxArgs >= 0, more positional
+// arguments are one too.
 func ParseArgs(fs *Flags, args []string, maxArgs int) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return Usagef("%v", err)
+		}
+		rest := fs.FlagSet.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	fs.pos = append([]string{}, pos...)
+	if maxArgs >= 0 && fs.NArg() > maxArgs {
+		return Usagef("unexpected argument %q", fs.Arg(maxArgs))
+	}
+	return nil
+}
+
+// ParseCommand parses flags up to the first positional argument, which
+// starts a command line of its own (spawn's worker and its arguments).
+func ParseCommand(fs *Flags, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return Usagef("%v", err)
-	}
-	if maxArgs >= 0 && fs.NArg() > maxArgs {
-		return Usagef("unexpected argument %q", fs.Arg(maxArgs))
 	}
 	return nil
 }

@@ -17,6 +17,26 @@ type Flags struct {
 	examples []string
 	*flag.FlagSet
 	errs []string
+	pos  []string // the positional arguments, when ParseArgs collected them
+}
+
+// Args returns the positional arguments.
+func (f *Flags) Args() []string {
+	if f.pos != nil {
+		return f.pos
+	}
+	return f.FlagSet.Args()
+}
+
+// NArg returns how many positional arguments there are.
+func (f *Flags) NArg() int { return len(f.Args()) }
+
+// Arg returns positional argument i, "" when there is none.
+func (f *Flags) Arg(i int) string {
+	if a := f.Args(); i >= 0 && i < len(a) {
+		return a[i]
+	}
+	return ""
 }
 
 // NewFlags returns a FlagSet named name whose usage prints summary first.
