@@ -163,6 +163,8 @@ func TestDaemonRefusesBadFlags(t *testing.T) {
 		{"--worker-log-files", "0"},
 		{"--nonsense"},
 		{"extra-argument"},
+		{"--cgroup-parent", "/../../etc"},
+		{"--cgroup-parent", "/"},
 	} {
 		if err := daemon(context.Background(), io.Discard, args); !errors.Is(err, cli.ErrUsage) {
 			t.Errorf("daemon %v: %v, want a usage error", args, err)

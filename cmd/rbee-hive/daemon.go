@@ -73,6 +73,9 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	if *pidsMax < 0 {
 		return cli.Usagef("--worker-pids-max %d: want 0 (no limit) or more", *pidsMax)
 	}
+	if err := cgroups.CheckParent(*parent); err != nil {
+		return cli.Usagef("--cgroup-parent: %v", err)
+	}
 	logMaxBytes, err := limits.ParseMemory("--worker-log-max-size", *logMax)
 	if err != nil {
 		return cli.Usagef("%v", err)

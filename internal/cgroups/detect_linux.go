@@ -3,7 +3,6 @@ package cgroups
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"github.com/rbee-dev/rbee/internal/procfs"
 	"golang.org/x/sys/unix"
@@ -88,7 +87,7 @@ func New(cfg Config) (Manager, error) {
 	if parent == "" {
 		parent = DefaultParent
 	}
-	if err := checkParent(parent); err != nil {
+	if err := CheckParent(parent); err != nil {
 		return nil, err
 	}
 	switch mode {
@@ -99,21 +98,6 @@ func New(cfg Config) (Manager, error) {
 	default:
 		return nil, fmt.Errorf("no cgroup controllers mounted at %s", cfg.root())
 	}
-}
-
-func checkParent(p string) error {
-	if strings.ContainsRune(p, 0) || strings.Contains(p, "\n") {
-		return fmt.Errorf("cgroup parent %q: bad character", p)
-	}
-	for _, part := range strings.Split(p, "/") {
-		if part == ".." {
-			return fmt.Errorf("cgroup parent %q: \"..\" is not allowed", p)
-		}
-	}
-	if filepath.Clean("/"+p) == "/" {
-		return fmt.Errorf("cgroup parent %q: must name a cgroup below the root", p)
-	}
-	return nil
 }
 
 // resolveParent returns the parent path below the hierarchy root.

@@ -119,9 +119,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 rbee demo: a queen, a hive and three workers are running on this machine.
   dashboard     %[1]s/#token=%[6]s   (a read-only token; the fragment never leaves the browser)
   metrics       curl -H "Authorization: Bearer $(cat %[5]s/read-token)" %[1]s/metrics
-  queen API     %[1]s/v1/hives   %[1]s/v1/workers   %[1]s/v1/schedule?model=qwen2.5-0.5b
+  queen API     curl -H "Authorization: Bearer $(cat %[5]s/read-token)" %[1]s/v1/workers   (also /v1/hives, /v1/schedule?model=qwen2.5-0.5b)
   event stream  curl -N -H "Authorization: Bearer $(cat %[5]s/token)" %[1]s/v1/heartbeats/stream
-  hive API      %[2]s/v1/workers   %[2]s/v1/info
+  hive API      curl -H "Authorization: Bearer $(cat %[5]s/token)" %[2]s/v1/workers   (also /v1/info)
   from a shell  export RBEE_STATE_DIR=%[5]s   # where the demo's token is
                 %[3]s/queen-rbee workers --queen %[1]s
                 %[3]s/rbee-hive list --hive %[2]s

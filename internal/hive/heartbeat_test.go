@@ -182,3 +182,17 @@ func TestClipPIDs(t *testing.T) {
 		t.Fatal("the snapshot's own worker was changed")
 	}
 }
+
+// A CPU limit above the host's cores is refused with what a bare number
+// means: "50" on a 2-core host is 50 cores, not 50 %.
+func TestCheckCPULimit(t *testing.T) {
+	for _, tc := range []struct {
+		v  string
+		ok bool
+	}{{"", true}, {"50%", true}, {"2", true}, {"200%", true}, {"2.5", false}, {"50", false}, {"nonsense", true}} {
+		err := checkCPULimit(tc.v, 2)
+		if (err == nil) != tc.ok || err != nil && (api.HTTPStatus(err) != 400 || !strings.Contains(err.Error(), "this host has 2")) {
+			t.Errorf("checkCPULimit(%q, 2) = %v, want ok %v", tc.v, err, tc.ok)
+		}
+	}
+}

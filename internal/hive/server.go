@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
+	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/metrics"
 	"github.com/rbee-dev/rbee/internal/monitor"
 )
@@ -171,6 +173,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.LogDir != "" {
+		// Made here, not found missing at the first spawn.
+		dir, err := filepath.Abs(cfg.LogDir)
+		if err != nil {
+			return nil, fmt.Errorf("--worker-log-dir: %w", err)
+		}
+		cfg.LogDir = dir
+		if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
+			return nil, fmt.Errorf("--worker-log-dir: %w", err)
+		}
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
 	if cfg.BinDir != "" {
 		d, err := launch.NewBinDir(cfg.BinDir)
@@ -294,6 +307,9 @@ func (s *Server) spawn(w http.ResponseWriter, r *http.Request) error {
 	}
 	if n := s.mon.Live(); n >= s.cfg.MaxWorkers {
 		return api.Errorf(api.ErrTooMany, "this hive already has %d workers (the limit)", n)
+	}
+	if err := checkCPULimit(spec.CPULimit, runtime.NumCPU()); err != nil {
+		return err
 	}
 	rec, err := s.mon.Spawn(r.Context(), spec)
 	if err != nil {
@@ -476,4 +492,14 @@ func specDir(stateDir string) string {
 		return ""
 	}
 	return filepath.Join(stateDir, "workers")
+}
+
+// checkCPULimit refuses a CPU limit above the host's cores: it cannot
+// bind, and is most often "50" meant as 50 % (a bare number is cores).
+func checkCPULimit(v string, cores int) error {
+	c, err := limits.ParseCPU("cpu_limit", v)
+	if err != nil || c.Percent() <= float64(cores)*100 {
+		return nil // a bad limit is the monitor's to refuse, by name
+	}
+	return api.Errorf(api.ErrInvalid, "invalid cpu_limit %q: %g cores, and this host has %d (a bare number is cores: \"50%%\" or \"0.5\" is half a core)", v, c.Percent()/100, cores)
 }

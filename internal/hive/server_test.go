@@ -285,6 +285,19 @@ func TestHiveRefusesUnsafeConfig(t *testing.T) {
 	if _, err := hive.New(cfg); err != nil {
 		t.Fatalf("--insecure-no-tls: %v", err)
 	}
+	// A worker log directory that does not exist yet is made at start,
+	// not found missing at the first spawn; one that cannot be made is
+	// an error at start.
+	logs := filepath.Join(t.TempDir(), "a", "logs")
+	if _, err := hive.New(hive.Config{HiveID: "h", Tokens: tok, LogDir: logs}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(logs); err != nil || !st.IsDir() {
+		t.Fatalf("--worker-log-dir not made: %v", err)
+	}
+	if _, err := hive.New(hive.Config{HiveID: "h", Tokens: tok, LogDir: "/proc/self/logs"}); err == nil || !strings.Contains(err.Error(), "--worker-log-dir") {
+		t.Fatalf("an impossible --worker-log-dir: %v", err)
+	}
 }
 
 const readToken = "hive-test-read-token-0123456789"

@@ -579,7 +579,9 @@ func (r *Registry) Workers(f Filter) []api.FleetWorker {
 		}
 		for i := range h.workers {
 			w := &h.workers[i]
-			idle := r.idle(w)
+			// A stale hive's readings are old: its workers are not idle
+			// for anyone to route to.
+			idle := r.idle(w) && h.State != api.HiveStateStale
 			if f.Model != "" && w.model() != f.Model || f.State != "" && w.rep.State != f.State || f.Idle != nil && idle != *f.Idle {
 				continue
 			}

@@ -231,8 +231,8 @@ func TestStaleAndTTLUseQueenClock(t *testing.T) {
 		t.Fatalf("events %s", got)
 	}
 	ws := r.Workers(Filter{})
-	if len(ws) != 1 || !ws[0].Stale {
-		t.Fatalf("stale hive's workers must be listed, marked stale: %+v", ws)
+	if len(ws) != 1 || !ws[0].Stale || ws[0].Idle {
+		t.Fatalf("stale hive's workers must be listed, marked stale, not idle: %+v", ws)
 	}
 	if _, err := r.Schedule(Request{Model: "m", VRAMBytes: 0}); !errors.Is(err, ErrNoPlacement) || !strings.Contains(err.Error(), "llm-a@h1 on a stale hive") {
 		t.Fatalf("stale worker scheduled: %v", err)
