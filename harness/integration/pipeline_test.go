@@ -66,8 +66,8 @@ func TestSpawnStopReachesStream(t *testing.T) {
 		})
 		var rm api.WorkerRemoved
 		_ = ev.Decode(&rm)
-		if rm.Reason != api.ReasonExited || rm.ExitCode == nil || *rm.ExitCode != 0 || rm.OOMKilled == nil || *rm.OOMKilled {
-			t.Fatalf("worker_removed %+v, want exited with code 0, not OOM", rm)
+		if rm.Reason != api.ReasonStopped || !rm.Worker.Stopped || rm.ExitCode == nil || *rm.ExitCode != 0 || rm.OOMKilled == nil || *rm.OOMKilled {
+			t.Fatalf("worker_removed %+v, want stopped, exit code 0, not OOM", rm)
 		}
 	}
 	hive.Stop()

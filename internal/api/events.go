@@ -131,6 +131,7 @@ type WorkerAdded struct {
 // Reasons a worker leaves the registry.
 const (
 	ReasonExited        = "exited"         // the hive reported its exit
+	ReasonStopped       = "stopped"        // it exited because it was told to stop
 	ReasonGone          = "gone"           // dropped from the hive's list
 	ReasonHiveRestarted = "hive_restarted" // not re-adopted after a hive restart
 	ReasonReplaced      = "replaced"       // same id, new process

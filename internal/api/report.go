@@ -346,6 +346,8 @@ type WorkerExit struct {
 	Signal    *string    `json:"signal"`
 	OOMKilled *bool      `json:"oom_killed"`
 	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+	// Stopped says the exit was asked for.
+	Stopped bool `json:"stopped,omitempty"`
 	// LogTail is the end of its output (at most 4 KiB), when the hive
 	// keeps logs: why it crashed, without a login on the host.
 	LogTail string `json:"log_tail,omitempty"`
@@ -414,7 +416,7 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 		r.GPUs = append(r.GPUs, gs)
 	}
 	if w.State == StateExited || w.ExitCode != nil || w.Signal != nil {
-		r.Exit = &WorkerExit{ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, ExitedAt: w.ExitedAt, LogTail: w.LogTail}
+		r.Exit = &WorkerExit{ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, ExitedAt: w.ExitedAt, Stopped: w.Stopped, LogTail: w.LogTail}
 	}
 	if withStatic {
 		st := StaticOf(w)
@@ -461,7 +463,7 @@ func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker
 		}
 	}
 	if r.Exit != nil {
-		w.ExitCode, w.Signal, w.OOMKilled, w.ExitedAt = r.Exit.ExitCode, r.Exit.Signal, r.Exit.OOMKilled, r.Exit.ExitedAt
+		w.ExitCode, w.Signal, w.OOMKilled, w.ExitedAt, w.Stopped = r.Exit.ExitCode, r.Exit.Signal, r.Exit.OOMKilled, r.Exit.ExitedAt, r.Exit.Stopped
 		w.LogTail = r.Exit.LogTail
 	}
 	return w

@@ -68,6 +68,9 @@ type Worker struct {
 	Signal    *string    `json:"signal"`
 	OOMKilled *bool      `json:"oom_killed"`
 	ExitedAt  *time.Time `json:"exited_at,omitempty"`
+	// Stopped says the exit was asked for (a stop request, or a hive
+	// stopping its workers as it exits), not the worker's own doing.
+	Stopped bool `json:"stopped,omitempty"`
 	// LogTail is the end of an exited worker's output (at most 4 KiB).
 	LogTail string `json:"log_tail,omitempty"`
 

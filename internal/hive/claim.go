@@ -34,7 +34,9 @@ func Claim(cg cgroups.Manager, stateDir string) (release func(), err error) {
 			release()
 			return func() {}, err
 		}
-		held = append(held, c)
+		if c != nil {
+			held = append(held, c)
+		}
 	}
 	return release, nil
 }

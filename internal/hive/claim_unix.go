@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,13 +16,20 @@ import (
 )
 
 // lockStateDir takes <dir>/hive.lock and writes this hive's pid in it, for
-// the message a second hive gets.
+// the message a second hive gets. A state directory this hive may not
+// write (a hive not run as root, given its token another way) holds
+// nothing of it to protect: no lock then, and no error.
 func lockStateDir(dir string) (io.Closer, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); errors.Is(err, fs.ErrPermission) {
+		return nil, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	path := filepath.Join(dir, "hive.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock the state directory: %w", err)
 	}

@@ -66,6 +66,7 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	m.mu.Lock()
 	w.state = api.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom
+	w.stopped = w.stopping
 	w.exitedAt, w.cleanupErr = m.now(), cleanupErr
 	w.logTail = tail
 	var delay time.Duration

@@ -38,6 +38,7 @@ type worker struct {
 	health   *workerHealth // nil: ready once its process runs
 	runs     *runs         // shared by the runs of one id across restarts
 	stopping bool          // a stop was asked: its exit is no failure
+	stopped  bool          // its exit came after a stop was asked
 	logTail  string        // the end of its output, once exited
 
 	// exit, guarded by Monitor.mu
@@ -115,6 +116,7 @@ func (w *worker) baseLocked(now time.Time) api.Worker {
 	}
 	if w.state == api.StateExited {
 		r.ExitedAt = api.Ptr(w.exitedAt)
+		r.Stopped = w.stopped
 		r.LogTail = w.logTail
 	}
 	return r

@@ -391,7 +391,7 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 			default:
 				// Spawned and gone between two heartbeats: its exit is
 				// news all the same (a worker OOM-killed at start).
-				evs = append(evs, removed(h, w, api.ReasonExited))
+				evs = append(evs, removed(h, w, exitReason(w)))
 			}
 			j++
 		default:
@@ -403,18 +403,18 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 				// ends with.
 				switch {
 				case !w.live():
-					evs = append(evs, removed(h, w, api.ReasonExited))
+					evs = append(evs, removed(h, w, exitReason(w)))
 				case whole:
 					evs = append(evs, removed(h, p, api.ReasonReplaced))
 				default:
 					evs = append(evs, removed(h, p, api.ReasonReplaced), added(h, w))
 				}
 			case p.live() && !w.live():
-				evs = append(evs, removed(h, w, api.ReasonExited))
+				evs = append(evs, removed(h, w, exitReason(w)))
 			case whole:
 			case !p.live() && !w.live() && p.rep.PID != w.rep.PID:
 				// Restarted and exited again between two heartbeats.
-				evs = append(evs, removed(h, w, api.ReasonExited))
+				evs = append(evs, removed(h, w, exitReason(w)))
 			case !p.live() && w.live():
 				evs = append(evs, added(h, w))
 			case w.live() && (p.rep.State != w.rep.State || p.static != w.static && !p.static.Equal(w.static)):
@@ -428,6 +428,14 @@ func (r *Registry) diff(h *hive, old, cur []worker, restarted, whole bool) []Eve
 		}
 	}
 	return evs
+}
+
+// exitReason is why an exited worker leaves: it was stopped, or exited.
+func exitReason(w *worker) string {
+	if w.rep.Exit != nil && w.rep.Exit.Stopped {
+		return api.ReasonStopped
+	}
+	return api.ReasonExited
 }
 
 func added(h *hive, w *worker) Event {

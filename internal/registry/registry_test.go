@@ -145,6 +145,11 @@ func TestExitBetweenHeartbeats(t *testing.T) {
 		w.State, w.Signal = api.StateExited, s(sig)
 		return w
 	}
+	stopped := func(inst string, pid int) api.Worker {
+		w := exited(inst, pid, "SIGTERM")
+		w.Stopped = true
+		return w
+	}
 	r, _, rec := newReg()
 	seq := uint64(1)
 	mustIngest(t, r, hb("h1", "s1", seq, wk("a", "m", 10, 1, 0), exited("z", 5, "SIGKILL")))
@@ -163,6 +168,8 @@ func TestExitBetweenHeartbeats(t *testing.T) {
 			"worker_removed,hive_telemetry", "llm-a SIGSEGV"},
 		{"exited, restarted, exited again", []api.Worker{exited("a", 11, "SIGSEGV"), exited("hog", 20, "SIGKILL"), exited("z", 6, "SIGABRT")},
 			"worker_removed,hive_telemetry", "llm-z SIGABRT"},
+		{"stopped on request", []api.Worker{exited("a", 11, "SIGSEGV"), exited("hog", 20, "SIGKILL"), exited("z", 6, "SIGABRT"), stopped("s", 30)},
+			"worker_removed,hive_telemetry", "llm-s SIGTERM stopped"},
 	} {
 		seq++
 		mustIngest(t, r, hb("h1", "s1", seq, tc.ws...))
@@ -174,8 +181,12 @@ func TestExitBetweenHeartbeats(t *testing.T) {
 			continue
 		}
 		rm := evs[0].Data.(api.WorkerRemoved)
-		if got := rm.WorkerID + " " + *rm.Signal; got != tc.exitOf || rm.Reason != api.ReasonExited {
-			t.Fatalf("%s: worker_removed %s (%s), want %s (exited)", tc.name, got, rm.Reason, tc.exitOf)
+		want, reason := tc.exitOf, api.ReasonExited
+		if w, ok := strings.CutSuffix(want, " stopped"); ok {
+			want, reason = w, api.ReasonStopped
+		}
+		if got := rm.WorkerID + " " + *rm.Signal; got != want || rm.Reason != reason {
+			t.Fatalf("%s: worker_removed %s (%s), want %s (%s)", tc.name, got, rm.Reason, want, reason)
 		}
 	}
 }

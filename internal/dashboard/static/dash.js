@@ -249,6 +249,7 @@
   const liveCount = (h) => ((h && h.workers) || []).filter((w) => w.state !== "exited").length;
   const cleanExit = (d) => d.exit_code === 0 && !d.signal && !d.oom_killed;
   function exitText(d) {
+    if (d.reason === "stopped") return "was stopped" + (d.signal ? " (" + d.signal + ")" : known(d.exit_code) ? " (exit code " + d.exit_code + ")" : "");
     if (d.oom_killed) return "was OOM-killed" + (d.signal ? " (" + d.signal + ")" : "");
     if (d.signal) return "was killed by " + d.signal;
     if (known(d.exit_code)) return "exited with code " + d.exit_code;
