@@ -98,9 +98,6 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	var errs []string
 	for _, base := range bases {
-		if err := CheckBase(base); err != nil {
-			return nil, err
-		}
 		var r io.Reader
 		if body != nil {
 			r = bytes.NewReader(body)

@@ -34,15 +34,12 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 			return nil, err
 		}
 		for _, b := range (&api.Client{Base: *base}).Bases() {
-			if err := api.CheckBase(b); err != nil {
-				return nil, fmt.Errorf("--%s: %w", urlFlag, err)
+			err := api.CheckBase(b)
+			if err == nil && tok != "" {
+				err = auth.CheckTransport(b, *noTLS)
 			}
-		}
-		if tok != "" {
-			for _, b := range (&api.Client{Base: *base}).Bases() {
-				if err := auth.CheckTransport(b, *noTLS); err != nil {
-					return nil, fmt.Errorf("--%s: %w", urlFlag, err)
-				}
+			if err != nil {
+				return nil, fmt.Errorf("--%s: %w", urlFlag, err)
 			}
 		}
 		hc := &http.Client{Timeout: 60 * time.Second}

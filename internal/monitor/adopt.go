@@ -93,8 +93,8 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 		id: ids.WorkerID(group, instance), group: group, instance: instance,
 		pid: pid, cg: g, limits: lim, oomBase: oomBase,
 		state: api.StateReady, done: make(chan struct{}),
-		startedAt: m.processStart(pid),
 	}
+	w.startedAt, w.startTicks = m.processStart(pid)
 	if p := m.cfg.Platform.Proc; p != nil {
 		if args, err := p.Cmdline(pid); err == nil && len(args) > 0 {
 			args = clipArgs(args)
@@ -104,7 +104,7 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			}
 		}
 	}
-	spec, err := m.loadSpec(w.id, pid)
+	spec, err := m.loadSpec(w.id, pid, w.startTicks)
 	if err != nil {
 		m.log.Warn("adopted worker's kept spawn request is unusable: no health check or restart policy", "worker", w.id, "err", err)
 	}

@@ -181,7 +181,7 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 		return fail(err)
 	}
 	w.cmd, w.proc, w.pid = cmd, cmd.Process, cmd.Process.Pid
-	w.startedAt = m.processStart(w.pid)
+	w.startedAt, w.startTicks = m.processStart(w.pid)
 
 	m.mu.Lock()
 	m.workers[id] = w
@@ -276,12 +276,14 @@ func (m *Monitor) release(id string) {
 	m.mu.Unlock()
 }
 
-// processStart returns when pid started, from procfs where there is one.
-func (m *Monitor) processStart(pid int) time.Time {
+// processStart returns when pid started, from procfs where there is one,
+// and its start in clock ticks after boot (0: unknown), which names the
+// process exactly: no clock step changes it.
+func (m *Monitor) processStart(pid int) (time.Time, uint64) {
 	if p := m.cfg.Platform.Proc; p != nil {
-		if t, err := p.StartedAt(pid, m.tick, m.now()); err == nil {
-			return t
+		if t, ticks, err := p.StartedAt(pid, m.tick, m.now()); err == nil {
+			return t, ticks
 		}
 	}
-	return m.now()
+	return m.now(), 0
 }

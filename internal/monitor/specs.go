@@ -43,16 +43,6 @@ func (m *Monitor) keepsSpecs() bool {
 	return m.cfg.SpecDir != "" && m.cfg.Platform.Cgroups != nil
 }
 
-// startTicks is pid's start time in clock ticks after boot (0: unknown).
-func (m *Monitor) startTicks(pid int) uint64 {
-	if p := m.cfg.Platform.Proc; p != nil {
-		if st, err := p.Stat(pid); err == nil {
-			return st.StartTime
-		}
-	}
-	return 0
-}
-
 // saveSpec writes w's request for its current process. A failure costs
 // only what a restarted hive will know of the worker, so it is logged.
 func (m *Monitor) saveSpec(w *worker) {
@@ -62,7 +52,7 @@ func (m *Monitor) saveSpec(w *worker) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	err := enc.Encode(savedSpec{Spec: w.spec, PID: w.pid, StartTicks: m.startTicks(w.pid)})
+	err := enc.Encode(savedSpec{Spec: w.spec, PID: w.pid, StartTicks: w.startTicks})
 	m.specMu.Lock()
 	defer m.specMu.Unlock()
 	if err == nil {
@@ -96,8 +86,8 @@ func (m *Monitor) dropSpec(id string, pid int) {
 }
 
 // loadSpec returns the request kept for id when it was written for the
-// process pid.
-func (m *Monitor) loadSpec(id string, pid int) (*api.SpawnRequest, error) {
+// process pid, started at tick ticks after boot (0: unknown).
+func (m *Monitor) loadSpec(id string, pid int, ticks uint64) (*api.SpawnRequest, error) {
 	if !m.keepsSpecs() {
 		return nil, nil
 	}
@@ -110,7 +100,7 @@ func (m *Monitor) loadSpec(id string, pid int) (*api.SpawnRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch ticks := m.startTicks(pid); {
+	switch {
 	case s.Spec.ID() != id:
 		return nil, fmt.Errorf("%s: written for %s", m.specPath(id), s.Spec.ID())
 	case s.PID != pid:
@@ -136,12 +126,19 @@ func (m *Monitor) readSpec(id string) (savedSpec, error) {
 		return s, err
 	}
 	defer f.Close()
-	if err := private(f.Name(), f); err != nil {
-		return s, err
-	}
-	b, err := readAllMax(f, maxSpecFile)
+	st, err := f.Stat()
 	if err != nil {
 		return s, err
+	}
+	if err := private(f.Name(), st); err != nil {
+		return s, err
+	}
+	if st.Size() > maxSpecFile {
+		return s, fmt.Errorf("%s: %d bytes, at most %d", f.Name(), st.Size(), maxSpecFile)
+	}
+	b := make([]byte, st.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && len(b) > 0 {
+		return s, fmt.Errorf("read %s: %w", f.Name(), err)
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, fmt.Errorf("%s: %w", m.specPath(id), err)
@@ -194,21 +191,9 @@ func (m *Monitor) privateDir(create bool) error {
 	return private(dir, st)
 }
 
-type statter interface{ Stat() (os.FileInfo, error) }
-
-// private checks that what st describes (a FileInfo, or an open file) is
-// the hive user's and not writable by group or others.
-func private(name string, st any) error {
-	var fi os.FileInfo
-	switch v := st.(type) {
-	case os.FileInfo:
-		fi = v
-	case statter:
-		var err error
-		if fi, err = v.Stat(); err != nil {
-			return err
-		}
-	}
+// private checks that fi, named name, is the hive user's and not
+// writable by group or others.
+func private(name string, fi os.FileInfo) error {
 	if fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("%s: writable by group or others (mode %04o)", name, fi.Mode().Perm())
 	}
@@ -236,20 +221,4 @@ func writeFileAtomic(dir, path string, b []byte) error {
 		os.Remove(f.Name())
 	}
 	return err
-}
-
-// readAllMax reads f whole, refusing more than max bytes.
-func readAllMax(f *os.File, max int64) ([]byte, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > max {
-		return nil, fmt.Errorf("%s: %d bytes, at most %d", f.Name(), st.Size(), max)
-	}
-	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
-		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
-	}
-	return b, nil
 }

@@ -26,6 +26,7 @@ type worker struct {
 	cg                  cgroups.Group
 	limits              cgroups.Limits
 	startedAt           time.Time
+	startTicks          uint64 // its start in clock ticks after boot; 0: unknown
 	oomBase             uint64 // OOM kills already counted when adopted
 	logFile             *os.File
 	done                chan struct{} // closed once the worker has exited and is cleaned up

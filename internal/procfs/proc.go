@@ -57,18 +57,20 @@ func (fs *FS) Uptime() (float64, error) {
 }
 
 // StartedAt returns the wall-clock time pid started, from field 22 of its
-// stat line, the system uptime and the clock tick. now is the caller's clock
-// reading taken next to the uptime read.
-func (fs *FS) StartedAt(pid int, tick uint64, now time.Time) (time.Time, error) {
+// stat line, the system uptime and the clock tick, and that field itself
+// (clock ticks after boot: it names the process exactly, whatever the
+// wall clock does). now is the caller's clock reading taken next to the
+// uptime read.
+func (fs *FS) StartedAt(pid int, tick uint64, now time.Time) (time.Time, uint64, error) {
 	st, err := fs.Stat(pid)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
 	up, err := fs.Uptime()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
-	return StartTime(st.StartTime, tick, up, now), nil
+	return StartTime(st.StartTime, tick, up, now), st.StartTime, nil
 }
 
 // StartTime converts a start time in ticks after boot to wall-clock time,

@@ -131,19 +131,19 @@ func TestStartTimeFromFakeProc(t *testing.T) {
 	write(t, filepath.Join(root, "77", "stat"), stat)
 	write(t, filepath.Join(root, "uptime"), "19.50 3.00\n")
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	got, err := (&FS{Root: root}).StartedAt(77, 100, now)
+	got, ticks, err := (&FS{Root: root}).StartedAt(77, 100, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := now.Add(-10500 * time.Millisecond); !got.Equal(want) {
+	if want := now.Add(-10500 * time.Millisecond); !got.Equal(want) || ticks != 900 {
 		t.Fatalf("StartedAt = %v, want %v", got, want)
 	}
 	// With USER_HZ=250 the same 900 ticks are 3.6 s after boot.
-	got, _ = (&FS{Root: root}).StartedAt(77, 250, now)
+	got, _, _ = (&FS{Root: root}).StartedAt(77, 250, now)
 	if want := now.Add(-15900 * time.Millisecond); !got.Equal(want) {
 		t.Fatalf("StartedAt(tick 250) = %v, want %v", got, want)
 	}
-	if _, err := (&FS{Root: root}).StartedAt(78, 100, now); err == nil {
+	if _, _, err := (&FS{Root: root}).StartedAt(78, 100, now); err == nil {
 		t.Fatal("StartedAt of a missing pid succeeded")
 	}
 }
@@ -153,7 +153,7 @@ func TestStartedAtOfSelf(t *testing.T) {
 		t.Skip("no procfs on this platform: /proc/self/stat is missing")
 	}
 	now := time.Now()
-	got, err := Default.StartedAt(os.Getpid(), ClockTick(), now)
+	got, _, err := Default.StartedAt(os.Getpid(), ClockTick(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
