@@ -382,8 +382,11 @@ func TestWorkerLogs(t *testing.T) {
 			t.Errorf("logs?%s: %d %s, want %d", q, code, body, want)
 		}
 	}
-	if code, _ := harness.Call(t, "GET", hive.URL+"/v1/workers/nope/logs", nil); code != 404 {
+	if code, _ := harness.Call(t, "GET", hive.URL+"/v1/workers/llm-nope/logs", nil); code != 404 {
 		t.Errorf("logs of an unknown worker: %d", code)
+	}
+	if code, _ := harness.Call(t, "GET", hive.URL+"/v1/workers/nope/logs", nil); code != 400 {
+		t.Errorf("logs of an id that is no worker id: %d", code)
 	}
 }
 

@@ -3,6 +3,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -206,33 +207,69 @@ func TestSecurityLoaderVariables(t *testing.T) {
 	})
 }
 
-// Before: the hive's connection cap refused silently. Now a flood of
-// connections past it is counted, and the hive answers once it ends.
+// Before: the hive's connection cap refused silently. Now connections
+// past it are counted: silent ones (no token) take the places of the
+// oldest of them, and only with every slot held by connections that
+// showed the token is a newcomer refused. The hive answers once it ends.
 func TestSecurityHiveConnectionCap(t *testing.T) {
 	hive := harness.StartHive(t, harness.HiveOptions{})
 	var conns []net.Conn
-	for range 300 {
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dial := func() net.Conn {
 		c, err := net.Dial("tcp", hive.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
+		return c
 	}
-	// The ones past the cap are closed by the hive at once: the last is.
-	last := conns[len(conns)-1]
-	last.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := last.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("connection 300 to a hive capped at 256: %v, want closed", err)
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF)
+	}
+	// 300 silent connections: the first ones are closed to make room.
+	for range 300 {
+		dial()
+	}
+	if !closed(conns[0]) {
+		t.Fatal("the oldest of 300 silent connections is still open")
+	}
+	// 256 connections that showed the token, kept alive, fill the cap
+	// (taking the silent ones' places): the next is refused.
+	for i := range 256 {
+		c := dial()
+		fmt.Fprintf(c, "GET /v1/info HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", hive.Addr, harness.Token)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("authenticated connection %d: %v", i+1, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("authenticated connection %d: %d, closed %v", i+1, resp.StatusCode, resp.Close)
+		}
+	}
+	if !closed(dial()) {
+		t.Fatal("a connection past a cap held by authenticated ones was not refused")
 	}
 	for _, c := range conns {
 		c.Close()
 	}
-	over := uint64(len(conns) - 256)
 	harness.WaitFor(t, 5*time.Second, func() error {
 		var info api.HiveInfo
 		harness.Get(t, hive.URL+"/v1/info", &info)
-		if n := info.Refused["connections_over_max"]; n < over {
-			return fmt.Errorf("connections_over_max %d, want at least %d", n, over)
+		if n := info.Refused[httpx.RefusedOverMax]; n < 1 {
+			return fmt.Errorf("%s %d, want at least 1", httpx.RefusedOverMax, n)
+		}
+		// One address may hold 16 unauthenticated connections: the
+		// rest of the 300 were evicted.
+		if n := info.Refused[httpx.RefusedEvicted]; n < 300-16 {
+			return fmt.Errorf("%s %d, want at least %d", httpx.RefusedEvicted, n, 300-16)
 		}
 		return nil
 	})
@@ -686,6 +723,8 @@ func TestSecurityRefusedStarts(t *testing.T) {
 		{"public listen without a bin dir", []string{"--listen", "0.0.0.0:0"}, "--worker-bin-dir"},
 		{"world-readable token file", []string{"--token-file", open}, "chmod 600"},
 		{"world-writable bin dir", []string{"--worker-bin-dir", writable, "--listen", "0.0.0.0:0"}, "writable"},
+		{"world-writable log dir", []string{"--worker-log-dir", writable}, "--worker-log-dir: unsafe: " + writable + " is writable by group or others"},
+		{"log dir below a world-writable one", []string{"--worker-log-dir", filepath.Join(writable, "logs")}, "is writable by group or others"},
 		{"token in clear text", []string{"--queen", "http://192.0.2.1:7833"}, "--insecure-no-tls"},
 		{"worker user unknown", []string{"--worker-user", "no-such-user-here"}, "--worker-user"},
 	} {

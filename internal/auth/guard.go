@@ -151,6 +151,10 @@ func (g *Guard) serve(next http.Handler, w http.ResponseWriter, r *http.Request)
 			return
 		}
 	}
+	// The connection has shown a credential (any role; without auth, it
+	// passed the checks): the listener no longer evicts it to make room
+	// for newcomers, as it does unauthenticated ones under a flood.
+	httpx.MarkAuthenticated(r.Context())
 	next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 }
 

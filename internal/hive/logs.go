@@ -40,7 +40,10 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 				"tail": "a whole number from 1 to 100000", "follow": "true or false", "previous": "true or false"}[k])
 		}
 	}
-	id := r.PathValue("id")
+	id, err := workerID(r)
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	// Each write gets its own deadline: a follow may last as long as the

@@ -106,11 +106,12 @@ func (s *Server) asHive() api.Hive {
 }
 
 // requestRefusals are the requests the guard refused and the connections
-// closed for being over the cap, by reason.
+// the listener closed (over the cap, evicted unauthenticated, silent), by
+// reason.
 func (s *Server) requestRefusals() map[string]uint64 {
 	out := s.guard.Refused()
 	if s.ln != nil {
-		out["connections_over_max"] = s.ln.Refused()
+		maps.Copy(out, s.ln.Refusals())
 	}
 	return out
 }

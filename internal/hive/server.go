@@ -29,6 +29,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/metrics"
 	"github.com/rbee-dev/rbee/internal/monitor"
+	"github.com/rbee-dev/rbee/internal/privdir"
 )
 
 // Config configures a hive.
@@ -141,6 +142,7 @@ type Server struct {
 	guard   *auth.Guard
 	tls     *tls.Config // nil: plain HTTP
 	binDir  *launch.BinDir
+	logDir  *privdir.Dir // --worker-log-dir, checked and open; nil: discarded
 	addr    net.Addr
 	ln      *httpx.Limited // set before the API serves
 	url     string
@@ -173,18 +175,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
 	if cfg.LogDir != "" {
-		// Made here, not found missing at the first spawn.
-		dir, err := filepath.Abs(cfg.LogDir)
+		// Made and checked here, not found missing or open to others at
+		// the first spawn: the hive (root) writes there what workers
+		// print, and serves it to the read-only token.
+		d, err := privdir.Open(cfg.LogDir, privdir.Options{Create: true, Mode: 0o750})
 		if err != nil {
 			return nil, fmt.Errorf("--worker-log-dir: %w", err)
 		}
-		cfg.LogDir = dir
-		if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
-			return nil, fmt.Errorf("--worker-log-dir: %w", err)
-		}
+		s.logDir, s.cfg.LogDir = d, d.Path()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
 	if cfg.BinDir != "" {
 		d, err := launch.NewBinDir(cfg.BinDir)
 		if err != nil {
@@ -212,7 +213,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	src := GPUSource(cfg.GPU)
 	s.mon = monitor.New(monitor.Config{
-		Platform: cfg.Platform, StopGrace: cfg.StopGrace, LogDir: cfg.LogDir, LogMaxSize: cfg.LogMaxSize, LogFiles: cfg.LogFiles, BinDir: s.binDir, GPU: src,
+		Platform: cfg.Platform, StopGrace: cfg.StopGrace, Logs: s.logDir, LogMaxSize: cfg.LogMaxSize, LogFiles: cfg.LogFiles, BinDir: s.binDir, GPU: src,
 		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
 		SpecDir: specDir(cfg.StateDir),
 	})
@@ -271,7 +272,10 @@ func (s *Server) Handler() http.Handler {
 		httpx.WriteJSON(w, 200, ws)
 	})))
 	mux.Handle("GET /v1/workers/{id}", g.Allow(auth.NeedRead, httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		id := r.PathValue("id")
+		id, err := workerID(r)
+		if err != nil {
+			return err
+		}
 		ws := s.latest().workers
 		i, found := slices.BinarySearchFunc(ws, id, func(w api.Worker, id string) int { return strings.Compare(w.ID, id) })
 		if !found {
@@ -327,13 +331,22 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), s.stopTimeout())
 	defer cancel()
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.stopTimeout() + 5*time.Second))
-	rec, err := s.mon.Stop(ctx, r.PathValue("id"))
+	id, err := workerID(r)
 	if err != nil {
-		return fmt.Errorf("stop %s: %w", ids.Quote(r.PathValue("id")), err)
+		return err
+	}
+	rec, err := s.mon.Stop(ctx, id)
+	if err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	s.upsert(rec)
 	httpx.WriteJSON(w, 200, rec)
 	return nil
+}
+
+// workerID returns the route's worker id, refused (400) unless valid.
+func workerID(r *http.Request) (string, error) {
+	return httpx.PathValue(r, "id", ids.ValidWorkerID)
 }
 
 func (s *Server) stopTimeout() time.Duration {
@@ -375,6 +388,9 @@ func (s *Server) Info() api.HiveInfo {
 // StopWorkersOnExit. ready, if not nil, receives the bound address.
 func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	defer s.mon.Close()
+	if s.logDir != nil {
+		defer s.logDir.Close()
+	}
 	ids, err := s.mon.Adopt(ctx)
 	if err != nil {
 		s.log.Warn("adopting workers", "err", err)
@@ -400,7 +416,8 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 
 	srv := httpx.NewServer(s.Handler(), s.tls, s.log)
 	errc := make(chan error, 1)
-	s.ln = httpx.LimitListener(ln, maxConns)
+	s.ln = httpx.NewLimited(ln, httpx.ConnLimits{Max: maxConns, Unauthenticated: maxUnauthConns, PerAddress: maxConnsPerAddress,
+		MinAge: httpx.EvictMinAge, FirstByte: httpx.FirstByteTimeout})
 	go func() { errc <- httpx.Serve(srv, s.ln) }()
 	if ready != nil {
 		ready(ln.Addr())
@@ -468,9 +485,16 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	return err
 }
 
-// maxConns caps the hive API's open connections: a few clients and the
-// queen's schedulers talk to it, never thousands.
-const maxConns = 256
+// The hive API's connection limits (see httpx.ConnLimits): a few clients
+// and the queen's schedulers talk to it, never thousands. Connections
+// that have not shown the token get a quarter, and one address half of
+// that: the operator's connection, once its request passes the guard, is
+// never evicted by a flood, even one from its own address.
+const (
+	maxConns           = 256
+	maxUnauthConns     = 64
+	maxConnsPerAddress = 32
+)
 
 func deriveURL(a net.Addr, tls bool) string {
 	host, port, _ := net.SplitHostPort(a.String())

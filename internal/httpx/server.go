@@ -1,13 +1,13 @@
 package httpx
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -25,9 +25,15 @@ const (
 // headers, slow bodies, idle keep-alive connections and slow readers of an
 // answer are all cut. tc, when not nil, is its TLS configuration; the
 // server's own errors (a failed TLS handshake) go to log.
+//
+// Served on a Limited listener, each request's context carries its
+// connection, for MarkAuthenticated.
 func NewServer(h http.Handler, tc *tls.Config, log *slog.Logger) *http.Server {
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	errLog.SetOutput(dropShed{errLog.Writer()})
 	return &http.Server{
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:    errLog,
+		ConnContext: withConn,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
 			h.ServeHTTP(w, r)
@@ -58,47 +64,14 @@ func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
-// LimitListener accepts at most n connections at once; one over the limit
-// is closed at once (and counted) instead of queueing without bound.
-func LimitListener(ln net.Listener, n int) *Limited {
-	return &Limited{Listener: ln, max: int64(n)}
-}
+// dropShed passes on the server's error lines but those about a
+// connection the listener shed (a TLS handshake cut short): each is
+// counted, and a flood would otherwise write one line per connection.
+type dropShed struct{ w io.Writer }
 
-// Limited is a listener with a connection cap.
-type Limited struct {
-	net.Listener
-	max     int64
-	open    atomic.Int64
-	refused atomic.Uint64
-}
-
-// Refused returns how many connections were closed for being over the cap.
-func (l *Limited) Refused() uint64 { return l.refused.Load() }
-
-// Accept returns the next connection within the cap.
-func (l *Limited) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.open.Add(1) > l.max {
-			l.open.Add(-1)
-			l.refused.Add(1)
-			c.Close()
-			continue
-		}
-		return &limitedConn{Conn: c, l: l}, nil
+func (d dropShed) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(shedMark)) {
+		return len(p), nil
 	}
-}
-
-type limitedConn struct {
-	net.Conn
-	l    *Limited
-	once sync.Once
-}
-
-func (c *limitedConn) Close() error {
-	c.once.Do(func() { c.l.open.Add(-1) })
-	return c.Conn.Close()
+	return d.w.Write(p)
 }

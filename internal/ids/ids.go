@@ -32,11 +32,16 @@ func ValidName(s string) error {
 		return fmt.Errorf("%q is not allowed", s)
 	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+		if !nameChar(r) {
 			return fmt.Errorf("character %s not allowed (use A-Z a-z 0-9 . _ -)", strconv.QuoteRune(r))
 		}
 	}
 	return nil
+}
+
+// nameChar is a character of a name: A-Z a-z 0-9 . _ -
+func nameChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
 }
 
 // ValidHiveID reports whether s may be a hive id; the rules are those of
@@ -45,6 +50,35 @@ func ValidHiveID(s string) error { return ValidName(s) }
 
 // WorkerID is a worker's stable id, "<group>-<instance>".
 func WorkerID(group, instance string) string { return group + "-" + instance }
+
+// MaxWorkerIDLen bounds a worker id: a group, a dash and an instance.
+const MaxWorkerIDLen = 2*MaxNameLen + 1
+
+// ValidWorkerID reports whether s may be a worker id, as a route or a
+// file name receives one: a valid group, "-" and a valid instance. Such
+// an id is a single path component made of [A-Za-z0-9._-], never "." or
+// "..", so it can name a file or a cgroup and reach nothing else.
+func ValidWorkerID(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case len(s) > MaxWorkerIDLen:
+		return fmt.Errorf("longer than %d characters", MaxWorkerIDLen)
+	}
+	for _, r := range s {
+		if !nameChar(r) {
+			return fmt.Errorf("character %s not allowed (a worker id is <group>-<instance>, of A-Z a-z 0-9 . _ -)", strconv.QuoteRune(r))
+		}
+	}
+	// Any dash may be the one between group and instance (either may
+	// hold dashes): one split into two valid names is enough.
+	for i := range len(s) {
+		if s[i] == '-' && ValidName(s[:i]) == nil && ValidName(s[i+1:]) == nil {
+			return nil
+		}
+	}
+	return errors.New("not <group>-<instance>")
+}
 
 // ValidText reports whether s may be free text shown to people (a model
 // name, an error): valid UTF-8, at most max bytes, no control characters.

@@ -1,6 +1,7 @@
 package ids
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -84,6 +85,65 @@ func FuzzValidName(f *testing.F) {
 		}
 		if s == "." || s == ".." || strings.ContainsAny(s, "/\\\x00 \n") || len(s) > MaxNameLen || s == "" {
 			t.Fatalf("ValidName accepted %q", s)
+		}
+	})
+}
+
+func TestValidWorkerID(t *testing.T) {
+	long := strings.Repeat("a", MaxNameLen)
+	for _, tc := range []struct {
+		id   string
+		want string // "" when valid
+	}{
+		{"llm-9301", ""},
+		{"embed-b-1", ""},
+		{"a-b", ""},
+		{"-a--b", ""}, // group "-a" and instance "-b", among other splits
+		{long + "-" + long, ""},
+		{"", "empty"},
+		{"llm", "not <group>-<instance>"},
+		{"..-x", "not <group>-<instance>"},
+		{"x-..", "not <group>-<instance>"},
+		{".-.", "not <group>-<instance>"},
+		{"-", "not <group>-<instance>"},
+		{"../secret/s", "character '/'"},
+		{"..%2Fsecret", "character '%'"},
+		{"a-b\x00", "character '\\x00'"},
+		{"a-b\n", "character '\\n'"},
+		{"a-é", "character 'é'"},
+		{long + "-" + long + "x", "longer than"},
+		{long + "a-b", "not <group>-<instance>"},
+	} {
+		err := ValidWorkerID(tc.id)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("ValidWorkerID(%q): %v", tc.id, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("ValidWorkerID(%q): %v, want %q", tc.id, err, tc.want)
+		}
+	}
+}
+
+// FuzzValidWorkerID: an id a route accepts is one file name that stays in
+// its directory, and every id WorkerID makes of valid names is accepted.
+func FuzzValidWorkerID(f *testing.F) {
+	for _, s := range []string{"llm-9301", "..-..", "../etc/passwd", "a-b/../c", ".%2e-x", "x-y.log"} {
+		f.Add(s, "llm", "9301")
+	}
+	f.Fuzz(func(t *testing.T, s, group, instance string) {
+		if ValidName(group) == nil && ValidName(instance) == nil {
+			if err := ValidWorkerID(WorkerID(group, instance)); err != nil {
+				t.Fatalf("WorkerID(%q, %q) refused: %v", group, instance, err)
+			}
+		}
+		if ValidWorkerID(s) != nil {
+			return
+		}
+		if s == "." || s == ".." || strings.ContainsAny(s, "/\\\x00%") || len(s) > MaxWorkerIDLen {
+			t.Fatalf("ValidWorkerID accepted %q", s)
+		}
+		if p := filepath.Join("/logs", s+".log"); filepath.Dir(p) != "/logs" {
+			t.Fatalf("ValidWorkerID accepted %q, which leaves its directory as %s", s, p)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -122,13 +123,15 @@ func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*w
 			w.health = &workerHealth{spec: hs, state: api.StateStarting}
 		}
 	}
-	if m.cfg.LogDir != "" {
+	if m.cfg.Logs != nil {
 		// Its output still goes to the log an earlier hive opened: keep
 		// bounding it.
-		lp := logPaths{m.cfg.LogDir, w.id}
-		if f, err := openLogFile(lp.current(), os.O_RDWR, 0); err == nil {
+		lp := logFiles{m.cfg.Logs, w.id}
+		if f, err := lp.d.Open(lp.current(), os.O_RDWR); err == nil {
 			m.wg.Add(1)
 			go m.guardLog(lp, f, w.done)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("adopted worker's log will not be bounded", "worker", w.id, "err", err)
 		}
 	}
 	m.mu.Lock()

@@ -54,8 +54,8 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		killGroup(w.pid)
 	}
 	var tail string
-	if m.cfg.LogDir != "" {
-		tail = tailOf(logPaths{m.cfg.LogDir, w.id}, m.logFiles, ExitTailBytes)
+	if m.cfg.Logs != nil {
+		tail = tailOf(logFiles{m.cfg.Logs, w.id}, m.logFiles, ExitTailBytes)
 	}
 	// The log guard closes the file when it has seen the worker's end.
 	// The pass owns the per-task descriptors; without this they would

@@ -8,11 +8,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/ids"
+	"github.com/rbee-dev/rbee/internal/privdir"
 )
 
 // Worker logs. A worker's stdout and stderr are a file the hive opened
@@ -35,15 +36,21 @@ const (
 	ExitTailBytes = 4096
 )
 
-// logPaths names a worker's log files.
-type logPaths struct{ dir, id string }
+// logFiles names a worker's log files in the log directory. Every file
+// is reached through the directory's descriptor (internal/privdir): the
+// hive runs as root, and nothing planted there (a link, a FIFO, a file of
+// another user) may make it read or write another file.
+type logFiles struct {
+	d  *privdir.Dir
+	id string
+}
 
-func (p logPaths) current() string      { return filepath.Join(p.dir, p.id+".log") }
-func (p logPaths) rotated(n int) string { return p.current() + "." + strconv.Itoa(n) }
-func (p logPaths) previous() string     { return filepath.Join(p.dir, p.id+".previous.log") }
+func (p logFiles) current() string      { return p.id + ".log" }
+func (p logFiles) rotated(n int) string { return p.current() + "." + strconv.Itoa(n) }
+func (p logFiles) previous() string     { return p.id + ".previous.log" }
 
 // run returns the files of the current run, oldest first.
-func (p logPaths) run(files int) []string {
+func (p logFiles) run(files int) []string {
 	var out []string
 	for n := files - 1; n >= 1; n-- {
 		out = append(out, p.rotated(n))
@@ -52,33 +59,36 @@ func (p logPaths) run(files int) []string {
 }
 
 // startRun makes room for a new run of a worker: the last run's log (and
-// its rotations) becomes the previous one. Run before opening the log.
-func (p logPaths) startRun(files int) error {
-	if _, err := os.Lstat(p.current()); errors.Is(err, fs.ErrNotExist) {
+// its rotations) becomes the previous one. Run before create.
+func (p logFiles) startRun(files int) error {
+	if !p.d.Exists(p.current()) {
 		return nil
 	}
-	// The previous run's whole output, in order, into one file.
-	tmp, err := os.CreateTemp(p.dir, ".previous-*")
+	// The previous run's whole output, in order, into one new file.
+	tmp, name, err := p.d.CreateTemp(".previous-", 0o640)
 	if err != nil {
 		return fmt.Errorf("keep previous log: %w", err)
 	}
-	_ = tmp.Chmod(0o640) // as the log it was
-	defer os.Remove(tmp.Name())
+	defer p.d.Remove(name)
 	for _, f := range p.run(files) {
-		if err := appendFile(tmp, f); err != nil {
+		if err := p.appendTo(tmp, f); err != nil {
 			tmp.Close()
-			return err
+			return fmt.Errorf("keep previous log: %w", err)
 		}
-		os.Remove(f)
+		if err := p.d.Remove(f); err != nil {
+			tmp.Close()
+			return fmt.Errorf("keep previous log: %w", err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), p.previous())
+	return p.d.Rename(name, p.previous())
 }
 
-func appendFile(dst *os.File, path string) error {
-	f, err := openLogFile(path, os.O_RDONLY, 0)
+// appendTo copies the log file name to dst; a missing one is empty.
+func (p logFiles) appendTo(dst *os.File, name string) error {
+	f, err := p.d.Open(name, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -90,14 +100,24 @@ func appendFile(dst *os.File, path string) error {
 	return err
 }
 
+// create makes the log of a new run, for the worker to append to. It
+// fails when anything has its name: startRun moved the last one away.
+func (p logFiles) create() (*os.File, error) {
+	f, err := p.d.Create(p.current(), os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open worker log: %w", err)
+	}
+	return f, nil
+}
+
 // guardLog keeps a worker's log within maxSize per file until done: at
 // every write it is told of (inotify), and every logCheckEvery.
-func (m *Monitor) guardLog(p logPaths, f *os.File, done <-chan struct{}) {
+func (m *Monitor) guardLog(p logFiles, f *os.File, done <-chan struct{}) {
 	defer m.wg.Done()
 	defer f.Close()
 	t := time.NewTicker(logCheckEvery)
 	defer t.Stop()
-	wake, stop, err := watchWrites(p.current())
+	wake, stop, err := watchWrites(f)
 	if err != nil {
 		m.log.Debug("worker log: polling only", "err", err)
 	} else {
@@ -122,7 +142,7 @@ func (m *Monitor) guardLog(p logPaths, f *os.File, done <-chan struct{}) {
 // logGuard is one worker log's rotation state.
 type logGuard struct {
 	m        *Monitor
-	p        logPaths
+	p        logFiles
 	f        *os.File
 	lastCopy time.Time
 	dropped  int64
@@ -155,7 +175,7 @@ func (g *logGuard) check() {
 			g.dropped += st.Size()
 			if time.Since(g.warned) > time.Minute {
 				g.warned = time.Now()
-				m.log.Warn("worker prints faster than its log keeps: output dropped", "file", p.current(), "dropped_bytes", g.dropped)
+				m.log.Warn("worker prints faster than its log keeps: output dropped", "file", p.d.Join(p.current()), "dropped_bytes", g.dropped)
 			}
 		}
 		return
@@ -163,49 +183,55 @@ func (g *logGuard) check() {
 	g.lastCopy = time.Now()
 	files := m.logFiles
 	for n := files - 1; n > 1; n-- {
-		_ = os.Rename(p.rotated(n-1), p.rotated(n))
+		if p.d.Exists(p.rotated(n - 1)) {
+			_ = p.d.Rename(p.rotated(n-1), p.rotated(n))
+		}
 	}
 	if files > 1 {
 		// The whole file when it ran at most rotateSlack past the bound
 		// (a follower's offset in it is then an offset in .1), else its
 		// last bytes: the disk bound holds either way.
-		if err := copyTo(p.rotated(1), f, m.logMaxSize+rotateSlack); err != nil {
-			m.log.Warn("rotate worker log", "file", p.current(), "err", err)
+		if err := p.copyTo(p.rotated(1), f, m.logMaxSize+rotateSlack); err != nil {
+			m.log.Warn("rotate worker log", "file", p.d.Join(p.current()), "err", err)
 		}
 	}
 	if err := f.Truncate(0); err != nil {
-		m.log.Warn("truncate worker log", "file", p.current(), "err", err)
+		m.log.Warn("truncate worker log", "file", p.d.Join(p.current()), "err", err)
 	}
 }
 
-// copyTo writes the last limit bytes of src to a new file at path.
-func copyTo(path string, src *os.File, limit int64) error {
+// copyTo writes the last limit bytes of src to the file name, through a
+// new file of a random name and a rename: whatever had that name (a
+// planted link) is replaced, never written.
+func (p logFiles) copyTo(name string, src *os.File, limit int64) error {
 	st, err := src.Stat()
 	if err != nil {
 		return err
 	}
 	off := max(0, st.Size()-limit)
-	tmp := path + ".tmp"
-	dst, err := openLogFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	dst, tmp, err := p.d.CreateTemp(".rotate-", 0o640)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(dst, io.NewSectionReader(src, off, st.Size()-off)); err != nil {
-		dst.Close()
-		return err
+	_, err = io.Copy(dst, io.NewSectionReader(src, off, st.Size()-off))
+	if cerr := dst.Close(); err == nil {
+		err = cerr
 	}
-	if err := dst.Close(); err != nil {
-		return err
+	if err == nil {
+		err = p.d.Rename(tmp, name)
 	}
-	return os.Rename(tmp, path)
+	if err != nil {
+		_ = p.d.Remove(tmp)
+	}
+	return err
 }
 
 // tailOf returns the last max bytes of a worker's current log, from a
 // line start when it can.
-func tailOf(p logPaths, files int, max int) string {
+func tailOf(p logFiles, files int, max int) string {
 	var buf []byte
 	for _, f := range p.run(files) {
-		b, err := readTail(f, max)
+		b, err := p.readTail(f, max)
 		if err == nil {
 			buf = append(buf, b...)
 		}
@@ -219,8 +245,9 @@ func tailOf(p logPaths, files int, max int) string {
 	return string(bytes.ToValidUTF8(buf, []byte("?")))
 }
 
-func readTail(path string, limit int) ([]byte, error) {
-	f, err := openLogFile(path, os.O_RDONLY, 0)
+// readTail returns the last limit bytes of the log file name.
+func (p logFiles) readTail(name string, limit int) ([]byte, error) {
+	f, err := p.d.Open(name, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
@@ -256,17 +283,18 @@ var ErrNoLogs = api.Class(api.ErrNotFound, "no logs")
 // Logs writes a worker's output to w: its last lines, then, following,
 // what it prints, across rotations, until it exits or ctx ends.
 func (m *Monitor) Logs(ctx context.Context, id string, req LogRequest, w io.Writer) error {
-	if m.cfg.LogDir == "" {
+	if err := ids.ValidWorkerID(id); err != nil {
+		return api.Errorf(api.ErrInvalid, "worker id %s: %v", ids.Quote(id), err)
+	}
+	if m.cfg.Logs == nil {
 		return fmt.Errorf("%w: the hive runs without --worker-log-dir", ErrNoLogs)
 	}
 	m.mu.Lock()
 	wk, ok := m.workers[id]
 	m.mu.Unlock()
-	p := logPaths{m.cfg.LogDir, id}
-	if !ok {
-		if _, err := os.Lstat(p.current()); err != nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
+	p := logFiles{m.cfg.Logs, id}
+	if !ok && !p.d.Exists(p.current()) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if req.Tail <= 0 {
 		req.Tail = 100
@@ -274,16 +302,21 @@ func (m *Monitor) Logs(ctx context.Context, id string, req LogRequest, w io.Writ
 	files := p.run(m.logFiles)
 	if req.Previous {
 		files = []string{p.previous()}
-		if _, err := os.Lstat(p.previous()); err != nil {
+		if !p.d.Exists(p.previous()) {
 			return fmt.Errorf("%w: %s has no previous run", ErrNoLogs, id)
 		}
 	}
 	var all []byte
 	for _, f := range files {
 		// The last lines only: a run's log is bounded, but not small.
-		b, err := readTail(f, 1<<20)
-		if err == nil {
+		b, err := p.readTail(f, 1<<20)
+		switch {
+		case err == nil:
 			all = append(all, b...)
+		case !errors.Is(err, fs.ErrNotExist):
+			// Something the hive did not make is where a log goes.
+			m.log.Warn("worker log refused", "worker", id, "err", err)
+			return fmt.Errorf("read the log of %s: %w", id, err)
 		}
 	}
 	if _, err := w.Write(lastLines(all, req.Tail)); err != nil {
@@ -292,7 +325,7 @@ func (m *Monitor) Logs(ctx context.Context, id string, req LogRequest, w io.Writ
 	if !req.Follow || req.Previous || !ok {
 		return nil
 	}
-	return m.follow(ctx, wk, p.current(), w)
+	return m.follow(ctx, wk, p, w)
 }
 
 // lastLines returns the last n lines of b.
@@ -317,8 +350,8 @@ func lastLines(b []byte, n int) []byte {
 // follow writes what is appended to path until the worker exits (and its
 // last bytes are written) or ctx ends. A truncation (a rotation) starts
 // it again from the top of the emptied file.
-func (m *Monitor) follow(ctx context.Context, wk *worker, path string, w io.Writer) error {
-	f, err := openLogFile(path, os.O_RDONLY, 0)
+func (m *Monitor) follow(ctx context.Context, wk *worker, p logFiles, w io.Writer) error {
+	f, err := p.d.Open(p.current(), os.O_RDONLY)
 	if err != nil {
 		return err
 	}
@@ -346,9 +379,9 @@ func (m *Monitor) follow(ctx context.Context, wk *worker, path string, w io.Writ
 			return err
 		}
 		if st.Size() < off {
-			// Rotated: the file's bytes went to <path>.1 and it was
+			// Rotated: the file's bytes went to <id>.log.1 and it was
 			// emptied. What came after our offset is read from there.
-			if r, err := openLogFile(path+".1", os.O_RDONLY, 0); err == nil {
+			if r, err := p.d.Open(p.rotated(1), os.O_RDONLY); err == nil {
 				if rs, err := r.Stat(); err == nil && rs.Size() > off {
 					if _, err := io.Copy(w, io.NewSectionReader(r, off, rs.Size()-off)); err != nil {
 						r.Close()

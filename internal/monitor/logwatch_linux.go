@@ -7,10 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// watchWrites wakes the log guard as soon as a worker writes to path
+// watchWrites wakes the log guard as soon as a worker writes to log
 // (inotify), so a fast writer is caught within a write or two of the
 // bound, not a polling period later. stop ends the watch.
-func watchWrites(path string) (wake <-chan struct{}, stop func(), err error) {
+func watchWrites(log *os.File) (wake <-chan struct{}, stop func(), err error) {
+	// The watch is of the open file's inode, named through its
+	// descriptor: no path the log directory could redirect.
+	path := fmt.Sprintf("/proc/self/fd/%d", log.Fd())
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, nil, fmt.Errorf("inotify: %w", err)

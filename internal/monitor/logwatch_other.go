@@ -2,5 +2,7 @@
 
 package monitor
 
+import "os"
+
 // watchWrites has no inotify off Linux: the guard polls.
-func watchWrites(string) (<-chan struct{}, func(), error) { return nil, func() {}, nil }
+func watchWrites(*os.File) (<-chan struct{}, func(), error) { return nil, func() {}, nil }

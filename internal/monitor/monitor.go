@@ -18,6 +18,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/launch"
+	"github.com/rbee-dev/rbee/internal/privdir"
 	"github.com/rbee-dev/rbee/internal/procfs"
 )
 
@@ -57,10 +58,10 @@ type Config struct {
 	// StopGrace is how long Stop waits after SIGTERM before SIGKILL; 0
 	// means 10 s.
 	StopGrace time.Duration
-	// LogDir receives each worker's stdout and stderr as <id>.log; ""
+	// Logs receives each worker's stdout and stderr as <id>.log; nil
 	// discards them. LogMaxSize (0: DefaultLogMaxSize) and LogFiles (0:
 	// DefaultLogFiles) bound a run's log.
-	LogDir     string
+	Logs       *privdir.Dir
 	LogMaxSize int64
 	LogFiles   int
 	// BinDir, when set, is the only directory workers may be spawned from

@@ -129,12 +129,12 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 		Exe: exe, Argv: append([]string{spec.Binary}, spec.Args...),
 		Env: workerEnv(spec.Env, m.cfg.User), Dir: spec.Dir, User: m.cfg.User,
 	}
-	if m.cfg.LogDir != "" {
-		lp := logPaths{m.cfg.LogDir, id}
+	if m.cfg.Logs != nil {
+		lp := logFiles{m.cfg.Logs, id}
 		if err := lp.startRun(m.logFiles); err != nil {
 			return api.Worker{}, err
 		}
-		f, err := openLog(lp.current())
+		f, err := lp.create()
 		if err != nil {
 			return api.Worker{}, err
 		}
@@ -193,8 +193,8 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 	if w.logFile != nil {
 		// The guard reads and truncates through a descriptor of its own:
 		// the worker's is write-only.
-		lp := logPaths{m.cfg.LogDir, id}
-		if g, err := openLogFile(lp.current(), os.O_RDWR, 0); err == nil {
+		lp := logFiles{m.cfg.Logs, id}
+		if g, err := lp.d.Open(lp.current(), os.O_RDWR); err == nil {
 			m.wg.Add(1)
 			go m.guardLog(lp, g, w.done)
 		} else {
@@ -221,38 +221,6 @@ func (m *Monitor) rootWorker() bool {
 		return m.cfg.User.UID == 0
 	}
 	return os.Geteuid() == 0
-}
-
-// openLog opens a worker's log for appending.
-func openLog(path string) (*os.File, error) {
-	f, err := openLogFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open worker log: %w", err)
-	}
-	return f, nil
-}
-
-// openLogFile opens a file of the log directory: never through a link
-// and never anything but a regular file (a FIFO would hang the open), so
-// whoever can write the directory cannot point the hive, which is root,
-// at another file or stall it.
-func openLogFile(path string, flag int, perm os.FileMode) (*os.File, error) {
-	f, err := os.OpenFile(path, flag|oNoFollow|oNonBlock, perm)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%s: not a regular file", path)
-	}
-	if err == nil {
-		err = setBlocking(f)
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }
 
 // reserve claims id for a spawn: it fails if a live worker has it or

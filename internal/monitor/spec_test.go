@@ -3,6 +3,7 @@ package monitor
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
+	"github.com/rbee-dev/rbee/internal/privdir"
 )
 
 // FuzzSpawnSpec feeds arbitrary spawn requests through the hive's strict
@@ -53,44 +55,77 @@ func FuzzSpawnSpec(f *testing.F) {
 	})
 }
 
-// A worker's log is never opened through a link: whoever can write the log
-// directory cannot make the hive (root) write another file.
-func TestOpenLogRefusesLinks(t *testing.T) {
-	dir := t.TempDir()
-	victim := filepath.Join(dir, "victim")
-	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "llm-1.log")
-	if err := os.Symlink(victim, link); err != nil {
-		t.Fatal(err)
-	}
-	if f, err := openLog(link); err == nil {
-		f.Close()
-		t.Fatal("opened a worker log through a symbolic link")
-	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "llm-2.log"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// A FIFO neither hangs an open (for writing: no reader; for reading,
-	// the logs API: no writer) nor is taken as a log.
-	fifo := filepath.Join(dir, "llm-2.log")
-	if f, err := openLog(fifo); err == nil {
-		f.Close()
-		t.Fatal("a fifo taken as a worker log")
-	}
-	if f, err := openLogFile(fifo, os.O_RDONLY, 0); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		if f != nil {
-			f.Close()
-		}
-		t.Fatalf("a fifo read as a worker log: %v", err)
-	}
-	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
-		t.Fatalf("the link's target was written: %q", b)
-	}
-	f, err := openLog(filepath.Join(dir, "llm-3.log"))
+// Nothing planted in the log directory makes the hive (root) write or
+// read another file: a new run refuses a link or FIFO where its log goes,
+// and a rotation replaces a link planted at its target's name.
+func TestLogFilesRefusePlantedFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	d, err := privdir.Open(dir, privdir.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	defer d.Close()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plant := map[string]func(string) error{
+		"symlink":   func(p string) error { return os.Symlink(victim, p) },
+		"hard link": func(p string) error { return os.Link(victim, p) },
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o600) },
+	}
+	for kind, mk := range plant {
+		for _, name := range []string{"llm-1.log", "llm-1.log.1"} {
+			t.Run(kind+" "+name, func(t *testing.T) {
+				p := logFiles{d, "llm-1"}
+				defer func() {
+					for _, f := range append(p.run(3), p.previous()) {
+						os.Remove(filepath.Join(dir, f))
+					}
+				}()
+				if err := mk(filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+				if name == "llm-1.log.1" {
+					// A run whose log the hive made, rotated over the
+					// planted name.
+					w, err := p.create()
+					if err != nil {
+						t.Fatal(err)
+					}
+					w.WriteString("worker output\n")
+					w.Close()
+					f, err := d.Open(p.current(), os.O_RDWR)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := p.copyTo(p.rotated(1), f, 1<<20); err != nil {
+						t.Fatal(err)
+					}
+					f.Close()
+					if b, _ := os.ReadFile(filepath.Join(dir, name)); string(b) != "worker output\n" {
+						t.Errorf("%s = %q after the rotation", name, b)
+					}
+				}
+				// The next run moves the last one aside: a planted file
+				// is refused, not read into the previous log.
+				err := p.startRun(3)
+				if name == "llm-1.log" && err == nil {
+					if f, err := p.create(); err == nil {
+						f.Close()
+						t.Fatal("a new run's log made over a planted " + kind)
+					}
+				}
+				if err != nil && !errors.Is(err, privdir.ErrUnsafe) {
+					t.Errorf("startRun: %v, want a refusal as unsafe", err)
+				}
+				if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+					t.Fatalf("the %s's target was written: %q", kind, b)
+				}
+				if b, err := os.ReadFile(filepath.Join(dir, p.previous())); err == nil && strings.Contains(string(b), "precious") {
+					t.Fatalf("the %s's target was copied into the previous log", kind)
+				}
+			})
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/privdir"
 )
 
 // A worker's spawn request is kept in Config.SpecDir while it runs, so a
@@ -34,8 +35,10 @@ type savedSpec struct {
 }
 
 func (m *Monitor) specPath(id string) string {
-	return filepath.Join(m.cfg.SpecDir, id+".json")
+	return filepath.Join(m.cfg.SpecDir, specName(id))
 }
+
+func specName(id string) string { return id + ".json" }
 
 // keepsSpecs reports whether requests are kept: only where workers can be
 // adopted, which takes cgroups.
@@ -55,11 +58,13 @@ func (m *Monitor) saveSpec(w *worker) {
 	err := enc.Encode(savedSpec{Spec: w.spec, PID: w.pid, StartTicks: w.startTicks})
 	m.specMu.Lock()
 	defer m.specMu.Unlock()
+	var d *privdir.Dir
 	if err == nil {
-		err = m.privateDir(true)
+		d, err = m.specDirLocked(true)
 	}
 	if err == nil {
-		err = writeFileAtomic(m.cfg.SpecDir, m.specPath(w.id), buf.Bytes())
+		err = d.WriteFile(specName(w.id), buf.Bytes(), 0o600)
+		d.Close()
 	}
 	if err != nil {
 		m.log.Warn("keep the worker's spawn request for a restarted hive", "worker", w.id, "err", err)
@@ -80,7 +85,12 @@ func (m *Monitor) dropSpec(id string, pid int) {
 			return
 		}
 	}
-	if err := os.Remove(m.specPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	d, err := m.specDirLocked(false)
+	if err == nil {
+		err = d.Remove(specName(id))
+		d.Close()
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		m.log.Warn("remove the worker's kept spawn request", "worker", id, "err", err)
 	}
 }
@@ -118,10 +128,12 @@ func (m *Monitor) loadSpec(id string, pid int, ticks uint64) (*api.SpawnRequest,
 // holds specMu.
 func (m *Monitor) readSpec(id string) (savedSpec, error) {
 	var s savedSpec
-	if err := m.privateDir(false); err != nil {
+	d, err := m.specDirLocked(false)
+	if err != nil {
 		return s, err
 	}
-	f, err := openLogFile(m.specPath(id), os.O_RDONLY, 0)
+	defer d.Close()
+	f, err := d.Open(specName(id), os.O_RDONLY)
 	if err != nil {
 		return s, err
 	}
@@ -130,8 +142,8 @@ func (m *Monitor) readSpec(id string) (savedSpec, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := private(f.Name(), st); err != nil {
-		return s, err
+	if st.Mode().Perm()&0o022 != 0 {
+		return s, fmt.Errorf("%s: writable by group or others (mode %04o)", m.specPath(id), st.Mode().Perm())
 	}
 	if st.Size() > maxSpecFile {
 		return s, fmt.Errorf("%s: %d bytes, at most %d", f.Name(), st.Size(), maxSpecFile)
@@ -152,12 +164,19 @@ func (m *Monitor) pruneSpecs(keep map[string]bool) {
 	if m.cfg.SpecDir == "" {
 		return
 	}
-	ents, err := os.ReadDir(m.cfg.SpecDir)
+	m.specMu.Lock()
+	d, err := m.specDirLocked(false)
+	m.specMu.Unlock()
 	if err != nil {
 		return
 	}
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
+	defer d.Close()
+	names, err := d.Names()
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		id, ok := strings.CutSuffix(name, ".json")
 		if !ok || keep[id] {
 			continue
 		}
@@ -165,60 +184,18 @@ func (m *Monitor) pruneSpecs(keep map[string]bool) {
 		_, held := m.workers[id]
 		m.mu.Unlock()
 		if !held {
-			if err := os.Remove(m.specPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := d.Remove(name); err != nil {
 				m.log.Warn("remove a kept spawn request", "worker", id, "err", err)
 			}
 		}
 	}
 }
 
-// privateDir checks that SpecDir is a directory of the hive's user that
-// no one else may write, creating it (0700) when create is set.
-func (m *Monitor) privateDir(create bool) error {
-	dir := m.cfg.SpecDir
-	if create {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-	}
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s: not a directory (a link?)", dir)
-	}
-	return private(dir, st)
-}
-
-// private checks that fi, named name, is the hive user's and not
-// writable by group or others.
-func private(name string, fi os.FileInfo) error {
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s: writable by group or others (mode %04o)", name, fi.Mode().Perm())
-	}
-	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() {
-		return fmt.Errorf("%s: owned by uid %d, not the hive's (%d)", name, uid, os.Geteuid())
-	}
-	return nil
-}
-
-// writeFileAtomic writes path in dir through a temporary file (0600) and
-// a rename, so a crash leaves the old file or the new one.
-func writeFileAtomic(dir, path string, b []byte) error {
-	f, err := os.CreateTemp(dir, ".spec-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+// specDirLocked opens SpecDir and checks it: a directory of the hive's
+// user that no one else may write (made 0700 when create is set; else
+// fs.ErrNotExist when there is none yet). It is checked at every use, as
+// its mode may change while the hive runs. Caller holds specMu and
+// closes the Dir.
+func (m *Monitor) specDirLocked(create bool) (*privdir.Dir, error) {
+	return privdir.Open(m.cfg.SpecDir, privdir.Options{Create: create, Mode: 0o700})
 }

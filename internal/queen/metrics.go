@@ -83,13 +83,14 @@ func (s *Server) heartbeatRefusals() map[string]uint64 {
 	return out
 }
 
-// requestRefusals are requests refused by the guard, the stream's client
-// cap or the connection cap, by reason.
+// requestRefusals are requests refused by the guard or the stream's
+// client cap, and connections the listener closed (over the cap, evicted
+// unauthenticated, silent), by reason.
 func (s *Server) requestRefusals() map[string]uint64 {
 	out := s.guard.Refused()
 	out["stream_clients_over_max"] = s.broker.Stats().Refused
 	if s.ln != nil {
-		out["connections_over_max"] = s.ln.Refused()
+		maps.Copy(out, s.ln.Refusals())
 	}
 	return out
 }

@@ -291,9 +291,13 @@ func (s *Server) rejected(r *http.Request, err error) error {
 }
 
 func (s *Server) hive(w http.ResponseWriter, r *http.Request) error {
-	h, ok := s.reg.Hive(r.PathValue("id"))
+	id, err := httpx.PathValue(r, "id", ids.ValidHiveID)
+	if err != nil {
+		return err
+	}
+	h, ok := s.reg.Hive(id)
 	if !ok {
-		return api.Errorf(api.ErrNotFound, "no hive %s", ids.Quote(r.PathValue("id")))
+		return api.Errorf(api.ErrNotFound, "no hive %s", ids.Quote(id))
 	}
 	httpx.WriteJSON(w, 200, forReader(r, h))
 	return nil
@@ -372,7 +376,12 @@ func (s *Server) schedule(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) error {
-	if err := s.reg.Release(r.PathValue("id")); err != nil {
+	// A reservation id is a name (rsv-<hex>): anything else is no id.
+	id, err := httpx.PathValue(r, "id", ids.ValidName)
+	if err != nil {
+		return err
+	}
+	if err := s.reg.Release(id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -388,7 +397,8 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
 	s.addr = ln.Addr()
-	s.ln = httpx.LimitListener(ln, s.cfg.MaxConns)
+	s.ln = httpx.NewLimited(ln, httpx.ConnLimits{Max: s.cfg.MaxConns, Unauthenticated: min(maxUnauthConns, max(s.cfg.MaxConns/4, 1)),
+		PerAddress: maxConnsPerAddress, MinAge: httpx.EvictMinAge, FirstByte: httpx.FirstByteTimeout})
 	s.log.Info("listening on "+ln.Addr().String(), "tls", s.tls != nil, "auth", !s.cfg.Insecure)
 	scheme := "http"
 	if s.tls != nil {
@@ -423,6 +433,16 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	}
 	return nil
 }
+
+// The queen's bounds on connections that have not shown a token yet (see
+// httpx.ConnLimits): enough for a fleet of hives reconnecting at once,
+// each authenticated by its first heartbeat, and per address enough for
+// many hives behind one NAT. Authenticated ones (hives, stream clients,
+// the CLIs) are never evicted for a newcomer.
+const (
+	maxUnauthConns     = 1024
+	maxConnsPerAddress = 64
+)
 
 func (s *Server) loops(ctx context.Context) {
 	sweep := time.NewTicker(s.cfg.SweepEvery)
