@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 // NVML error classes the logic must tell apart. The driver maps NVML's
@@ -26,7 +27,12 @@ type nvmlError struct {
 	class    error
 }
 
-func (e *nvmlError) Error() string { return fmt.Sprintf("%s: %s (code %d)", e.op, e.text, e.code) }
+// Error names the call; NVML's text comes from the driver library, so it
+// is cleaned like any text from the host before it reaches an error list.
+func (e *nvmlError) Error() string {
+	return fmt.Sprintf("%s: %s (code %d)", e.op, ids.Clean(e.text, maxErrText), e.code)
+}
+
 func (e *nvmlError) Unwrap() error { return e.class }
 
 // nvmlLib is the thin driver over NVML: each method is one NVML call, and
@@ -129,16 +135,21 @@ func (n *NVML) device(i int, dev nvmlDevice, nowUS uint64) (api.GPU, []Process, 
 	if g.UUID, err = dev.UUID(); err != nil {
 		return g, nil, nil, fmt.Errorf("nvml: device %d uuid: %w", i, err)
 	}
+	// The UUID and name are the driver's text, checked and cleaned as
+	// nvidia-smi's are (see validUUID and gpuName).
+	if err := validUUID(g.UUID); err != nil {
+		return g, nil, nil, fmt.Errorf("nvml: device %d uuid %q: %w", i, clip(g.UUID), err)
+	}
 	var partial []string
 	// Device-level values are optional: a GPU that does not report one
 	// (ERROR_NOT_SUPPORTED) leaves it nil; any other failure is named.
 	note := func(what string, err error) {
 		if !errors.Is(err, ErrNVMLNotSupported) {
-			partial = append(partial, fmt.Sprintf("nvml: device %d %s: %v", i, what, err))
+			partial = append(partial, ids.Clean(fmt.Sprintf("nvml: device %d %s: %v", i, what, err), 2*maxErrText))
 		}
 	}
 	if name, err := dev.Name(); err == nil {
-		g.Name = name
+		g.Name = gpuName(name)
 	} else {
 		note("name", err)
 	}
@@ -171,7 +182,7 @@ func (n *NVML) device(i int, dev nvmlDevice, nowUS uint64) (api.GPU, []Process, 
 	}
 	sm, smErr := n.smUtil(i, dev, nowUS)
 	if smErr != nil {
-		partial = append(partial, smErr.Error())
+		partial = append(partial, ids.Clean(smErr.Error(), 2*maxErrText))
 	}
 	out := make([]Process, 0, len(procs))
 	for _, p := range procs {

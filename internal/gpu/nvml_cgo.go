@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 // OpenNVML loads libnvidia-ml and initialises it.
@@ -35,9 +37,11 @@ type goNVML struct{}
 func (goNVML) Init() (err error) {
 	// go-nvml panics when libnvidia-ml cannot be loaded on some versions
 	// instead of returning ERROR_LIBRARY_NOT_FOUND.
+	// The panic's text is the loader's (dlerror): host text, cleaned like
+	// NVML's own (see nvmlError.Error).
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: nvmlInit: %v", ErrNVMLUnavailable, r)
+			err = fmt.Errorf("%w: nvmlInit: %s", ErrNVMLUnavailable, ids.Clean(fmt.Sprint(r), maxErrText))
 		}
 	}()
 	return nvmlErr("nvmlInit", nvml.Init())

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // DefaultTimeout is the deadline of one GPU query.
@@ -29,6 +31,9 @@ type Sampler struct {
 	last     Snapshot
 	lastErr  error
 	lastAt   time.Time
+	// known are the devices of the last query that succeeded, for Last
+	// while queries fail.
+	known []api.GPU
 }
 
 type call struct {
@@ -127,6 +132,9 @@ func (s *Sampler) run(c *call) {
 	s.mu.Lock()
 	s.inflight = nil
 	s.last, s.lastErr, s.lastAt = c.snap, c.err, time.Now()
+	if c.err == nil {
+		s.known = c.snap.Devices
+	}
 	s.mu.Unlock()
 	if s.observe != nil {
 		s.observe(time.Since(c.started), c.err)
@@ -135,11 +143,38 @@ func (s *Sampler) run(c *call) {
 }
 
 // Last returns the most recent query's result and when it finished, for
-// the host view in heartbeats.
+// the host view in heartbeats. When that query failed, or one is still
+// running well past its deadline (a stuck NVML call: the last result is
+// then old), it returns the error together with the devices of the last
+// query that succeeded, their identity and total memory kept and their
+// readings null. A GPU that could not be read is not a GPU that is gone,
+// any more than an idle one: listing none would make the host's GPU list
+// flap with every failed query, and every consumer of the list with it
+// (the queen announces each change of a hive's GPUs to stream clients).
 func (s *Sampler) Last() (Snapshot, time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last, s.lastAt, s.lastErr
+	snap, err := s.last, s.lastErr
+	if c := s.inflight; err == nil && c != nil && time.Now().After(c.deadline.Add(reapGrace)) {
+		err = fmt.Errorf("%s query still running after %s (timeout %s)", s.backend.Name(), roundDur(time.Since(c.started)), s.timeout)
+	}
+	if err != nil {
+		snap = Snapshot{Devices: unread(s.known)}
+	}
+	return snap, s.lastAt, err
+}
+
+// unread returns devs with their identity and total memory only: what
+// is known of them while they cannot be read.
+func unread(devs []api.GPU) []api.GPU {
+	if devs == nil {
+		return nil
+	}
+	out := make([]api.GPU, len(devs))
+	for i, d := range devs {
+		out[i] = api.GPU{Index: d.Index, UUID: d.UUID, Name: d.Name, VRAMTotalBytes: d.VRAMTotalBytes}
+	}
+	return out
 }
 
 // Close waits for a query in flight (bounded by its deadline plus a

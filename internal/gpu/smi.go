@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 // maxOutput bounds what one nvidia-smi run may print before it is cut off.
@@ -116,9 +118,12 @@ func (s *SMI) run(ctx context.Context, args []string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, ctxErr)
 	}
 	if err != nil {
-		msg := strings.TrimSpace(firstLine(stdout.String() + "\n" + stderr.String()))
+		// nvidia-smi's own words go into the workers' and the host's
+		// errors, shown in terminals and the dashboard: cleaned like any
+		// text from the host.
+		msg := ids.Clean(strings.TrimSpace(firstLine(stdout.String()+"\n"+stderr.String())), maxErrText)
 		if msg != "" {
-			return nil, fmt.Errorf("%s: %v: %s", name, err, clip(msg))
+			return nil, fmt.Errorf("%s: %v: %s", name, err, msg)
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

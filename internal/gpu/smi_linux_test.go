@@ -12,6 +12,7 @@ import (
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/harness/gpufake"
 	"github.com/rbee-dev/rbee/internal/gpu"
+	"github.com/rbee-dev/rbee/internal/ids"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -48,15 +49,30 @@ func TestSMIFailures(t *testing.T) {
 		}, "exit status 9: NVIDIA-SMI has failed"},
 		{"no devices", func(s *gpufake.Scenario) { s.NoDevices = true }, "exit status 6: No devices were found"},
 		{"garbage", func(s *gpufake.Scenario) { s.Garbage = true }, "unexpected output"},
+		// nvidia-smi's own words are quoted in the error, cleaned: they
+		// reach workers' errors and terminals.
+		{"hostile message", func(s *gpufake.Scenario) {
+			s.ExitCode, s.Message = 9, "\x1b]0;pwned\x07NVIDIA-SMI \x1b[2Jhas \u009bfailed \u202e"
+		}, "exit status 9: \ufffd]0;pwned\ufffdNVIDIA-SMI"},
+		{"hostile name", func(s *gpufake.Scenario) { s.GPUs[0].Name = "\x1b]0;pwned\x07" }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := gpufake.H200Busy()
 			tc.sc(&sc)
 			fake := harness.FakeNvidiaSMI(t, sc)
-			_, err := (&gpu.SMI{Path: fake.Path}).Query(context.Background())
+			snap, err := (&gpu.SMI{Path: fake.Path}).Query(context.Background())
+			if tc.want == "" {
+				if err != nil || len(snap.Devices) != 1 || ids.ValidText(snap.Devices[0].Name, 1024) != nil {
+					t.Fatalf("Query = %+v, %v; want the GPU with its name cleaned", snap.Devices, err)
+				}
+				return
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Query = %v, want %q", err, tc.want)
+			}
+			if verr := ids.ValidText(err.Error(), 1024); verr != nil {
+				t.Fatalf("error %q: %v", err, verr)
 			}
 		})
 	}

@@ -1,9 +1,9 @@
 package gpu
 
 import (
+	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -130,30 +130,48 @@ func TestParsePmonCapture(t *testing.T) {
 	}
 }
 
+// The fuzz targets check that no control character, invalid UTF-8 or
+// over-long text survives in any text of a parsed result, its error
+// included (errors become workers' and the host's errors, shown in
+// terminals), and that every number is finite.
+
 func FuzzParseQueryGPU(f *testing.F) {
 	f.Add(string(mustRead("query-gpu-busy.csv")))
 	f.Add(string(mustRead("query-gpu-idle-with-units.csv")))
+	for _, h := range hostileText {
+		f.Add("0, " + h200 + ", " + h.s + ", 143771, 5377, 137904, 100, 3, 59, 691.28\n")
+		f.Add("0, GPU-" + h.s + ", NVIDIA H200, 143771, 5377, 137904, 100, 3, 59, 691.28\n")
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		gs, err := ParseQueryGPU([]byte(s))
 		if err != nil {
+			checkText(t, "error", err.Error(), 1024)
 			return
 		}
-		for _, g := range gs {
-			if !strings.HasPrefix(g.UUID, "GPU-") && !strings.HasPrefix(g.UUID, "MIG-") {
-				t.Fatalf("accepted uuid %q", g.UUID)
-			}
-		}
+		checkGPUs(t, gs)
 	})
 }
 
 func FuzzParseComputeApps(f *testing.F) {
 	f.Add(string(mustRead("query-compute-apps-busy.csv")))
 	f.Add(string(mustRead("query-compute-apps-busy-with-units.csv")))
+	for _, h := range hostileText {
+		f.Add("670, " + h.s + ", 3786, " + h200 + "\n")
+		f.Add("670, python3, 3786, GPU-" + h.s + "\n")
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		rows, err := parseComputeApps([]byte(s))
+		if err != nil {
+			checkText(t, "error", err.Error(), 1024)
+			return
+		}
 		for _, r := range rows {
-			if err == nil && r.pid <= 0 {
+			if r.pid <= 0 {
 				t.Fatalf("accepted pid %d", r.pid)
+			}
+			checkText(t, "uuid", r.uuid, maxUUIDLen)
+			if err := validUUID(r.uuid); err != nil {
+				t.Fatalf("accepted uuid %q: %v", r.uuid, err)
 			}
 		}
 	})
@@ -161,10 +179,17 @@ func FuzzParseComputeApps(f *testing.F) {
 
 func FuzzParsePmon(f *testing.F) {
 	f.Add(string(mustRead("pmon-busy.txt")))
+	for _, h := range hostileText {
+		f.Add("# gpu pid type sm mem command\n    0  670  C  99  3  " + h.s + "\n")
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		rows, err := parsePmon([]byte(s))
+		if err != nil {
+			checkText(t, "error", err.Error(), 1024)
+			return
+		}
 		for _, r := range rows {
-			if err == nil && (r.pid <= 0 || r.sm != nil && *r.sm < 0) {
+			if r.pid <= 0 || r.sm != nil && (*r.sm < 0 || math.IsInf(*r.sm, 0)) {
 				t.Fatalf("accepted %+v", r)
 			}
 		}

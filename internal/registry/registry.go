@@ -250,9 +250,10 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		return res, nil
 	}
 	// online says the heartbeat brings the hive (back) online: a new hive,
-	// a new session, or a return from stale. Its hive_online event then
-	// carries the whole hive, so a hive joining costs each client one
-	// event, not one per worker.
+	// a new session, or a return from stale; or that its host changed
+	// (see hostChanged). Its hive_online event then carries the whole
+	// hive, so a hive joining costs each client one event, not one per
+	// worker.
 	var online *api.HiveOnline
 	switch {
 	case h == nil:
@@ -272,6 +273,12 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	case h.State == api.HiveStateStale:
 		online = &api.HiveOnline{Returned: true}
 		h.OnlineSince = now
+	case hostChanged(h, &hb):
+		// What only hive_online carries changed (a GPU appeared once
+		// nvidia-smi answered, one was lost or replaced): clients are told
+		// the whole hive again, or they keep the old host for as long as
+		// the hive stays up.
+		online = &api.HiveOnline{}
 	}
 	h.URL, h.SessionID, h.Seq = hb.HiveURL, hb.SessionID, hb.Seq
 	h.Version, h.GPUBackend, h.IntervalMS = hb.Version, hb.GPUBackend, hb.IntervalMS
@@ -293,6 +300,36 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	}
 	r.publish(evs)
 	return res, nil
+}
+
+// hostChanged reports whether hb changes any of a hive's fields that
+// stream clients learn only from hive_online (and the snapshot): its URL,
+// version, GPU backend and interval, and its node's static side, which
+// is the cores, the memory total, the limits, and each GPU's index, uuid,
+// name and total memory. hive_telemetry carries the node's readings only,
+// GPU by index, so a client could not learn of such a change from it: the
+// hive's view must be sent whole again, as worker_changed does for a
+// worker's static fields. Readings and errors are not compared: they
+// change with every heartbeat and travel in hive_telemetry.
+func hostChanged(h *hive, hb *api.Heartbeat) bool {
+	a, b := &h.Node, &hb.Node
+	if h.URL != hb.HiveURL || h.Version != hb.Version || h.GPUBackend != hb.GPUBackend || h.IntervalMS != hb.IntervalMS ||
+		a.CPUCores != b.CPUCores || !samePtr(a.MemTotalBytes, b.MemTotalBytes) ||
+		a.LimitsEnforced != b.LimitsEnforced || a.LimitsReason != b.LimitsReason || len(a.GPUs) != len(b.GPUs) {
+		return true
+	}
+	for i := range a.GPUs {
+		ga, gb := &a.GPUs[i], &b.GPUs[i]
+		if ga.Index != gb.Index || ga.UUID != gb.UUID || ga.Name != gb.Name || !samePtr(ga.VRAMTotalBytes, gb.VRAMTotalBytes) {
+			return true
+		}
+	}
+	return false
+}
+
+// samePtr reports whether two optional values are both null or equal.
+func samePtr[T comparable](a, b *T) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
 // lacksStatic reports whether a report comes without its static fields.
