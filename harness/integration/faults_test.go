@@ -145,7 +145,7 @@ func TestNvidiaSmiTimeout(t *testing.T) {
 func TestCgroupPermissionDenied(t *testing.T) {
 	harness.RequireRoot(t) // to become nobody
 	h := harness.StartDaemon(t, harness.DaemonConfig{Name: "hive-nobody", Package: "cmd/rbee-hive",
-		Args:       []string{"--listen", "127.0.0.1:0", "--queen", "", "--gpu", "none", "--cgroup-parent", "rbee-denied", "--stop-grace", "2s"},
+		Args:       []string{"--listen", "127.0.0.1:0", "--queen", "", "--gpu", "none", "--cgroup-parent", "/rbee-denied", "--stop-grace", "2s"},
 		Credential: &syscall.Credential{Uid: 65534, Gid: 65534}})
 	var info api.HiveInfo
 	harness.Get(t, h.URL+"/v1/info", &info)
@@ -169,6 +169,21 @@ func TestCgroupPermissionDenied(t *testing.T) {
 		return nil
 	})
 	if code, body := harness.Call(t, "DELETE", h.URL+"/v1/workers/"+w.ID, nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	// Without cgroups a worker is its process tree: a worker whose
+	// memory lives in a child (as vLLM's CUDA context does) reads the
+	// child's 150 MiB, and the child's pid.
+	tree := spawn(t, h, "tree", api.SpawnRequest{Args: []string{"--model", "m", "--children", "1", "--child-mem", "150Mi"}})
+	harness.WaitFor(t, 10*time.Second, func() error {
+		var r api.Worker
+		harness.Get(t, h.URL+"/v1/workers/"+tree.ID, &r)
+		if len(r.PIDs) != 2 || r.PIDs[0] != tree.PID || r.MemRSSBytes == nil || *r.MemRSSBytes < 150<<20 {
+			return fmt.Errorf("pids %v (main %d), rss %s, want the child's 150 MiB counted", r.PIDs, tree.PID, mib(r.MemRSSBytes))
+		}
+		return nil
+	})
+	if code, body := harness.Call(t, "DELETE", h.URL+"/v1/workers/"+tree.ID, nil); code != 200 {
 		t.Fatalf("stop: %d %s", code, body)
 	}
 	h.Stop()
@@ -218,7 +233,11 @@ func TestBroadcastChannelFull(t *testing.T) {
 	wg.Wait()
 	slices.Sort(ingest)
 	t.Logf("ingest of %d heartbeats with a stalled client: median %v, p99 %v", len(ingest), ingest[len(ingest)/2], ingest[len(ingest)*99/100])
-	if p99 := ingest[len(ingest)*99/100]; p99 > 500*time.Millisecond {
+	// A broadcast that waited on the stalled client would hold ingest
+	// for the stream's write deadline (10 s); the bound leaves room for a
+	// slow host (the v2 lane's emulated CPU runs several times slower).
+	// How fast ingest is belongs to the benchmarks.
+	if p99 := ingest[len(ingest)*99/100]; p99 > 2*time.Second {
 		t.Errorf("heartbeat ingest p99 %v: slowed by the stalled client", p99)
 	}
 	// The fast client got every worker event, quickly.

@@ -75,3 +75,10 @@ func pct(v *float64) string {
 	}
 	return fmt.Sprintf("%.1f", *v)
 }
+
+func mib(v *uint64) string {
+	if v == nil {
+		return "null"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(*v)/(1<<20))
+}

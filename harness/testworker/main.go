@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,12 +61,13 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("testworker", flag.ContinueOnError)
 	var c config
-	var mem, ioWrite, printBytes string
+	var mem, childMem, ioWrite, printBytes string
 	fs.Float64Var(&c.cpu, "cpu", 0, "percent of one core to burn (150 = one and a half cores)")
 	fs.StringVar(&mem, "mem", "", "memory to allocate and hold, e.g. 200Mi")
 	fs.StringVar(&ioWrite, "io-write", "", "bytes per second to write and fsync, e.g. 4Mi")
 	fs.StringVar(&c.ioDir, "io-dir", os.TempDir(), "directory for the I/O file (not tmpfs: it counts no block I/O)")
 	fs.IntVar(&c.children, "children", 0, "child processes to start with the same load")
+	fs.StringVar(&childMem, "child-mem", "", "with --children: memory each child holds instead of --mem (a server whose model lives in a child)")
 	fs.DurationVar(&c.exitAfter, "exit-after", 0, "exit on its own after this long (0: run until signalled)")
 	fs.IntVar(&c.exitCode, "exit-code", 0, "exit code when --exit-after fires")
 	fs.BoolVar(&c.ignoreTerm, "ignore-term", false, "ignore SIGTERM (to test SIGKILL escalation)")
@@ -123,7 +125,11 @@ func run(args []string) error {
 		defer cancel()
 	}
 
-	children, err := startChildren(args, c.children)
+	childArgs := append(slices.Clone(args), "--children=0")
+	if childMem != "" {
+		childArgs = append(childArgs, "--mem="+childMem, "--child-mem=")
+	}
+	children, err := startChildren(childArgs, c.children)
 	if err != nil {
 		return err
 	}
@@ -182,8 +188,9 @@ func run(args []string) error {
 	return nil
 }
 
-// startChildren starts n copies with the same flags (and no children of
-// their own), like a server whose work runs in child processes.
+// startChildren starts n copies of itself with args (the parent's flags,
+// with no children of their own), like a server whose work runs in child
+// processes.
 func startChildren(args []string, n int) ([]*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -191,7 +198,7 @@ func startChildren(args []string, n int) ([]*exec.Cmd, error) {
 	}
 	var out []*exec.Cmd
 	for range n {
-		cmd := exec.Command(self, append(args, "--children=0")...)
+		cmd := exec.Command(self, args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start child: %w", err)

@@ -232,15 +232,17 @@ func (m *Monitor) taskIORates(w *worker, rec *api.Worker, pids []int, valid bool
 	}
 }
 
-// samplePlain measures a worker without a cgroup from its main process
-// alone. Off Linux there is no procfs and only identity and uptime remain.
+// samplePlain measures a worker without a cgroup from its process tree:
+// the main process and every descendant, re-read each pass, so the load,
+// memory and GPU of a child (vLLM keeps its CUDA context in one) count.
+// Off Linux there is no procfs and only identity and uptime remain.
 func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 	rec.PIDs = []int{w.pid}
 	p := m.cfg.Platform.Proc
 	if p == nil {
 		return
 	}
-	st, err := p.Stat(w.pid)
+	pids, err := p.Tree(w.pid, api.MaxWorkerPIDs)
 	if err != nil {
 		w.prev = sampleMark{}
 		if !w.exited() {
@@ -248,12 +250,39 @@ func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 		}
 		return
 	}
-	rss := uint64(max(st.RSSPages, 0)) * pageSize
+	// CPU: each process's own time and that of the children it reaped,
+	// so a child's time stays counted when it ends and its parent waits
+	// for it. Memory: the sum of resident sets (pages shared between the
+	// processes count once each; a cgroup counts them once).
+	var ticks uint64
+	var rssPages int64
+	live := pids[:0]
+	for _, pid := range pids {
+		st, err := p.Stat(pid)
+		if err != nil {
+			if pid == w.pid {
+				w.prev = sampleMark{}
+				if !w.exited() {
+					rec.Errors = append(rec.Errors, "proc: "+err.Error())
+				}
+				return
+			}
+			continue // ended while the pass read the tree
+		}
+		live = append(live, pid)
+		ticks += st.UTime + st.STime + st.CUTime + st.CSTime
+		rssPages += max(st.RSSPages, 0)
+	}
+	rec.PIDs = live
+	rss := uint64(rssPages) * pageSize
 	rec.MemBytes, rec.MemRSSBytes, rec.MemWorkingSetBytes = &rss, &rss, &rss
-	cpuNS := (st.UTime + st.STime) * uint64(time.Second) / m.tick
+	cpuNS := ticks * uint64(time.Second) / m.tick
 	rec.CPUSeconds = api.Ptr(float64(cpuNS) / 1e9)
 	dt := now.Sub(w.prev.at).Seconds()
 	if w.prev.ok {
+		// A descendant that ended unreaped by the tree (its parent gone
+		// first) takes its time with it: the counter then goes back,
+		// and the rate is unknown for that pass, never negative.
 		rec.CPUPct = cpuPct(w.prev.cpuNS, cpuNS, dt)
 	}
 	m.taskIORates(w, rec, rec.PIDs, w.prev.ok && dt > 0, dt)

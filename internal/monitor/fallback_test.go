@@ -94,3 +94,28 @@ func TestCollectPlainProcessOnLinux(t *testing.T) {
 	recs := passes(t, m, 3, time.Second)[w.ID]
 	within(t, "cpu_pct of a plain worker burning 50%", median(t, recs, "cpu_pct", cpuPct), 50, 15)
 }
+
+// Without cgroups a worker's processes are its process tree: the load and
+// memory of children (vLLM keeps its CUDA context in one) count, and a
+// child that ends leaves the pids.
+func TestCollectPlainCountsChildren(t *testing.T) {
+	harness.RequireLinux(t)
+	p := monitor.DetectPlatform(cgroups.Config{Root: t.TempDir(), Mode: cgroups.ModeNone})
+	m := startMonitor(t, monitor.Config{Platform: p})
+	// The main process and two children, each burning 30 % and holding
+	// 50 MiB.
+	w := spawn(t, m, api.SpawnRequest{Instance: "tree", Args: []string{"--children", "2", "--cpu", "30", "--mem", "50Mi"}})
+	var r api.Worker
+	harness.WaitFor(t, 10*time.Second, func() error {
+		r, _ = find(m.Collect(context.Background()), w.ID)
+		if len(r.PIDs) != 3 || r.MemRSSBytes == nil || *r.MemRSSBytes < 3*48<<20 {
+			return fmt.Errorf("pids %v rss %v", r.PIDs, deref(r.MemRSSBytes))
+		}
+		return nil
+	})
+	if r.PIDs[0] != w.PID || r.LimitsEnforced {
+		t.Fatalf("pids %v (main %d), limits enforced %v", r.PIDs, w.PID, r.LimitsEnforced)
+	}
+	recs := passes(t, m, 3, time.Second)[w.ID]
+	within(t, "cpu_pct of a worker and two children burning 30% each", median(t, recs, "cpu_pct", cpuPct), 90, 25)
+}

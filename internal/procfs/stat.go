@@ -17,6 +17,9 @@ type Stat struct {
 	PPID  int
 	// UTime and STime are CPU time in clock ticks (fields 14 and 15).
 	UTime, STime uint64
+	// CUTime and CSTime are the CPU time of the children it waited for,
+	// and theirs, in clock ticks (fields 16 and 17).
+	CUTime, CSTime uint64
 	// StartTime is the time the process started after boot, in clock ticks
 	// (field 22).
 	StartTime uint64
@@ -59,6 +62,13 @@ func ParseStat(b []byte) (Stat, error) {
 	}
 	if s.STime, err = strconv.ParseUint(string(field(15)), 10, 64); err != nil {
 		return s, fmt.Errorf("parse stat: stime: %w", err)
+	}
+	// Signed in the kernel's format, never negative in practice.
+	if s.CUTime, err = strconv.ParseUint(string(field(16)), 10, 64); err != nil {
+		return s, fmt.Errorf("parse stat: cutime: %w", err)
+	}
+	if s.CSTime, err = strconv.ParseUint(string(field(17)), 10, 64); err != nil {
+		return s, fmt.Errorf("parse stat: cstime: %w", err)
 	}
 	if s.StartTime, err = strconv.ParseUint(string(field(22)), 10, 64); err != nil {
 		return s, fmt.Errorf("parse stat: starttime: %w", err)
