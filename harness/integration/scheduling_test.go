@@ -285,6 +285,13 @@ func TestTwoQueensPlacementCollision(t *testing.T) {
 			if rs := reservations(t, q.URL); len(rs) != 0 {
 				return fmt.Errorf("%s still holds %+v", q.Name, rs)
 			}
+			// The GPU's use and the worker's come from two nvidia-smi
+			// queries: a pass between them can show the worker on the
+			// GPU (ending the reservations) before the GPU's own figure.
+			var h api.Hive
+			if err := (harness.Client{}).Get(q.URL+"/v1/hives/h1", &h); err != nil || len(h.Node.GPUs) != 1 || h.Node.GPUs[0].VRAMUsedBytes == nil || *h.Node.GPUs[0].VRAMUsedBytes < 50<<30 {
+				return fmt.Errorf("%s: GPU %+v %v, want 50 GiB used", q.Name, h.Node.GPUs, err)
+			}
 			return nil
 		})
 	}

@@ -309,8 +309,10 @@ func TestStreamEventSourceClientAcrossQueenRestart(t *testing.T) {
 func TestStreamHiveBackAfterTTL(t *testing.T) {
 	queen := harness.StartQueen(t, "--hive-ttl", "2s")
 	hive := harness.StartHive(t, harness.HiveOptions{Queen: queen.URL, Args: []string{"--interval", "300ms"}})
-	w := spawn(t, hive, "w", api.SpawnRequest{Args: []string{"--model", "m"}})
+	// Subscribed first: the filter leaves the snapshot out, so a worker
+	// the queen learned of before the subscription would never be seen.
 	events := harness.Subscribe(t, queen.URL+"/v1/heartbeats/stream?types=hive_online,hive_removed,worker_added", harness.SSEOptions{})
+	w := spawn(t, hive, "w", api.SpawnRequest{Args: []string{"--model", "m"}})
 	_, i := events.WaitFor(10*time.Second, 0, harness.Brings(w.ID))
 	if err := syscall.Kill(hive.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
