@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,15 +43,23 @@ func RequireCgroups(t TB) cgroups.Mode {
 	return mode
 }
 
-// CgroupParent returns a parent cgroup name unique to t, below this test
-// process's own cgroup (per controller on v1), and removes it, killing
-// every process left in it, when t ends. Use it as cgroups.Config.Parent.
+// CgroupParent returns a parent cgroup unique to t, and removes it,
+// killing every process left in it, when t ends. Use it as
+// cgroups.Config.Parent. On cgroup v1 and hybrid hosts it is below this
+// test process's own cgroup (per controller). On v2 it is right below the
+// mount root, as a hive without systemd places its workers: a test never
+// makes its own cgroup delegate controllers, which cgroup v2 forbids
+// while the cgroup holds a process (this one, and maybe a shell's).
 func CgroupParent(t TB) string {
 	t.Helper()
-	RequireCgroups(t)
+	mode := RequireCgroups(t)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := "rbee-test-" + sanitize(t.Name()) + "-" + hex.EncodeToString(b[:])
+	if mode == cgroups.ModeV2 {
+		requireRootControllers(t)
+		name = "/" + name
+	}
 	t.Cleanup(func() {
 		m, err := cgroups.New(cgroups.Config{Parent: name})
 		if err != nil {
@@ -64,6 +73,17 @@ func CgroupParent(t TB) string {
 		}
 	})
 	return name
+}
+
+// requireRootControllers skips (fails in CI) unless the v2 root offers
+// cpu and memory to its children.
+func requireRootControllers(t TB) {
+	t.Helper()
+	b, err := os.ReadFile(cgroups.DefaultRoot + "/cgroup.subtree_control")
+	have := strings.Fields(string(b))
+	if err != nil || !slices.Contains(have, "cpu") || !slices.Contains(have, "memory") {
+		Cannot(t, "needs the cgroup v2 root to offer cpu and memory to its children (%s/cgroup.subtree_control: %q, %v)", cgroups.DefaultRoot, have, err)
+	}
 }
 
 func sanitize(s string) string {

@@ -42,7 +42,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	hiveID := fs.String("hive-id", "RBEE_HIVE_ID", host, "this hive's id in the registry")
 	hiveURL := fs.String("hive-url", "RBEE_HIVE_URL", "", "URL the queen and schedulers can reach this hive at (default: from --listen)")
 	interval := fs.Duration("interval", "RBEE_INTERVAL", time.Second, "collection and heartbeat interval")
-	parent := fs.String("cgroup-parent", "RBEE_CGROUP_PARENT", cgroups.DefaultParent, "parent cgroup of workers: relative to the hive's own cgroup, or absolute from the root")
+	parent := fs.String("cgroup-parent", "RBEE_CGROUP_PARENT", "", "parent cgroup of workers, absolute from the cgroup root (or, on cgroup v1, relative to the hive's own);\ndefault: on cgroup v2 a delegated systemd scope (rbee.slice/rbee-workers.scope) where systemd runs, else /rbee.slice\nbelow the root; on v1 rbee.slice below the hive's own cgroup")
 	gpuMode := fs.String("gpu", "RBEE_GPU", gpu.ModeAuto, "GPU backend: auto (NVML, else nvidia-smi, else none), nvml, nvidia-smi or none")
 	smiPath := fs.String("nvidia-smi", "RBEE_NVIDIA_SMI", "", "nvidia-smi binary (default: from PATH)")
 	gpuTimeout := fs.Duration("gpu-timeout", "RBEE_GPU_TIMEOUT", gpu.DefaultTimeout, "deadline of one GPU query; a hung nvidia-smi is killed after it")
@@ -73,8 +73,13 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	if *pidsMax < 0 {
 		return cli.Usagef("--worker-pids-max %d: want 0 (no limit) or more", *pidsMax)
 	}
-	if err := cgroups.CheckParent(*parent); err != nil {
-		return cli.Usagef("--cgroup-parent: %v", err)
+	if *parent != "" {
+		if err := cgroups.CheckParent(*parent); err != nil {
+			return cli.Usagef("--cgroup-parent: %v", err)
+		}
+		if !strings.HasPrefix(*parent, "/") && cgroups.Detect(cgroups.DefaultRoot) == cgroups.ModeV2 {
+			return cli.Usagef("--cgroup-parent %s: on cgroup v2 give an absolute path (e.g. /rbee.slice): a relative one is below the hive's own cgroup, which cannot delegate controllers while it holds the hive", *parent)
+		}
 	}
 	logMaxBytes, err := limits.ParseMemory("--worker-log-max-size", *logMax)
 	if err != nil {
@@ -117,7 +122,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return cli.Usagef("%v", err)
 	}
 	log.Info("gpu backend", "backend", backend.Name(), "why", why)
-	p := monitor.DetectPlatform(cgroups.Config{Parent: *parent})
+	p := monitor.DetectPlatform(cgroups.Config{Parent: *parent, Keeper: launch.StartKeeper})
 	// Before anything else touches the parent: it may be another hive's.
 	release, err := hive.Claim(p.Cgroups, cfg.StateDir)
 	if err != nil {
@@ -130,7 +135,8 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	h, err := hive.New(cfg)
 	if err != nil {
 		if p.Cgroups != nil {
-			_ = p.Cgroups.RemoveAll(context.Background())
+			// Only what no worker uses: an earlier hive's workers live on.
+			_ = p.Cgroups.Release(context.Background())
 		}
 		_ = cfg.GPU.Close()
 		return err

@@ -1,13 +1,14 @@
-// Command cgexec runs a command in a new child cgroup of its own cgroup
-// and removes that cgroup afterwards:
+// Command cgexec runs a command alone in a new cgroup right below the
+// cgroup v2 root and removes that cgroup afterwards:
 //
 //	cgexec NAME -- COMMAND [ARGS...]
 //
-// On cgroup v2 a test binary must be alone in its cgroup to delegate
-// controllers below it (the no-internal-processes rule), so the GPU bundle
-// runs each test binary through it. The command is cloned straight into
-// the child cgroup (CLONE_INTO_CGROUP). Without cgroup v2 it runs the
-// command in place. Its exit status is the command's.
+// The GPU bundle runs each test binary through it, so that no test shares
+// a cgroup with processes of the machine it runs on: the caller's own
+// cgroup may hold other processes (a login shell, a job runner), and a
+// cgroup below it could then get no controllers. The command is cloned
+// straight into the new cgroup (CLONE_INTO_CGROUP). Without cgroup v2 it
+// runs the command in place. Its exit status is the command's.
 package main
 
 import (
@@ -22,7 +23,6 @@ import (
 
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/ids"
-	"github.com/rbee-dev/rbee/internal/procfs"
 )
 
 func main() {
@@ -62,23 +62,15 @@ func main() {
 	}
 }
 
-// childCgroup creates <own v2 cgroup>/rbee-<name> and returns its
-// directory, or "" when the host has no cgroup v2 hierarchy.
+// childCgroup creates /rbee-run-<name> below the v2 root and returns
+// its directory, or "" when the host has no cgroup v2 hierarchy.
 func childCgroup(name string) (string, error) {
 	if cgroups.Detect(cgroups.DefaultRoot) != cgroups.ModeV2 {
 		return "", nil
 	}
-	self, err := procfs.SelfCgroups()
-	if err != nil {
-		return "", err
-	}
-	own, ok := self[""]
-	if !ok {
-		return "", errors.New("no cgroup v2 entry in /proc/self/cgroup")
-	}
-	dir := filepath.Join(cgroups.DefaultRoot, own, "rbee-"+name)
+	dir := filepath.Join(cgroups.DefaultRoot, "rbee-run-"+name)
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return "", err
+		return "", fmt.Errorf("create cgroup %s: %w", dir, err)
 	}
 	return dir, nil
 }

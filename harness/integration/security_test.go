@@ -709,9 +709,8 @@ func TestSecurityRefusedStarts(t *testing.T) {
 	os.Chmod(open, 0o644)
 	writable := publicDir(t)
 	parentDir := func(name string) string {
-		mode := cgroups.Detect(cgroups.DefaultRoot)
-		if mode == cgroups.ModeV2 {
-			return filepath.Join(cgroups.DefaultRoot, ownCgroup(t, ""), name)
+		if cgroups.Detect(cgroups.DefaultRoot) == cgroups.ModeV2 {
+			return filepath.Join(cgroups.DefaultRoot, name) // absolute there
 		}
 		return filepath.Join(cgroups.DefaultRoot, "memory", ownCgroup(t, "memory"), name)
 	}
@@ -729,7 +728,7 @@ func TestSecurityRefusedStarts(t *testing.T) {
 		{"worker user unknown", []string{"--worker-user", "no-such-user-here"}, "--worker-user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			parent := "rbee-refused-" + strings.ReplaceAll(tc.name, " ", "-")
+			parent := harness.CgroupParent(t)
 			cmd := exec.Command(bin, append([]string{"--cgroup-parent", parent, "--gpu", "none", "--state-dir", t.TempDir()}, tc.args...)...)
 			cmd.Env = append(os.Environ(), "RBEE_TOKEN="+harness.Token)
 			if strings.Contains(tc.name, "token file") {

@@ -39,9 +39,12 @@ type HiveInfo struct {
 	SessionID string `json:"session_id,omitempty"`
 	Version   string `json:"version"`
 	// CgroupMode is none, v1, hybrid or v2.
-	CgroupMode     string `json:"cgroup_mode"`
-	CgroupParent   string `json:"cgroup_parent,omitempty"`
-	LimitsEnforced bool   `json:"limits_enforced"`
+	CgroupMode   string `json:"cgroup_mode"`
+	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// CgroupPlacement says how the workers' cgroup tree was placed and
+	// why (--cgroup-parent, a systemd scope, below the cgroup root).
+	CgroupPlacement string `json:"cgroup_placement,omitempty"`
+	LimitsEnforced  bool   `json:"limits_enforced"`
 	// LimitsReason says why limits are not enforced.
 	LimitsReason     string `json:"limits_reason,omitempty"`
 	GPUBackend       string `json:"gpu_backend"`

@@ -128,8 +128,12 @@ type Group interface {
 type Manager interface {
 	// Mode is the host's cgroup layout.
 	Mode() Mode
-	// Parent is the parent cgroup's path, for display.
+	// Parent is the parent cgroup's path below the hierarchy root (on
+	// v1, in the memory controller).
 	Parent() string
+	// How says how the parent was chosen and why, for /v1/info and the
+	// log.
+	How() string
 	// Create makes <parent>/<rel> with the limits; rel is "group/instance".
 	Create(rel string, lim Limits) (Group, error)
 	// Open opens an existing <parent>/<rel>, e.g. to adopt its processes.
@@ -139,11 +143,24 @@ type Manager interface {
 	// RemoveAll kills every process below the parent and removes every
 	// cgroup there, the parent included.
 	RemoveAll(ctx context.Context) error
+	// Release removes what no worker uses of what the hive made: empty
+	// group cgroups and an empty parent (with a systemd scope's keeper),
+	// when the hive exits. Workers and their cgroups stay.
+	Release(ctx context.Context) error
 	// Lock claims the parent for this process until the returned closer
 	// is closed (or the process ends): a second hive on the same parent
 	// would adopt, sample and remove the first one's workers. It fails
 	// with ErrLocked when another process holds it.
 	Lock() (io.Closer, error)
+}
+
+// PathOpener opens a worker cgroup by its path below the mount root,
+// wherever an earlier hive's tree put it (cgroup v2, where one path names
+// a cgroup in every controller).
+type PathOpener interface {
+	// OpenPath opens the existing worker cgroup at path,
+	// ".../<group>/<instance>".
+	OpenPath(path string) (Group, error)
 }
 
 // LimitsEvery is how often Sample reads the limit files back: every

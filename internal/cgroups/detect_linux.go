@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/rbee-dev/rbee/internal/procfs"
@@ -11,29 +12,36 @@ import (
 // DefaultRoot is where the cgroup hierarchies are mounted.
 const DefaultRoot = "/sys/fs/cgroup"
 
-// DefaultParent is the parent of worker cgroups, below the hive's own
-// cgroup (the systemd Delegate=yes layout).
+// DefaultParent is the parent of worker cgroups on cgroup v1 and hybrid
+// hosts, below the hive's own cgroup in each controller (the systemd
+// Delegate=yes layout). On v2 the parent is chosen by placeV2.
 const DefaultParent = "rbee.slice"
 
 // Config chooses where worker cgroups go. The zero value means: detect the
-// layout at /sys/fs/cgroup and use rbee.slice below the hive's own cgroup.
+// layout at /sys/fs/cgroup and place the workers' tree as the host allows
+// (see New).
 type Config struct {
 	// Root is the cgroup mount root; "" means /sys/fs/cgroup.
 	Root string
 	// Mode forces the layout instead of detecting it (tests use it with a
 	// fake Root).
 	Mode Mode
-	// Parent is the parent of worker cgroups: a relative path is below the
-	// hive's own cgroup (per controller on v1), an absolute one is from the
-	// hierarchy root. "" means DefaultParent.
+	// Parent is the parent of worker cgroups (--cgroup-parent): an
+	// absolute path is from the hierarchy root; a relative one is below
+	// the hive's own cgroup, on v1 and hybrid hosts only. "" chooses.
 	Parent string
 	// Self maps each v1 controller (and "" for the v2 hierarchy) to the
 	// hive's own cgroup in it; nil means this process's, from
 	// /proc/self/cgroup.
 	Self map[string]string
-	// Pid is the hive's pid, moved to a leaf cgroup when the v2
-	// no-internal-processes rule needs it; 0 means os.Getpid().
-	Pid int
+	// Systemd makes the delegated scope the workers' tree lives in on a
+	// v2 host run by systemd; nil means systemd's own D-Bus API when
+	// systemd is this host's init and Root is the real root.
+	Systemd Systemd
+	// Keeper starts the process that keeps the systemd scope alive while
+	// no worker runs (a scope exists only while it holds a process); nil
+	// means no scope can be made.
+	Keeper func() (*os.Process, error)
 }
 
 func (c Config) root() string {
@@ -69,8 +77,17 @@ func Detect(root string) Mode {
 }
 
 // New opens the worker cgroup subtree, creating the parent. It fails, with
-// the reason, when the host has no usable cgroups or the hive lacks the
-// rights to them; the caller then runs workers without limits.
+// the reason and what fixes it, when the host has no usable cgroups or the
+// hive lacks the rights to them; the caller then runs workers without
+// limits.
+//
+// Where the workers' tree goes: Config.Parent when given; on v1 and
+// hybrid hosts DefaultParent below the hive's own cgroup; on v2, never
+// the hive's own cgroup nor anything below it (a cgroup that delegates
+// controllers may hold no process, and a service manager restarting the
+// hive must be able to put it back there), but a delegated systemd scope
+// on a systemd host, else a cgroup right below the mount root when the
+// root offers the controllers.
 func New(cfg Config) (Manager, error) {
 	mode := cfg.Mode
 	if mode == "" {
@@ -84,16 +101,18 @@ func New(cfg Config) (Manager, error) {
 		}
 	}
 	parent := cfg.Parent
-	if parent == "" {
-		parent = DefaultParent
-	}
-	if err := CheckParent(parent); err != nil {
-		return nil, err
+	if parent != "" {
+		if err := CheckParent(parent); err != nil {
+			return nil, err
+		}
 	}
 	switch mode {
 	case ModeV2:
 		return newV2(cfg, self, parent)
 	case ModeV1, ModeHybrid:
+		if parent == "" {
+			parent = DefaultParent
+		}
 		return newV1(cfg, mode, self, parent)
 	default:
 		return nil, fmt.Errorf("no cgroup controllers mounted at %s", cfg.root())

@@ -36,7 +36,7 @@ func TestRealPlacementBeforeExec(t *testing.T) {
 		t.Fatalf("worker: %v: %s", err, readOut(t, outPath))
 	}
 	out := readOut(t, outPath)
-	want := "/" + parent + "/llm/place"
+	want := "/" + strings.TrimPrefix(parent, "/") + "/llm/place"
 	// On v2 the single "0::" line counts; on v1 and hybrid the memory
 	// controller's (hybrid also has a controller-less "0::" line).
 	ctrl := "memory"

@@ -209,3 +209,38 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// releaseDirs removes every group cgroup below each of parents that no
+// worker cgroup is left in, then each parent that is left empty: what a
+// hive made and no worker uses. A cgroup with children or processes
+// refuses rmdir (EBUSY), and stays.
+func releaseDirs(parents []string) error {
+	var errs []error
+	for _, p := range parents {
+		ents, err := os.ReadDir(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s: %w", p, err))
+			continue
+		}
+		for _, e := range ents {
+			if e.IsDir() && ids.ValidName(e.Name()) == nil {
+				errs = append(errs, rmdirIfUnused(filepath.Join(p, e.Name())))
+			}
+		}
+		errs = append(errs, rmdirIfUnused(p))
+	}
+	return errors.Join(errs...)
+}
+
+// rmdirIfUnused removes the cgroup dir unless it holds children or
+// processes.
+func rmdirIfUnused(dir string) error {
+	err := unix.Rmdir(dir)
+	if err == nil || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY) {
+		return nil
+	}
+	return fmt.Errorf("remove cgroup %s: %w", dir, err)
+}

@@ -207,6 +207,20 @@ func (m *v1Manager) List() ([]string, error) {
 	return listTree(m.dir(cgroup1.Memory, m.parents[cgroup1.Memory]))
 }
 
+// How says the parent is below the hive's own cgroup in each controller.
+func (m *v1Manager) How() string {
+	return "below the hive's own cgroup in each " + string(m.mode) + " controller"
+}
+
+// Release removes the empty group cgroups and parents, per controller.
+func (m *v1Manager) Release(context.Context) error {
+	var dirs []string
+	for _, c := range m.ctrls {
+		dirs = append(dirs, m.dir(c, m.parents[c]))
+	}
+	return releaseDirs(dirs)
+}
+
 func (m *v1Manager) RemoveAll(ctx context.Context) error {
 	var dirs []string
 	for _, c := range m.ctrls {

@@ -3,11 +3,15 @@
 package cgroups
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -69,26 +73,28 @@ func (f *fakeV2) read(t *testing.T, rel string) string {
 
 func TestV2FakeTreeCreateAndSample(t *testing.T) {
 	f := newFakeV2(t, allCtrls)
-	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
-	f.worker(t, "sup/rbee.slice/llm/9301")
-	f.cgroupDir(t, "sup/rbee.slice/llm", "cpu io memory pids", "")
+	f.cgroupDir(t, "rbee.slice", "cpu io memory pids", "")
+	f.worker(t, "rbee.slice/llm/9301")
+	f.cgroupDir(t, "rbee.slice/llm", "cpu io memory pids", "")
 
-	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
+	// No systemd, the root offers the controllers: the workers' tree is
+	// right below it.
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Mode() != ModeV2 || m.Parent() != "/sup/rbee.slice" {
-		t.Fatalf("mode %s parent %s", m.Mode(), m.Parent())
+	if m.Mode() != ModeV2 || m.Parent() != RootParent || !strings.Contains(m.How(), "below the cgroup root") {
+		t.Fatalf("mode %s parent %s (%s)", m.Mode(), m.Parent(), m.How())
 	}
-	// Controllers were enabled from the hive's own cgroup down, never at
-	// the root.
+	// Controllers were enabled below the root, never at the root nor in
+	// the hive's own cgroup.
 	if got := f.read(t, "cgroup.subtree_control"); got != allCtrls {
 		t.Fatalf("root subtree_control was written: %q", got)
 	}
-	if got := f.read(t, "sup/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
-		t.Fatalf("sup subtree_control = %q", got)
+	if got := f.read(t, "sup/cgroup.subtree_control"); got != "" {
+		t.Fatalf("the hive's own subtree_control was written: %q", got)
 	}
-	if got := f.read(t, "sup/rbee.slice/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
+	if got := f.read(t, "rbee.slice/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
 		t.Fatalf("rbee.slice subtree_control = %q", got)
 	}
 
@@ -97,16 +103,16 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if got := f.read(t, "sup/rbee.slice/llm/9301/cpu.max"); got != "20000 100000" {
+	if got := f.read(t, "rbee.slice/llm/9301/cpu.max"); got != "20000 100000" {
 		t.Fatalf("cpu.max = %q", got)
 	}
-	if got := f.read(t, "sup/rbee.slice/llm/9301/memory.max"); got != "268435456" {
+	if got := f.read(t, "rbee.slice/llm/9301/memory.max"); got != "268435456" {
 		t.Fatalf("memory.max = %q", got)
 	}
-	if got := f.read(t, "sup/rbee.slice/llm/9301/pids.max"); got != "4096" {
+	if got := f.read(t, "rbee.slice/llm/9301/pids.max"); got != "4096" {
 		t.Fatalf("pids.max = %q", got)
 	}
-	if got := f.read(t, "sup/rbee.slice/llm/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
+	if got := f.read(t, "rbee.slice/llm/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
 		t.Fatalf("group subtree_control = %q", got)
 	}
 	lim, err := g.Limits()
@@ -114,7 +120,7 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 		t.Fatalf("Limits = %+v, %v", lim, err)
 	}
 
-	f.write(t, "sup/rbee.slice/llm/9301/cgroup.procs", "670\n671\n")
+	f.write(t, "rbee.slice/llm/9301/cgroup.procs", "670\n671\n")
 	s, err := g.Sample()
 	if err != nil {
 		t.Fatal(err)
@@ -128,15 +134,15 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 		t.Fatalf("Sample = %+v\nwant     %+v", s, want)
 	}
 	// A second read through the same descriptors sees new contents.
-	f.write(t, "sup/rbee.slice/llm/9301/cpu.stat", "usage_usec 2000855\n")
-	f.write(t, "sup/rbee.slice/llm/9301/cgroup.procs", "670\n")
+	f.write(t, "rbee.slice/llm/9301/cpu.stat", "usage_usec 2000855\n")
+	f.write(t, "rbee.slice/llm/9301/cgroup.procs", "670\n")
 	if s, err = g.Sample(); err != nil || s.CPUUsageNS != 2000855000 || !slices.Equal(s.PIDs, []int{670}) {
 		t.Fatalf("second Sample = %+v, %v", s, err)
 	}
 	// A limit changed behind the hive's back shows within LimitsEvery
 	// samples, and Limits reads it at once.
-	f.write(t, "sup/rbee.slice/llm/9301/memory.max", "max\n")
-	f.write(t, "sup/rbee.slice/llm/9301/cpu.max", "max 100000\n")
+	f.write(t, "rbee.slice/llm/9301/memory.max", "max\n")
+	f.write(t, "rbee.slice/llm/9301/cpu.max", "max 100000\n")
 	if l, err := g.Limits(); err != nil || l != (Limits{Pids: 4096}) {
 		t.Fatalf("Limits after the limits were lifted = %+v, %v", l, err)
 	}
@@ -158,9 +164,9 @@ func TestV2FakeTreeCreateAndSample(t *testing.T) {
 
 func TestV2FakeTreeMissingFileIsAnError(t *testing.T) {
 	f := newFakeV2(t, allCtrls)
-	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
-	f.worker(t, "sup/rbee.slice/llm/1")
-	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
+	f.cgroupDir(t, "rbee.slice", "cpu io memory pids", "")
+	f.worker(t, "rbee.slice/llm/1")
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +175,7 @@ func TestV2FakeTreeMissingFileIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if err := os.Remove(filepath.Join(f.root, "sup/rbee.slice/llm/1/memory.stat")); err != nil {
+	if err := os.Remove(filepath.Join(f.root, "rbee.slice/llm/1/memory.stat")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Sample(); err == nil || !strings.Contains(err.Error(), "memory.stat") {
@@ -182,18 +188,24 @@ func TestV2FakeTreeRootWithoutControllers(t *testing.T) {
 	// subtree_control, must not enable cpu anywhere, and must refuse a CPU
 	// limit with a reason while still allowing memory limits.
 	f := newFakeV2(t, "memory")
-	f.cgroupDir(t, "sup/rbee.slice", "memory", "")
-	f.cgroupDir(t, "sup/rbee.slice/llm", "memory", "")
-	f.worker(t, "sup/rbee.slice/llm/a")
-	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
+	f.cgroupDir(t, "rbee.slice", "memory", "")
+	f.cgroupDir(t, "rbee.slice/llm", "memory", "")
+	f.worker(t, "rbee.slice/llm/a")
+	// Without cpu at the root there is no place chosen for the hive...
+	if _, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}}); err == nil ||
+		!strings.Contains(err.Error(), "echo +cpu +memory +io +pids >") {
+		t.Fatalf("New without cpu at the root: %v, want the fix named", err)
+	}
+	// ...but a parent given gets what the root offers.
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Parent: RootParent})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := f.read(t, "cgroup.subtree_control"); got != "memory" {
 		t.Fatalf("root subtree_control = %q", got)
 	}
-	if got := f.read(t, "sup/cgroup.subtree_control"); got != "+memory" {
-		t.Fatalf("sup subtree_control = %q", got)
+	if got := f.read(t, "rbee.slice/cgroup.subtree_control"); got != "+memory" {
+		t.Fatalf("rbee.slice subtree_control = %q", got)
 	}
 	if _, err := m.Create("llm/a", Limits{CPU: 50}); err == nil || !strings.Contains(err.Error(), "cpu controller") {
 		t.Fatalf("Create with CPU limit: %v, want cpu controller error", err)
@@ -207,8 +219,8 @@ func TestV2FakeTreeRootWithoutControllers(t *testing.T) {
 
 func TestV2FakeTreeRefusesBadPaths(t *testing.T) {
 	f := newFakeV2(t, allCtrls)
-	f.cgroupDir(t, "sup/rbee.slice", "cpu io memory pids", "")
-	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Pid: 4242})
+	f.cgroupDir(t, "rbee.slice", "cpu io memory pids", "")
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,9 +232,103 @@ func TestV2FakeTreeRefusesBadPaths(t *testing.T) {
 			t.Errorf("Open(%q) succeeded", rel)
 		}
 	}
-	for _, parent := range []string{"../../etc", "/", "a/../../b"} {
+	for _, parent := range []string{"../../etc", "/", "a/../../b", "rbee.slice", "/sup", "/sup/workers"} {
 		if _, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Parent: parent}); err == nil {
 			t.Errorf("New(Parent %q) succeeded", parent)
 		}
 	}
+}
+
+// On a systemd host the workers' tree is a delegated scope: started with
+// a keeper process, which moves into a leaf of its own so the scope can
+// delegate; an earlier hive's scope is taken as it is; Release stops the
+// keeper once no worker is left, which ends the scope.
+func TestV2SystemdScope(t *testing.T) {
+	f := newFakeV2(t, allCtrls)
+	sd := &fakeSystemd{f: f, t: t}
+	var keepers []*os.Process
+	keeper := func() (*os.Process, error) {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		keepers = append(keepers, cmd.Process)
+		return cmd.Process, nil
+	}
+	t.Cleanup(func() {
+		for _, p := range keepers {
+			p.Kill()
+			p.Wait()
+		}
+	})
+	cfg := Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Systemd: sd, Keeper: keeper}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := "rbee.slice/rbee-workers.scope"
+	if m.Parent() != "/"+scope || !strings.Contains(m.How(), "systemd") || sd.started != 1 || len(keepers) != 1 {
+		t.Fatalf("parent %s (%s), %d scopes started, %d keepers", m.Parent(), m.How(), sd.started, len(keepers))
+	}
+	if got := f.read(t, scope+"/"+keeperLeaf+"/cgroup.procs"); got != strconv.Itoa(keepers[0].Pid) {
+		t.Fatalf("keeper leaf holds %q, want the keeper %d", got, keepers[0].Pid)
+	}
+	if got := f.read(t, scope+"/cgroup.subtree_control"); got != "+cpu +memory +io +pids" {
+		t.Fatalf("scope subtree_control = %q", got)
+	}
+	if got := f.read(t, "sup/cgroup.subtree_control"); got != "" {
+		t.Fatalf("the hive's own subtree_control was written: %q", got)
+	}
+	// A second hive (after a restart) finds the scope running with its
+	// keeper: nothing new is started.
+	m2, err := New(cfg)
+	if err != nil || m2.Parent() != m.Parent() || sd.started != 1 || len(keepers) != 1 {
+		t.Fatalf("second New: %v, %d scopes started, %d keepers", err, sd.started, len(keepers))
+	}
+	// A worker holds the scope; without it Release ends the keeper.
+	f.cgroupDir(t, scope+"/llm", "cpu io memory pids", "")
+	f.worker(t, scope+"/llm/a")
+	if err := m.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := keepers[0].Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("Release stopped the keeper while a worker lives: %v", err)
+	}
+	for _, d := range []string{"llm/a", "llm"} {
+		if err := os.RemoveAll(filepath.Join(f.root, scope, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fake's procs files are plain: the kernel would empty the leaf.
+	f.write(t, scope+"/"+keeperLeaf+"/cgroup.procs", "")
+	if err := m.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := keepers[0].Signal(syscall.Signal(0)); err == nil {
+		t.Fatal("Release left the keeper running with no worker")
+	}
+}
+
+// fakeSystemd starts the scope in a fake tree as systemd would: its
+// cgroup made, the keeper's pid put in it.
+type fakeSystemd struct {
+	f       *fakeV2
+	t       *testing.T
+	started int
+}
+
+func (s *fakeSystemd) Scope(_ context.Context, slice, unit string, keeper func() (int, error)) (string, error) {
+	cg := "/" + slice + "/" + unit
+	if _, err := os.Stat(filepath.Join(s.f.root, cg)); err == nil {
+		return cg, nil
+	}
+	pid, err := keeper()
+	if err != nil {
+		return "", err
+	}
+	s.started++
+	s.f.cgroupDir(s.t, slice, "cpu io memory pids", "cpu io memory pids")
+	s.f.cgroupDir(s.t, slice+"/"+unit, "cpu io memory pids", "")
+	s.f.write(s.t, slice+"/"+unit+"/cgroup.procs", strconv.Itoa(pid)+"\n")
+	return cg, nil
 }

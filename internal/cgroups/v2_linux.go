@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -24,14 +23,16 @@ import (
 // and the pids limit.
 var v2Controllers = []string{"cpu", "memory", "io", "pids"}
 
-// hiveLeaf is the leaf the hive moves itself into when its own cgroup must
-// delegate controllers (cgroup v2's no-internal-processes rule).
-const hiveLeaf = "rbee-hive"
-
 type v2Manager struct {
 	root   string // mount point
 	parent string // parent path below root, "/a/b"
+	how    string // how the parent was chosen, for /v1/info
 	ctrls  []string
+	// ensure makes the parent again when it is gone (a systemd scope
+	// stopped behind the hive's back); nil for a parent given.
+	ensure func() error
+	// keeper keeps a systemd scope alive; nil otherwise.
+	keeper *keeper
 }
 
 func newV2(cfg Config, self map[string]string, parent string) (*v2Manager, error) {
@@ -39,29 +40,39 @@ func newV2(cfg Config, self map[string]string, parent string) (*v2Manager, error
 	if !ok {
 		return nil, fmt.Errorf("own cgroup: no cgroup v2 entry in /proc/self/cgroup")
 	}
-	m := &v2Manager{root: cfg.root(), parent: resolveParent(own, parent)}
-	dir := m.dir(m.parent)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create cgroup parent: %w", err)
-	}
-	if err := unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK); err != nil {
-		return nil, fmt.Errorf("cgroup parent %s: cgroup.procs not writable: %w", dir, err)
-	}
-	pid := cfg.Pid
-	if pid == 0 {
-		pid = os.Getpid()
-	}
-	ctrls, err := m.enableDown(m.parent, pid)
-	if err != nil {
+	m := &v2Manager{root: cfg.root()}
+	if err := m.place(cfg, own, parent); err != nil {
 		return nil, err
 	}
-	m.ctrls = ctrls
+	if err := m.ensure(); err != nil {
+		m.keeper.stop()
+		return nil, err
+	}
 	return m, nil
 }
 
 func (m *v2Manager) Mode() Mode          { return ModeV2 }
 func (m *v2Manager) Parent() string      { return m.parent }
+func (m *v2Manager) How() string         { return m.how }
 func (m *v2Manager) dir(p string) string { return filepath.Join(m.root, p) }
+
+// makeParent creates the parent below the root and enables the
+// controllers on the way down to it.
+func (m *v2Manager) makeParent() error {
+	dir := m.dir(m.parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cgroup parent: %w", err)
+	}
+	if err := unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK); err != nil {
+		return fmt.Errorf("cgroup parent %s: cgroup.procs not writable: %w", dir, err)
+	}
+	ctrls, err := m.enableDown(m.parent)
+	if err != nil {
+		return err
+	}
+	m.ctrls = ctrls
+	return nil
+}
 
 // enableDown makes the controllers available in the children of target by
 // writing cgroup.subtree_control at every level from just below the root
@@ -69,7 +80,7 @@ func (m *v2Manager) dir(p string) string { return filepath.Join(m.root, p) }
 // controller is not enabled there, the system's manager (systemd) decides,
 // and the hive does without it. It returns the controllers target's
 // children get.
-func (m *v2Manager) enableDown(target string, pid int) ([]string, error) {
+func (m *v2Manager) enableDown(target string) ([]string, error) {
 	rootCtrls, err := readFields(filepath.Join(m.root, "cgroup.subtree_control"))
 	if err != nil {
 		return nil, fmt.Errorf("read root controllers: %w", err)
@@ -83,18 +94,17 @@ func (m *v2Manager) enableDown(target string, pid int) ([]string, error) {
 			return nil, fmt.Errorf("read controllers of %s: %w", level, err)
 		}
 		want = intersect(want, avail)
-		if err := m.enableAt(level, want, pid); err != nil {
+		if err := m.enableAt(level, want); err != nil {
 			return nil, err
 		}
 	}
 	return want, nil
 }
 
-// enableAt writes the controllers missing from level's subtree_control. If
-// the kernel refuses because the level holds processes and one of them is
-// the hive, the hive moves itself into a leaf below level and tries again;
-// it never moves any other process.
-func (m *v2Manager) enableAt(level string, ctrls []string, pid int) error {
+// enableAt writes the controllers missing from level's subtree_control. It
+// never moves a process: a level that holds processes cannot delegate
+// (cgroup v2's no-internal-processes rule), and the error says so.
+func (m *v2Manager) enableAt(level string, ctrls []string) error {
 	path := filepath.Join(m.dir(level), "cgroup.subtree_control")
 	have, err := readFields(path)
 	if err != nil {
@@ -109,32 +119,23 @@ func (m *v2Manager) enableAt(level string, ctrls []string, pid int) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	write := func() error {
-		return os.WriteFile(path, []byte(strings.Join(missing, " ")), 0)
-	}
-	err = write()
+	err = os.WriteFile(path, []byte(strings.Join(missing, " ")), 0)
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("enable %s in %s: %w", strings.Join(missing, " "), path, err)
+	if errors.Is(err, unix.EBUSY) {
+		procs, _ := readPidsFile(filepath.Join(m.dir(level), "cgroup.procs"))
+		return fmt.Errorf("enable %s in %s: %w: %s holds processes %v, and cgroup v2 lets no cgroup with processes delegate controllers; give --cgroup-parent a path outside it", strings.Join(missing, " "), path, err, level, clipPids(procs))
 	}
-	procs, rerr := os.ReadFile(filepath.Join(m.dir(level), "cgroup.procs"))
-	pids, perr := ParsePids(procs, nil)
-	if rerr != nil || perr != nil || !slices.Contains(pids, pid) {
-		return fmt.Errorf("enable %s in %s: %w (the cgroup holds other processes; the no-internal-processes rule forbids it)", strings.Join(missing, " "), path, err)
+	return fmt.Errorf("enable %s in %s: %w", strings.Join(missing, " "), path, err)
+}
+
+// clipPids keeps a message short.
+func clipPids(p []int) []int {
+	if len(p) > 8 {
+		return p[:8]
 	}
-	leaf := m.dir(filepath.Join(level, hiveLeaf))
-	if err := os.MkdirAll(leaf, 0o755); err != nil {
-		return fmt.Errorf("create hive leaf: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
-		return fmt.Errorf("move hive (pid %d) to %s: %w", pid, leaf, err)
-	}
-	if err := write(); err != nil {
-		return fmt.Errorf("enable %s in %s after moving the hive to a leaf: %w", strings.Join(missing, " "), path, err)
-	}
-	return nil
+	return p
 }
 
 func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
@@ -147,6 +148,13 @@ func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
 	}
 	if lim.MemoryBytes > 0 && !slices.Contains(m.ctrls, "memory") {
 		return nil, fmt.Errorf("memory limit: the memory controller is not delegated to %s", m.parent)
+	}
+	if _, err := os.Stat(m.dir(m.parent)); errors.Is(err, os.ErrNotExist) {
+		// Removed behind the hive's back (a stopped systemd scope): made
+		// again as at the start.
+		if err := m.ensure(); err != nil {
+			return nil, fmt.Errorf("make the workers' cgroup tree again: %w", err)
+		}
 	}
 	groupPath := filepath.Join(m.parent, group)
 	path := filepath.Join(m.parent, rel)
@@ -163,7 +171,7 @@ func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
 			_ = os.Remove(m.dir(groupPath)) // fails, as it should, while other workers of the group live
 		}
 	}()
-	if err := m.enableAt(groupPath, m.ctrls, 0); err != nil {
+	if err := m.enableAt(groupPath, m.ctrls); err != nil {
 		return nil, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
@@ -207,6 +215,22 @@ func (m *v2Manager) Open(rel string) (Group, error) {
 	return m.open(path), nil
 }
 
+// OpenPath opens the worker cgroup at path (absolute below the mount
+// root, ending in group/instance), wherever it is.
+func (m *v2Manager) OpenPath(path string) (Group, error) {
+	clean := filepath.Clean("/" + path)
+	if clean != path || CheckParent(path) != nil {
+		return nil, fmt.Errorf("open cgroup %q: not a clean absolute path", path)
+	}
+	if _, _, err := splitRel(filepath.Base(filepath.Dir(path)) + "/" + filepath.Base(path)); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(m.dir(path), "cgroup.procs")); err != nil {
+		return nil, fmt.Errorf("open cgroup %s: %w", path, err)
+	}
+	return m.open(path), nil
+}
+
 func (m *v2Manager) open(path string) *v2Group {
 	dir := m.dir(path)
 	f := func(name string) reread.File { return reread.File{Path: filepath.Join(dir, name)} }
@@ -226,7 +250,37 @@ func (m *v2Manager) Controllers() []string { return slices.Clone(m.ctrls) }
 func (m *v2Manager) List() ([]string, error) { return listTree(m.dir(m.parent)) }
 
 func (m *v2Manager) RemoveAll(ctx context.Context) error {
-	return removeAll(ctx, m, []string{m.dir(m.parent)})
+	err := removeAll(ctx, m, []string{m.dir(m.parent)})
+	if m.keeper != nil || m.scope() {
+		return errors.Join(err, m.Release(ctx))
+	}
+	return err
+}
+
+// scope reports whether the parent is the systemd scope.
+func (m *v2Manager) scope() bool { return filepath.Base(m.parent) == SystemdScope }
+
+// Release removes the empty group cgroups and, when no worker is left,
+// the parent; a systemd scope is ended by stopping its keeper (systemd
+// then removes it), as a scope without processes is stopped.
+func (m *v2Manager) Release(ctx context.Context) error {
+	dir := m.dir(m.parent)
+	if !m.scope() {
+		return releaseDirs([]string{dir})
+	}
+	if err := releaseDirs([]string{dir}); err != nil {
+		return err
+	}
+	if rels, err := listTree(dir); err != nil || len(rels) > 0 {
+		return nil // workers live on: so does the scope
+	}
+	leaf := filepath.Join(dir, keeperLeaf)
+	m.keeper.stop()
+	// A keeper an earlier hive started is not this one's child.
+	_ = killUntilEmpty(ctx, filepath.Join(leaf, "cgroup.procs"), func() error {
+		return signalPids(filepath.Join(leaf, "cgroup.procs"), unix.SIGKILL)
+	})
+	return rmdirIfUnused(leaf)
 }
 
 type v2Group struct {

@@ -362,7 +362,7 @@ func (s *Server) Info() api.HiveInfo {
 	mi := s.mon.Info()
 	i := api.HiveInfo{
 		HiveID: s.cfg.HiveID, HiveURL: s.url, Listen: s.cfg.Listen, Version: s.cfg.Version,
-		CgroupMode: string(mi.CgroupMode), CgroupParent: mi.CgroupParent, LimitsEnforced: mi.LimitsEnforced,
+		CgroupMode: string(mi.CgroupMode), CgroupParent: mi.CgroupParent, CgroupPlacement: mi.CgroupPlacement, LimitsEnforced: mi.LimitsEnforced,
 		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy,
 		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.latest().workers),
 		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
@@ -401,6 +401,8 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	info := s.mon.Info()
 	if !info.LimitsEnforced {
 		s.log.Warn("limits not enforced: workers run as plain processes", "reason", info.LimitsReason)
+	} else {
+		s.log.Info("workers' cgroups", "mode", info.CgroupMode, "parent", info.CgroupParent, "placement", info.CgroupPlacement)
 	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
@@ -458,8 +460,19 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 			}
 			cancel()
 		}
-	} else if n := s.mon.Live(); n > 0 {
-		s.log.Info("workers keep running for the next hive to adopt", "workers", n)
+	} else {
+		if n := s.mon.Live(); n > 0 {
+			s.log.Info("workers keep running for the next hive to adopt", "workers", n)
+		}
+		// What no worker uses goes: empty group cgroups, an empty
+		// parent, a systemd scope's keeper when no worker is left.
+		if cgm := s.cfg.Platform.Cgroups; cgm != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if rerr := cgm.Release(rctx); rerr != nil {
+				s.log.Warn("removing unused cgroups", "err", rerr)
+			}
+			cancel()
+		}
 	}
 	if len(s.sends) > 0 {
 		// A last pass, so the final heartbeat tells how the workers stopped

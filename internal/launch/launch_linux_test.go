@@ -4,11 +4,16 @@ package launch_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/launch"
@@ -279,5 +284,43 @@ func TestLookupUser(t *testing.T) {
 		if _, err := launch.LookupUser(bad); err == nil {
 			t.Errorf("LookupUser(%q) accepted", bad)
 		}
+	}
+}
+
+// The keeper sleeps as nobody (when started by root) without privileges,
+// in a session of its own, and ends on SIGTERM.
+func TestKeeper(t *testing.T) {
+	p, err := launch.StartKeeper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	var status string
+	harness.WaitFor(t, 5*time.Second, func() error {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+		if err != nil {
+			return err
+		}
+		if status = string(b); !strings.Contains(status, "SigCgt:") || !strings.Contains(status, "NoNewPrivs:\t1") {
+			return fmt.Errorf("not settled: %s", status)
+		}
+		return nil
+	})
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.Pid))
+	if string(cmdline) != "rbee-cgroup-keeper\x00" {
+		t.Fatalf("cmdline %q", cmdline)
+	}
+	if os.Geteuid() == 0 && !strings.Contains(status, "Uid:\t65534\t65534\t65534\t65534") {
+		t.Fatalf("a keeper started by root is not nobody:\n%s", status)
+	}
+	if sid, _ := unix.Getsid(p.Pid); sid != p.Pid {
+		t.Fatalf("session %d, want its own (%d)", sid, p.Pid)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Wait()
+	if err != nil || !st.Success() {
+		t.Fatalf("keeper after SIGTERM: %v %v", st, err)
 	}
 }

@@ -67,3 +67,8 @@ func Start(s Spec) (*exec.Cmd, error) {
 
 // ServeShim returns at once: off Linux workers start without a shim.
 func ServeShim() {}
+
+// StartKeeper fails: off Linux there are no cgroups to keep.
+func StartKeeper() (*os.Process, error) {
+	return nil, errors.New("launch: no cgroup keeper off Linux")
+}

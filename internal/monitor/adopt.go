@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
@@ -45,13 +47,37 @@ func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 		if known {
 			continue
 		}
-		w, err := m.adoptOne(ctx, rel, group, instance)
+		g, err := cgm.Open(rel)
+		if err == nil {
+			var w *worker
+			if w, err = m.adoptOne(ctx, g, group, instance); w != nil {
+				adopted = append(adopted, id)
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("adopt %s: %w", rel, err))
-			continue
 		}
-		if w != nil {
-			adopted = append(adopted, id)
+	}
+	// Workers an earlier hive placed elsewhere (its tree was another):
+	// their kept requests say where.
+	if op, ok := cgm.(cgroups.PathOpener); ok {
+		for id, path := range m.keptElsewhere(keep) {
+			g, err := op.OpenPath(path)
+			if err != nil {
+				continue // gone with its worker: the request is pruned
+			}
+			group, instance := filepath.Base(filepath.Dir(path)), filepath.Base(path)
+			if ids.WorkerID(group, instance) != id {
+				g.Close()
+				continue
+			}
+			keep[id] = true
+			w, err := m.adoptOne(ctx, g, group, instance)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("adopt %s from %s: %w", id, path, err))
+			} else if w != nil {
+				adopted = append(adopted, id)
+			}
 		}
 	}
 	m.pruneSpecs(keep)
@@ -61,11 +87,7 @@ func (m *Monitor) Adopt(ctx context.Context) ([]string, error) {
 	return adopted, errors.Join(errs...)
 }
 
-func (m *Monitor) adoptOne(ctx context.Context, rel, group, instance string) (*worker, error) {
-	g, err := m.cfg.Platform.Cgroups.Open(rel)
-	if err != nil {
-		return nil, err
-	}
+func (m *Monitor) adoptOne(ctx context.Context, g cgroups.Group, group, instance string) (*worker, error) {
 	s, err := g.Sample()
 	if err != nil {
 		g.Close()

@@ -107,9 +107,11 @@ type GPUUsage struct {
 
 // Info describes how the monitor runs workers, for /v1/info.
 type Info struct {
-	CgroupMode     cgroups.Mode `json:"cgroup_mode"`
-	CgroupParent   string       `json:"cgroup_parent,omitempty"`
-	LimitsEnforced bool         `json:"limits_enforced"`
+	CgroupMode   cgroups.Mode `json:"cgroup_mode"`
+	CgroupParent string       `json:"cgroup_parent,omitempty"`
+	// CgroupPlacement says how the parent was chosen and why.
+	CgroupPlacement string `json:"cgroup_placement,omitempty"`
+	LimitsEnforced  bool   `json:"limits_enforced"`
 	// LimitsReason says why limits are not enforced.
 	LimitsReason string `json:"limits_reason,omitempty"`
 }
@@ -172,7 +174,7 @@ func (m *Monitor) Info() Info {
 	if p.Cgroups == nil {
 		return Info{CgroupMode: cgroups.ModeNone, LimitsReason: p.NoCgroupsReason}
 	}
-	return Info{CgroupMode: p.Cgroups.Mode(), CgroupParent: p.Cgroups.Parent(), LimitsEnforced: true}
+	return Info{CgroupMode: p.Cgroups.Mode(), CgroupParent: p.Cgroups.Parent(), CgroupPlacement: p.Cgroups.How(), LimitsEnforced: true}
 }
 
 // Workers returns the records of the last collection pass (or of the spawn,

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/privdir"
 )
 
@@ -32,6 +33,10 @@ type savedSpec struct {
 	Spec       api.SpawnRequest `json:"spec"`
 	PID        int              `json:"pid"`
 	StartTicks uint64           `json:"start_ticks,omitempty"`
+	// Cgroup is the worker's cgroup, absolute below the mount root (on
+	// v1, in the memory controller): a hive restarted with its tree
+	// elsewhere still finds the worker.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 func (m *Monitor) specPath(id string) string {
@@ -55,7 +60,11 @@ func (m *Monitor) saveSpec(w *worker) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	err := enc.Encode(savedSpec{Spec: w.spec, PID: w.pid, StartTicks: w.startTicks})
+	saved := savedSpec{Spec: w.spec, PID: w.pid, StartTicks: w.startTicks}
+	if w.cg != nil {
+		saved.Cgroup = w.cg.Path()
+	}
+	err := enc.Encode(saved)
 	m.specMu.Lock()
 	defer m.specMu.Unlock()
 	var d *privdir.Dir
@@ -198,4 +207,35 @@ func (m *Monitor) pruneSpecs(keep map[string]bool) {
 // closes the Dir.
 func (m *Monitor) specDirLocked(create bool) (*privdir.Dir, error) {
 	return privdir.Open(m.cfg.SpecDir, privdir.Options{Create: create, Mode: 0o700})
+}
+
+// keptElsewhere returns the cgroups of the workers whose requests are
+// kept but whose cgroup is not below the current parent (listed in
+// here): where an earlier hive, with its tree elsewhere, started them.
+func (m *Monitor) keptElsewhere(here map[string]bool) map[string]string {
+	if !m.keepsSpecs() {
+		return nil
+	}
+	m.specMu.Lock()
+	defer m.specMu.Unlock()
+	d, err := m.specDirLocked(false)
+	if err != nil {
+		return nil
+	}
+	names, err := d.Names()
+	d.Close()
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, name := range names {
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok || here[id] || ids.ValidWorkerID(id) != nil {
+			continue
+		}
+		if s, err := m.readSpec(id); err == nil && s.Cgroup != "" && s.Spec.ID() == id {
+			out[id] = s.Cgroup
+		}
+	}
+	return out
 }
