@@ -85,10 +85,15 @@ func TestSecondHiveRefused(t *testing.T) {
 	}
 	// The first hive still has its worker, alive, in its cgroup, with its
 	// kept request.
-	got := hiveWorker(t, first, w.ID)
-	if got.State != api.StateReady || got.PID != w.PID || syscall.Kill(w.PID, 0) != nil {
-		t.Fatalf("the first hive's worker after the refused starts: %+v", got)
-	}
+	// (Ready after the hive's first pass, which a slow host may not have
+	// made yet.)
+	harness.WaitFor(t, 10*time.Second, func() error {
+		got := hiveWorker(t, first, w.ID)
+		if got.State != api.StateReady || got.PID != w.PID || syscall.Kill(w.PID, 0) != nil {
+			return fmt.Errorf("the first hive's worker after the refused starts: %+v", got)
+		}
+		return nil
+	})
 	if _, err := os.Stat(filepath.Join(state, "workers", w.ID+".json")); err != nil {
 		t.Fatalf("the first hive's kept request: %v", err)
 	}
