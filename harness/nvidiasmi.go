@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ type FakeSMI struct {
 	Dir string
 	// Path is the fake's full path, for --nvidia-smi.
 	Path string
+	bin  string // the fakesmi binary the script execs, shared by every fake
 	t    TB
 }
 
@@ -34,7 +36,7 @@ func FakeNvidiaSMI(t TB, s gpufake.Scenario) *FakeSMI {
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f := &FakeSMI{Dir: dir, Path: path, t: t}
+	f := &FakeSMI{Dir: dir, Path: path, bin: bin, t: t}
 	f.Set(s)
 	return f
 }
@@ -56,18 +58,26 @@ func (f *FakeSMI) Invocations() []string {
 	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
-// Running returns the pids of fake nvidia-smi processes (and their hanging
-// children) still alive, found by their executable.
+// Running returns the pids of this fake's nvidia-smi processes (and their
+// hanging children) still alive: the fakesmi binary (the script execs
+// it, so the executable is never the script) with this fake's scenario
+// in its environment.
 func (f *FakeSMI) Running() []int {
 	var pids []int
+	mine := []byte(gpufake.EnvScenario + "=" + filepath.Join(f.Dir, gpufake.ScenarioFile) + "\x00")
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && exe == f.Path {
-			var pid int
-			if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
-				pids = append(pids, pid)
-			}
+		if err != nil || exe != f.bin {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, mine) {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err == nil {
+			pids = append(pids, pid)
 		}
 	}
 	return pids

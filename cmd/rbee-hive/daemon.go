@@ -46,6 +46,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	gpuMode := fs.String("gpu", "RBEE_GPU", gpu.ModeAuto, "GPU backend: auto (NVML, else nvidia-smi, else none), nvml, nvidia-smi or none")
 	smiPath := fs.String("nvidia-smi", "RBEE_NVIDIA_SMI", "", "nvidia-smi binary (default: from PATH)")
 	gpuTimeout := fs.Duration("gpu-timeout", "RBEE_GPU_TIMEOUT", gpu.DefaultTimeout, "deadline of one GPU query; a hung nvidia-smi is killed after it")
+	gpuInPass := fs.Bool("gpu-sample-in-pass", "RBEE_GPU_SAMPLE_IN_PASS", false, "query the GPU inside every collection pass and wait for it, so worker events wait for the query too\n(the default samples the GPU on its own clock; kept to compare against)")
 	binDir := fs.String("worker-bin-dir", "RBEE_WORKER_BIN_DIR", "", "spawn only binaries beneath this directory, reached without links (required beyond loopback)")
 	workerUser := fs.String("worker-user", "RBEE_WORKER_USER", "", "user workers run as: NAME, UID or UID:GID (default: nobody when the hive is root, else the hive's user; root only when said)")
 	pidsMax := fs.Int("worker-pids-max", "RBEE_WORKER_PIDS_MAX", 4096, "most processes and threads a worker may have (its cgroup's pids.max)")
@@ -132,6 +133,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	defer release()
 	cfg.Platform = p
 	cfg.GPU, cfg.GPUWhy = gpu.NewSampler(backend, *gpuTimeout), why
+	cfg.GPUSampleInPass = *gpuInPass
 	h, err := hive.New(cfg)
 	if err != nil {
 		if p.Cgroups != nil {

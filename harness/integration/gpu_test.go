@@ -134,7 +134,7 @@ func TestGPUAcceptance(t *testing.T) {
 			continue
 		}
 		s := gpu.NewSampler(be, gpu.DefaultTimeout)
-		src.set(hive.GPUSource(s))
+		src.set(hive.GPUSource(s, true))
 		var times []time.Duration
 		recs := map[string]api.Worker{}
 		for range 6 {

@@ -29,6 +29,10 @@ type Node struct {
 	MemTotalBytes *uint64  `json:"mem_total_bytes"`
 	MemUsedBytes  *uint64  `json:"mem_used_bytes"`
 	GPUs          []GPU    `json:"gpus"`
+	// GPUSampledAt is when the GPU query that the GPU readings of this
+	// heartbeat (the GPUs' and the workers') come from started; absent
+	// without a GPU backend or before the first query ends.
+	GPUSampledAt *time.Time `json:"gpu_sampled_at,omitempty"`
 	// LimitsEnforced says whether the hive runs workers under cgroup
 	// limits; LimitsReason why not.
 	LimitsEnforced bool   `json:"limits_enforced"`

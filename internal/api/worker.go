@@ -63,6 +63,11 @@ type Worker struct {
 	// GPUError says why the GPU fields are null this pass (the GPU query
 	// failed or timed out); it is also among Errors.
 	GPUError string `json:"gpu_error,omitempty"`
+	// GPUSampledAt is when the GPU query the GPU fields come from
+	// started: GPUs are sampled on a clock of their own, and the figures
+	// are as old as that query. Absent while no sample covers the worker
+	// (it started after the newest one began).
+	GPUSampledAt *time.Time `json:"gpu_sampled_at,omitempty"`
 
 	ExitCode  *int       `json:"exit_code"`
 	Signal    *string    `json:"signal"`

@@ -13,12 +13,16 @@ import (
 // DefaultTimeout is the deadline of one GPU query.
 const DefaultTimeout = 2 * time.Second
 
-// Sampler runs backend queries for the collection pass: each with a
-// deadline, at most one in flight. A caller arriving while a query runs
-// waits for that query's result, never past its deadline; a query that
-// overruns its deadline by more than reapGrace (an NVML call cannot be
-// interrupted) stays the one in flight, and callers get an error quickly
-// until it returns.
+// Sampler runs backend queries: each with a deadline, at most one in
+// flight. Run queries on a clock of its own, and readers take the newest
+// result with Last without ever waiting, so no worker event waits for a
+// GPU query, however slow the backend (nvidia-smi takes 70 ms on an H200
+// host; a hung driver, its whole deadline). Sample runs one query and
+// waits for it: a caller arriving while a query runs waits for that
+// query's result, never past its deadline; a query that overruns its
+// deadline by more than reapGrace (an NVML call cannot be interrupted)
+// stays the one in flight, and callers get an error quickly until it
+// returns.
 type Sampler struct {
 	backend Backend
 	timeout time.Duration
@@ -30,7 +34,12 @@ type Sampler struct {
 	inflight *call
 	last     Snapshot
 	lastErr  error
-	lastAt   time.Time
+	// lastAt is when the last query that ended had started: its
+	// readings are no older.
+	lastAt time.Time
+	// interval is Run's, 0 before Run: a result older than staleAfter
+	// is stale.
+	interval time.Duration
 	// known are the devices of the last query that succeeded, for Last
 	// while queries fail.
 	known []api.GPU
@@ -122,6 +131,33 @@ func (s *Sampler) Sample(ctx context.Context) (Snapshot, error) {
 	}
 }
 
+// Run queries the backend every interval until ctx ends, for Last; the
+// first query comes an interval from now (Sample before Run for one at
+// once). A query slower than the interval delays the next one (one is in
+// flight at most); one that hangs ends at its deadline, and its error is
+// the newest result until a query succeeds.
+func (s *Sampler) Run(ctx context.Context, interval time.Duration) {
+	s.mu.Lock()
+	s.interval = interval
+	s.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, _ = s.Sample(ctx)
+	}
+}
+
+// staleAfter is how old the newest result may be while Run runs: a
+// query a tick, each within its deadline, leaves none older than an
+// interval plus the deadline; twice the interval is slack for a loaded
+// host.
+func (s *Sampler) staleAfter() time.Duration { return 2*s.interval + s.timeout }
+
 func (s *Sampler) run(c *call) {
 	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
 	defer cancel()
@@ -131,7 +167,7 @@ func (s *Sampler) run(c *call) {
 	}
 	s.mu.Lock()
 	s.inflight = nil
-	s.last, s.lastErr, s.lastAt = c.snap, c.err, time.Now()
+	s.last, s.lastErr, s.lastAt = c.snap, c.err, c.started
 	if c.err == nil {
 		s.known = c.snap.Devices
 	}
@@ -142,12 +178,14 @@ func (s *Sampler) run(c *call) {
 	close(c.done)
 }
 
-// Last returns the most recent query's result and when it finished, for
-// the host view in heartbeats. When that query failed, or one is still
-// running well past its deadline (a stuck NVML call: the last result is
-// then old), it returns the error together with the devices of the last
-// query that succeeded, their identity and total memory kept and their
-// readings null. A GPU that could not be read is not a GPU that is gone,
+// Last returns the most recent query's result and when that query
+// started (its readings are no older; zero before the first query ends),
+// without waiting. When that query failed, or one is still running well
+// past its deadline (a stuck NVML call: the last result is then old), or
+// Run runs and the result is older than it should ever be, it returns
+// the error together with the devices of the last query that succeeded,
+// their identity and total memory kept and their readings null: a stale
+// reading is said, not shown as fresh. A GPU that could not be read is not a GPU that is gone,
 // any more than an idle one: listing none would make the host's GPU list
 // flap with every failed query, and every consumer of the list with it
 // (the queen announces each change of a hive's GPUs to stream clients).
@@ -157,6 +195,9 @@ func (s *Sampler) Last() (Snapshot, time.Time, error) {
 	snap, err := s.last, s.lastErr
 	if c := s.inflight; err == nil && c != nil && time.Now().After(c.deadline.Add(reapGrace)) {
 		err = fmt.Errorf("%s query still running after %s (timeout %s)", s.backend.Name(), roundDur(time.Since(c.started)), s.timeout)
+	}
+	if age := time.Since(s.lastAt); err == nil && s.interval > 0 && !s.lastAt.IsZero() && age > s.staleAfter() {
+		err = fmt.Errorf("%s: the newest sample is %s old (sampled every %s)", s.backend.Name(), roundDur(age), s.interval)
 	}
 	if err != nil {
 		snap = Snapshot{Devices: unread(s.known)}

@@ -64,7 +64,7 @@ func TestCollectQueriesNvidiaSmi(t *testing.T) {
 	fake := harness.FakeNvidiaSMI(t, gpufake.Scenario{})
 	s := gpu.NewSampler(&gpu.SMI{Path: fake.Path}, 2*time.Second)
 	defer s.Close()
-	m := newMonitor(t, GPUSource(s))
+	m := newMonitor(t, GPUSource(s, true))
 	a := spawn(t, m, "a", "--model", "alpha")
 	b := spawn(t, m, "b", "--model", "beta", "--children", "1") // its child holds the GPU
 	c := spawn(t, m, "c", "--model", "gamma")                   // spread over two GPUs
@@ -136,7 +136,7 @@ func TestCollectHandlesMissingGPU(t *testing.T) {
 	}
 	s := gpu.NewSampler(backend, 0)
 	defer s.Close()
-	m := newMonitor(t, GPUSource(s))
+	m := newMonitor(t, GPUSource(s, true))
 	w := spawn(t, m, "nogpu", "--model", "tiny")
 	r := byID(m.Collect(context.Background()), w.ID)
 	if r.State != api.StateReady || len(r.Errors) != 0 || r.MemBytes == nil {
@@ -157,7 +157,7 @@ func TestCollectNvidiaSmiHang(t *testing.T) {
 	const deadline = 500 * time.Millisecond
 	s := gpu.NewSampler(&gpu.SMI{Path: fake.Path}, deadline)
 	defer s.Close()
-	m := newMonitor(t, GPUSource(s))
+	m := newMonitor(t, GPUSource(s, true))
 	w := spawn(t, m, "hang")
 	sc := gpufake.H200Busy()
 	sc.Procs[0].PID = w.PID

@@ -54,10 +54,13 @@ func newGPUHive(t *testing.T, fake *harness.FakeSMI) *gpuHive {
 	return h
 }
 
-// beat runs a collection pass and delivers its heartbeat to the registry;
+// beat samples the GPU, runs a collection pass and delivers its heartbeat to the registry;
 // it returns the events that heartbeat made.
 func (h *gpuHive) beat(t *testing.T) []registry.Event {
 	t.Helper()
+	// A tick of the sampler's own clock (Server.Run runs it), then the
+	// pass that takes its sample.
+	_, _ = h.s.cfg.GPU.Sample(context.Background())
 	h.s.pass(context.Background())
 	hb, carried := h.snd.heartbeat(false)
 	b, err := json.Marshal(hb)

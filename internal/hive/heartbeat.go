@@ -162,12 +162,14 @@ func (s *sender) Poke() {
 // coming back.
 //
 // A poke (a spawn, an exit) sends at once, but never sooner than pokeGap
-// after the previous heartbeat: pokes that come faster (a churn of
+// after the previous poked heartbeat: pokes that come faster (a churn of
 // spawns and stops) share a heartbeat instead of running into the
 // queen's rate limit, after which the hive would back off for longer.
+// The interval's own heartbeats do not count: an exit just after one
+// goes out at once, not up to pokeGap later.
 func (s *sender) run(ctx context.Context) {
 	wait := time.Duration(0)
-	var last time.Time
+	var lastPoked time.Time
 	for {
 		t := time.NewTimer(wait)
 		select {
@@ -176,7 +178,7 @@ func (s *sender) run(ctx context.Context) {
 			return
 		case <-s.poke:
 			t.Stop()
-			if gap := pokeGap - time.Since(last); gap > 0 {
+			if gap := pokeGap - time.Since(lastPoked); gap > 0 {
 				g := time.NewTimer(gap)
 				select {
 				case <-ctx.Done():
@@ -185,9 +187,9 @@ func (s *sender) run(ctx context.Context) {
 				case <-g.C:
 				}
 			}
+			lastPoked = time.Now()
 		case <-t.C:
 		}
-		last = time.Now()
 		if err := s.send(ctx); err != nil {
 			if ctx.Err() != nil {
 				return

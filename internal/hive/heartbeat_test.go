@@ -196,3 +196,35 @@ func TestCheckCPULimit(t *testing.T) {
 		}
 	}
 }
+
+// A poke (a spawn, an exit) sends at once after the interval's own
+// heartbeat, and waits pokeGap only after another poked one: pokes that
+// come faster share heartbeats, and an exit just after a periodic
+// heartbeat is not held back.
+func TestSenderPokeGap(t *testing.T) {
+	arrived := make(chan time.Time, 10)
+	queen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- time.Now()
+		w.Write([]byte(`{"ignored":false}`))
+	}))
+	defer queen.Close()
+	s := newSender(senderConfig{QueenURL: queen.URL, Interval: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Build: func() (api.Heartbeat, []api.Worker) { return api.Heartbeat{HiveID: "h"}, nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-arrived // the first, periodic heartbeat
+	t1 := time.Now()
+	s.Poke()
+	d1 := (<-arrived).Sub(t1)
+	t2 := time.Now()
+	s.Poke()
+	d2 := (<-arrived).Sub(t2)
+	if d2 < pokeGap-5*time.Millisecond {
+		t.Fatalf("a poke %v after a poked heartbeat was sent after %v, want it held to pokeGap (%v)", d1, d2, pokeGap)
+	}
+	if d1 >= d2 {
+		t.Fatalf("a poke right after the periodic heartbeat was sent after %v, no sooner than one after a poked heartbeat (%v)", d1, d2)
+	}
+}

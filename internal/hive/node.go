@@ -43,8 +43,11 @@ func (n *nodeReader) read() api.Node {
 		}
 	}
 	if n.sampler != nil {
-		snap, _, err := n.sampler.Last()
+		snap, at, err := n.sampler.Last()
 		node.GPUs = snap.Devices
+		if !at.IsZero() && err == nil {
+			node.GPUSampledAt = &at
+		}
 		if err != nil {
 			node.Errors = append(node.Errors, "gpu: "+err.Error())
 		}

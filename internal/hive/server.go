@@ -89,10 +89,16 @@ type Config struct {
 	// StateDir keeps what outlives the hive process: the running
 	// workers' spawn requests (workers/), for the hive that adopts them.
 	// "" keeps none.
-	StateDir   string
-	GPU        *gpu.Sampler // nil means no GPU telemetry
-	GPUWhy     string       // why this backend was chosen
-	MaxWorkers int          // 0 means 1024
+	StateDir string
+	GPU      *gpu.Sampler // nil means no GPU telemetry
+	GPUWhy   string       // why this backend was chosen
+	// GPUSampleInPass runs a GPU query in every collection pass and
+	// waits for it, so that every lifecycle event waits for the query
+	// too: how the hive worked before the GPU had a clock of its own,
+	// kept to compare against (--gpu-sample-in-pass). By default Run
+	// samples the GPU every Interval and passes take the newest sample.
+	GPUSampleInPass bool
+	MaxWorkers      int // 0 means 1024
 }
 
 // Check validates the settings that need nothing from the system, so a
@@ -211,7 +217,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.tls = tc
 	}
-	src := GPUSource(cfg.GPU)
+	src := GPUSource(cfg.GPU, cfg.GPUSampleInPass)
 	s.mon = monitor.New(monitor.Config{
 		Platform: cfg.Platform, StopGrace: cfg.StopGrace, Logs: s.logDir, LogMaxSize: cfg.LogMaxSize, LogFiles: cfg.LogFiles, BinDir: s.binDir, GPU: src,
 		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
@@ -426,10 +432,17 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	}
 
 	loopCtx, stopLoops := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if s.cfg.GPU != nil && s.cfg.GPU.Enabled() && !s.cfg.GPUSampleInPass {
+		// One sample first (bounded by its deadline), so the first
+		// heartbeat has the GPUs; then one every interval, on its own
+		// goroutine: no pass, and so no worker event, waits for a query.
+		_, _ = s.cfg.GPU.Sample(loopCtx)
+		wg.Go(func() { s.cfg.GPU.Run(loopCtx, s.cfg.Interval) })
+	}
 	// The first pass comes before the first heartbeat: an empty one would
 	// tell the queen that every adopted worker is gone.
 	s.pass(loopCtx)
-	var wg sync.WaitGroup
 	wg.Go(func() { s.collect(loopCtx) })
 	for _, snd := range s.sends {
 		wg.Go(func() { snd.run(loopCtx) })

@@ -292,13 +292,18 @@ func (m *Monitor) samplePlain(w *worker, rec *api.Worker, now time.Time) {
 // attachGPU sums the GPU use of every pid of the worker (the CUDA context
 // may live in a child process), per GPU. A worker the backend saw on no
 // GPU gets empty gpus and zero sums; a failed backend leaves every GPU
-// field null with the error attached.
+// field null with the error attached; a sample that began before the
+// worker started cannot speak for it, and leaves them null until the next.
 func attachGPU(rec *api.Worker, usage GPUUsage, err error) {
 	if err != nil {
 		rec.GPUError = err.Error()
 		rec.Errors = append(rec.Errors, "gpu: "+err.Error())
 		return
 	}
+	if usage.At.IsZero() || rec.StartedAt != nil && usage.At.Before(*rec.StartedAt) {
+		return
+	}
+	rec.GPUSampledAt = &usage.At
 	gpus := usage.ByPID
 	byIndex := map[int]*api.WorkerGPU{}
 	var order []int

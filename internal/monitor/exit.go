@@ -29,11 +29,15 @@ func (m *Monitor) waitChild(w *worker) {
 	m.finish(w, code, sig)
 }
 
-// finish records a worker's exit, removes its cgroup (killing any process
-// the worker left behind in it), and tells the caller.
+// finish records a worker's exit and tells the caller at once, then
+// removes its cgroup (killing any process the worker left behind in it):
+// the exit is news the moment it is known, and a cgroup that takes its
+// time to go (on cgroup v1 tens of milliseconds after a kill) must not
+// hold it back. A cleanup that fails is news again. The worker is done
+// (Stop returns, its id may be spawned anew, a restart may begin) only
+// once its cgroup is gone.
 func (m *Monitor) finish(w *worker, code *int, sig *string) {
 	var oom *bool
-	var cleanupErr error
 	if w.cg != nil {
 		if n, exact, err := w.cg.OOMKills(); err == nil {
 			// Without an exact counter, a hit limit only counts when the
@@ -43,31 +47,16 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		} else {
 			m.log.Warn("read OOM state", "worker", w.id, "err", err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		if err := w.cg.Delete(ctx); err != nil {
-			cleanupErr = fmt.Errorf("worker %s exited but its cgroup could not be emptied and removed: %w", w.id, err)
-			m.log.Error("remove cgroup of exited worker", "worker", w.id, "err", err)
-		}
-		cancel()
-	} else if w.cmd != nil {
-		// A plain worker's children share its process group.
-		killGroup(w.pid)
 	}
 	var tail string
 	if m.cfg.Logs != nil {
 		tail = tailOf(logFiles{m.cfg.Logs, w.id}, m.logFiles, ExitTailBytes)
 	}
-	// The log guard closes the file when it has seen the worker's end.
-	// The pass owns the per-task descriptors; without this they would
-	// stay open until a pass saw the exit, which StopAll never waits for.
-	m.collectMu.Lock()
-	w.closeTaskIO()
-	m.collectMu.Unlock()
 	m.mu.Lock()
 	w.state = api.StateExited
 	w.exitCode, w.signal, w.oom = code, sig, oom
 	w.stopped = w.stopping
-	w.exitedAt, w.cleanupErr = m.now(), cleanupErr
+	w.exitedAt = m.now()
 	w.logTail = tail
 	var delay time.Duration
 	restart := false
@@ -77,6 +66,30 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		}
 	}
 	m.mu.Unlock()
+	m.log.Info("worker exited", "worker", w.id, "pid", w.pid,
+		"exit_code", derefOr(code, -1), "signal", derefOr(sig, ""), "oom_killed", oom != nil && *oom)
+	m.changed()
+
+	if w.cg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		if err := w.cg.Delete(ctx); err != nil {
+			m.log.Error("remove cgroup of exited worker", "worker", w.id, "err", err)
+			m.mu.Lock()
+			w.cleanupErr = fmt.Errorf("worker %s exited but its cgroup could not be emptied and removed: %w", w.id, err)
+			m.mu.Unlock()
+			defer m.changed()
+		}
+		cancel()
+	} else if w.cmd != nil {
+		// A plain worker's children share its process group.
+		killGroup(w.pid)
+	}
+	// The log guard closes the file when it has seen the worker's end.
+	// The pass owns the per-task descriptors; without this they would
+	// stay open until a pass saw the exit, which StopAll never waits for.
+	m.collectMu.Lock()
+	w.closeTaskIO()
+	m.collectMu.Unlock()
 	if !restart {
 		// Before done: whoever waits for this exit may spawn the id anew.
 		m.dropSpec(w.id, w.pid)
@@ -86,9 +99,6 @@ func (m *Monitor) finish(w *worker, code *int, sig *string) {
 		m.log.Info("worker will restart", "worker", w.id, "in", delay)
 		go m.restartLater(w, delay)
 	}
-	m.log.Info("worker exited", "worker", w.id, "pid", w.pid,
-		"exit_code", derefOr(code, -1), "signal", derefOr(sig, ""), "oom_killed", oom != nil && *oom)
-	m.changed()
 }
 
 // Stop stops a worker: SIGTERM to its main process, then after the grace

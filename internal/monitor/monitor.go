@@ -90,14 +90,21 @@ type Config struct {
 // GPUSource reports, for one pass, the GPU use of every process on the host.
 // It is the seam the GPU backends plug into.
 type GPUSource interface {
-	// GPUUsage returns per-process use keyed by host pid. An error means
-	// the source failed this pass; workers' GPU fields are then null with
-	// the error attached, never zero.
+	// GPUUsage returns per-process use keyed by host pid, from the newest
+	// sample: it should not wait for a query, as every lifecycle event
+	// waits for the pass. An error means the source has no good sample;
+	// workers' GPU fields are then null with the error attached, never
+	// zero.
 	GPUUsage(ctx context.Context) (GPUUsage, error)
 }
 
-// GPUUsage is one pass's GPU use of every process on the host.
+// GPUUsage is one sample of the GPU use of every process on the host.
 type GPUUsage struct {
+	// At is when the sample's query started; zero means there is no
+	// sample yet, and GPU fields stay null without an error. A worker
+	// that started after At is not in the sample either way: its GPU
+	// fields stay null until the next one.
+	At time.Time
 	// ByPID lists, per host pid, the GPUs the process uses.
 	ByPID map[int][]api.WorkerGPU
 	// Partial lists what the source could not read while the rest could

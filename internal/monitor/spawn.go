@@ -224,19 +224,43 @@ func (m *Monitor) rootWorker() bool {
 }
 
 // reserve claims id for a spawn: it fails if a live worker has it or
-// another spawn of it is under way. An exited worker's record is replaced.
+// another spawn of it is under way. An exited worker's record is
+// replaced, once its cgroup (the new one's path) is gone: a spawn right
+// after an exit waits for that, up to cleanupWait.
 func (m *Monitor) reserve(id string) error {
+	deadline := time.Now().Add(cleanupWait)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.spawning[id] {
-		return fmt.Errorf("%w: %s is being spawned", ErrExists, id)
+	for {
+		if m.spawning[id] {
+			return fmt.Errorf("%w: %s is being spawned", ErrExists, id)
+		}
+		w, ok := m.workers[id]
+		if ok && w.state != api.StateExited {
+			return fmt.Errorf("%w: %s (pid %d)", ErrExists, id, w.pid)
+		}
+		if !ok || w.exited() {
+			m.spawning[id] = true
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("%w: %s exited and its cgroup is still being removed; retry", ErrExists, id)
+		}
+		m.mu.Unlock()
+		t := time.NewTimer(left)
+		select {
+		case <-w.done:
+		case <-t.C:
+		}
+		t.Stop()
+		m.mu.Lock()
 	}
-	if w, ok := m.workers[id]; ok && w.state != api.StateExited {
-		return fmt.Errorf("%w: %s (pid %d)", ErrExists, id, w.pid)
-	}
-	m.spawning[id] = true
-	return nil
 }
+
+// cleanupWait bounds how long a spawn waits for the cgroup of an exited
+// worker of the same id to go.
+const cleanupWait = 5 * time.Second
 
 func (m *Monitor) release(id string) {
 	m.mu.Lock()

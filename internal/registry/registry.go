@@ -113,7 +113,16 @@ func (h *hive) gpuUUID(i int) string {
 	return ""
 }
 
-func (h *hive) record(w *worker) api.Worker { return w.rep.Record(w.static, h.gpuUUID) }
+// record is w's record as the queen serves it. Its GPU figures come from
+// the sample the hive's last heartbeat names (one for the whole
+// heartbeat), so the record says when that sample was taken.
+func (h *hive) record(w *worker) api.Worker {
+	rec := w.rep.Record(w.static, h.gpuUUID)
+	if rec.VRAMBytes != nil || rec.GPUs != nil {
+		rec.GPUSampledAt = h.Node.GPUSampledAt
+	}
+	return rec
+}
 
 // Stats counts what the registry has done, for metrics and the summary.
 type Stats struct {

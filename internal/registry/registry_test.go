@@ -449,6 +449,21 @@ func TestDropsBadWorkers(t *testing.T) {
 		h.Node.GPUs[0].VRAMTotalBytes != nil || h.Node.GPUs[0].UtilPct != nil {
 		t.Fatalf("node %+v rep %+v err %v", h.Node, rep, err)
 	}
+	// A GPU sample time after the heartbeat was sent, or a day before,
+	// is dropped; one just before it is kept.
+	for _, tc := range []struct {
+		ago  time.Duration
+		keep bool
+	}{{-time.Second, false}, {25 * time.Hour, false}, {300 * time.Millisecond, true}} {
+		h = hb("h1", "s", 1)
+		h.SentAt = now
+		at := now.Add(-tc.ago)
+		h.Node.GPUSampledAt = &at
+		rep, err = Validate(&h, now)
+		if err != nil || (h.Node.GPUSampledAt != nil) != tc.keep || len(rep.Clamped) != map[bool]int{true: 0, false: 1}[tc.keep] {
+			t.Fatalf("gpu_sampled_at %v before sent_at: kept %v, clamped %q, err %v; want kept %v", tc.ago, h.Node.GPUSampledAt != nil, rep.Clamped, err, tc.keep)
+		}
+	}
 }
 
 func TestRateLimitAndMaxHives(t *testing.T) {

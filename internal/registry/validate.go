@@ -117,6 +117,12 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	}
 	cleanErrors(hb.Node.Errors)
 	validNode(&hb.Node, &rep)
+	// On the hive's clock, as sent_at: a sample taken after the heartbeat
+	// was sent, or a day before it, is not one.
+	if at := hb.Node.GPUSampledAt; at != nil && !hb.SentAt.IsZero() && (at.After(hb.SentAt) || hb.SentAt.Sub(*at) > 24*time.Hour) {
+		rep.Clamped = append(rep.Clamped, fmt.Sprintf("node.gpu_sampled_at %s: after sent_at %s or a day before it", at.Format(time.RFC3339Nano), hb.SentAt.Format(time.RFC3339Nano)))
+		hb.Node.GPUSampledAt = nil
+	}
 
 	// Workers are held sorted by id; a hive sends them so, but the queen
 	// does not count on it.
