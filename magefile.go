@@ -94,12 +94,27 @@ func (Build) Cross() error {
 
 // Release builds the release binaries into dist/ with the version stamped
 // (RBEE_VERSION, default the module's base version plus the commit) and
-// writes dist/SHA256SUMS: for linux/amd64 and linux/arm64, static
-// binaries without cgo (their hive reads GPUs through nvidia-smi), and on
-// a linux/amd64 machine with a C compiler also rbee-hive-linux-amd64-nvml,
-// built with cgo so it can use NVML (it links the C library dynamically
-// and loads libnvidia-ml at run time).
+// writes dist/SHA256SUMS. For linux/amd64 and linux/arm64: the hive most
+// hosts want, rbee-hive-linux-<arch>, built with cgo so that it loads
+// NVML (libnvidia-ml) at run time and falls back to nvidia-smi where the
+// library is absent (it links glibc dynamically, as every GPU host has
+// it); rbee-hive-linux-<arch>-static, without cgo, for hosts without
+// glibc (its hive reads GPUs through nvidia-smi alone); and a static
+// queen-rbee. The arm64 hive needs a cross C compiler: CC_ARM64, default
+// aarch64-linux-gnu-gcc (Debian: apt-get install gcc-aarch64-linux-gnu).
 func Release() error {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		return fmt.Errorf("release: build it on linux/amd64 (this is %s/%s): the NVML hives need cgo", runtime.GOOS, runtime.GOARCH)
+	}
+	ccArm := os.Getenv("CC_ARM64")
+	if ccArm == "" {
+		ccArm = "aarch64-linux-gnu-gcc"
+	}
+	for _, cc := range []string{"gcc", ccArm} {
+		if _, err := exec.LookPath(cc); err != nil {
+			return fmt.Errorf("release: no %s: the NVML hives are cgo builds (Debian: apt-get install gcc gcc-aarch64-linux-gnu; or set CC_ARM64)", cc)
+		}
+	}
 	if err := os.RemoveAll("dist"); err != nil {
 		return err
 	}
@@ -122,19 +137,23 @@ func Release() error {
 		return nil
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
-		env := map[string]string{"GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "0"}
-		for _, b := range binaries {
-			if err := build(env, b+"-linux-"+arch, "./cmd/"+b); err != nil {
+		static := map[string]string{"GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "0"}
+		cgo := map[string]string{"GOOS": "linux", "GOARCH": arch, "CGO_ENABLED": "1"}
+		if arch == "arm64" {
+			cgo["CC"] = ccArm
+		}
+		for _, b := range []struct {
+			env      map[string]string
+			out, pkg string
+		}{
+			{cgo, "rbee-hive-linux-" + arch, "./cmd/rbee-hive"},
+			{static, "rbee-hive-linux-" + arch + "-static", "./cmd/rbee-hive"},
+			{static, "queen-rbee-linux-" + arch, "./cmd/queen-rbee"},
+		} {
+			if err := build(b.env, b.out, b.pkg); err != nil {
 				return err
 			}
 		}
-	}
-	if _, err := exec.LookPath("gcc"); err == nil && runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
-		if err := build(map[string]string{"CGO_ENABLED": "1"}, "rbee-hive-linux-amd64-nvml", "./cmd/rbee-hive"); err != nil {
-			return err
-		}
-	} else {
-		fmt.Println("release: no gcc on linux/amd64 here, so no NVML build (rbee-hive-linux-amd64-nvml)")
 	}
 	ents, err := os.ReadDir("dist")
 	if err != nil {
