@@ -4,6 +4,7 @@ package cgroups
 
 import (
 	"errors"
+	"os"
 	"runtime"
 )
 
@@ -18,7 +19,7 @@ type Config struct {
 	Root, Parent string
 	Self         map[string]string
 	Mode         Mode
-	Pid          int
+	Keeper       func() (*os.Process, error)
 }
 
 // Detect reports ModeNone: cgroups exist only on Linux.
