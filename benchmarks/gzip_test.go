@@ -8,15 +8,15 @@ import (
 
 	kgzip "github.com/klauspost/compress/gzip"
 
-	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 )
 
 // BenchmarkHeartbeatInflate inflates one steady 100-worker heartbeat as
-// the queen receives it (compressed by api.Gzip, as a hive does), with
+// the queen receives it (compressed by apiclient.Gzip, as a hive does), with
 // the standard library and with klauspost/compress, which the queen uses.
 func BenchmarkHeartbeatInflate(b *testing.B) {
 	_, body := steadyHeartbeat(b)
-	z, err := api.Gzip(body)
+	z, err := apiclient.Gzip(body)
 	if err != nil {
 		b.Fatal(err)
 	}

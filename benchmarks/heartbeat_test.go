@@ -11,6 +11,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness/loadgen"
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/registry"
 )
@@ -74,11 +75,11 @@ func BenchmarkHeartbeatDecode(b *testing.B) {
 // with every worker's static fields, and the steady one, numbers only
 // (seed target: < 100 KB; ours: ≤ 24 KB JSON steady). The time is the
 // hive's cost to encode and compress one steady heartbeat, as it does
-// (api.Gzip).
+// (apiclient.Gzip).
 func BenchmarkHeartbeatPayloadSize(b *testing.B) {
 	first, steady := steadyHeartbeat(b)
 	gz := func(p []byte) int {
-		z, err := api.Gzip(p)
+		z, err := apiclient.Gzip(p)
 		if err != nil {
 			b.Fatal(err)
 		}

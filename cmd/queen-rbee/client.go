@@ -14,11 +14,12 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
-func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
+func clientFlags(name, usage, summary string) (*cli.Flags, func() (*apiclient.Client, error)) {
 	return cli.ClientFlags("queen-rbee", name, "queen", "RBEE_QUEEN", "http://127.0.0.1:7833", usage, summary)
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 )
@@ -67,7 +68,7 @@ func dashboardCmd(ctx context.Context, out io.Writer, args []string) error {
 func checkReadToken(ctx context.Context, base, tok, ca string) error {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	if ca != "" {
-		tc, err := api.ClientTLS(ca)
+		tc, err := apiclient.ClientTLS(ca)
 		if err != nil {
 			return fmt.Errorf("--ca: %w", err)
 		}

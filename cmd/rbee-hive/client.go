@@ -9,11 +9,12 @@ import (
 	"strings"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
-func clientFlags(name, usage, summary string) (*cli.Flags, func() (*api.Client, error)) {
+func clientFlags(name, usage, summary string) (*cli.Flags, func() (*apiclient.Client, error)) {
 	return cli.ClientFlags("rbee-hive", name, "hive", "RBEE_HIVE", "http://127.0.0.1:7835", usage, summary)
 }
 

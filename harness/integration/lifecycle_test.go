@@ -21,6 +21,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 )
 
 func freePort(t *testing.T) int {
@@ -328,7 +329,7 @@ func TestWorkerLogs(t *testing.T) {
 	// Follow across rotations: ticks of 1000 bytes every 5 ms rotate the
 	// 1 MiB log every few seconds.
 	tick := spawn(t, hive, "tick", api.SpawnRequest{Args: []string{"--tick", "5ms"}})
-	body, err := (&api.Client{Base: hive.URL, Token: harness.Token}).Open(context.Background(), "/v1/workers/"+tick.ID+"/logs?follow=true&tail=1")
+	body, err := (&apiclient.Client{Base: hive.URL, Token: harness.Token}).Open(context.Background(), "/v1/workers/"+tick.ID+"/logs?follow=true&tail=1")
 	if err != nil {
 		t.Fatal(err)
 	}

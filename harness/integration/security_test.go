@@ -28,6 +28,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/httpx"
 	"github.com/rbee-dev/rbee/internal/launch"
@@ -355,7 +356,7 @@ func TestSecurityHiveTokensOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	hiveTokens := filepath.Join(dir, "hive-tokens")
 	os.WriteFile(hiveTokens, []byte("# id token\ngpu-a "+tokA+"\ngpu-b "+tokB+"\n"), 0o600)
-	caCfg, err := api.ClientTLS(files.CA)
+	caCfg, err := apiclient.ClientTLS(files.CA)
 	if err != nil {
 		t.Fatal(err)
 	}

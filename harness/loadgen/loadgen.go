@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 )
 
 // Hive is one simulated hive.
@@ -107,14 +108,14 @@ func (h *Hive) Next() api.Heartbeat {
 // Resend makes the next heartbeat carry every static field.
 func (h *Hive) Resend() { h.full = true }
 
-// Encode returns hb as the hive posts it: JSON, gzipped (api.Gzip, as
+// Encode returns hb as the hive posts it: JSON, gzipped (apiclient.Gzip, as
 // the hive) above 1 KiB.
 func Encode(hb api.Heartbeat) (body []byte, gzipped bool, err error) {
 	b, err := json.Marshal(hb)
 	if err != nil || len(b) <= 1024 {
 		return b, false, err
 	}
-	z, err := api.Gzip(b)
+	z, err := apiclient.Gzip(b)
 	return z, err == nil, err
 }
 

@@ -4,24 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/rbee-dev/rbee/internal/errdefs"
 )
 
-// Error classes. Every error a daemon answers with belongs to one (through
-// errors.Is), which alone picks the HTTP status; a client turns the status
-// back into the class. A package's own sentinels wrap a class (see Class),
-// so callers test for the sentinel and handlers need no switch of their
-// own. (containerd's errdefs, with its ToHTTP and ToNative, is the model.)
+// Error classes (internal/errdefs): every error a daemon answers with
+// belongs to one (through errors.Is), which alone picks the HTTP status;
+// a client turns the status back into the class. A package's own
+// sentinels wrap a class (see Class), so callers test for the sentinel
+// and handlers need no switch of their own. (containerd's errdefs, with
+// its ToHTTP and ToNative, is the model.) The names here are errdefs'.
 var (
-	ErrInvalid      = errors.New("invalid request")        // 400
-	ErrUnauthorized = errors.New("unauthorized")           // 401
-	ErrForbidden    = errors.New("forbidden")              // 403
-	ErrNotFound     = errors.New("not found")              // 404
-	ErrNotAllowed   = errors.New("method not allowed")     // 405
-	ErrConflict     = errors.New("conflict")               // 409
-	ErrTooLarge     = errors.New("too large")              // 413
-	ErrUnsupported  = errors.New("unsupported media type") // 415
-	ErrTooMany      = errors.New("too many requests")      // 429
-	ErrUnavailable  = errors.New("unavailable")            // 503
+	ErrInvalid      = errdefs.ErrInvalid
+	ErrUnauthorized = errdefs.ErrUnauthorized
+	ErrForbidden    = errdefs.ErrForbidden
+	ErrNotFound     = errdefs.ErrNotFound
+	ErrNotAllowed   = errdefs.ErrNotAllowed
+	ErrConflict     = errdefs.ErrConflict
+	ErrTooLarge     = errdefs.ErrTooLarge
+	ErrUnsupported  = errdefs.ErrUnsupported
+	ErrTooMany      = errdefs.ErrTooMany
+	ErrUnavailable  = errdefs.ErrUnavailable
 )
 
 var classes = []struct {
@@ -61,31 +64,18 @@ func ClassOf(status int) error {
 	return nil
 }
 
-// Class returns a sentinel error with message msg that belongs to class:
-// errors.Is matches both the sentinel and the class.
-func Class(class error, msg string) error { return &classed{msg: msg, class: class} }
+// Class returns a sentinel error with message msg that belongs to class
+// (errdefs.Class).
+func Class(class error, msg string) error { return errdefs.Class(class, msg) }
 
-type classed struct {
-	msg   string
-	class error
+// Errorf returns an error of class with a formatted message
+// (errdefs.Errorf).
+func Errorf(class error, format string, a ...any) error { return errdefs.Errorf(class, format, a...) }
+
+// ErrorBody is every error response: {"error": "..."}.
+type ErrorBody struct {
+	Error string `json:"error"`
 }
-
-func (e *classed) Error() string { return e.msg }
-func (e *classed) Unwrap() error { return e.class }
-
-// Errorf returns an error of class with a formatted message; %w in format
-// wraps as fmt.Errorf does.
-func Errorf(class error, format string, a ...any) error {
-	return &classedErr{err: fmt.Errorf(format, a...), class: class}
-}
-
-type classedErr struct {
-	err   error
-	class error
-}
-
-func (e *classedErr) Error() string   { return e.err.Error() }
-func (e *classedErr) Unwrap() []error { return []error{e.err, e.class} }
 
 // StatusError is a daemon's non-2xx answer, as a client received it. It
 // belongs to the status's class.

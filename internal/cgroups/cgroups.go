@@ -31,7 +31,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/errdefs"
 	"github.com/rbee-dev/rbee/internal/limits"
 )
 
@@ -47,11 +47,11 @@ const (
 )
 
 // ErrExists is returned by Create when the cgroup already holds processes.
-var ErrExists = api.Class(api.ErrConflict, "cgroup already holds processes")
+var ErrExists = errdefs.Class(errdefs.ErrConflict, "cgroup already holds processes")
 
 // ErrLocked is returned by Manager.Lock when another process holds the
 // parent.
-var ErrLocked = api.Class(api.ErrConflict, "another hive manages this cgroup parent")
+var ErrLocked = errdefs.Class(errdefs.ErrConflict, "another hive manages this cgroup parent")
 
 // Limits are the resource limits of one worker cgroup; zero means none.
 type Limits struct {

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/auth"
 )
 
@@ -16,14 +16,14 @@ import (
 // (flag urlFlag, env urlEnv, default def), the token (--token-file, else
 // $RBEE_TOKEN, else the daemon's generated token in --state-dir), --ca and
 // --insecure-no-tls; the function builds the API client after parsing.
-func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flags, func() (*api.Client, error)) {
+func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flags, func() (*apiclient.Client, error)) {
 	fs := NewFlags(prog+" "+name, usage, summary)
 	base := fs.String(urlFlag, urlEnv, def, "the daemon's URL; several, comma-separated, are tried in order")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the token (or set RBEE_TOKEN; default: the daemon's generated token in --state-dir)")
 	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where a daemon on this host keeps its generated token")
 	ca := fs.String("ca", "RBEE_CA", "", "PEM file of a private CA that signed the daemon's certificate")
 	noTLS := fs.Bool("insecure-no-tls", "RBEE_INSECURE_NO_TLS", false, "allow sending the token over plain HTTP to a non-loopback address")
-	return fs, func() (*api.Client, error) {
+	return fs, func() (*apiclient.Client, error) {
 		tok, err := auth.ClientToken(*tokenFile, *stateDir)
 		var why string
 		switch {
@@ -33,8 +33,8 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 		case err != nil:
 			return nil, err
 		}
-		for _, b := range (&api.Client{Base: *base}).Bases() {
-			err := api.CheckBase(b)
+		for _, b := range (&apiclient.Client{Base: *base}).Bases() {
+			err := apiclient.CheckBase(b)
 			if err == nil && tok != "" {
 				err = auth.CheckTransport(b, *noTLS)
 			}
@@ -44,7 +44,7 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 		}
 		hc := &http.Client{Timeout: 60 * time.Second}
 		if *ca != "" {
-			tc, err := api.ClientTLS(*ca)
+			tc, err := apiclient.ClientTLS(*ca)
 			if err != nil {
 				return nil, fmt.Errorf("--ca: %w", err)
 			}
@@ -52,7 +52,7 @@ func ClientFlags(prog, name, urlFlag, urlEnv, def, usage, summary string) (*Flag
 			tr.TLSClientConfig = tc
 			hc.Transport = tr
 		}
-		return &api.Client{Base: *base, Token: tok, HTTP: hc, NoTokenWhy: why}, nil
+		return &apiclient.Client{Base: *base, Token: tok, HTTP: hc, NoTokenWhy: why}, nil
 	}
 }
 
@@ -99,7 +99,7 @@ func ParseCommand(fs *Flags, args []string) error {
 }
 
 // Get builds the client and fetches path's JSON into out.
-func Get(ctx context.Context, client func() (*api.Client, error), path string, out any) error {
+func Get(ctx context.Context, client func() (*apiclient.Client, error), path string, out any) error {
 	c, err := client()
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/cli"
@@ -97,8 +98,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	// The dashboard first: it is what most people open.
 	fmt.Fprintf(out, "rbee dashboard: %s/#token=%s\n", queen.URL, readTok)
-	hc := &api.Client{Base: hive.URL, Token: token}
-	qc := &api.Client{Base: queen.URL, Token: token}
+	hc := &apiclient.Client{Base: hive.URL, Token: token}
+	qc := &apiclient.Client{Base: queen.URL, Token: token}
 	var info api.HiveInfo
 	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
 		return fmt.Errorf("hive info: %w", err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
@@ -306,7 +307,7 @@ func (s *sender) post(ctx context.Context, hb api.Heartbeat) (api.HeartbeatAck, 
 	}
 	gz := len(body) > gzipAbove
 	if gz {
-		if body, err = api.Gzip(body); err != nil {
+		if body, err = apiclient.Gzip(body); err != nil {
 			return ack, err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/httpx"
@@ -228,7 +229,7 @@ func New(cfg Config) (*Server, error) {
 	// watchers of adopted workers may poke it while Run is starting.
 	var ca *tls.Config
 	if cfg.QueenCA != "" && len(cfg.QueenURLs) > 0 {
-		if ca, err = api.ClientTLS(cfg.QueenCA); err != nil {
+		if ca, err = apiclient.ClientTLS(cfg.QueenCA); err != nil {
 			return nil, fmt.Errorf("--queen-ca: %w", err)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/errdefs"
 )
 
 const (
@@ -41,8 +41,8 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("invalid %s %q: %s", e.Field, e.Value, e.Reason)
 }
 
-// Unwrap makes a bad limit an api.ErrInvalid: a 400.
-func (e *Error) Unwrap() error { return api.ErrInvalid }
+// Unwrap makes a bad limit an errdefs.ErrInvalid: a 400.
+func (e *Error) Unwrap() error { return errdefs.ErrInvalid }
 
 // CPU is a CPU limit in percent of one core; 0 means no limit.
 type CPU float64

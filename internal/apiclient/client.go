@@ -1,8 +1,8 @@
-// Package api is rbee's wire contract: the JSON types that cross a process
-// boundary (spawn requests, worker records, heartbeats, the queen's
-// answers, stream events), the error classes with their HTTP statuses, and
-// the client the command-line tools use.
-package api
+// Package apiclient is the client of the daemons' JSON APIs that the
+// command-line tools, the hive's heartbeat sender and the demo use: one
+// or several daemon URLs tried in order, a token, TLS with a private CA,
+// gzip, and errors that say which daemon could not be reached and why.
+package apiclient
 
 import (
 	"bytes"
@@ -22,6 +22,8 @@ import (
 	"time"
 
 	gzip "github.com/klauspost/compress/gzip"
+
+	"github.com/rbee-dev/rbee/internal/api"
 )
 
 // Client calls a daemon's JSON API.
@@ -136,14 +138,14 @@ func (c *Client) answer(resp *http.Response, method, path string, out any) error
 	}
 	if resp.StatusCode/100 != 2 {
 		msg := strings.TrimSpace(string(b))
-		var eb ErrorBody
+		var eb api.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
 			msg = eb.Error
 		}
 		if resp.StatusCode == http.StatusUnauthorized && c.NoTokenWhy != "" {
 			msg += " (" + c.NoTokenWhy + ")"
 		}
-		return &StatusError{resp.StatusCode, msg}
+		return &api.StatusError{Code: resp.StatusCode, Msg: msg}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -151,11 +153,6 @@ func (c *Client) answer(resp *http.Response, method, path string, out any) error
 		}
 	}
 	return nil
-}
-
-// ErrorBody is every error response: {"error": "..."}.
-type ErrorBody struct {
-	Error string `json:"error"`
 }
 
 // ClientTLS trusts the CA certificates in caFile (PEM) in addition to
