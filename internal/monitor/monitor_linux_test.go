@@ -239,13 +239,21 @@ func TestCollectHandlesDeadProcess(t *testing.T) {
 			t.Fatalf("dead worker still %s after 5 s", d.State)
 		}
 	}
-	// Its cgroup is gone.
+	// Its cgroup goes right after the exit is announced (the exit is
+	// news first).
 	if err := inCgroup(live.PID, live.Cgroup); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(cgroups.DefaultRoot, "memory", dead.Cgroup)); err == nil {
-		t.Fatalf("cgroup of the dead worker left behind")
+	dir := filepath.Join(cgroups.DefaultRoot, "memory", dead.Cgroup)
+	if cgroups.Detect(cgroups.DefaultRoot) == cgroups.ModeV2 {
+		dir = filepath.Join(cgroups.DefaultRoot, dead.Cgroup)
 	}
+	harness.WaitFor(t, 5*time.Second, func() error {
+		if _, err := os.Stat(dir); err == nil {
+			return fmt.Errorf("cgroup of the dead worker left behind")
+		}
+		return nil
+	})
 }
 
 func TestEnumerateWalksCgroupTree(t *testing.T) {
