@@ -20,7 +20,7 @@ import (
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*apiclient.Client, error)) {
-	return cli.ClientFlags("queen-rbee", name, "queen", "RBEE_QUEEN", "http://127.0.0.1:7833", usage, summary)
+	return cli.ClientFlags("queen-rbee", name, "queen", "RBEE_QUEEN", "http://"+api.QueenAddr, usage, summary)
 }
 
 func hivesCmd(ctx context.Context, out io.Writer, args []string) error {

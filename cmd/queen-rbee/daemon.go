@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/queen"
@@ -27,7 +28,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 			"(read-token, for the dashboard and Prometheus) in --state-dir on first start; the\n"+
 			"client commands find them there. `queen-rbee dashboard` prints the dashboard's URL.\n\n"+
 			"GET / is the live dashboard, GET /metrics the Prometheus metrics (read-only token).")
-	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7833", "address to serve on; port 0 picks a free port")
+	listen := fs.String("listen", "RBEE_LISTEN", api.QueenAddr, "address to serve on; port 0 picks a free port")
 	ttl := fs.Duration("hive-ttl", "RBEE_HIVE_TTL", registry.DefaultHiveTTL, "remove a silent hive and its workers after this long")
 	tokenFile := fs.String("token-file", "RBEE_TOKEN_FILE", "", "file holding the operator token (or set RBEE_TOKEN); mode 0600")
 	readTokenFile := fs.String("read-token-file", "RBEE_READ_TOKEN_FILE", "", "file holding a read-only token (GET and the stream: dashboards, Prometheus)")
@@ -37,7 +38,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	maxHives := fs.Int("max-hives", "RBEE_MAX_HIVES", registry.DefaultMaxHives, "most hives the registry holds; more are refused with 429")
-	maxClients := fs.Int("max-stream-clients", "RBEE_MAX_STREAM_CLIENTS", 1000, "most stream clients at once; more are refused with 503")
+	maxClients := fs.Int("max-stream-clients", "RBEE_MAX_STREAM_CLIENTS", queen.DefaultMaxStreamClients, "most stream clients at once; more are refused with 503")
 	saturated := fs.Float("saturated-gpu-pct", "RBEE_SATURATED_GPU_PCT", 90, "a worker whose busiest GPU's SM use reaches this takes no more requests (schedule places a new one)")
 	resTTL := fs.Duration("reservation-ttl", "RBEE_RESERVATION_TTL", 30*time.Second, "how long a placement answer holds its VRAM unless the hive reports a new worker on it first")
 	allowed := fs.List("allowed-host", "RBEE_ALLOWED_HOSTS", "a name the queen may be reached by besides IP addresses, localhost and its hostname")

@@ -26,7 +26,7 @@ func dashboardCmd(ctx context.Context, out io.Writer, args []string) error {
 		"Prints the URL of the queen's live dashboard, with the read-only token after #token=\n"+
 			"(a URL fragment stays in the browser: the page keeps it in the tab's sessionStorage).")
 	fs.Example("queen-rbee dashboard --queen https://queen-a:7833 --ca /etc/rbee/ca.pem")
-	base := fs.String("queen", "RBEE_QUEEN", "http://127.0.0.1:7833", "the queen's URL")
+	base := fs.String("queen", "RBEE_QUEEN", "http://"+api.QueenAddr, "the queen's URL")
 	readFile := fs.String("read-token-file", "RBEE_READ_TOKEN_FILE", "", "file holding the read-only token (default: read-token in --state-dir)")
 	stateDir := fs.String("state-dir", "RBEE_STATE_DIR", auth.DefaultStateDir(), "where the queen keeps its generated tokens")
 	ca := fs.String("ca", "RBEE_CA", "", "PEM file of a private CA that signed the queen's certificate")

@@ -15,7 +15,7 @@ import (
 )
 
 func clientFlags(name, usage, summary string) (*cli.Flags, func() (*apiclient.Client, error)) {
-	return cli.ClientFlags("rbee-hive", name, "hive", "RBEE_HIVE", "http://127.0.0.1:7835", usage, summary)
+	return cli.ClientFlags("rbee-hive", name, "hive", "RBEE_HIVE", "http://"+api.HiveAddr, usage, summary)
 }
 
 func spawnCmd(ctx context.Context, out io.Writer, args []string) error {

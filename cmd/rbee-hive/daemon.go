@@ -10,8 +10,8 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/auth"
 	"github.com/rbee-dev/rbee/internal/cgroups"
 	"github.com/rbee-dev/rbee/internal/cli"
@@ -34,14 +34,14 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 			"operator token (or a read-only token for GET); without --token-file or RBEE_TOKEN the\n"+
 			"hive creates one (token) and a read-only one (read-token) in --state-dir on first start.\n\n"+
 			"GET /metrics serves Prometheus metrics of its workers, host and GPUs (read-only token).")
-	listen := fs.String("listen", "RBEE_LISTEN", "127.0.0.1:7835", "address of the worker API; port 0 picks a free port")
+	listen := fs.String("listen", "RBEE_LISTEN", api.HiveAddr, "address of the worker API; port 0 picks a free port")
 	queens := fs.List("queen", "RBEE_QUEEN", "queen-rbee URL for heartbeats; several queens each get every heartbeat (default http://127.0.0.1:7833; \"\" sends none)")
 	queenTokenFile := fs.String("queen-token-file", "RBEE_QUEEN_TOKEN_FILE", "", "file holding this hive's token for the queen (from its --hive-tokens); default: the operator token")
 	queenCA := fs.String("queen-ca", "RBEE_QUEEN_CA", "", "PEM file of a private CA that signed the queen's certificate")
 	noTLS := fs.Bool("insecure-no-tls", "RBEE_INSECURE_NO_TLS", false, "allow sending the token to a non-loopback queen over plain HTTP")
 	hiveID := fs.String("hive-id", "RBEE_HIVE_ID", host, "this hive's id in the registry")
 	hiveURL := fs.String("hive-url", "RBEE_HIVE_URL", "", "URL the queen and schedulers can reach this hive at (default: from --listen)")
-	interval := fs.Duration("interval", "RBEE_INTERVAL", time.Second, "collection and heartbeat interval")
+	interval := fs.Duration("interval", "RBEE_INTERVAL", hive.DefaultInterval, "collection and heartbeat interval")
 	parent := fs.String("cgroup-parent", "RBEE_CGROUP_PARENT", "", "parent cgroup of workers, absolute from the cgroup root (or, on cgroup v1, relative to the hive's own);\ndefault: on cgroup v2 a delegated systemd scope (rbee.slice/rbee-workers.scope) where systemd runs, else /rbee.slice\nbelow the root; on v1 rbee.slice below the hive's own cgroup")
 	gpuMode := fs.String("gpu", "RBEE_GPU", gpu.ModeAuto, "GPU backend: auto (NVML, else nvidia-smi, else none), nvml, nvidia-smi or none")
 	smiPath := fs.String("nvidia-smi", "RBEE_NVIDIA_SMI", "", "nvidia-smi binary (default: from PATH)")
@@ -102,11 +102,29 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	cfg := hive.Config{
-		HiveID: *hiveID, Listen: *listen, QueenURLs: queenURLs(fs, *queens), QueenCA: *queenCA, InsecureNoTLS: *noTLS,
-		HiveURL: *hiveURL, Interval: *interval, Tokens: tokens, Insecure: *insecure, AllowedHosts: *allowed,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, BinDir: *binDir, WorkerUser: user, WorkerPidsMax: int64(*pidsMax),
-		StopWorkersOnExit: *stopOnExit, Version: version.String(), Logger: log, StopGrace: *grace, LogDir: *logDir, LogMaxSize: logMaxBytes, LogFiles: *logFiles,
-		StateDir: *stateDir,
+		HiveID:            *hiveID,
+		Listen:            *listen,
+		HiveURL:           *hiveURL,
+		Interval:          *interval,
+		QueenURLs:         queenURLs(fs, *queens),
+		QueenCA:           *queenCA,
+		InsecureNoTLS:     *noTLS,
+		Tokens:            tokens,
+		Insecure:          *insecure,
+		AllowedHosts:      *allowed,
+		TLSCert:           *tlsCert,
+		TLSKey:            *tlsKey,
+		BinDir:            *binDir,
+		WorkerUser:        user,
+		WorkerPidsMax:     int64(*pidsMax),
+		StopWorkersOnExit: *stopOnExit,
+		StopGrace:         *grace,
+		LogDir:            *logDir,
+		LogMaxSize:        logMaxBytes,
+		LogFiles:          *logFiles,
+		StateDir:          *stateDir,
+		Version:           version.String(),
+		Logger:            log,
 	}
 	if *queenTokenFile != "" {
 		if cfg.QueenToken, err = auth.ReadTokenFile(*queenTokenFile); err != nil {
@@ -173,7 +191,7 @@ func queenURLs(fs *cli.Flags, given []string) []string {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "queen" })
 	if _, env := os.LookupEnv("RBEE_QUEEN"); !set && !env {
-		return []string{"http://127.0.0.1:7833"}
+		return []string{"http://" + api.QueenAddr}
 	}
 	var out []string
 	for _, q := range given {

@@ -102,12 +102,45 @@ type Config struct {
 	MaxWorkers      int // 0 means 1024
 }
 
-// Check validates the settings that need nothing from the system, so a
-// daemon can refuse a bad command line before it creates any cgroup.
-func (c *Config) Check() error {
+// The defaults of Config's settings, applied in one place (withDefaults);
+// the daemon's flags name the same.
+const (
+	DefaultListen          = api.HiveAddr
+	DefaultInterval        = time.Second
+	DefaultExitedRetention = 30 * time.Second
+	DefaultMaxWorkers      = 1024
+)
+
+// withDefaults returns c with each unset setting that has a default set
+// to it: Listen, Interval, ExitedRetention, MaxWorkers, Logger, and the
+// token heartbeats carry (QueenToken: the operator token unless given).
+func (c Config) withDefaults() Config {
 	if c.Listen == "" {
-		c.Listen = "127.0.0.1:7835"
+		c.Listen = DefaultListen
 	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.ExitedRetention == 0 {
+		c.ExitedRetention = DefaultExitedRetention
+	}
+	if c.MaxWorkers == 0 {
+		c.MaxWorkers = DefaultMaxWorkers
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.QueenToken == "" && len(c.QueenURLs) > 0 {
+		c.QueenToken = c.Tokens.Operator
+	}
+	return c
+}
+
+// Check validates the settings that need nothing from the system, as New
+// will take them (with their defaults), so a daemon can refuse a bad
+// command line before it creates any cgroup. It changes nothing.
+func (c Config) Check() error {
+	c = c.withDefaults()
 	if c.Tokens.Operator == "" && !c.Insecure {
 		return fmt.Errorf("%w: the hive needs an operator token (--token-file, %s, or the one generated in --state-dir), or --insecure-no-auth", auth.ErrNoToken, auth.EnvToken)
 	}
@@ -122,11 +155,8 @@ func (c *Config) Check() error {
 			return fmt.Errorf("--hive-id %s: %w", ids.Quote(c.HiveID), err)
 		}
 	}
-	for _, q := range c.QueenURLs {
-		if c.QueenToken == "" {
-			c.QueenToken = c.Tokens.Operator
-		}
-		if c.QueenToken != "" {
+	if c.QueenToken != "" {
+		for _, q := range c.QueenURLs {
 			if err := auth.CheckTransport(q, c.InsecureNoTLS); err != nil {
 				return fmt.Errorf("--queen: %w", err)
 			}
@@ -157,6 +187,7 @@ type Server struct {
 
 // New prepares a hive; Run starts it.
 func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -169,18 +200,6 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("hive id from the hostname %s: %w (set --hive-id)", ids.Quote(h), err)
 		}
 		cfg.HiveID = h
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = time.Second
-	}
-	if cfg.ExitedRetention == 0 {
-		cfg.ExitedRetention = 30 * time.Second
-	}
-	if cfg.MaxWorkers == 0 {
-		cfg.MaxWorkers = 1024
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
 	if cfg.LogDir != "" {

@@ -90,16 +90,28 @@ type Server struct {
 	ingest  prometheus.Histogram
 }
 
-// New builds a queen; Run starts it.
-func New(cfg Config) (*Server, error) {
+// The defaults of Config's settings, applied in one place (withDefaults);
+// the daemon's flags name the same.
+const (
+	DefaultListen           = api.QueenAddr
+	DefaultMaxStreamClients = 1000
+	// sweepEvery and summaryEvery pace the expiry loop and the log's
+	// summary line.
+	sweepEvery   = 100 * time.Millisecond
+	summaryEvery = 5 * time.Second
+)
+
+// withDefaults returns cfg with each unset setting that has a default set
+// to it.
+func (cfg Config) withDefaults() Config {
 	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:7833"
+		cfg.Listen = DefaultListen
 	}
 	if cfg.SweepEvery == 0 {
-		cfg.SweepEvery = 100 * time.Millisecond
+		cfg.SweepEvery = sweepEvery
 	}
 	if cfg.SummaryEvery == 0 {
-		cfg.SummaryEvery = 5 * time.Second
+		cfg.SummaryEvery = summaryEvery
 	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = api.MaxHeartbeatBody
@@ -114,11 +126,17 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxHives = registry.DefaultMaxHives
 	}
 	if cfg.Stream.MaxClients == 0 {
-		cfg.Stream.MaxClients = 1000
+		cfg.Stream.MaxClients = DefaultMaxStreamClients
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = cfg.MaxHives + cfg.Stream.MaxClients + 1024
 	}
+	return cfg
+}
+
+// New builds a queen; Run starts it.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
