@@ -262,7 +262,7 @@ func (g *v1Group) Placement() (Placement, error) {
 
 var v1MemKeys = []string{"total_rss", "total_inactive_file", "rss", "inactive_file"}
 
-func (g *v1Group) sampleLimits(s *Sample) error { return g.limitsCache.sample(s, g.readLimits) }
+func (g *v1Group) sampleLimits(s *Sample) error { return g.limitsCache.sample(s, g.readLimitsLocked) }
 
 func (g *v1Group) Sample() (Sample, error) {
 	g.mu.Lock()
@@ -297,11 +297,11 @@ func (g *v1Group) Sample() (Sample, error) {
 func (g *v1Group) Limits() (Limits, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.readLimits()
+	return g.readLimitsLocked()
 }
 
 // readLimits reads the limit files. Caller holds mu.
-func (g *v1Group) readLimits() (Limits, error) {
+func (g *v1Group) readLimitsLocked() (Limits, error) {
 	var l Limits
 	readInt := func(f *reread.File) (int64, bool, error) {
 		b, err := f.Read(&g.buf)

@@ -315,7 +315,7 @@ var (
 	v2MemKeys = []string{"anon", "inactive_file"}
 )
 
-func (g *v2Group) sampleLimits(s *Sample) error { return g.limitsCache.sample(s, g.readLimits) }
+func (g *v2Group) sampleLimits(s *Sample) error { return g.limitsCache.sample(s, g.readLimitsLocked) }
 
 func (g *v2Group) Sample() (Sample, error) {
 	g.mu.Lock()
@@ -353,12 +353,12 @@ func (g *v2Group) Sample() (Sample, error) {
 func (g *v2Group) Limits() (Limits, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.readLimits()
+	return g.readLimitsLocked()
 }
 
 // readLimits reads the limit files; a file that does not exist (the
 // controller is not enabled) means no limit. Caller holds mu.
-func (g *v2Group) readLimits() (Limits, error) {
+func (g *v2Group) readLimitsLocked() (Limits, error) {
 	var l Limits
 	b, err := g.cpuMax.Read(&g.buf)
 	if err == nil {

@@ -50,7 +50,7 @@ func newGPUHive(t *testing.T, fake *harness.FakeSMI) *gpuHive {
 	})
 	h := &gpuHive{s: s, url: srv.URL}
 	h.reg = registry.New(registry.Config{Publish: func(e registry.Event) { h.events = append(h.events, e) }})
-	h.snd = newSender(senderConfig{QueenURL: "http://queen.invalid", Interval: time.Second, Log: log, Build: s.heartbeat})
+	h.snd = newSender(senderConfig{QueenURL: "http://queen.invalid", Interval: time.Second, Log: log, Build: s.heartbeatBase})
 	return h
 }
 

@@ -253,7 +253,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	for _, q := range cfg.QueenURLs {
-		s.sends = append(s.sends, newSender(senderConfig{QueenURL: q, Token: cfg.QueenToken, Interval: cfg.Interval, TLS: ca, Log: cfg.Logger, Build: s.heartbeat}))
+		s.sends = append(s.sends, newSender(senderConfig{QueenURL: q, Token: cfg.QueenToken, Interval: cfg.Interval, TLS: ca, Log: cfg.Logger, Build: s.heartbeatBase}))
 	}
 	s.metrics = s.newMetrics()
 	return s, nil
@@ -417,12 +417,12 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	if s.logDir != nil {
 		defer s.logDir.Close()
 	}
-	ids, err := s.mon.Adopt(ctx)
+	adopted, err := s.mon.Adopt(ctx)
 	if err != nil {
 		s.log.Warn("adopting workers", "err", err)
 	}
-	if len(ids) > 0 {
-		s.log.Info("adopted workers", "ids", ids)
+	if len(adopted) > 0 {
+		s.log.Info("adopted workers", "ids", adopted)
 	}
 	info := s.mon.Info()
 	if !info.LimitsEnforced {

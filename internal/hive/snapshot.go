@@ -98,9 +98,10 @@ func (s *Server) collect(ctx context.Context) {
 	}
 }
 
-// heartbeat builds a heartbeat's header and node from the latest
-// snapshot, and returns its workers; the sender makes their entries.
-func (s *Server) heartbeat() (api.Heartbeat, []api.Worker) {
+// heartbeatBase builds a heartbeat's header and node from the latest
+// snapshot, and returns its workers; the sender makes their entries
+// (sender.heartbeat).
+func (s *Server) heartbeatBase() (api.Heartbeat, []api.Worker) {
 	snap := s.latest()
 	backend := "none"
 	if s.cfg.GPU != nil {

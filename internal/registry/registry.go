@@ -231,7 +231,7 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		r.mu.Unlock()
 		return Result{}, fmt.Errorf("%w: the queen holds %d hives, its --max-hives", ErrTooManyHives, len(r.hives))
 	}
-	if h != nil && !r.allow(h, now) {
+	if h != nil && !r.allowLocked(h, now) {
 		r.stats.RateLimited++
 		r.mu.Unlock()
 		return Result{}, fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
@@ -391,7 +391,7 @@ func (r *Registry) merge(h *hive, reps []api.WorkerReport, restarted bool) (cur 
 
 // allow takes one token from h's bucket, refilled at HeartbeatRate up to
 // HeartbeatBurst. Caller holds mu.
-func (r *Registry) allow(h *hive, now time.Time) bool {
+func (r *Registry) allowLocked(h *hive, now time.Time) bool {
 	h.tokens = min(r.cfg.HeartbeatBurst, h.tokens+now.Sub(h.refilled).Seconds()*r.cfg.HeartbeatRate)
 	h.refilled = now
 	if h.tokens < 1 {
@@ -500,7 +500,7 @@ func removed(h *hive, w *worker, reason string) Event {
 // filter sees the hive with only that model's workers).
 func hiveOnline(h *hive, o api.HiveOnline) Event {
 	o.HiveID, o.HiveURL = h.ID, h.URL
-	o.Hive = h.view()
+	o.Hive = h.viewLocked()
 	o.Hive.SessionID = ""
 	return Event{Type: api.EventHiveOnline, Hive: h.ID, Data: o, View: func(model string) any {
 		v := o
@@ -576,7 +576,7 @@ func (r *Registry) Sweep() {
 
 // view returns what queries return for a hive: its record with the full
 // records of its workers. Caller holds mu (read).
-func (h *hive) view() api.Hive {
+func (h *hive) viewLocked() api.Hive {
 	c := h.Hive
 	c.Workers = make([]api.Worker, len(h.workers))
 	for i := range h.workers {
@@ -595,7 +595,7 @@ func (r *Registry) Hives(f HiveFilter) []api.Hive {
 	out := make([]api.Hive, 0, len(r.hives))
 	for id, h := range r.hives {
 		if f == nil || f(id) {
-			out = append(out, h.view())
+			out = append(out, h.viewLocked())
 		}
 	}
 	slices.SortFunc(out, func(a, b api.Hive) int { return cmp.Compare(a.ID, b.ID) })
@@ -610,7 +610,7 @@ func (r *Registry) Hive(id string) (api.Hive, bool) {
 	if !ok {
 		return api.Hive{}, false
 	}
-	return h.view(), true
+	return h.viewLocked(), true
 }
 
 // Filter selects workers; zero fields match everything.

@@ -232,10 +232,10 @@ func (b *Broker) Publish(e Event) error {
 	b.bytes += len(ev.frame)
 	for c := range b.clients {
 		if c.filter.match(ev) {
-			c.enqueue(ev, b.frameFor(ev, c.filter.Model))
+			c.enqueueLocked(ev, b.frameForLocked(ev, c.filter.Model))
 		}
 	}
-	b.retain(ev)
+	b.retainLocked(ev)
 	b.published.Add(1)
 	return nil
 }
@@ -244,7 +244,7 @@ func (b *Broker) Publish(e Event) error {
 // key's Coalesce events only the newest (older telemetry of a hive is
 // worth nothing once a newer one exists), and within ReplaySize live
 // events and ReplayBytes. Caller holds mu.
-func (b *Broker) retain(ev *event) {
+func (b *Broker) retainLocked(ev *event) {
 	if ev.typ == b.cfg.Coalesce && ev.key != "" {
 		if old := b.latest[ev.key]; old != nil {
 			b.bytes -= old.size()
@@ -285,7 +285,7 @@ func (b *Broker) retain(ev *event) {
 
 // frameFor returns e's frame as a client filtering on model sees it,
 // encoding that view the first time a client needs it. Caller holds mu.
-func (b *Broker) frameFor(e *event, model string) []byte {
+func (b *Broker) frameForLocked(e *event, model string) []byte {
 	if model == "" || e.view == nil || e.dead {
 		return e.frame
 	}
@@ -309,7 +309,7 @@ func (b *Broker) frameFor(e *event, model string) []byte {
 // since returns the live events after the one with id last, or false
 // when the broker cannot tell (another epoch, an id it never gave, or
 // one before an event it dropped for room). Caller holds mu.
-func (b *Broker) since(last string) ([]*event, bool) {
+func (b *Broker) sinceLocked(last string) ([]*event, bool) {
 	epoch, n, ok := strings.Cut(last, "-")
 	if !ok || epoch != b.epoch {
 		return nil, false
@@ -409,11 +409,11 @@ func (b *Broker) subscribe(c *client, last string) bool {
 	}
 	snapshot, resync := true, false
 	if last != "" {
-		if evs, ok := b.since(last); ok {
+		if evs, ok := b.sinceLocked(last); ok {
 			snapshot = false
 			for _, e := range evs {
 				if c.filter.match(e) {
-					c.queue = append(c.queue, queued{e, b.frameFor(e, c.filter.Model)})
+					c.queue = append(c.queue, queued{e, b.frameForLocked(e, c.filter.Model)})
 				}
 			}
 		} else {
@@ -485,7 +485,7 @@ func (c *client) signal() {
 
 // enqueue adds e, as frame, without blocking. Caller holds the broker's
 // mu.
-func (c *client) enqueue(e *event, frame []byte) {
+func (c *client) enqueueLocked(e *event, frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.evicted {
