@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,7 +126,7 @@ func (m *Monitor) adoptOne(ctx context.Context, g cgroups.Group, group, instance
 			}
 		}
 	}
-	spec, err := m.loadSpec(w.id, pid, w.startTicks)
+	spec, parsed, err := m.loadSpec(w.id, pid, w.startTicks)
 	if err != nil {
 		m.log.Warn("adopted worker's kept spawn request is unusable: no health check or restart policy", "worker", w.id, "err", err)
 	}
@@ -137,24 +136,9 @@ func (m *Monitor) adoptOne(ctx context.Context, g cgroups.Group, group, instance
 		// been loading, or failing, when that hive left): it is starting
 		// until its first check, which runs at once. Restarts count
 		// afresh.
-		hs, _ := parseHealth(spec.Health)   // checked by loadSpec
-		rs, _ := parseRestart(spec.Restart) // checked by loadSpec
-		w.spec, w.restart, w.runs = *spec, rs, &runs{}
+		w.setSpec(*spec, parsed)
+		w.runs = &runs{}
 		w.binary, w.args, w.model = spec.Binary, append([]string(nil), spec.Args...), ModelFromArgs(spec.Args)
-		if hs != nil {
-			w.health = &workerHealth{spec: hs, state: api.StateStarting}
-		}
-	}
-	if m.cfg.Logs != nil {
-		// Its output still goes to the log an earlier hive opened: keep
-		// bounding it.
-		lp := logFiles{m.cfg.Logs, w.id}
-		if f, err := lp.d.Open(lp.current(), os.O_RDWR); err == nil {
-			m.wg.Add(1)
-			go m.guardLog(lp, f, w.done)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			m.log.Warn("adopted worker's log will not be bounded", "worker", w.id, "err", err)
-		}
 	}
 	m.mu.Lock()
 	m.workers[w.id] = w
@@ -167,10 +151,9 @@ func (m *Monitor) adoptOne(ctx context.Context, g cgroups.Group, group, instance
 			m.finish(w, nil, nil)
 		}
 	}()
-	if w.health != nil {
-		m.wg.Add(1)
-		go m.watchHealth(w)
-	}
+	// Its output still goes to the log an earlier hive opened: keep
+	// bounding it.
+	m.watch(w, true)
 	m.log.Info("worker adopted", "worker", w.id, "pid", pid, "cgroup", g.Path(),
 		"health_check", w.health != nil, "restart", w.restart != nil, "spawn_request", spec != nil)
 	return w, nil

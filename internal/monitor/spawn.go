@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -26,9 +27,36 @@ const (
 	maxStrLen = api.MaxArgLen
 )
 
+// Parsed is a spawn request checked and parsed by ValidateSpec: its
+// cgroup limits, health check and restart policy, so that no caller
+// parses them again.
+type Parsed struct {
+	Limits  cgroups.Limits
+	health  *healthSpec
+	restart *restartSpec
+}
+
 // ValidateSpec checks a spawn request without touching the system and
-// returns the parsed limits. Errors wrap ErrSpec or are *limits.Error.
-func ValidateSpec(s api.SpawnRequest) (cgroups.Limits, error) {
+// returns it parsed. Errors wrap ErrSpec or are *limits.Error.
+func ValidateSpec(s api.SpawnRequest) (Parsed, error) {
+	var p Parsed
+	lim, err := validateFields(s)
+	if err != nil {
+		return p, err
+	}
+	p.Limits = lim
+	if p.health, err = parseHealth(s.Health); err != nil {
+		return p, err
+	}
+	if p.restart, err = parseRestart(s.Restart); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// validateFields checks the request's names, binary, directory, model,
+// environment and limits, and returns the limits.
+func validateFields(s api.SpawnRequest) (cgroups.Limits, error) {
 	var lim cgroups.Limits
 	if err := ids.ValidName(s.Group); err != nil {
 		return lim, fmt.Errorf("%w: group %s: %v", ErrSpec, ids.Quote(s.Group), err)
@@ -70,12 +98,6 @@ func ValidateSpec(s api.SpawnRequest) (cgroups.Limits, error) {
 			return lim, fmt.Errorf("%w: env %s: %s", ErrSpec, ids.Quote(k), why)
 		}
 	}
-	if _, err := parseHealth(s.Health); err != nil {
-		return lim, err
-	}
-	if _, err := parseRestart(s.Restart); err != nil {
-		return lim, err
-	}
 	var err error
 	if lim.CPU, err = limits.ParseCPU("cpu_limit", s.CPULimit); err != nil {
 		return lim, err
@@ -93,18 +115,14 @@ func (m *Monitor) Spawn(ctx context.Context, spec api.SpawnRequest) (api.Worker,
 }
 
 // spawn starts a worker; prev carries the runs of the same id before a
-// restart (nil for a new worker).
+// restart (nil for a new worker). It prepares the worker (the request
+// parsed, the binary opened, the id reserved, the log opened), places it
+// (its cgroup made, its process started in it), and watches it.
 func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) (api.Worker, error) {
-	lim, err := ValidateSpec(spec)
+	parsed, err := ValidateSpec(spec)
 	if err != nil {
 		return api.Worker{}, err
 	}
-	hs, _ := parseHealth(spec.Health)   // checked by ValidateSpec
-	rs, _ := parseRestart(spec.Restart) // checked by ValidateSpec
-	if prev == nil {
-		prev = &runs{}
-	}
-	lim.Pids = m.cfg.PidsMax
 	exe, err := launch.OpenBinary(spec.Binary, m.cfg.BinDir)
 	if err != nil {
 		return api.Worker{}, err
@@ -115,53 +133,87 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 		return api.Worker{}, err
 	}
 	defer m.release(id)
-
+	if prev == nil {
+		prev = &runs{}
+	}
 	w := &worker{
 		id: id, group: spec.Group, instance: spec.Instance,
 		binary: spec.Binary, args: append([]string(nil), spec.Args...),
 		model: ModelFromArgs(spec.Args), state: api.StateStarting,
-		done: make(chan struct{}), spec: spec, restart: rs, runs: prev,
+		done: make(chan struct{}), runs: prev,
 	}
-	if hs != nil {
-		w.health = &workerHealth{spec: hs, state: api.StateStarting}
+	w.setSpec(spec, parsed)
+	if err := m.place(ctx, w, exe, parsed.Limits); err != nil {
+		return api.Worker{}, err
 	}
+	m.mu.Lock()
+	m.workers[id] = w
+	w.runs.pending = false
+	rec := w.baseLocked(m.now())
+	m.mu.Unlock()
+	m.saveSpec(w)
+	go m.waitChild(w)
+	m.watch(w, w.logFile != nil)
+	if w.logFile != nil {
+		// The worker holds its own copy of the descriptor.
+		w.logFile.Close()
+	}
+	m.log.Info("worker spawned", "worker", id, "pid", w.pid, "binary", spec.Binary, "user", m.cfg.User.String(),
+		"cgroup", rec.Cgroup, "cpu_limit", spec.CPULimit, "memory_limit", spec.MemoryLimit)
+	m.changed()
+	return rec, nil
+}
+
+// setSpec gives w the request it runs by, parsed: its health check and
+// restart policy.
+func (w *worker) setSpec(spec api.SpawnRequest, p Parsed) {
+	w.spec, w.restart = spec, p.restart
+	if p.health != nil {
+		w.health = &workerHealth{spec: p.health, state: api.StateStarting}
+	}
+}
+
+// place starts w's process: its log opened, its cgroup made with lim (when
+// the hive has cgroups), the process cloned into it. Nothing is left
+// behind when it fails.
+func (m *Monitor) place(ctx context.Context, w *worker, exe *os.File, lim cgroups.Limits) error {
+	lim.Pids = m.cfg.PidsMax
 	ls := launch.Spec{
-		Exe: exe, Argv: append([]string{spec.Binary}, spec.Args...),
-		Env: workerEnv(spec.Env, m.cfg.User), Dir: spec.Dir, User: m.cfg.User,
+		Exe: exe, Argv: append([]string{w.spec.Binary}, w.spec.Args...),
+		Env: workerEnv(w.spec.Env, m.cfg.User), Dir: w.spec.Dir, User: m.cfg.User,
 	}
 	if m.cfg.Logs != nil {
-		lp := logFiles{m.cfg.Logs, id}
+		lp := logFiles{m.cfg.Logs, w.id}
 		if err := lp.startRun(m.logFiles); err != nil {
-			return api.Worker{}, err
+			return err
 		}
 		f, err := lp.create()
 		if err != nil {
-			return api.Worker{}, err
+			return err
 		}
 		w.logFile = f
 		ls.Stdout, ls.Stderr = f, f
 	}
-	fail := func(err error) (api.Worker, error) {
+	fail := func(err error) error {
 		if w.cg != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
 			if derr := w.cg.Delete(dctx); derr != nil {
-				m.log.Error("remove cgroup after failed spawn", "worker", id, "err", derr)
+				m.log.Error("remove cgroup after failed spawn", "worker", w.id, "err", derr)
 			}
 		}
 		if w.logFile != nil {
 			w.logFile.Close()
 		}
-		return api.Worker{}, err
+		return err
 	}
-
 	if cg := m.cfg.Platform.Cgroups; cg != nil {
-		g, err := cg.Create(spec.Group+"/"+spec.Instance, lim)
+		g, err := cg.Create(w.group+"/"+w.instance, lim)
 		if err != nil {
 			if errors.Is(err, cgroups.ErrExists) {
-				return fail(fmt.Errorf("%w: %s (its cgroup holds processes no hive watches; run adopt or remove them)", ErrExists, id))
+				return fail(fmt.Errorf("%w: %s (its cgroup holds processes no hive watches; run adopt or remove them)", ErrExists, w.id))
 			}
-			return fail(fmt.Errorf("create cgroup for %s: %w", id, err))
+			return fail(fmt.Errorf("create cgroup for %s: %w", w.id, err))
 		}
 		w.cg, w.limits = g, lim
 		pl, err := g.Placement()
@@ -182,36 +234,28 @@ func (m *Monitor) spawn(ctx context.Context, spec api.SpawnRequest, prev *runs) 
 	}
 	w.cmd, w.proc, w.pid = cmd, cmd.Process, cmd.Process.Pid
 	w.startedAt, w.startTicks = m.processStart(w.pid)
+	return nil
+}
 
-	m.mu.Lock()
-	m.workers[id] = w
-	w.runs.pending = false
-	rec := w.baseLocked(m.now())
-	m.mu.Unlock()
-	m.saveSpec(w)
-	go m.waitChild(w)
-	if w.logFile != nil {
-		// The guard reads and truncates through a descriptor of its own:
-		// the worker's is write-only.
-		lp := logFiles{m.cfg.Logs, id}
+// watch starts what follows a worker, spawned or adopted, until it exits:
+// the bound on its log (when log is set and the hive keeps logs: the
+// guard reads and truncates through a descriptor of its own, as the
+// worker's is write-only) and its health checks. Its exit is watched by
+// the caller, which alone knows how (the hive's child, or a pidfd).
+func (m *Monitor) watch(w *worker, log bool) {
+	if log && m.cfg.Logs != nil {
+		lp := logFiles{m.cfg.Logs, w.id}
 		if g, err := lp.d.Open(lp.current(), os.O_RDWR); err == nil {
 			m.wg.Add(1)
 			go m.guardLog(lp, g, w.done)
-		} else {
-			m.log.Warn("worker log will not be bounded", "worker", id, "err", err)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("worker log will not be bounded", "worker", w.id, "err", err)
 		}
-		// The worker holds its own copy of the descriptor.
-		w.logFile.Close()
 	}
 	if w.health != nil {
 		m.wg.Add(1)
 		go m.watchHealth(w)
 	}
-
-	m.log.Info("worker spawned", "worker", id, "pid", w.pid, "binary", spec.Binary, "user", m.cfg.User.String(),
-		"cgroup", rec.Cgroup, "cpu_limit", spec.CPULimit, "memory_limit", spec.MemoryLimit)
-	m.changed()
-	return rec, nil
 }
 
 // rootWorker reports whether workers run as uid 0 (explicitly, or because

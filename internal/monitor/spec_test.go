@@ -31,10 +31,11 @@ func FuzzSpawnSpec(f *testing.F) {
 		if dec.Decode(&s) != nil {
 			return
 		}
-		lim, err := ValidateSpec(s)
+		parsed, err := ValidateSpec(s)
 		if err != nil {
 			return
 		}
+		lim := parsed.Limits
 		if ids.ValidName(s.Group) != nil || ids.ValidName(s.Instance) != nil || strings.Contains(s.ID(), "/") {
 			t.Fatalf("accepted names %q %q", s.Group, s.Instance)
 		}

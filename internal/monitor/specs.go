@@ -104,33 +104,34 @@ func (m *Monitor) dropSpec(id string, pid int) {
 	}
 }
 
-// loadSpec returns the request kept for id when it was written for the
-// process pid, started at tick ticks after boot (0: unknown).
-func (m *Monitor) loadSpec(id string, pid int, ticks uint64) (*api.SpawnRequest, error) {
+// loadSpec returns the request kept for id, parsed, when it was written
+// for the process pid, started at tick ticks after boot (0: unknown).
+func (m *Monitor) loadSpec(id string, pid int, ticks uint64) (*api.SpawnRequest, Parsed, error) {
 	if !m.keepsSpecs() {
-		return nil, nil
+		return nil, Parsed{}, nil
 	}
 	m.specMu.Lock()
 	defer m.specMu.Unlock()
 	s, err := m.readSpec(id)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, Parsed{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, Parsed{}, err
 	}
 	switch {
 	case s.Spec.ID() != id:
-		return nil, fmt.Errorf("%s: written for %s", m.specPath(id), s.Spec.ID())
+		return nil, Parsed{}, fmt.Errorf("%s: written for %s", m.specPath(id), s.Spec.ID())
 	case s.PID != pid:
-		return nil, nil // written for an earlier run
+		return nil, Parsed{}, nil // written for an earlier run
 	case s.StartTicks != 0 && ticks != 0 && s.StartTicks != ticks:
-		return nil, fmt.Errorf("%s: written for pid %d started at tick %d, not the process of that pid now (tick %d)", m.specPath(id), pid, s.StartTicks, ticks)
+		return nil, Parsed{}, fmt.Errorf("%s: written for pid %d started at tick %d, not the process of that pid now (tick %d)", m.specPath(id), pid, s.StartTicks, ticks)
 	}
-	if _, err := ValidateSpec(s.Spec); err != nil {
-		return nil, fmt.Errorf("%s: %w", m.specPath(id), err)
+	parsed, err := ValidateSpec(s.Spec)
+	if err != nil {
+		return nil, Parsed{}, fmt.Errorf("%s: %w", m.specPath(id), err)
 	}
-	return &s.Spec, nil
+	return &s.Spec, parsed, nil
 }
 
 // readSpec reads id's kept request from a private directory. Caller

@@ -46,19 +46,19 @@ func TestKeptSpawnRequests(t *testing.T) {
 	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("request directory: %v", err)
 	}
-	got, err := m.loadSpec("llm-a", self, ticks)
+	got, _, err := m.loadSpec("llm-a", self, ticks)
 	if err != nil || got == nil || got.Restart == nil || got.Args[3] != spec.Args[3] {
 		t.Fatalf("the same process: %+v, %v", got, err)
 	}
-	if got, err := m.loadSpec("llm-a", self+1, ticks); got != nil || err != nil {
+	if got, _, err := m.loadSpec("llm-a", self+1, ticks); got != nil || err != nil {
 		t.Fatalf("another pid: %+v, %v", got, err)
 	}
-	if got, err := m.loadSpec("llm-b", self, ticks); got != nil || err != nil {
+	if got, _, err := m.loadSpec("llm-b", self, ticks); got != nil || err != nil {
 		t.Fatalf("no request kept for llm-b: %+v, %v", got, err)
 	}
 	// The same pid, started at another time: a reused pid.
 	os.WriteFile(file, []byte(`{"spec":{"group":"llm","instance":"a","binary":"/bin/true"},"pid":`+strconv.Itoa(self)+`,"start_ticks":1}`), 0o600)
-	if got, err := m.loadSpec("llm-a", self, ticks); got != nil || err == nil {
+	if got, _, err := m.loadSpec("llm-a", self, ticks); got != nil || err == nil {
 		t.Fatalf("a reused pid got the request: %+v, %v", got, err)
 	}
 	for name, body := range map[string]string{
@@ -66,12 +66,12 @@ func TestKeptSpawnRequests(t *testing.T) {
 		"llm-c.json": `{"spec":{"group":"llm","instance":"c","binary":"relative"},"pid":1}`,  // invalid
 	} {
 		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600)
-		if got, err := m.loadSpec(strings.TrimSuffix(name, ".json"), 1, 0); got != nil || err == nil {
+		if got, _, err := m.loadSpec(strings.TrimSuffix(name, ".json"), 1, 0); got != nil || err == nil {
 			t.Errorf("%s applied: %+v, %v", name, got, err)
 		}
 	}
 	os.Symlink(file, filepath.Join(dir, "llm-d.json"))
-	if _, err := m.loadSpec("llm-d", self, ticks); err == nil {
+	if _, _, err := m.loadSpec("llm-d", self, ticks); err == nil {
 		t.Fatal("a kept request read through a link")
 	}
 	// Written by another run of the same id: an old run's end leaves it.
@@ -100,18 +100,18 @@ func TestKeptSpawnRequestsNeedAPrivateDirectory(t *testing.T) {
 	spec := api.SpawnRequest{Group: "llm", Instance: "a", Binary: "/bin/true"}
 	m.saveSpec(&worker{id: spec.ID(), spec: spec, pid: os.Getpid(), startTicks: ticks})
 	os.Chmod(dir, 0o777)
-	if got, err := m.loadSpec("llm-a", os.Getpid(), ticks); got != nil || err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+	if got, _, err := m.loadSpec("llm-a", os.Getpid(), ticks); got != nil || err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Fatalf("from a world-writable directory: %+v, %v", got, err)
 	}
 	os.Chmod(dir, 0o700)
 	os.Chmod(filepath.Join(dir, "llm-a.json"), 0o666)
-	if got, err := m.loadSpec("llm-a", os.Getpid(), ticks); got != nil || err == nil {
+	if got, _, err := m.loadSpec("llm-a", os.Getpid(), ticks); got != nil || err == nil {
 		t.Fatalf("a world-writable request: %+v, %v", got, err)
 	}
 	if os.Geteuid() == 0 {
 		os.Chmod(filepath.Join(dir, "llm-a.json"), 0o600)
 		os.Chown(filepath.Join(dir, "llm-a.json"), 65534, 65534)
-		if got, err := m.loadSpec("llm-a", os.Getpid(), ticks); got != nil || err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		if got, _, err := m.loadSpec("llm-a", os.Getpid(), ticks); got != nil || err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Fatalf("a request owned by another user: %+v, %v", got, err)
 		}
 	}
