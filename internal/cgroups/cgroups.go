@@ -9,11 +9,14 @@
 //     (cgroup.kill), deleting it, reading memory.events at exit.
 //
 // What is written here, and why:
-//   - v2 creation: cgroup2.NewManager writes cgroup.subtree_control from
-//     the mount root down, and rbee must never touch the root (or anything
-//     above the hive's own cgroup); enableDown does it from the hive's
-//     cgroup down, moving only the hive itself to a leaf when the
-//     no-internal-processes rule requires it;
+//   - v2 placement (place_linux.go): where the workers' tree goes — a
+//     delegated systemd scope made over D-Bus (go-systemd, as runc does),
+//     a cgroup below the mount root, or --cgroup-parent — never the
+//     hive's own cgroup, whose subtree_control the hive never writes and
+//     out of which it never moves itself; cgroup2.NewManager writes
+//     cgroup.subtree_control from the mount root down, and rbee must
+//     never write the root's: enableDown does it from just below the root
+//     down to the tree's top;
 //   - placement before the worker's first instruction: on v2 a descriptor
 //     for clone3(CLONE_INTO_CGROUP), on v1 the cgroup.procs files the
 //     launch shim joins;

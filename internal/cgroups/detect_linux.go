@@ -14,7 +14,7 @@ const DefaultRoot = "/sys/fs/cgroup"
 
 // DefaultParent is the parent of worker cgroups on cgroup v1 and hybrid
 // hosts, below the hive's own cgroup in each controller (the systemd
-// Delegate=yes layout). On v2 the parent is chosen by placeV2.
+// Delegate=yes layout). On v2 the parent is chosen by place (place_linux.go).
 const DefaultParent = "rbee.slice"
 
 // Config chooses where worker cgroups go. The zero value means: detect the

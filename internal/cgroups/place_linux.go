@@ -40,6 +40,9 @@ func (m *v2Manager) place(cfg Config, own, parent string) error {
 	case parent != "":
 		m.parent = filepath.Clean(parent)
 		if within(m.parent, own) {
+			if filepath.Clean("/"+own) == "/" {
+				return fmt.Errorf("--cgroup-parent %s is below the hive's own cgroup, the root of this cgroup namespace (a container's): cgroup v2 lets it delegate controllers only once it holds no process; move every process of %s into a child cgroup first (as docker-in-docker does: mkdir %s/init and write each pid of its cgroup.procs to %s/init/cgroup.procs), then start the hive", m.parent, m.root, m.root, m.root)
+			}
 			return fmt.Errorf("--cgroup-parent %s is the hive's own cgroup %s or below it: on cgroup v2 that cgroup cannot delegate controllers while it holds the hive; give a path outside it (e.g. %s)", m.parent, own, RootParent)
 		}
 		m.how = "--cgroup-parent"
@@ -68,6 +71,12 @@ func (m *v2Manager) place(cfg Config, own, parent string) error {
 		return fmt.Errorf("read root controllers: %w", err)
 	}
 	if !slices.Contains(have, "cpu") || !slices.Contains(have, "memory") {
+		if procs, _ := readPidsFile(filepath.Join(m.root, "cgroup.procs")); len(procs) > 0 && filepath.Clean("/"+own) == "/" {
+			// A container's namespace root with its processes in it: the
+			// write below would fail with EBUSY.
+			return fmt.Errorf("no systemd runs this host, and the cgroup root (%s) offers its children no cpu and memory controllers, and holds processes (this container's): move them into a child cgroup (mkdir %s/init; write each pid of %s/cgroup.procs to %s/init/cgroup.procs), then enable the controllers (echo +cpu +memory +io +pids > %s), as docker-in-docker does; or give --cgroup-parent an absolute path to a cgroup delegated to the hive",
+				m.root, m.root, m.root, m.root, filepath.Join(m.root, "cgroup.subtree_control"))
+		}
 		return fmt.Errorf("no systemd runs this host, and the cgroup root (%s) offers its children no cpu and memory controllers (cgroup.subtree_control: %q): enable them there (echo +cpu +memory +io +pids > %s), or give --cgroup-parent an absolute path to a cgroup delegated to the hive",
 			m.root, strings.Join(have, " "), filepath.Join(m.root, "cgroup.subtree_control"))
 	}
@@ -102,7 +111,11 @@ func (m *v2Manager) ensureScope(sd Systemd, start func() (*os.Process, error)) e
 		k.stop()
 		return fmt.Errorf("systemd scope %s: %w", SystemdScope, err)
 	}
-	m.parent = filepath.Clean("/" + cg)
+	// systemd names the scope's cgroup; it moves only if systemd's
+	// layout does (written only then: readers of the parent do not lock).
+	if p := filepath.Clean("/" + cg); p != m.parent {
+		m.parent = p
+	}
 	dir := m.dir(m.parent)
 	leaf := filepath.Join(dir, keeperLeaf)
 	if err := os.MkdirAll(leaf, 0o755); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
@@ -36,8 +37,13 @@ func (systemdDBus) Scope(ctx context.Context, slice, unit string, keeper func() 
 	if cg, ok := runningScope(ctx, conn, unit); ok {
 		return cg, nil
 	}
-	// A scope of that name that ended (failed, say) stays loaded until
-	// reset, and starting it again would fail.
+	// A scope of that name still stopping (its last process just ended:
+	// an earlier hive's keeper, say, at a restart) cannot be started
+	// again until it is gone; one that ended (failed, say) stays loaded
+	// until reset.
+	if err := waitInactive(ctx, conn, unit); err != nil {
+		return "", err
+	}
 	_ = conn.ResetFailedUnitContext(ctx, unit)
 	pid, err := keeper()
 	if err != nil {
@@ -70,6 +76,30 @@ func (systemdDBus) Scope(ctx context.Context, slice, unit string, keeper func() 
 		return "", fmt.Errorf("start %s: it runs, but systemd names no cgroup for it", unit)
 	}
 	return cg, nil
+}
+
+// waitInactive waits, polling, while unit is activating, deactivating or
+// reloading, so that it can be started afresh.
+func waitInactive(ctx context.Context, conn *sd.Conn, unit string) error {
+	for {
+		st, err := conn.ListUnitsByNamesContext(ctx, []string{unit})
+		if err != nil {
+			return fmt.Errorf("state of %s: %w", unit, err)
+		}
+		if len(st) != 1 {
+			return nil
+		}
+		switch st[0].ActiveState {
+		case "activating", "deactivating", "reloading":
+		default:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s stays %s: %w", unit, st[0].ActiveState, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // runningScope returns the cgroup of unit when it runs.

@@ -4,6 +4,7 @@ package cgroups
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -196,6 +198,19 @@ func TestV2FakeTreeRootWithoutControllers(t *testing.T) {
 		!strings.Contains(err.Error(), "echo +cpu +memory +io +pids >") {
 		t.Fatalf("New without cpu at the root: %v, want the fix named", err)
 	}
+	// A container's namespace root with its processes in it (the hive
+	// among them): the write would fail with EBUSY, so the fix named is
+	// docker-in-docker's, for both ways of placing.
+	f.write(t, "cgroup.procs", "1\n4242\n")
+	if _, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/"}}); err == nil ||
+		!strings.Contains(err.Error(), "holds processes (this container's)") || !strings.Contains(err.Error(), "/init/cgroup.procs") {
+		t.Fatalf("New in a container's root: %v, want the move into a child named", err)
+	}
+	if _, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/"}, Parent: RootParent}); err == nil ||
+		!strings.Contains(err.Error(), "the root of this cgroup namespace") {
+		t.Fatalf("--cgroup-parent in a container's root: %v, want the move into a child named", err)
+	}
+	f.write(t, "cgroup.procs", "")
 	// ...but a parent given gets what the root offers.
 	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Parent: RootParent})
 	if err != nil {
@@ -306,6 +321,69 @@ func TestV2SystemdScope(t *testing.T) {
 	}
 	if err := keepers[0].Signal(syscall.Signal(0)); err == nil {
 		t.Fatal("Release left the keeper running with no worker")
+	}
+}
+
+// The scope's keeper killed behind the hive's back (the scope then ends
+// with its last worker): the next spawns make it whole again, once,
+// however many come at once.
+func TestV2SystemdScopeKeeperGone(t *testing.T) {
+	f := newFakeV2(t, allCtrls)
+	sd := &fakeSystemd{f: f, t: t}
+	var mu sync.Mutex
+	var keepers []*os.Process
+	keeper := func() (*os.Process, error) {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		keepers = append(keepers, cmd.Process)
+		mu.Unlock()
+		return cmd.Process, nil
+	}
+	t.Cleanup(func() {
+		for _, p := range keepers {
+			p.Kill()
+			p.Wait()
+		}
+	})
+	m, err := New(Config{Root: f.root, Mode: ModeV2, Self: map[string]string{"": "/sup"}, Systemd: sd, Keeper: keeper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := "rbee.slice/rbee-workers.scope"
+	// The keeper is killed (the fake's leaf empties as the kernel's would).
+	keepers[0].Kill()
+	keepers[0].Wait()
+	f.write(t, scope+"/"+keeperLeaf+"/cgroup.procs", "")
+	f.write(t, scope+"/cgroup.procs", "")
+	f.cgroupDir(t, scope+"/llm", "cpu io memory pids", "") // the kernel's files
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			g, err := m.Create(fmt.Sprintf("llm/w%d", i), Limits{MemoryBytes: 64 << 20})
+			if err == nil {
+				g.Close()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(keepers) != 2 {
+		t.Fatalf("%d keepers started for 4 spawns after the first was killed, want 1 more", len(keepers)-1)
+	}
+	if got := f.read(t, scope+"/"+keeperLeaf+"/cgroup.procs"); got != strconv.Itoa(keepers[1].Pid) {
+		t.Fatalf("keeper leaf holds %q, want the new keeper %d", got, keepers[1].Pid)
 	}
 }
 

@@ -24,6 +24,11 @@ import (
 var v2Controllers = []string{"cpu", "memory", "io", "pids"}
 
 type v2Manager struct {
+	// mu orders what changes the tree's top (ensure: a systemd scope made
+	// again, its keeper) with what creates below it and what releases
+	// it: concurrent spawns would otherwise each make a scope and a
+	// keeper, and a release could end the scope under a new worker.
+	mu     sync.Mutex
 	root   string // mount point
 	parent string // parent path below root, "/a/b"
 	how    string // how the parent was chosen, for /v1/info
@@ -51,8 +56,12 @@ func newV2(cfg Config, self map[string]string, parent string) (*v2Manager, error
 	return m, nil
 }
 
-func (m *v2Manager) Mode() Mode          { return ModeV2 }
-func (m *v2Manager) Parent() string      { return m.parent }
+func (m *v2Manager) Mode() Mode { return ModeV2 }
+func (m *v2Manager) Parent() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.parent
+}
 func (m *v2Manager) How() string         { return m.how }
 func (m *v2Manager) dir(p string) string { return filepath.Join(m.root, p) }
 
@@ -143,14 +152,17 @@ func (m *v2Manager) Create(rel string, lim Limits) (_ Group, retErr error) {
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if lim.CPU > 0 && !slices.Contains(m.ctrls, "cpu") {
 		return nil, fmt.Errorf("cpu limit: the cpu controller is not delegated to %s", m.parent)
 	}
 	if lim.MemoryBytes > 0 && !slices.Contains(m.ctrls, "memory") {
 		return nil, fmt.Errorf("memory limit: the memory controller is not delegated to %s", m.parent)
 	}
-	if _, err := os.Stat(m.dir(m.parent)); errors.Is(err, os.ErrNotExist) {
-		// Removed behind the hive's back (a stopped systemd scope): made
+	if !m.intactLocked() {
+		// Removed behind the hive's back (a stopped systemd scope, or
+		// its keeper killed: the scope ends with its last worker): made
 		// again as at the start.
 		if err := m.ensure(); err != nil {
 			return nil, fmt.Errorf("make the workers' cgroup tree again: %w", err)
@@ -250,11 +262,28 @@ func (m *v2Manager) Controllers() []string { return slices.Clone(m.ctrls) }
 func (m *v2Manager) List() ([]string, error) { return listTree(m.dir(m.parent)) }
 
 func (m *v2Manager) RemoveAll(ctx context.Context) error {
-	err := removeAll(ctx, m, []string{m.dir(m.parent)})
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.keeper != nil || m.scope() {
-		return errors.Join(err, m.Release(ctx))
+		// The scope's directory holds the keeper's leaf until the keeper
+		// ends, and systemd removes it then: only the workers' cgroups
+		// are the hive's to remove.
+		return errors.Join(removeAll(ctx, m, nil), m.releaseLocked(ctx))
 	}
-	return err
+	return removeAll(ctx, m, []string{m.dir(m.parent)})
+}
+
+// intactLocked reports whether the tree's top is as ensure left it: the
+// parent exists and, for a systemd scope, its keeper still holds it.
+func (m *v2Manager) intactLocked() bool {
+	if _, err := os.Stat(m.dir(m.parent)); err != nil {
+		return false
+	}
+	if !m.scope() {
+		return true
+	}
+	pids, err := readPidsFile(filepath.Join(m.dir(m.parent), keeperLeaf, "cgroup.procs"))
+	return err == nil && len(pids) > 0
 }
 
 // scope reports whether the parent is the systemd scope.
@@ -264,6 +293,12 @@ func (m *v2Manager) scope() bool { return filepath.Base(m.parent) == SystemdScop
 // the parent; a systemd scope is ended by stopping its keeper (systemd
 // then removes it), as a scope without processes is stopped.
 func (m *v2Manager) Release(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.releaseLocked(ctx)
+}
+
+func (m *v2Manager) releaseLocked(ctx context.Context) error {
 	dir := m.dir(m.parent)
 	if !m.scope() {
 		return releaseDirs([]string{dir})
@@ -276,8 +311,13 @@ func (m *v2Manager) Release(ctx context.Context) error {
 	}
 	leaf := filepath.Join(dir, keeperLeaf)
 	m.keeper.stop()
-	// A keeper an earlier hive started is not this one's child.
+	// A keeper an earlier hive started is not this one's child: the
+	// kernel kills what the leaf holds (cgroup.kill, no pid to be
+	// reused), or, before Linux 5.14, each pid it lists.
 	_ = killUntilEmpty(ctx, filepath.Join(leaf, "cgroup.procs"), func() error {
+		if err := os.WriteFile(filepath.Join(leaf, "cgroup.kill"), []byte("1"), 0); !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 		return signalPids(filepath.Join(leaf, "cgroup.procs"), unix.SIGKILL)
 	})
 	return rmdirIfUnused(leaf)

@@ -22,9 +22,11 @@ import (
 	"github.com/rbee-dev/rbee/internal/ids"
 )
 
-// pokeGap is the least time between two heartbeats to one queen: 16 a
-// second at most, under the queen's default limit of 20 a second per
-// hive (registry.Config.HeartbeatRate).
+// pokeGap is the least time between two poked heartbeats (after a spawn,
+// an exit) to one queen: 16 a second at most. With the interval's own
+// (one a second by default) that stays under the queen's default limit
+// of 20 a second per hive (registry.Config.HeartbeatRate), and a churn
+// with --interval below a quarter second draws on its burst of 40.
 const pokeGap = 62 * time.Millisecond
 
 // gzipAbove is the body size from which heartbeats are compressed.

@@ -498,7 +498,10 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 			s.log.Info("workers keep running for the next hive to adopt", "workers", n)
 		}
 		// What no worker uses goes: empty group cgroups, an empty
-		// parent, a systemd scope's keeper when no worker is left.
+		// parent, a systemd scope's keeper when no worker is left. The
+		// monitor is closed first: a restart it still had pending would
+		// otherwise spawn into a tree being released.
+		s.mon.Close()
 		if cgm := s.cfg.Platform.Cgroups; cgm != nil {
 			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if rerr := cgm.Release(rctx); rerr != nil {

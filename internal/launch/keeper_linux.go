@@ -12,8 +12,12 @@ import (
 
 // The keeper is the hive's own binary re-executed to hold the systemd
 // scope the workers' cgroups live in: a scope exists only while it holds
-// a process, and the workers come and go. It sleeps as nobody, with no
-// privileges, until it is killed or sent SIGTERM.
+// a process, and the workers come and go. It sleeps, with no_new_privs,
+// until it is killed or sent SIGTERM. It keeps the hive's user (root), as
+// a user no worker runs as: a worker (nobody by default) could otherwise
+// signal it, or ptrace it and fork from it in the keeper's leaf, which
+// has no limits; and it is not dumpable, so no one but root may attach
+// to it or read its memory.
 const keeperArg0 = "rbee-cgroup-keeper"
 
 func init() {
@@ -23,6 +27,7 @@ func init() {
 }
 
 func runKeeper() {
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	_ = unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGPIPE)
 	term := make(chan os.Signal, 1)
@@ -42,9 +47,6 @@ func StartKeeper() (*os.Process, error) {
 		Env:         []string{shimEnv + "=keeper", "GOMAXPROCS=1"},
 		Dir:         "/",
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
-	}
-	if os.Geteuid() == 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 65534, Gid: 65534}
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the cgroup keeper: %w", err)

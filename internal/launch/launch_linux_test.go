@@ -310,8 +310,18 @@ func TestKeeper(t *testing.T) {
 	if string(cmdline) != "rbee-cgroup-keeper\x00" {
 		t.Fatalf("cmdline %q", cmdline)
 	}
-	if os.Geteuid() == 0 && !strings.Contains(status, "Uid:\t65534\t65534\t65534\t65534") {
-		t.Fatalf("a keeper started by root is not nobody:\n%s", status)
+	uid := fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", os.Getuid(), os.Getuid(), os.Getuid(), os.Getuid())
+	if !strings.Contains(status, uid) {
+		t.Fatalf("the keeper does not run as the hive's user (%s):\n%s", uid, status)
+	}
+	if os.Geteuid() == 0 {
+		// A worker (nobody by default) may not signal it, nor so end the
+		// scope it holds.
+		kill := exec.Command("/bin/sh", "-c", fmt.Sprintf("kill -0 %d", p.Pid))
+		kill.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if out, err := kill.CombinedOutput(); err == nil {
+			t.Fatalf("nobody may signal the keeper: %s", out)
+		}
 	}
 	if sid, _ := unix.Getsid(p.Pid); sid != p.Pid {
 		t.Fatalf("session %d, want its own (%d)", sid, p.Pid)
