@@ -172,7 +172,9 @@ func (m *Monitor) Forget(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w, ok := m.workers[id]
-	if !ok || w.state != api.StateExited || w.runs != nil && w.runs.pending {
+	// Not while its cgroup is still being removed: a spawn of the id
+	// waits for that through the record.
+	if !ok || w.state != api.StateExited || !w.exited() || w.runs != nil && w.runs.pending {
 		return false
 	}
 	delete(m.workers, id)
