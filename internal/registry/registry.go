@@ -217,24 +217,28 @@ type Result struct {
 // (ErrRateLimited), each without changing anything.
 func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	now := r.cfg.Now()
-	rep, err := Validate(&hb, now)
-	if err != nil {
-		r.mu.Lock()
-		r.stats.Rejected++
-		r.mu.Unlock()
-		return Result{}, err
-	}
+	rep, verr := Validate(&hb, now)
 	r.mu.Lock()
+	res, evs, err := r.ingestLocked(&hb, rep, verr, now)
+	r.unlockAndPublish(evs)
+	return res, err
+}
+
+// ingestLocked is Ingest under mu: what it refuses (verr, Validate's
+// error, among them) it counts and returns without events.
+func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now time.Time) (Result, []Event, error) {
+	if verr != nil {
+		r.stats.Rejected++
+		return Result{}, nil, verr
+	}
 	h := r.hives[hb.HiveID]
 	if h == nil && len(r.hives) >= r.cfg.MaxHives {
 		r.stats.TooManyHives++
-		r.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: the queen holds %d hives, its --max-hives", ErrTooManyHives, len(r.hives))
+		return Result{}, nil, fmt.Errorf("%w: the queen holds %d hives, its --max-hives", ErrTooManyHives, len(r.hives))
 	}
 	if h != nil && !r.allowLocked(h, now) {
 		r.stats.RateLimited++
-		r.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
+		return Result{}, nil, fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
 	}
 	if h != nil && h.SessionID != hb.SessionID && h.URL != hb.HiveURL && h.State == api.HiveStateOnline {
 		// Two hives with one id (a second hive on a host, both named
@@ -242,8 +246,7 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		// hive that restarted at another address is taken once the old
 		// one's heartbeats have stopped long enough to make it stale.
 		r.stats.IDInUse++
-		r.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: hive %s is online at %s; a second hive with this --hive-id (at %s) is refused until that one is stale (%d missed intervals)",
+		return Result{}, nil, fmt.Errorf("%w: hive %s is online at %s; a second hive with this --hive-id (at %s) is refused until that one is stale (%d missed intervals)",
 			ErrHiveIDInUse, hb.HiveID, h.URL, ids.Quote(hb.HiveURL), StaleAfter)
 	}
 	res := Result{Report: rep}
@@ -254,9 +257,8 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		// queen restarted) that speaks on in its session: nothing is taken
 		// until it sends every worker's static fields, which it does at
 		// once, so its hive_online carries the whole hive.
-		r.mu.Unlock()
 		res.NeedStatic = true
-		return res, nil
+		return res, nil, nil
 	}
 	// online says the heartbeat brings the hive (back) online: a new hive,
 	// a new session, or a return from stale; or that its host changed
@@ -276,13 +278,12 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 		h.OnlineSince = now
 	case hb.Seq <= h.Seq:
 		r.stats.Ignored++
-		r.mu.Unlock()
 		res.Ignored = true
-		return res, nil
+		return res, nil, nil
 	case h.State == api.HiveStateStale:
 		online = &api.HiveOnline{Returned: true}
 		h.OnlineSince = now
-	case hostChanged(h, &hb):
+	case hostChanged(h, hb):
 		// What only hive_online carries changed (a GPU appeared once
 		// nvidia-smi answered, one was lost or replaced): clients are told
 		// the whole hive again, or they keep the old host for as long as
@@ -307,8 +308,7 @@ func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	if r.cfg.Telemetry() {
 		evs = append(evs, telemetry(h, now))
 	}
-	r.publish(evs)
-	return res, nil
+	return res, evs, nil
 }
 
 // hostChanged reports whether hb changes any of a hive's fields that
@@ -401,8 +401,10 @@ func (r *Registry) allowLocked(h *hive, now time.Time) bool {
 	return true
 }
 
-// publish releases mu and publishes evs in order. Caller holds mu.
-func (r *Registry) publish(evs []Event) {
+// unlockAndPublish releases mu, which the caller holds, and publishes evs
+// in the order their changes were made: pubMu is taken before mu is
+// released, so a later change cannot publish first.
+func (r *Registry) unlockAndPublish(evs []Event) {
 	r.pubMu.Lock()
 	r.mu.Unlock()
 	defer r.pubMu.Unlock()
@@ -571,7 +573,7 @@ func (r *Registry) Sweep() {
 			evs = append(evs, Event{Type: api.EventHiveStale, Hive: id, Data: api.HiveGone{HiveID: id, LastSeen: h.LastSeen, Reason: "missed 3 heartbeat intervals"}})
 		}
 	}
-	r.publish(evs)
+	r.unlockAndPublish(evs)
 }
 
 // view returns what queries return for a hive: its record with the full
