@@ -260,73 +260,9 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 	if q.VRAMBytes%uint64(q.GPUs) != 0 {
 		per++
 	}
-	reserved := r.reservedLocked()
-	type pick struct {
-		h    *hive
-		gpus []api.GPU
-		free []uint64
-	}
-	var best *pick
-	var seen, tooSmall, widest int
-	var near []string
-	for _, id := range r.sortedIDsLocked() {
-		h := r.hives[id]
-		if h.State != api.HiveStateOnline {
-			continue
-		}
-		type fg struct {
-			g    api.GPU
-			free uint64
-		}
-		var fgs []fg
-		for _, g := range h.Node.GPUs {
-			if g.VRAMTotalBytes == nil || g.VRAMUsedBytes == nil {
-				continue
-			}
-			seen++
-			free := *g.VRAMTotalBytes - min(*g.VRAMUsedBytes, *g.VRAMTotalBytes)
-			free -= min(free, reserved[gpuKey{h.ID, g.Index}])
-			fgs = append(fgs, fg{g, free})
-		}
-		widest = max(widest, len(fgs))
-		if len(fgs) < q.GPUs {
-			continue
-		}
-		slices.SortStableFunc(fgs, func(a, b fg) int { return cmp.Or(cmp.Compare(b.free, a.free), cmp.Compare(a.g.Index, b.g.Index)) })
-		chosen := fgs[:q.GPUs]
-		if last := chosen[len(chosen)-1]; last.free < per {
-			tooSmall++
-			if len(near) < maxPassedOver {
-				near = append(near, fmt.Sprintf("%s GPU %d has %s free", h.ID, last.g.Index, api.FormatBytes(last.free)))
-			}
-			continue
-		}
-		p := &pick{h: h}
-		for _, c := range chosen {
-			p.gpus, p.free = append(p.gpus, c.g), append(p.free, c.free)
-		}
-		// The most free VRAM on the tightest chosen GPU wins; ties go to
-		// the most in all, then the hive id.
-		if best == nil || p.free[len(p.free)-1] > best.free[len(best.free)-1] ||
-			p.free[len(p.free)-1] == best.free[len(best.free)-1] && sum(p.free) > sum(best.free) {
-			best = p
-		}
-	}
+	best, st := r.bestFitLocked(q.GPUs, per)
 	if best == nil {
-		if seen == 0 {
-			return nil, "no online hive reports a GPU with known VRAM", nil
-		}
-		why := fmt.Sprintf("none of %d GPUs on online hives has %s free (reservations counted)", seen, api.FormatBytes(q.VRAMBytes))
-		switch {
-		case q.GPUs > widest:
-			why = fmt.Sprintf("no online hive has %d GPUs with known VRAM (the most on one is %d)", q.GPUs, widest)
-		case q.GPUs > 1:
-			why = fmt.Sprintf("no online hive has %d GPUs with %s free each (reservations counted)", q.GPUs, api.FormatBytes(per))
-		}
-		if len(near) > 0 {
-			why += ": " + strings.Join(near, ", ")
-		}
-		return nil, why, nil
+		return nil, st.why(q, per), nil
 	}
 	tight := best.free[len(best.free)-1]
 	d := &api.Decision{Kind: "gpu", HiveID: best.h.ID, HiveURL: best.h.URL, GPU: &best.gpus[0], GPUs: best.gpus, FreeVRAMBytes: &tight}
@@ -336,31 +272,134 @@ func (r *Registry) placeLocked(q Request, now time.Time) (*api.Decision, string,
 	}
 	d.Reason = fmt.Sprintf("GPU %s of %s %s the most free VRAM (%s)", strings.Join(idx, ", "), best.h.ID,
 		firstOf(len(idx) > 1, "have", "has"), api.FormatBytes(tight))
-	if q.VRAMBytes > 0 && q.NoReserve {
+	switch {
+	case q.VRAMBytes > 0 && q.NoReserve:
 		d.Reason += "; not reserved: reservations are the operator's"
-	}
-	if q.VRAMBytes > 0 && !q.NoReserve {
-		if len(r.res) >= r.cfg.MaxReservations {
-			return nil, "", fmt.Errorf("%w: the queen holds %d open reservations; release one (DELETE /v1/reservations/{id}) or wait %s for them to expire",
-				ErrTooManyReservations, len(r.res), r.cfg.ReservationTTL)
+	case q.VRAMBytes > 0:
+		res, err := r.reserveLocked(q, best, per, now)
+		if err != nil {
+			return nil, "", err
 		}
-		res := &reservation{Reservation: api.Reservation{ID: newReservationID(), HiveID: best.h.ID, Model: q.Model, BytesPerGPU: per,
-			CreatedAt: now, ExpiresAt: now.Add(r.cfg.ReservationTTL)}, known: map[string]int{}}
-		r.resSeq++
-		res.seq = r.resSeq
-		for _, g := range best.gpus {
-			res.GPUs = append(res.GPUs, g.Index)
-		}
-		for i := range best.h.workers {
-			if w := &best.h.workers[i]; w.live() {
-				res.known[w.rep.ID] = w.rep.PID
-			}
-		}
-		r.res[res.ID] = res
 		d.ReservationID, d.ExpiresAt = res.ID, &res.ExpiresAt
 		d.Reason += fmt.Sprintf("; %s reserved on each until the hive reports a new worker on it, or %s", api.FormatBytes(per), res.ExpiresAt.Format(time.RFC3339))
 	}
 	return d, "", nil
+}
+
+// gpuPick is a hive's GPUs chosen for a placement, with their free VRAM,
+// most free first.
+type gpuPick struct {
+	h    *hive
+	gpus []api.GPU
+	free []uint64
+}
+
+// fitStats is what a search for a fit saw, to say why nothing fits.
+type fitStats struct {
+	seen, tooSmall, widest int
+	near                   []string // the GPUs passed over, by how little
+}
+
+// freeGPU is a GPU with its free VRAM, reservations counted.
+type freeGPU struct {
+	g    api.GPU
+	free uint64
+}
+
+// freeGPUsLocked lists h's GPUs of known VRAM, most free first (then by
+// index), reservations counted. Caller holds mu.
+func (h *hive) freeGPUsLocked(reserved map[gpuKey]uint64) []freeGPU {
+	var fgs []freeGPU
+	for _, g := range h.Node.GPUs {
+		if g.VRAMTotalBytes == nil || g.VRAMUsedBytes == nil {
+			continue
+		}
+		free := *g.VRAMTotalBytes - min(*g.VRAMUsedBytes, *g.VRAMTotalBytes)
+		free -= min(free, reserved[gpuKey{h.ID, g.Index}])
+		fgs = append(fgs, freeGPU{g, free})
+	}
+	slices.SortStableFunc(fgs, func(a, b freeGPU) int { return cmp.Or(cmp.Compare(b.free, a.free), cmp.Compare(a.g.Index, b.g.Index)) })
+	return fgs
+}
+
+// bestFitLocked finds, among online hives, the n GPUs of one hive with
+// per bytes free each whose tightest has the most free VRAM; ties go to
+// the most in all, then the hive id. Caller holds mu.
+func (r *Registry) bestFitLocked(n int, per uint64) (*gpuPick, fitStats) {
+	reserved := r.reservedLocked()
+	var best *gpuPick
+	var st fitStats
+	for _, id := range r.sortedIDsLocked() {
+		h := r.hives[id]
+		if h.State != api.HiveStateOnline {
+			continue
+		}
+		fgs := h.freeGPUsLocked(reserved)
+		st.seen += len(fgs)
+		st.widest = max(st.widest, len(fgs))
+		if len(fgs) < n {
+			continue
+		}
+		chosen := fgs[:n]
+		if last := chosen[len(chosen)-1]; last.free < per {
+			st.tooSmall++
+			if len(st.near) < maxPassedOver {
+				st.near = append(st.near, fmt.Sprintf("%s GPU %d has %s free", h.ID, last.g.Index, api.FormatBytes(last.free)))
+			}
+			continue
+		}
+		p := &gpuPick{h: h}
+		for _, c := range chosen {
+			p.gpus, p.free = append(p.gpus, c.g), append(p.free, c.free)
+		}
+		if best == nil || p.free[len(p.free)-1] > best.free[len(best.free)-1] ||
+			p.free[len(p.free)-1] == best.free[len(best.free)-1] && sum(p.free) > sum(best.free) {
+			best = p
+		}
+	}
+	return best, st
+}
+
+// why says why nothing fits q (per bytes on each of its GPUs).
+func (st fitStats) why(q Request, per uint64) string {
+	if st.seen == 0 {
+		return "no online hive reports a GPU with known VRAM"
+	}
+	why := fmt.Sprintf("none of %d GPUs on online hives has %s free (reservations counted)", st.seen, api.FormatBytes(q.VRAMBytes))
+	switch {
+	case q.GPUs > st.widest:
+		why = fmt.Sprintf("no online hive has %d GPUs with known VRAM (the most on one is %d)", q.GPUs, st.widest)
+	case q.GPUs > 1:
+		why = fmt.Sprintf("no online hive has %d GPUs with %s free each (reservations counted)", q.GPUs, api.FormatBytes(per))
+	}
+	if len(st.near) > 0 {
+		why += ": " + strings.Join(st.near, ", ")
+	}
+	return why
+}
+
+// reserveLocked holds per bytes on each GPU of p for q until the hive
+// reports a new worker on them or the reservation expires. Caller holds
+// mu.
+func (r *Registry) reserveLocked(q Request, p *gpuPick, per uint64, now time.Time) (*reservation, error) {
+	if len(r.res) >= r.cfg.MaxReservations {
+		return nil, fmt.Errorf("%w: the queen holds %d open reservations; release one (DELETE /v1/reservations/{id}) or wait %s for them to expire",
+			ErrTooManyReservations, len(r.res), r.cfg.ReservationTTL)
+	}
+	res := &reservation{Reservation: api.Reservation{ID: newReservationID(), HiveID: p.h.ID, Model: q.Model, BytesPerGPU: per,
+		CreatedAt: now, ExpiresAt: now.Add(r.cfg.ReservationTTL)}, known: map[string]int{}}
+	r.resSeq++
+	res.seq = r.resSeq
+	for _, g := range p.gpus {
+		res.GPUs = append(res.GPUs, g.Index)
+	}
+	for i := range p.h.workers {
+		if w := &p.h.workers[i]; w.live() {
+			res.known[w.rep.ID] = w.rep.PID
+		}
+	}
+	r.res[res.ID] = res
+	return res, nil
 }
 
 func sum(v []uint64) (s uint64) {
