@@ -417,31 +417,10 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	if s.logDir != nil {
 		defer s.logDir.Close()
 	}
-	adopted, err := s.mon.Adopt(ctx)
+	ln, err := s.start(ctx)
 	if err != nil {
-		s.log.Warn("adopting workers", "err", err)
+		return err
 	}
-	if len(adopted) > 0 {
-		s.log.Info("adopted workers", "ids", adopted)
-	}
-	info := s.mon.Info()
-	if !info.LimitsEnforced {
-		s.log.Warn("limits not enforced: workers run as plain processes", "reason", info.LimitsReason)
-	} else {
-		s.log.Info("workers' cgroups", "mode", info.CgroupMode, "parent", info.CgroupParent, "placement", info.CgroupPlacement)
-	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
-	}
-	s.addr = ln.Addr()
-	s.url = s.cfg.HiveURL
-	if s.url == "" {
-		s.url = deriveURL(ln.Addr(), s.tls != nil)
-	}
-	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queens", strings.Join(s.cfg.QueenURLs, ","),
-		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
-
 	srv := httpx.NewServer(s.Handler(), s.tls, s.log)
 	errc := make(chan error, 1)
 	s.ln = httpx.NewLimited(ln, httpx.ConnLimits{Max: maxConns, Unauthenticated: maxUnauthConns, PerAddress: maxConnsPerAddress,
@@ -480,58 +459,104 @@ func (s *Server) Run(ctx context.Context, ready func(net.Addr)) error {
 	}
 	stopLoops()
 	wg.Wait()
-	if s.cfg.StopWorkersOnExit {
-		stopCtx, cancel := context.WithTimeout(context.Background(), s.stopTimeout())
-		if serr := s.mon.StopAll(stopCtx); serr != nil {
-			s.log.Error("stopping workers", "err", serr)
-		}
-		cancel()
-		if cgm := s.cfg.Platform.Cgroups; cgm != nil {
-			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if rerr := cgm.RemoveAll(rctx); rerr != nil {
-				s.log.Warn("removing cgroup parent", "err", rerr)
-			}
-			cancel()
-		}
-	} else {
-		if n := s.mon.Live(); n > 0 {
-			s.log.Info("workers keep running for the next hive to adopt", "workers", n)
-		}
-		// What no worker uses goes: empty group cgroups, an empty
-		// parent, a systemd scope's keeper when no worker is left. The
-		// monitor is closed first: a restart it still had pending would
-		// otherwise spawn into a tree being released.
-		s.mon.Close()
-		if cgm := s.cfg.Platform.Cgroups; cgm != nil {
-			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if rerr := cgm.Release(rctx); rerr != nil {
-				s.log.Warn("removing unused cgroups", "err", rerr)
-			}
-			cancel()
-		}
-	}
-	if len(s.sends) > 0 {
-		// A last pass, so the final heartbeat tells how the workers stopped
-		// above ended; to every queen at once, none waiting on another.
-		pctx, pcancel := context.WithTimeout(context.Background(), time.Second)
-		s.pass(pctx)
-		pcancel()
-		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var fwg sync.WaitGroup
-		for _, snd := range s.sends {
-			fwg.Go(func() {
-				if ferr := snd.final(fctx); ferr != nil {
-					s.log.Warn("final heartbeat", "queen", snd.base, "err", ferr)
-				}
-			})
-		}
-		fwg.Wait()
-		cancel()
-	}
+	s.leave()
 	if s.cfg.GPU != nil {
 		_ = s.cfg.GPU.Close()
 	}
 	return err
+}
+
+// start adopts the workers an earlier hive left, says how workers run,
+// and listens.
+func (s *Server) start(ctx context.Context) (net.Listener, error) {
+	adopted, err := s.mon.Adopt(ctx)
+	if err != nil {
+		s.log.Warn("adopting workers", "err", err)
+	}
+	if len(adopted) > 0 {
+		s.log.Info("adopted workers", "ids", adopted)
+	}
+	info := s.mon.Info()
+	if !info.LimitsEnforced {
+		s.log.Warn("limits not enforced: workers run as plain processes", "reason", info.LimitsReason)
+	} else {
+		s.log.Info("workers' cgroups", "mode", info.CgroupMode, "parent", info.CgroupParent, "placement", info.CgroupPlacement)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	s.addr = ln.Addr()
+	s.url = s.cfg.HiveURL
+	if s.url == "" {
+		s.url = deriveURL(ln.Addr(), s.tls != nil)
+	}
+	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queens", strings.Join(s.cfg.QueenURLs, ","),
+		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
+	return ln, nil
+}
+
+// leave ends the hive's part once its loops have stopped: with
+// --stop-workers-on-exit every worker is stopped and the cgroup tree
+// removed; else the workers keep running for the next hive. Either way
+// the queens get a last heartbeat saying so. Then, when workers keep
+// running, what no worker uses goes (empty group cgroups, an empty
+// parent, a systemd scope's keeper when no worker is left), with the
+// monitor closed first: a restart it still had pending would otherwise
+// spawn into a tree being released.
+func (s *Server) leave() {
+	cgm := s.cfg.Platform.Cgroups
+	if s.cfg.StopWorkersOnExit {
+		stopCtx, cancel := context.WithTimeout(context.Background(), s.stopTimeout())
+		if err := s.mon.StopAll(stopCtx); err != nil {
+			s.log.Error("stopping workers", "err", err)
+		}
+		cancel()
+		if cgm != nil {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := cgm.RemoveAll(rctx); err != nil {
+				s.log.Warn("removing cgroup parent", "err", err)
+			}
+			cancel()
+		}
+	} else if n := s.mon.Live(); n > 0 {
+		s.log.Info("workers keep running for the next hive to adopt", "workers", n)
+	}
+	s.finalHeartbeat()
+	if s.cfg.StopWorkersOnExit {
+		return
+	}
+	s.mon.Close()
+	if cgm != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := cgm.Release(rctx); err != nil {
+			s.log.Warn("removing unused cgroups", "err", err)
+		}
+		cancel()
+	}
+}
+
+// finalHeartbeat runs a last pass, so the final heartbeat tells how the
+// workers stopped on the way out ended, and sends it to every queen at
+// once, none waiting on another.
+func (s *Server) finalHeartbeat() {
+	if len(s.sends) == 0 {
+		return
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), time.Second)
+	s.pass(pctx)
+	pcancel()
+	fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, snd := range s.sends {
+		wg.Go(func() {
+			if err := snd.final(fctx); err != nil {
+				s.log.Warn("final heartbeat", "queen", snd.base, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // The hive API's connection limits (see httpx.ConnLimits): a few clients
