@@ -232,22 +232,8 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now t
 		return Result{}, nil, verr
 	}
 	h := r.hives[hb.HiveID]
-	if h == nil && len(r.hives) >= r.cfg.MaxHives {
-		r.stats.TooManyHives++
-		return Result{}, nil, fmt.Errorf("%w: the queen holds %d hives, its --max-hives", ErrTooManyHives, len(r.hives))
-	}
-	if h != nil && !r.allowLocked(h, now) {
-		r.stats.RateLimited++
-		return Result{}, nil, fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
-	}
-	if h != nil && h.SessionID != hb.SessionID && h.URL != hb.HiveURL && h.State == api.HiveStateOnline {
-		// Two hives with one id (a second hive on a host, both named
-		// after it) would take the id from each other every second. A
-		// hive that restarted at another address is taken once the old
-		// one's heartbeats have stopped long enough to make it stale.
-		r.stats.IDInUse++
-		return Result{}, nil, fmt.Errorf("%w: hive %s is online at %s; a second hive with this --hive-id (at %s) is refused until that one is stale (%d missed intervals)",
-			ErrHiveIDInUse, hb.HiveID, h.URL, ids.Quote(hb.HiveURL), StaleAfter)
+	if err := r.admitLocked(h, hb, now); err != nil {
+		return Result{}, nil, err
 	}
 	res := Result{Report: rep}
 	r.stats.DroppedWorkers += uint64(len(rep.Dropped))
@@ -309,6 +295,32 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now t
 		evs = append(evs, telemetry(h, now))
 	}
 	return res, evs, nil
+}
+
+// admitLocked refuses, and counts, a heartbeat of a new hive beyond
+// MaxHives, of a hive over its heartbeat rate, or of a second hive with
+// the id of one online elsewhere; h is the hive the registry has under
+// that id (nil: none). Caller holds mu.
+func (r *Registry) admitLocked(h *hive, hb *api.Heartbeat, now time.Time) error {
+	switch {
+	case h == nil && len(r.hives) >= r.cfg.MaxHives:
+		r.stats.TooManyHives++
+		return fmt.Errorf("%w: the queen holds %d hives, its --max-hives", ErrTooManyHives, len(r.hives))
+	case h == nil:
+		return nil
+	case !r.allowLocked(h, now):
+		r.stats.RateLimited++
+		return fmt.Errorf("%w: hive %s sends more than %g heartbeats a second", ErrRateLimited, hb.HiveID, r.cfg.HeartbeatRate)
+	case h.SessionID != hb.SessionID && h.URL != hb.HiveURL && h.State == api.HiveStateOnline:
+		// Two hives with one id (a second hive on a host, both named
+		// after it) would take the id from each other every second. A
+		// hive that restarted at another address is taken once the old
+		// one's heartbeats have stopped long enough to make it stale.
+		r.stats.IDInUse++
+		return fmt.Errorf("%w: hive %s is online at %s; a second hive with this --hive-id (at %s) is refused until that one is stale (%d missed intervals)",
+			ErrHiveIDInUse, hb.HiveID, h.URL, ids.Quote(hb.HiveURL), StaleAfter)
+	}
+	return nil
 }
 
 // hostChanged reports whether hb changes any of a hive's fields that

@@ -70,28 +70,8 @@ type Report struct {
 // host-level number is replaced with null and noted.
 func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	var rep Report
-	if err := ids.ValidHiveID(hb.HiveID); err != nil {
-		return rep, invalid("hive_id %s: %v", ids.Quote(hb.HiveID), err)
-	}
-	if hb.SessionID == "" || ids.ValidText(hb.SessionID, 128) != nil {
-		return rep, invalid("session_id: want 1 to 128 printable characters")
-	}
-	if hb.HiveURL != "" {
-		u, err := url.Parse(hb.HiveURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || ids.ValidText(hb.HiveURL, 1024) != nil {
-			return rep, invalid("hive_url %s: want an http(s) URL", ids.Quote(hb.HiveURL))
-		}
-	}
-	if hb.IntervalMS == 0 {
-		hb.IntervalMS = defaultIntMS
-	}
-	if hb.IntervalMS < minInterval || hb.IntervalMS > maxInterval {
-		return rep, invalid("interval_ms %d: want %d to %d", hb.IntervalMS, minInterval, int64(maxInterval))
-	}
-	for _, s := range []struct{ name, v string }{{"version", hb.Version}, {"gpu_backend", hb.GPUBackend}} {
-		if err := ids.ValidText(s.v, 128); err != nil {
-			return rep, invalid("%s: %v", s.name, err)
-		}
+	if err := validHeader(hb); err != nil {
+		return rep, err
 	}
 	if hb.Node.CPUCores < 1 || hb.Node.CPUCores > MaxCores {
 		return rep, invalid("node.cpu_cores %d: want 1 to %d", hb.Node.CPUCores, MaxCores)
@@ -151,6 +131,35 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	clear(hb.Workers[len(kept):])
 	hb.Workers = kept
 	return rep, nil
+}
+
+// validHeader checks what identifies the hive and its session, and its
+// interval (0: the default).
+func validHeader(hb *api.Heartbeat) error {
+	if err := ids.ValidHiveID(hb.HiveID); err != nil {
+		return invalid("hive_id %s: %v", ids.Quote(hb.HiveID), err)
+	}
+	if hb.SessionID == "" || ids.ValidText(hb.SessionID, 128) != nil {
+		return invalid("session_id: want 1 to 128 printable characters")
+	}
+	if hb.HiveURL != "" {
+		u, err := url.Parse(hb.HiveURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || ids.ValidText(hb.HiveURL, 1024) != nil {
+			return invalid("hive_url %s: want an http(s) URL", ids.Quote(hb.HiveURL))
+		}
+	}
+	if hb.IntervalMS == 0 {
+		hb.IntervalMS = defaultIntMS
+	}
+	if hb.IntervalMS < minInterval || hb.IntervalMS > maxInterval {
+		return invalid("interval_ms %d: want %d to %d", hb.IntervalMS, minInterval, int64(maxInterval))
+	}
+	for _, s := range []struct{ name, v string }{{"version", hb.Version}, {"gpu_backend", hb.GPUBackend}} {
+		if err := ids.ValidText(s.v, 128); err != nil {
+			return invalid("%s: %v", s.name, err)
+		}
+	}
+	return nil
 }
 
 // validNode nulls impossible host-level numbers.
