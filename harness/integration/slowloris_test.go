@@ -111,16 +111,20 @@ func getJSON(c *http.Client, url string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-// getRetry is getJSON with a second try when the connection failed before
-// an answer (an idle GET is safe to repeat), as an operator's tool would:
-// on a loaded host (the v2 lane's emulated CPU) the client may write its
-// request after the listener's EvictMinAge, and a churning flood's
-// newcomer then takes its place. Each failed try is logged.
+// getRetry is getJSON with up to three tries when the connection failed
+// before an answer (an idle GET is safe to repeat), as an operator's tool
+// would: on a loaded host (the v2 lane's emulated CPU) the client may
+// write its request after the listener's EvictMinAge, and a churning
+// flood's newcomer then takes its place. Each failed try is logged; the
+// hive before the connection limits served none, however many tries.
 func getRetry(t *testing.T, c *http.Client, url string, v any) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Logf("GET %s, first try: %v", url, err)
-		resp, err = c.Get(url)
+	var resp *http.Response
+	var err error
+	for try := 1; try <= 3; try++ {
+		if resp, err = c.Get(url); err == nil {
+			break
+		}
+		t.Logf("GET %s, try %d: %v", url, try, err)
 	}
 	if err != nil {
 		return err
