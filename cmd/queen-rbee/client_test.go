@@ -32,12 +32,27 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 	m, evil := "qwen2.5-0.5b", "evil\x1b]0;owned\x07"
 	code, sig := 3, "SIGKILL"
 	workers := []api.FleetWorker{
-		{Worker: api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateReady,
-			CPUPct: f(51.26), MemBytes: u(256 << 20), VRAMBytes: u(4 << 30), GPUUtilPct: f(97), UptimeS: f(3725)},
+		{Worker: api.Worker{
+			ID:           "llm-9301",
+			PID:          4242,
+			State:        api.StateReady,
+			CPUPct:       f(51.26),
+			MemBytes:     u(256 << 20),
+			VRAMBytes:    u(4 << 30),
+			GPUUtilPct:   f(97),
+			UptimeS:      f(3725),
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9301", Model: &m},
+		},
 			HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835"},
-		{Worker: api.Worker{ID: "llm-9302", Group: "llm", Instance: "9302", PID: 4343, Model: &evil, State: api.StateExited,
-			ExitCode: &code, Errors: []string{"gpu: nvidia-smi timed out after 2s"}}, HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", Stale: true},
-		{Worker: api.Worker{ID: "embed-1", Group: "embed", Instance: "1", PID: 77, State: api.StateExited, Signal: &sig, OOMKilled: new(bool)},
+		{Worker: api.Worker{
+			ID:           "llm-9302",
+			PID:          4343,
+			State:        api.StateExited,
+			Errors:       []string{"gpu: nvidia-smi timed out after 2s"},
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9302", Model: &evil},
+			WorkerExit:   api.WorkerExit{ExitCode: &code},
+		}, HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", Stale: true},
+		{Worker: api.Worker{ID: "embed-1", PID: 77, State: api.StateExited, WorkerStatic: api.WorkerStatic{Group: "embed", Instance: "1"}, WorkerExit: api.WorkerExit{Signal: &sig, OOMKilled: new(bool)}},
 			HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", Idle: true},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

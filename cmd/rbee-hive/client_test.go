@@ -30,9 +30,15 @@ func fakeHive(t *testing.T) (string, *[]string) {
 	m := "qwen2.5-0.5b"
 	code := 0
 	lim := int64(512 << 20)
-	running := api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 4242, Model: &m, State: api.StateReady,
-		Binary: "/opt/llm/worker", Args: []string{"--model", m}, Cgroup: "/rbee.slice/llm/9301", LimitsEnforced: true,
-		CPULimitPct: f(150), MemLimitBytes: &lim, CPUPct: f(33.3), MemBytes: u(100 << 20), UptimeS: f(61)}
+	running := api.Worker{
+		ID:           "llm-9301",
+		PID:          4242,
+		State:        api.StateReady,
+		CPUPct:       f(33.3),
+		MemBytes:     u(100 << 20),
+		UptimeS:      f(61),
+		WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9301", Model: &m, Binary: "/opt/llm/worker", Args: []string{"--model", m}, Cgroup: "/rbee.slice/llm/9301", LimitsEnforced: true, CPULimitPct: f(150), MemLimitBytes: &lim},
+	}
 	stopped := running
 	stopped.State, stopped.ExitCode = api.StateExited, &code
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -213,8 +213,12 @@ func TestBroadcastChannelFull(t *testing.T) {
 				// one: worker_added/removed events that do not coalesce.
 				inst := fmt.Sprintf("w%d", seq)
 				hb := api.Heartbeat{HiveID: fmt.Sprintf("flood-%02d", h), SessionID: "s", Seq: uint64(seq), IntervalMS: 1000,
-					Node: api.Node{CPUCores: 8}, Workers: []api.WorkerReport{api.ReportOf(&api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst,
-						PID: 1000 + seq, State: api.StateReady, Args: []string{pad}}, true)}}
+					Node: api.Node{CPUCores: 8}, Workers: []api.WorkerReport{api.ReportOf(&api.Worker{
+						ID:           "llm-" + inst,
+						PID:          1000 + seq,
+						State:        api.StateReady,
+						WorkerStatic: api.WorkerStatic{Group: "llm", Instance: inst, Args: []string{pad}},
+					}, true)}}
 				b, _ := json.Marshal(hb)
 				start := time.Now()
 				resp, err := c.Post(q.URL+"/v1/hive-heartbeat", "application/json", strings.NewReader(string(b)))

@@ -483,8 +483,14 @@ func TestSecurityForgedValues(t *testing.T) {
 	spawn(t, hive, "1", api.SpawnRequest{Args: []string{"--model", "m"}})
 	forged := api.Heartbeat{HiveID: "evil", HiveURL: "http://evil.example:7835", SessionID: "s", Seq: 1, IntervalMS: 1000,
 		Node: api.Node{CPUCores: 8, GPUs: []api.GPU{{Index: 0, UUID: "GPU-evil", VRAMTotalBytes: api.Ptr(uint64(math.MaxUint64)), VRAMUsedBytes: api.Ptr(uint64(0))}}},
-		Workers: []api.WorkerReport{api.ReportOf(&api.Worker{ID: "llm-1", Group: "llm", Instance: "1", PID: 1, State: api.StateReady,
-			Model: api.Ptr("m"), CPUPct: api.Ptr(-1e308), GPUUtilPct: api.Ptr(0.0)}, true)}}
+		Workers: []api.WorkerReport{api.ReportOf(&api.Worker{
+			ID:           "llm-1",
+			PID:          1,
+			State:        api.StateReady,
+			CPUPct:       api.Ptr(-1e308),
+			GPUUtilPct:   api.Ptr(0.0),
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "1", Model: api.Ptr("m")},
+		}, true)}}
 	code, body := harness.Call(t, "POST", q.URL+"/v1/hive-heartbeat", forged)
 	var ack api.HeartbeatAck
 	if err := json.Unmarshal(body, &ack); err != nil || code != 200 || len(ack.Dropped) != 1 || ack.Clamped != 1 {

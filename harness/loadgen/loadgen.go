@@ -43,10 +43,16 @@ func NewHive(id string, workers, gpus int) *Hive {
 		m := models[i%len(models)]
 		inst := fmt.Sprint(9300 + i)
 		lim := int64(16 << 30)
-		w := api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: 10000 + i, PIDs: []int{10000 + i, 20000 + i},
-			Binary: "/opt/llm/bin/vllm-worker", Args: []string{"--model", m, "--port", inst, "--max-model-len", "8192"}, Model: &m,
-			State: api.StateReady, Cgroup: "/system.slice/rbee-hive.service/rbee.slice/llm/" + inst, LimitsEnforced: true,
-			StartedAt: &start, CPULimitPct: api.Ptr(400.0), MemLimitBytes: &lim, PidsLimit: api.Ptr(int64(4096))}
+		w := api.Worker{
+			ID:    "llm-" + inst,
+			PID:   10000 + i,
+			PIDs:  []int{10000 + i, 20000 + i},
+			State: api.StateReady,
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: inst,
+				Binary: "/opt/llm/bin/vllm-worker", Args: []string{"--model", m, "--port", inst, "--max-model-len", "8192"}, Model: &m,
+				Cgroup: "/system.slice/rbee-hive.service/rbee.slice/llm/" + inst, LimitsEnforced: true,
+				StartedAt: &start, CPULimitPct: api.Ptr(400.0), MemLimitBytes: &lim, PidsLimit: api.Ptr(int64(4096))},
+		}
 		if gpus > 0 {
 			w.GPUs = []api.WorkerGPU{{Index: i % gpus, UUID: h.gpus[i%gpus].UUID}}
 		}

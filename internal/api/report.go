@@ -18,89 +18,6 @@ import (
 // changes rarely (WorkerStatic: identity, command line, cgroup, limits,
 // start time) travels when new or changed.
 
-// Stat indexes Stats.
-type Stat int
-
-// The measured numbers of a worker, in their JSON order.
-const (
-	StatCPUPct             Stat = iota // percent of one core, 0.1 % steps
-	StatMemBytes                       // cgroup memory usage
-	StatMemRSSBytes                    // anonymous memory
-	StatMemWorkingSetBytes             // usage minus inactive file cache
-	StatIOReadBps                      // bytes read per second
-	StatIOWriteBps                     // bytes written per second
-	StatUptimeS                        // seconds since the main process started
-	StatVRAMBytes                      // GPU memory over every pid and GPU
-	StatGPUUtilPct                     // SM use summed over the worker's GPUs
-	// Cumulative counters, for Prometheus: they only grow while the
-	// worker's cgroup lives, and a rate over any window is exact where the
-	// per-pass rates above are samples.
-	StatCPUSeconds   // CPU time used, seconds, to the millisecond
-	StatIOReadBytes  // bytes read
-	StatIOWriteBytes // bytes written
-	NumStats
-)
-
-// StatFields names Stats' elements, in order, as the JSON record names
-// them; a hive_telemetry event repeats it once.
-var StatFields = [NumStats]string{
-	"cpu_pct", "mem_bytes", "mem_rss_bytes", "mem_working_set_bytes",
-	"io_read_bps", "io_write_bps", "uptime_s", "vram_bytes", "gpu_util_pct",
-	"cpu_seconds", "io_read_bytes", "io_write_bytes",
-}
-
-// Stats are a worker's measured numbers; NaN means unknown (JSON null),
-// never a made-up zero.
-type Stats [NumStats]float64
-
-// UnknownStats returns Stats with every number unknown.
-func UnknownStats() Stats {
-	var s Stats
-	for i := range s {
-		s[i] = math.NaN()
-	}
-	return s
-}
-
-// Known reports whether stat i is measured.
-func (s *Stats) Known(i Stat) bool { return !math.IsNaN(s[i]) }
-
-// Ptr returns stat i as a pointer, nil when unknown.
-func (s *Stats) Ptr(i Stat) *float64 {
-	if math.IsNaN(s[i]) {
-		return nil
-	}
-	v := s[i]
-	return &v
-}
-
-// Uint returns stat i as a byte count pointer, nil when unknown.
-func (s *Stats) Uint(i Stat) *uint64 {
-	if math.IsNaN(s[i]) || s[i] < 0 {
-		return nil
-	}
-	v := uint64(s[i])
-	return &v
-}
-
-// Set sets stat i from a pointer (nil: unknown).
-func (s *Stats) Set(i Stat, v *float64) {
-	if v == nil {
-		s[i] = math.NaN()
-		return
-	}
-	s[i] = *v
-}
-
-// SetUint sets stat i from a byte count pointer (nil: unknown).
-func (s *Stats) SetUint(i Stat, v *uint64) {
-	if v == nil {
-		s[i] = math.NaN()
-		return
-	}
-	s[i] = float64(*v)
-}
-
 // MarshalJSON writes [cpu,mem,...]: percentages to 0.1, CPU seconds to
 // 0.001, everything else as a whole number, null for unknown.
 func (s Stats) MarshalJSON() ([]byte, error) { return s.AppendJSON(nil), nil }
@@ -117,13 +34,10 @@ func (s Stats) AppendJSON(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendNum(b, v, statDecimals[i])
+		b = appendNum(b, v, StatTable[i].Decimals)
 	}
 	return append(b, ']')
 }
-
-// statDecimals is how many decimals each stat is written with.
-var statDecimals = [NumStats]int{StatCPUPct: 1, StatGPUUtilPct: 1, StatCPUSeconds: 3}
 
 // whole and tenths are appendNum's usual precisions.
 const (
@@ -302,7 +216,8 @@ func (g *GPUStat) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// WorkerStatic is what a worker's record holds that changes rarely.
+// WorkerStatic is what a worker's record holds that changes rarely: it
+// travels in a heartbeat only when new or changed.
 type WorkerStatic struct {
 	Group    string   `json:"group"`
 	Instance string   `json:"instance"`
@@ -317,8 +232,10 @@ type WorkerStatic struct {
 	CPULimitPct    *float64   `json:"cpu_limit_pct"`
 	MemLimitBytes  *int64     `json:"mem_limit_bytes"`
 	PidsLimit      *int64     `json:"pids_limit,omitempty"`
-	// Restarts, LastExit and RestartError: see Worker.
-	Restarts     int         `json:"restarts,omitempty"`
+	// Restarts counts the hive's restarts of this worker; LastExit is how
+	// the run before this one ended; RestartError says why the hive will
+	// not restart it again (its restart limit).
+	Restarts     int         `json:"restarts"`
 	LastExit     *WorkerExit `json:"last_exit,omitempty"`
 	RestartError string      `json:"restart_error,omitempty"`
 }
@@ -373,16 +290,6 @@ type WorkerReport struct {
 	Static *WorkerStatic `json:"static,omitempty"`
 }
 
-// StaticOf returns the static part of a worker record.
-func StaticOf(w *Worker) WorkerStatic {
-	return WorkerStatic{
-		Group: w.Group, Instance: w.Instance, Binary: w.Binary, Args: w.Args, Model: w.Model,
-		Cgroup: w.Cgroup, LimitsEnforced: w.LimitsEnforced, StartedAt: w.StartedAt,
-		CPULimitPct: w.CPULimitPct, MemLimitBytes: w.MemLimitBytes, PidsLimit: w.PidsLimit,
-		Restarts: w.Restarts, LastExit: w.LastExit, RestartError: w.RestartError,
-	}
-}
-
 // ReportOf returns the heartbeat entry of a worker record, with its
 // static part when withStatic.
 func ReportOf(w *Worker, withStatic bool) WorkerReport {
@@ -392,19 +299,7 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 		// passing check's target would repeat in every heartbeat.
 		r.Health = h
 	}
-	r.Stats = UnknownStats()
-	r.Stats.Set(StatCPUPct, w.CPUPct)
-	r.Stats.SetUint(StatMemBytes, w.MemBytes)
-	r.Stats.SetUint(StatMemRSSBytes, w.MemRSSBytes)
-	r.Stats.SetUint(StatMemWorkingSetBytes, w.MemWorkingSetBytes)
-	r.Stats.Set(StatIOReadBps, w.IOReadBps)
-	r.Stats.Set(StatIOWriteBps, w.IOWriteBps)
-	r.Stats.Set(StatUptimeS, w.UptimeS)
-	r.Stats.SetUint(StatVRAMBytes, w.VRAMBytes)
-	r.Stats.Set(StatGPUUtilPct, w.GPUUtilPct)
-	r.Stats.Set(StatCPUSeconds, w.CPUSeconds)
-	r.Stats.SetUint(StatIOReadBytes, w.IOReadBytes)
-	r.Stats.SetUint(StatIOWriteBytes, w.IOWriteBytes)
+	r.Stats = w.Stats()
 	for _, g := range w.GPUs {
 		gs := GPUStat{Index: g.Index, VRAMBytes: math.NaN(), SMUtilPct: math.NaN()}
 		if g.VRAMBytes != nil {
@@ -416,10 +311,11 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 		r.GPUs = append(r.GPUs, gs)
 	}
 	if w.State == StateExited || w.ExitCode != nil || w.Signal != nil {
-		r.Exit = &WorkerExit{ExitCode: w.ExitCode, Signal: w.Signal, OOMKilled: w.OOMKilled, ExitedAt: w.ExitedAt, Stopped: w.Stopped, LogTail: w.LogTail}
+		e := w.WorkerExit
+		r.Exit = &e
 	}
 	if withStatic {
-		st := StaticOf(w)
+		st := w.WorkerStatic
 		r.Static = &st
 	}
 	return r
@@ -430,19 +326,13 @@ func ReportOf(w *Worker, withStatic bool) WorkerReport {
 func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker {
 	w := Worker{
 		ID: r.ID, State: r.State, PID: r.PID, PIDs: r.PIDs, GPUError: r.GPUError, Errors: r.Errors, Health: r.Health,
-		// Numbers rounded to what they mean, as on the stream: percent to
-		// 0.1, seconds to 0.1, bytes and bytes per second whole.
-		CPUPct: roundPtr(r.Stats.Ptr(StatCPUPct)), MemBytes: r.Stats.Uint(StatMemBytes), MemRSSBytes: r.Stats.Uint(StatMemRSSBytes),
-		MemWorkingSetBytes: r.Stats.Uint(StatMemWorkingSetBytes), IOReadBps: wholePtr(r.Stats.Ptr(StatIOReadBps)),
-		IOWriteBps: wholePtr(r.Stats.Ptr(StatIOWriteBps)), UptimeS: roundPtr(r.Stats.Ptr(StatUptimeS)), VRAMBytes: r.Stats.Uint(StatVRAMBytes),
-		GPUUtilPct: roundPtr(r.Stats.Ptr(StatGPUUtilPct)),
-		CPUSeconds: milliPtr(r.Stats.Ptr(StatCPUSeconds)), IOReadBytes: r.Stats.Uint(StatIOReadBytes), IOWriteBytes: r.Stats.Uint(StatIOWriteBytes),
 	}
+	// Numbers rounded to what they mean, as on the stream.
+	s := r.Stats
+	s.Round()
+	w.SetStats(&s)
 	if st != nil {
-		w.Group, w.Instance, w.Binary, w.Args, w.Model = st.Group, st.Instance, st.Binary, st.Args, st.Model
-		w.Cgroup, w.LimitsEnforced, w.StartedAt = st.Cgroup, st.LimitsEnforced, st.StartedAt
-		w.CPULimitPct, w.MemLimitBytes, w.PidsLimit = st.CPULimitPct, st.MemLimitBytes, st.PidsLimit
-		w.Restarts, w.LastExit, w.RestartError = st.Restarts, st.LastExit, st.RestartError
+		w.WorkerStatic = *st
 	}
 	if r.GPUs != nil {
 		w.GPUs = make([]WorkerGPU, len(r.GPUs))
@@ -463,8 +353,7 @@ func (r *WorkerReport) Record(st *WorkerStatic, gpuUUID func(int) string) Worker
 		}
 	}
 	if r.Exit != nil {
-		w.ExitCode, w.Signal, w.OOMKilled, w.ExitedAt, w.Stopped = r.Exit.ExitCode, r.Exit.Signal, r.Exit.OOMKilled, r.Exit.ExitedAt, r.Exit.Stopped
-		w.LogTail = r.Exit.LogTail
+		w.WorkerExit = *r.Exit
 	}
 	return w
 }
@@ -520,24 +409,6 @@ func NodeStatsOf(n *Node) NodeStats {
 		ns.GPUs[i] = NodeGPUStat{Index: g.Index, VRAMUsedBytes: vram, UtilPct: f(g.UtilPct), TempC: f(g.TempC), PowerW: f(g.PowerW)}
 	}
 	return ns
-}
-
-// milliPtr rounds *p to 0.001.
-func milliPtr(p *float64) *float64 {
-	if p == nil {
-		return nil
-	}
-	v := math.Round(*p*1000) / 1000
-	return &v
-}
-
-// wholePtr rounds *p to a whole number.
-func wholePtr(p *float64) *float64 {
-	if p == nil {
-		return nil
-	}
-	v := math.Round(*p)
-	return &v
 }
 
 // roundPtr rounds *p to 0.1.

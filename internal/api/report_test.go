@@ -44,10 +44,19 @@ func TestStatsJSON(t *testing.T) {
 func TestReportRoundTrip(t *testing.T) {
 	m, code := "qwen", 3
 	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	w := Worker{ID: "llm-1", Group: "llm", Instance: "1", PID: 7, PIDs: []int{7, 8}, Binary: "/w", Args: []string{"--model", m},
-		Model: &m, State: StateExited, StartedAt: &start, CPUPct: Ptr(12.3), MemBytes: Ptr(uint64(1 << 20)),
-		GPUs: []WorkerGPU{{Index: 1, UUID: "GPU-b", VRAMBytes: Ptr(uint64(4 << 30))}}, VRAMBytes: Ptr(uint64(4 << 30)),
-		ExitCode: &code, Errors: []string{"x"}}
+	w := Worker{
+		ID:           "llm-1",
+		PID:          7,
+		PIDs:         []int{7, 8},
+		State:        StateExited,
+		CPUPct:       Ptr(12.3),
+		MemBytes:     Ptr(uint64(1 << 20)),
+		GPUs:         []WorkerGPU{{Index: 1, UUID: "GPU-b", VRAMBytes: Ptr(uint64(4 << 30))}},
+		VRAMBytes:    Ptr(uint64(4 << 30)),
+		Errors:       []string{"x"},
+		WorkerStatic: WorkerStatic{Group: "llm", Instance: "1", Binary: "/w", Args: []string{"--model", m}, Model: &m, StartedAt: &start},
+		WorkerExit:   WorkerExit{ExitCode: &code},
+	}
 	r := ReportOf(&w, true)
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -69,7 +78,7 @@ func TestReportRoundTrip(t *testing.T) {
 	if lean.Static != nil {
 		t.Fatal("static fields without being asked")
 	}
-	if again := lean.Record(st, nil).Static(); !st.Equal(&again) {
+	if again := lean.Record(st, nil).WorkerStatic; !st.Equal(&again) {
 		t.Fatal("the static fields of a rebuilt record differ")
 	}
 }

@@ -89,7 +89,7 @@ func (w *WorkerTelemetry) AppendJSON(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendNum(b, v, statDecimals[i])
+		b = appendNum(b, v, StatTable[i].Decimals)
 	}
 	b = append(b, ']')
 	if len(w.GPUs) > 0 {

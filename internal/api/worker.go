@@ -22,36 +22,27 @@ const (
 	StateExited    State = "exited"
 )
 
-// Worker is the telemetry record of one worker process and its cgroup.
+// Worker is the telemetry record of one worker process and its cgroup:
+// its identity, what changes rarely (WorkerStatic), what a collection pass
+// measures, and how its last run ended (WorkerExit). The JSON is flat:
+// the embedded parts' fields sit beside the rest.
 type Worker struct {
-	ID       string   `json:"id"`
-	Group    string   `json:"group"`
-	Instance string   `json:"instance"`
-	PID      int      `json:"pid"`
-	PIDs     PIDList  `json:"pids"`
-	Binary   string   `json:"binary"`
-	Args     []string `json:"args"`
-	Model    *string  `json:"model"`
-	State    State    `json:"state"`
-	// Cgroup is the worker's cgroup path; empty when limits are not enforced.
-	Cgroup         string `json:"cgroup,omitempty"`
-	LimitsEnforced bool   `json:"limits_enforced"`
+	ID string `json:"id"`
+	WorkerStatic
 
-	StartedAt *time.Time `json:"started_at"`
-	UptimeS   *float64   `json:"uptime_s"`
+	State State   `json:"state"`
+	PID   int     `json:"pid"`
+	PIDs  PIDList `json:"pids"`
 
-	CPUPct        *float64 `json:"cpu_pct"`
-	CPULimitPct   *float64 `json:"cpu_limit_pct"`
-	MemLimitBytes *int64   `json:"mem_limit_bytes"`
-	PidsLimit     *int64   `json:"pids_limit,omitempty"`
-
-	MemBytes           *uint64 `json:"mem_bytes"`
-	MemRSSBytes        *uint64 `json:"mem_rss_bytes"`
-	MemWorkingSetBytes *uint64 `json:"mem_working_set_bytes"`
-
-	IOReadBps  *float64 `json:"io_read_bps"`
-	IOWriteBps *float64 `json:"io_write_bps"`
-
+	// The measured numbers; each is one Stat (stats.go says what each
+	// means, how it is rounded and bounded).
+	UptimeS            *float64 `json:"uptime_s"`
+	CPUPct             *float64 `json:"cpu_pct"`
+	MemBytes           *uint64  `json:"mem_bytes"`
+	MemRSSBytes        *uint64  `json:"mem_rss_bytes"`
+	MemWorkingSetBytes *uint64  `json:"mem_working_set_bytes"`
+	IOReadBps          *float64 `json:"io_read_bps"`
+	IOWriteBps         *float64 `json:"io_write_bps"`
 	// Cumulative counters: CPU seconds and I/O bytes the worker has used.
 	CPUSeconds   *float64 `json:"cpu_seconds"`
 	IOReadBytes  *uint64  `json:"io_read_bytes"`
@@ -69,24 +60,11 @@ type Worker struct {
 	// (it started after the newest one began).
 	GPUSampledAt *time.Time `json:"gpu_sampled_at,omitempty"`
 
-	ExitCode  *int       `json:"exit_code"`
-	Signal    *string    `json:"signal"`
-	OOMKilled *bool      `json:"oom_killed"`
-	ExitedAt  *time.Time `json:"exited_at,omitempty"`
-	// Stopped says the exit was asked for (a stop request, or a hive
-	// stopping its workers as it exits), not the worker's own doing.
-	Stopped bool `json:"stopped,omitempty"`
-	// LogTail is the end of an exited worker's output (at most 4 KiB).
-	LogTail string `json:"log_tail,omitempty"`
+	// WorkerExit is how this run ended; all null while it runs.
+	WorkerExit
 
 	// Health is the worker's health check as last run (workers with one).
 	Health *WorkerHealth `json:"health,omitempty"`
-	// Restarts counts the hive's restarts of this worker; LastExit is how
-	// the run before this one ended; RestartError says why the hive will
-	// not restart it again (its restart limit).
-	Restarts     int         `json:"restarts"`
-	LastExit     *WorkerExit `json:"last_exit,omitempty"`
-	RestartError string      `json:"restart_error,omitempty"`
 
 	// Errors lists what could not be read this pass, e.g.
 	// "gpu: nvidia-smi timed out after 2s".
@@ -103,6 +81,3 @@ type WorkerGPU struct {
 
 // Ptr returns a pointer to v, for filling optional fields.
 func Ptr[T any](v T) *T { return &v }
-
-// Static returns the worker's static fields.
-func (w Worker) Static() WorkerStatic { return StaticOf(&w) }

@@ -110,9 +110,9 @@ func TestFormat(t *testing.T) {
 		w    api.Worker
 		want string
 	}{
-		{api.Worker{State: api.StateExited, OOMKilled: &yes, Signal: &sig}, "OOM-killed"},
-		{api.Worker{State: api.StateExited, Signal: &sig}, "killed by SIGKILL"},
-		{api.Worker{State: api.StateExited, ExitCode: &code}, "exit 3"},
+		{api.Worker{State: api.StateExited, WorkerExit: api.WorkerExit{OOMKilled: &yes, Signal: &sig}}, "OOM-killed"},
+		{api.Worker{State: api.StateExited, WorkerExit: api.WorkerExit{Signal: &sig}}, "killed by SIGKILL"},
+		{api.Worker{State: api.StateExited, WorkerExit: api.WorkerExit{ExitCode: &code}}, "exit 3"},
 		{api.Worker{State: api.StateReady, Errors: []string{"gpu: x"}}, "gpu: x"},
 		{api.Worker{State: api.StateReady, Errors: []string{"\x1b]0;owned\x07"}}, `"\x1b]0;owned\a"`},
 	} {
@@ -127,7 +127,7 @@ func TestFormat(t *testing.T) {
 func TestHostileTextEscaped(t *testing.T) {
 	const esc = "\x1b]0;owned\x07"
 	var b strings.Builder
-	w := api.Worker{ID: "llm-" + esc, State: api.State(esc), PID: 7, LimitsEnforced: true, Cgroup: "/rbee/" + esc}
+	w := api.Worker{ID: "llm-" + esc, State: api.State(esc), PID: 7, WorkerStatic: api.WorkerStatic{LimitsEnforced: true, Cgroup: "/rbee/" + esc}}
 	if err := WorkerTable(&b, []api.FleetWorker{{HiveID: "h" + esc, Worker: w}}, true); err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func (s *sender) heartbeat(all bool) (api.Heartbeat, map[string]api.WorkerStatic
 	hb.Workers = make([]api.WorkerReport, len(ws))
 	carried := map[string]api.WorkerStatic{}
 	for i := range ws {
-		st := api.StaticOf(&ws[i])
+		st := ws[i].WorkerStatic
 		prev, ok := s.sent[ws[i].ID]
 		with := all || !ok || !prev.Equal(&st)
 		hb.Workers[i] = api.ReportOf(&ws[i], with)

@@ -28,22 +28,10 @@ var (
 	descWorkerState = prometheus.NewDesc("rbee_worker_state",
 		"1 for the worker's current lifecycle state, 0 for the others.",
 		[]string{"hive", "worker", "state"}, nil)
-	descWorkerCPU = prometheus.NewDesc("rbee_worker_cpu_seconds_total",
-		"CPU time the worker's processes have used, in seconds.", workerLabels, nil)
 	descWorkerCPULimit = prometheus.NewDesc("rbee_worker_cpu_limit_cores",
 		"The worker's CPU limit in cores (1.5 = 150 % of one core); absent when unlimited.", workerLabels, nil)
-	descWorkerMem = prometheus.NewDesc("rbee_worker_memory_usage_bytes",
-		"Memory charged to the worker's cgroup, page cache included.", workerLabels, nil)
-	descWorkerRSS = prometheus.NewDesc("rbee_worker_memory_rss_bytes",
-		"Anonymous memory of the worker's processes.", workerLabels, nil)
-	descWorkerWS = prometheus.NewDesc("rbee_worker_memory_working_set_bytes",
-		"Memory usage minus inactive file cache: what the OOM killer weighs.", workerLabels, nil)
 	descWorkerMemLimit = prometheus.NewDesc("rbee_worker_memory_limit_bytes",
 		"The worker's memory limit; absent when unlimited.", workerLabels, nil)
-	descWorkerRead = prometheus.NewDesc("rbee_worker_io_read_bytes_total",
-		"Bytes the worker's processes have read from storage.", workerLabels, nil)
-	descWorkerWrite = prometheus.NewDesc("rbee_worker_io_write_bytes_total",
-		"Bytes the worker's processes have written to storage.", workerLabels, nil)
 	descWorkerStart = prometheus.NewDesc("rbee_worker_start_time_seconds",
 		"When the worker's main process started, in seconds since the Unix epoch.", workerLabels, nil)
 	descWorkerProcs = prometheus.NewDesc("rbee_worker_processes",
@@ -88,6 +76,16 @@ var (
 		"A GPU's power draw.", gpuLabels, nil)
 )
 
+// statDescs are the series of the stats the table exports, by Stat.
+var statDescs = func() (d [api.NumStats]*prometheus.Desc) {
+	for i, s := range api.StatTable {
+		if s.Metric != "" {
+			d[i] = prometheus.NewDesc(s.Metric, s.Help, workerLabels, nil)
+		}
+	}
+	return d
+}()
+
 // workerStates are the states rbee_worker_state has a series for: an
 // exited worker's series end (rbee_hive_workers counts the exited).
 var workerStates = []api.State{api.StateStarting, api.StateReady, api.StateUnhealthy}
@@ -107,8 +105,13 @@ type Fleet struct {
 
 // Describe sends every descriptor Fleet may emit.
 func (f Fleet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWorkerInfo, descWorkerState, descWorkerCPU, descWorkerCPULimit, descWorkerMem,
-		descWorkerRSS, descWorkerWS, descWorkerMemLimit, descWorkerRead, descWorkerWrite, descWorkerStart, descWorkerProcs,
+	for _, d := range statDescs {
+		if d != nil {
+			ch <- d
+		}
+	}
+	for _, d := range []*prometheus.Desc{descWorkerInfo, descWorkerState, descWorkerCPULimit,
+		descWorkerMemLimit, descWorkerStart, descWorkerProcs,
 		descWorkerPidsLimit, descWorkerRestarts, descWorkerVRAM, descWorkerSM, descHiveInfo, descHiveUp, descHiveLastSeen, descHiveCores, descHiveCPU, descHiveMemTotal,
 		descHiveMemUsed, descHiveWorkers, descGPUInfo, descGPUMemTotal, descGPUMemUsed, descGPUUtil, descGPUTemp, descGPUPower} {
 		ch <- d
@@ -190,21 +193,19 @@ func collectWorker(ch chan<- prometheus.Metric, hive string, w *api.Worker, uuid
 		}
 		gauge(ch, descWorkerState, v, hive, w.ID, string(st))
 	}
-	if w.CPUSeconds != nil {
-		ch <- prometheus.MustNewConstMetric(descWorkerCPU, prometheus.CounterValue, *w.CPUSeconds, hive, w.ID)
-	}
-	if w.IOReadBytes != nil {
-		ch <- prometheus.MustNewConstMetric(descWorkerRead, prometheus.CounterValue, float64(*w.IOReadBytes), hive, w.ID)
-	}
-	if w.IOWriteBytes != nil {
-		ch <- prometheus.MustNewConstMetric(descWorkerWrite, prometheus.CounterValue, float64(*w.IOWriteBytes), hive, w.ID)
+	stats := w.Stats()
+	for i, d := range statDescs {
+		if v := stats[i]; d != nil && !math.IsNaN(v) {
+			kind := prometheus.GaugeValue
+			if api.StatTable[i].Counter {
+				kind = prometheus.CounterValue
+			}
+			ch <- prometheus.MustNewConstMetric(d, kind, v, hive, w.ID)
+		}
 	}
 	if w.CPULimitPct != nil {
 		gauge(ch, descWorkerCPULimit, *w.CPULimitPct/100, hive, w.ID)
 	}
-	gaugeU(ch, descWorkerMem, w.MemBytes, hive, w.ID)
-	gaugeU(ch, descWorkerRSS, w.MemRSSBytes, hive, w.ID)
-	gaugeU(ch, descWorkerWS, w.MemWorkingSetBytes, hive, w.ID)
 	if w.MemLimitBytes != nil {
 		gauge(ch, descWorkerMemLimit, float64(*w.MemLimitBytes), hive, w.ID)
 	}

@@ -20,12 +20,19 @@ func TestFleetSeries(t *testing.T) {
 		Node: api.Node{CPUCores: 8, CPUPct: api.Ptr(25.0), MemTotalBytes: api.Ptr(uint64(1 << 34)), MemUsedBytes: api.Ptr(uint64(1 << 33)),
 			GPUs: []api.GPU{{Index: 0, UUID: "GPU-a", Name: "NVIDIA H200", VRAMTotalBytes: api.Ptr(uint64(1 << 37)), UtilPct: api.Ptr(50.0)}}},
 		Workers: []api.Worker{
-			{ID: "llm-1", Group: "llm", Instance: "1", Model: &model, State: api.StateReady, StartedAt: &started, PIDs: []int{10, 11},
-				CPUSeconds: api.Ptr(12.5), CPULimitPct: api.Ptr(150.0), MemBytes: api.Ptr(uint64(100 << 20)), MemLimitBytes: api.Ptr(int64(512 << 20)),
-				IOReadBytes: api.Ptr(uint64(4096)), GPUs: []api.WorkerGPU{{Index: 0, VRAMBytes: api.Ptr(uint64(1 << 30)), SMUtilPct: api.Ptr(40.0)}}},
+			{
+				ID:           "llm-1",
+				State:        api.StateReady,
+				PIDs:         []int{10, 11},
+				CPUSeconds:   api.Ptr(12.5),
+				MemBytes:     api.Ptr(uint64(100 << 20)),
+				IOReadBytes:  api.Ptr(uint64(4096)),
+				GPUs:         []api.WorkerGPU{{Index: 0, VRAMBytes: api.Ptr(uint64(1 << 30)), SMUtilPct: api.Ptr(40.0)}},
+				WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "1", Model: &model, StartedAt: &started, CPULimitPct: api.Ptr(150.0), MemLimitBytes: api.Ptr(int64(512 << 20))},
+			},
 			// Exited: no series. Unmeasured fields: no series either.
-			{ID: "llm-2", Group: "llm", Instance: "2", State: api.StateExited},
-			{ID: "llm-3", Group: "llm", Instance: "3", State: api.StateStarting},
+			{ID: "llm-2", State: api.StateExited, WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "2"}},
+			{ID: "llm-3", State: api.StateStarting, WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "3"}},
 		}}
 	f := fleetOf(hive)
 	if problems, err := testutil.CollectAndLint(f); err != nil || len(problems) > 0 {

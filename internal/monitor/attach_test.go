@@ -32,7 +32,7 @@ func TestAttachGPUSampleAge(t *testing.T) {
 		{name: "sample after the start", usage: usage(start.Add(time.Second)), vram: &vram},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := api.Worker{PID: 10, PIDs: []int{10}, StartedAt: &start}
+			rec := api.Worker{PID: 10, PIDs: []int{10}, WorkerStatic: api.WorkerStatic{StartedAt: &start}}
 			attachGPU(&rec, tc.usage, tc.err)
 			switch {
 			case tc.vram == nil && (rec.VRAMBytes != nil || rec.GPUs != nil || rec.GPUSampledAt != nil):

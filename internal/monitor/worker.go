@@ -84,10 +84,12 @@ type taskIO struct {
 // Monitor.mu.
 func (w *worker) baseLocked(now time.Time) api.Worker {
 	r := api.Worker{
-		ID: w.id, Group: w.group, Instance: w.instance,
-		PID: w.pid, Binary: w.binary, Args: w.args, Model: w.model,
-		State: w.stateLocked(), LimitsEnforced: w.cg != nil,
-		ExitCode: w.exitCode, Signal: w.signal, OOMKilled: w.oom,
+		ID:    w.id,
+		PID:   w.pid,
+		State: w.stateLocked(),
+		WorkerStatic: api.WorkerStatic{Group: w.group, Instance: w.instance, Binary: w.binary, Args: w.args, Model: w.model,
+			LimitsEnforced: w.cg != nil},
+		WorkerExit: api.WorkerExit{ExitCode: w.exitCode, Signal: w.signal, OOMKilled: w.oom},
 	}
 	if w.health != nil {
 		r.Health = w.health.record()

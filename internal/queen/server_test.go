@@ -54,7 +54,7 @@ func beat(seq uint64) api.Heartbeat {
 	return api.Heartbeat{
 		HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835", SessionID: "s1", Seq: seq, IntervalMS: 1000, GPUBackend: "nvml",
 		Node:    api.Node{CPUCores: 8, GPUs: []api.GPU{{Index: 0, UUID: "GPU-x", VRAMTotalBytes: u(80 << 30), VRAMUsedBytes: u(8 << 30)}}},
-		Workers: reports(api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: api.StateReady, CPUPct: f(1), GPUUtilPct: f(0)}),
+		Workers: reports(api.Worker{ID: "llm-9301", PID: 42, State: api.StateReady, CPUPct: f(1), GPUUtilPct: f(0), WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9301", Model: &m}}),
 	}
 }
 
@@ -188,7 +188,7 @@ func TestQueenRejectsBadHeartbeats(t *testing.T) {
 		{"inflated pid bomb", mut(func(h *api.Heartbeat) {
 			h.Workers = nil
 			for i := range 5 {
-				h.Workers = append(h.Workers, api.ReportOf(&api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateReady, PIDs: make([]int, 16000)}, true))
+				h.Workers = append(h.Workers, api.ReportOf(&api.Worker{ID: fmt.Sprintf("llm-%d", i), State: api.StateReady, PIDs: make([]int, 16000), WorkerStatic: api.WorkerStatic{Group: "llm", Instance: fmt.Sprint(i)}}, true))
 				for j := range h.Workers[i].PIDs {
 					h.Workers[i].PIDs[j] = j + 1
 				}
@@ -303,7 +303,7 @@ func TestQueenDropsImpossibleValues(t *testing.T) {
 	q, url := newQueen(t, queen.Config{})
 	hb := beat(1)
 	m := "qwen"
-	good := api.Worker{ID: "llm-9301", Group: "llm", Instance: "9301", PID: 42, Model: &m, State: api.StateReady, CPUPct: f(1), GPUUtilPct: f(0)}
+	good := api.Worker{ID: "llm-9301", PID: 42, State: api.StateReady, CPUPct: f(1), GPUUtilPct: f(0), WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9301", Model: &m}}
 	bad := func(id string, mut func(*api.Worker)) api.WorkerReport {
 		w := good
 		w.ID, w.Instance = "llm-"+id, id
@@ -386,7 +386,7 @@ func TestQueenBounds(t *testing.T) {
 	bomb.SessionID = "s2"
 	bomb.Workers = nil
 	for i := range 5 {
-		w := api.ReportOf(&api.Worker{ID: fmt.Sprintf("llm-%d", i), Group: "llm", Instance: fmt.Sprint(i), State: api.StateReady, PIDs: make([]int, 16000)}, true)
+		w := api.ReportOf(&api.Worker{ID: fmt.Sprintf("llm-%d", i), State: api.StateReady, PIDs: make([]int, 16000), WorkerStatic: api.WorkerStatic{Group: "llm", Instance: fmt.Sprint(i)}}, true)
 		for j := range w.PIDs {
 			w.PIDs[j] = j + 1
 		}

@@ -61,8 +61,15 @@ func u(v uint64) *uint64   { return &v }
 func s(v string) *string   { return &v }
 
 func wk(inst, model string, pid int, cpu, gpu float64) api.Worker {
-	return api.Worker{ID: "llm-" + inst, Group: "llm", Instance: inst, PID: pid, PIDs: []int{pid}, Model: s(model),
-		State: api.StateReady, CPUPct: f(cpu), GPUUtilPct: f(gpu)}
+	return api.Worker{
+		ID:           "llm-" + inst,
+		PID:          pid,
+		PIDs:         []int{pid},
+		State:        api.StateReady,
+		CPUPct:       f(cpu),
+		GPUUtilPct:   f(gpu),
+		WorkerStatic: api.WorkerStatic{Group: "llm", Instance: inst, Model: s(model)},
+	}
 }
 
 // hb is a heartbeat carrying ws, each with its static fields.

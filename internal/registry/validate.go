@@ -22,7 +22,7 @@ var ErrInvalid = api.Class(api.ErrInvalid, "invalid heartbeat")
 // data or believe impossible numbers.
 const (
 	MaxWorkers = 4096
-	MaxGPUs    = 64
+	MaxGPUs    = api.MaxGPUs
 	// MaxLogTail bounds the output an exit carries.
 	MaxLogTail = 4096
 	// MaxPIDsPerWorker and MaxPIDsTotal bound the pid lists of one worker
@@ -31,12 +31,10 @@ const (
 	MaxPIDsTotal     = api.MaxHeartbeatPIDs
 	// MaxCores bounds a hive's cpu_cores.
 	MaxCores = 16384
-	// MaxGPUBytes bounds one GPU's memory: 4 TiB is beyond any GPU made.
-	MaxGPUBytes = 4 << 40
-	// MaxMemBytes bounds host and worker memory figures (1 PiB).
-	MaxMemBytes = 1 << 50
-	// MaxIORate bounds an I/O rate in bytes per second (1 TB/s).
-	MaxIORate = 1e12
+	// MaxGPUBytes, MaxMemBytes and MaxIORate: see package api.
+	MaxGPUBytes = api.MaxGPUBytes
+	MaxMemBytes = api.MaxMemBytes
+	MaxIORate   = api.MaxIORate
 	// MaxPID is the kernel's largest pid (PID_MAX_LIMIT).
 	MaxPID = 1 << 22
 	// FutureSlack is how far ahead of the queen's clock a hive's
@@ -230,18 +228,9 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 		h.Failures = max(0, h.Failures)
 	}
 
-	maxCPU := 110 * float64(cores) // a rate over a jittery window may read a little high
-	bounds := [api.NumStats]float64{
-		api.StatCPUPct: maxCPU, api.StatMemBytes: MaxMemBytes, api.StatMemRSSBytes: MaxMemBytes,
-		api.StatMemWorkingSetBytes: MaxMemBytes, api.StatIOReadBps: MaxIORate, api.StatIOWriteBps: MaxIORate,
-		api.StatUptimeS: 100 * 365 * 86400, api.StatVRAMBytes: MaxGPUs * MaxGPUBytes,
-		api.StatGPUUtilPct: 100 * float64(max(len(w.GPUs), 1)),
-		// A century on every core; 1 EiB.
-		api.StatCPUSeconds: 100 * 365 * 86400 * float64(cores), api.StatIOReadBytes: 1 << 60, api.StatIOWriteBytes: 1 << 60,
-	}
 	for i, v := range w.Stats {
-		if !math.IsNaN(v) && !within(v, 0, bounds[i]) {
-			return fmt.Errorf("%s %g outside [0, %g]", api.StatFields[i], v, bounds[i])
+		if bound := api.StatTable[i].Bound(cores, len(w.GPUs)); !math.IsNaN(v) && !within(v, 0, bound) {
+			return fmt.Errorf("%s %g outside [0, %g]", api.StatFields[i], v, bound)
 		}
 	}
 	seen := map[int]bool{}
