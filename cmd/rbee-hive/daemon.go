@@ -102,26 +102,28 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	cfg := hive.Config{
-		HiveID:            *hiveID,
-		Listen:            *listen,
-		HiveURL:           *hiveURL,
-		Interval:          *interval,
-		QueenURLs:         queenURLs(fs, *queens),
-		QueenCA:           *queenCA,
-		InsecureNoTLS:     *noTLS,
-		Tokens:            tokens,
-		Insecure:          *insecure,
-		AllowedHosts:      *allowed,
-		TLSCert:           *tlsCert,
-		TLSKey:            *tlsKey,
-		BinDir:            *binDir,
-		WorkerUser:        user,
-		WorkerPidsMax:     int64(*pidsMax),
+		HiveID:        *hiveID,
+		Listen:        *listen,
+		HiveURL:       *hiveURL,
+		Interval:      *interval,
+		QueenURLs:     queenURLs(fs, *queens),
+		QueenCA:       *queenCA,
+		InsecureNoTLS: *noTLS,
+		Tokens:        tokens,
+		Insecure:      *insecure,
+		AllowedHosts:  *allowed,
+		TLSCert:       *tlsCert,
+		TLSKey:        *tlsKey,
+		BinDir:        *binDir,
+		Workers: monitor.Config{
+			User:       user,
+			PidsMax:    int64(*pidsMax),
+			StopGrace:  *grace,
+			LogMaxSize: logMaxBytes,
+			LogFiles:   *logFiles,
+		},
 		StopWorkersOnExit: *stopOnExit,
-		StopGrace:         *grace,
 		LogDir:            *logDir,
-		LogMaxSize:        logMaxBytes,
-		LogFiles:          *logFiles,
 		StateDir:          *stateDir,
 		Version:           version.String(),
 		Logger:            log,
@@ -149,7 +151,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	defer release()
-	cfg.Platform = p
+	cfg.Workers.Platform = p
 	cfg.GPU, cfg.GPUWhy = gpu.NewSampler(backend, *gpuTimeout), why
 	cfg.GPUSampleInPass = *gpuInPass
 	h, err := hive.New(cfg)

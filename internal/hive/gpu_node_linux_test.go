@@ -37,7 +37,7 @@ func newGPUHive(t *testing.T, fake *harness.FakeSMI) *gpuHive {
 	t.Helper()
 	sampler := gpu.NewSampler(&gpu.SMI{Path: fake.Path}, 2*time.Second)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := New(Config{HiveID: "h", Platform: monitor.Platform{Proc: procfs.Default}, GPU: sampler,
+	s, err := New(Config{HiveID: "h", Workers: monitor.Config{Platform: monitor.Platform{Proc: procfs.Default}}, GPU: sampler,
 		Tokens: auth.Tokens{Operator: harness.Token}, Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -68,10 +68,12 @@ type Config struct {
 	// BinDir, when set, is the only directory workers may be spawned from
 	// (resolved without links). A hive listening beyond loopback needs it.
 	BinDir string
-	// WorkerUser is who workers run as; nil means the hive's own user.
-	WorkerUser *launch.Credential
-	// WorkerPidsMax is each worker's pids limit; 0 means none.
-	WorkerPidsMax int64
+	// Workers says how workers run: Platform (cgroups, procfs),
+	// StopGrace, User, PidsMax and the log bounds (LogMaxSize, LogFiles),
+	// as monitor.Config documents them. The hive sets the rest itself,
+	// from the settings here: Logs (LogDir), BinDir, SpecDir (StateDir),
+	// GPU, OnChange and Logger.
+	Workers monitor.Config
 	// StopWorkersOnExit stops every worker when the hive shuts down;
 	// otherwise they keep running for the next hive to adopt.
 	StopWorkersOnExit bool
@@ -81,12 +83,8 @@ type Config struct {
 	Version         string
 	Logger          *slog.Logger
 
-	Platform  monitor.Platform
-	StopGrace time.Duration
-	LogDir    string
-	// LogMaxSize and LogFiles bound each worker's log (0: 64 MiB, 2).
-	LogMaxSize int64
-	LogFiles   int
+	// LogDir is where workers' output goes (<id>.log); "" discards it.
+	LogDir string
 	// StateDir keeps what outlives the hive process: the running
 	// workers' spawn requests (workers/), for the hive that adopts them.
 	// "" keeps none.
@@ -238,12 +236,10 @@ func New(cfg Config) (*Server, error) {
 		s.tls = tc
 	}
 	src := GPUSource(cfg.GPU, cfg.GPUSampleInPass)
-	s.mon = monitor.New(monitor.Config{
-		Platform: cfg.Platform, StopGrace: cfg.StopGrace, Logs: s.logDir, LogMaxSize: cfg.LogMaxSize, LogFiles: cfg.LogFiles, BinDir: s.binDir, GPU: src,
-		User: cfg.WorkerUser, PidsMax: cfg.WorkerPidsMax, Logger: cfg.Logger, OnChange: s.changed,
-		SpecDir: specDir(cfg.StateDir),
-	})
-	s.node = &nodeReader{proc: cfg.Platform.Proc, sampler: cfg.GPU}
+	mc := cfg.Workers
+	mc.Logs, mc.BinDir, mc.SpecDir, mc.GPU, mc.OnChange, mc.Logger = s.logDir, s.binDir, specDir(cfg.StateDir), src, s.changed, cfg.Logger
+	s.mon = monitor.New(mc)
+	s.node = &nodeReader{proc: cfg.Workers.Platform.Proc, sampler: cfg.GPU}
 	// The sender exists from the start (it runs only in Run): exit
 	// watchers of adopted workers may poke it while Run is starting.
 	var ca *tls.Config
@@ -391,7 +387,7 @@ func (s *Server) Info() api.HiveInfo {
 		CgroupMode: string(mi.CgroupMode), CgroupParent: mi.CgroupParent, CgroupPlacement: mi.CgroupPlacement, LimitsEnforced: mi.LimitsEnforced,
 		LimitsReason: mi.LimitsReason, GPUBackend: backend, GPUBackendReason: s.cfg.GPUWhy,
 		IntervalMS: s.cfg.Interval.Milliseconds(), WorkerBinDir: s.cfg.BinDir, Workers: len(s.latest().workers),
-		WorkerUser: s.cfg.WorkerUser.String(), WorkerPidsMax: s.cfg.WorkerPidsMax,
+		WorkerUser: s.cfg.Workers.User.String(), WorkerPidsMax: s.cfg.Workers.PidsMax,
 		AuthRequired: !s.cfg.Insecure, TLS: s.tls != nil, Refused: s.requestRefusals(),
 	}
 	if s.addr != nil {
@@ -492,7 +488,7 @@ func (s *Server) start(ctx context.Context) (net.Listener, error) {
 		s.url = deriveURL(ln.Addr(), s.tls != nil)
 	}
 	s.log.Info("listening on "+ln.Addr().String(), "hive_id", s.cfg.HiveID, "hive_url", s.url, "queens", strings.Join(s.cfg.QueenURLs, ","),
-		"tls", s.tls != nil, "worker_user", s.cfg.WorkerUser.String())
+		"tls", s.tls != nil, "worker_user", s.cfg.Workers.User.String())
 	return ln, nil
 }
 
@@ -505,7 +501,7 @@ func (s *Server) start(ctx context.Context) (net.Listener, error) {
 // monitor closed first: a restart it still had pending would otherwise
 // spawn into a tree being released.
 func (s *Server) leave() {
-	cgm := s.cfg.Platform.Cgroups
+	cgm := s.cfg.Workers.Platform.Cgroups
 	if s.cfg.StopWorkersOnExit {
 		stopCtx, cancel := context.WithTimeout(context.Background(), s.stopTimeout())
 		if err := s.mon.StopAll(stopCtx); err != nil {

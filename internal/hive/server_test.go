@@ -48,7 +48,7 @@ func newHive(t *testing.T, mut func(*hive.Config)) *hiveUnderTest {
 	if err := os.WriteFile(filepath.Join(binDir, "worker"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := hive.Config{HiveID: "h", Platform: p, StopGrace: 2 * time.Second, BinDir: binDir,
+	cfg := hive.Config{HiveID: "h", Workers: monitor.Config{Platform: p, StopGrace: 2 * time.Second}, BinDir: binDir,
 		Tokens: auth.Tokens{Operator: harness.Token, Reader: readToken},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mut != nil {
