@@ -100,23 +100,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	fmt.Fprintf(out, "rbee dashboard: %s/#token=%s\n", queen.URL, readTok)
 	hc := &apiclient.Client{Base: hive.URL, Token: token}
 	qc := &apiclient.Client{Base: queen.URL, Token: token}
-	var info api.HiveInfo
-	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
-		return fmt.Errorf("hive info: %w", err)
+	if err := spawnWorkers(ctx, hc, cfg.BinDir, out); err != nil {
+		return err
 	}
-	if !info.LimitsEnforced {
-		fmt.Fprintf(out, "NOTE: limits are not enforced, workers run as plain processes: %v\n", info.LimitsReason)
-	}
-	for _, w := range workers {
-		spec := w.spec
-		spec.Binary = filepath.Join(cfg.BinDir, "testworker")
-		spec.Args = w.args
-		var rec api.Worker
-		if err := hc.Do(ctx, "POST", "/v1/workers", spec, &rec); err != nil {
-			return fmt.Errorf("spawn %s: %w", spec.ID(), err)
-		}
-	}
-	fmt.Fprintf(out, `
+	fmt.Fprintf(out, banner, queen.URL, hive.URL, cfg.BinDir, cfg.LogDir, stateDir, readTok)
+	return watch(ctx, cfg, qc, queen, hive)
+}
+
+// banner says what runs and how to reach it: queen URL, hive URL, binary
+// directory, log directory, state directory, read-only token.
+const banner = `
 rbee demo: a queen, a hive and three workers are running on this machine.
   dashboard     %[1]s/#token=%[6]s   (a read-only token; the fragment never leaves the browser)
   metrics       curl -H "Authorization: Bearer $(cat %[5]s/read-token)" %[1]s/metrics
@@ -129,8 +122,34 @@ rbee demo: a queen, a hive and three workers are running on this machine.
   logs          %[4]s
 Press Ctrl-C to stop everything.
 
-`, queen.URL, hive.URL, cfg.BinDir, cfg.LogDir, stateDir, readTok)
+`
 
+// spawnWorkers starts the demo's workers on the hive, saying first when
+// the hive cannot enforce their limits.
+func spawnWorkers(ctx context.Context, hc *apiclient.Client, binDir string, out io.Writer) error {
+	var info api.HiveInfo
+	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
+		return fmt.Errorf("hive info: %w", err)
+	}
+	if !info.LimitsEnforced {
+		fmt.Fprintf(out, "NOTE: limits are not enforced, workers run as plain processes: %v\n", info.LimitsReason)
+	}
+	for _, w := range workers {
+		spec := w.spec
+		spec.Binary = filepath.Join(binDir, "testworker")
+		spec.Args = w.args
+		var rec api.Worker
+		if err := hc.Do(ctx, "POST", "/v1/workers", spec, &rec); err != nil {
+			return fmt.Errorf("spawn %s: %w", spec.ID(), err)
+		}
+	}
+	return nil
+}
+
+// watch shows the queen's workers every second until ctx is done, the
+// demo's time is up, or a daemon exits.
+func watch(ctx context.Context, cfg Config, qc *apiclient.Client, queen, hive *harness.Daemon) error {
+	out := cfg.Out
 	var deadline <-chan time.Time
 	if cfg.Duration > 0 {
 		deadline = time.After(cfg.Duration)

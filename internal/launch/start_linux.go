@@ -20,22 +20,9 @@ func Start(s Spec) (*exec.Cmd, error) {
 	if len(s.Argv) == 0 {
 		return nil, errors.New("launch: empty argv")
 	}
-	sc := shimConfig{Argv: s.Argv, Env: s.Env, User: s.User, JoinProcs: s.JoinProcs, ReadOnly: s.ReadOnly}
-	marker := "1"
-	if shimInMain.Load() {
-		// Only a hive built with -cover (and told where its counters
-		// go) gains by running its shims from main; any other runs them
-		// from init, before the rest of the program initialises.
-		if dir := os.Getenv("GOCOVERDIR"); dir != "" {
-			marker, sc.CoverDir = "main", dir
-		}
-	}
-	cfg, err := json.Marshal(sc)
+	cfg, marker, err := shimConfigOf(s)
 	if err != nil {
-		return nil, fmt.Errorf("launch: %w", err)
-	}
-	if len(cfg) > maxConfig {
-		return nil, fmt.Errorf("launch: arguments and environment take %d bytes, at most %d", len(cfg), maxConfig)
+		return nil, err
 	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
@@ -48,6 +35,44 @@ func Start(s Spec) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("launch: config pipe: %w", err)
 	}
 	defer cfgW.Close()
+	cmd := shimCmd(s, marker, statusW, cfgR)
+	err = cmd.Start()
+	statusW.Close()
+	cfgR.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Argv[0], err)
+	}
+	if err := handOver(cmd, cfg, cfgW, statusR); err != nil {
+		return nil, fmt.Errorf("start %s: %w", s.Argv[0], err)
+	}
+	return cmd, nil
+}
+
+// shimConfigOf returns what the shim is told through its config pipe,
+// and the marker that makes the new process a shim.
+func shimConfigOf(s Spec) (cfg []byte, marker string, err error) {
+	sc := shimConfig{Argv: s.Argv, Env: s.Env, User: s.User, JoinProcs: s.JoinProcs, ReadOnly: s.ReadOnly}
+	marker = "1"
+	if shimInMain.Load() {
+		// Only a hive built with -cover (and told where its counters
+		// go) gains by running its shims from main; any other runs them
+		// from init, before the rest of the program initialises.
+		if dir := os.Getenv("GOCOVERDIR"); dir != "" {
+			marker, sc.CoverDir = "main", dir
+		}
+	}
+	if cfg, err = json.Marshal(sc); err != nil {
+		return nil, "", fmt.Errorf("launch: %w", err)
+	}
+	if len(cfg) > maxConfig {
+		return nil, "", fmt.Errorf("launch: arguments and environment take %d bytes, at most %d", len(cfg), maxConfig)
+	}
+	return cfg, marker, nil
+}
+
+// shimCmd is the hive's own binary started as a shim, in its own session
+// and, with a cgroup descriptor, straight into the worker's cgroup.
+func shimCmd(s Spec, marker string, statusW, cfgR *os.File) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{shimArg0},
@@ -69,12 +94,13 @@ func Start(s Spec) (*exec.Cmd, error) {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = int(s.CgroupFD.Fd())
 	}
-	err = cmd.Start()
-	statusW.Close()
-	cfgR.Close()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", s.Argv[0], err)
-	}
+	return cmd
+}
+
+// handOver writes the config to a started shim and waits for its word:
+// nothing (the status pipe closed by exec) is success; a message is why
+// the shim failed, and it is reaped.
+func handOver(cmd *exec.Cmd, cfg []byte, cfgW, statusR *os.File) error {
 	// The pipe holds 64 KiB; a larger config is written while the shim
 	// reads, so a shim that dies early cannot block this write forever.
 	werr := make(chan error, 1)
@@ -87,14 +113,14 @@ func Start(s Spec) (*exec.Cmd, error) {
 	if len(msg) > 0 {
 		_ = cmd.Wait()
 		<-werr
-		return nil, fmt.Errorf("start %s: %s", s.Argv[0], msg)
+		return errors.New(string(msg))
 	}
 	if err := <-werr; err != nil {
 		// The shim exec'd without reading everything: impossible unless it
 		// died; Wait tells.
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("start %s: hand over config: %w", s.Argv[0], err)
+		return fmt.Errorf("hand over config: %w", err)
 	}
-	return cmd, nil
+	return nil
 }
