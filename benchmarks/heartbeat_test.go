@@ -118,7 +118,7 @@ func BenchmarkRegistryIngest(b *testing.B) {
 		hb.Seq = uint64(1000 + i)
 		hb.Workers = append([]api.WorkerReport(nil), hb.Workers...)
 		res, err := r.Ingest(hb)
-		if err != nil || res.NeedStatic || len(res.Report.Dropped) > 0 {
+		if err != nil || res.NeedStatic || len(res.Fixes.Dropped) > 0 {
 			b.Fatalf("heartbeat %d: %v %+v", i, err, res)
 		}
 		i++

@@ -101,7 +101,7 @@ func (q *FakeQueen) handle(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, err)
 		return
 	}
-	rep, err := registry.Validate(&hb, time.Now())
+	rep, err := registry.Sanitize(&hb, time.Now())
 	if err == nil && len(rep.Dropped) > 0 {
 		err = api.Errorf(api.ErrInvalid, "worker entries the queen would drop: %+v", rep.Dropped)
 	}

@@ -292,10 +292,10 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if res.New || res.Restarted {
 		s.log.Info("hive online", "hive", hb.HiveID, "url", hb.HiveURL, "restarted", res.Restarted, "workers", len(hb.Workers))
 	}
-	if rep := res.Report; (len(rep.Dropped) > 0 || len(rep.Clamped) > 0) && s.dropLogs.allow(hb.HiveID, s.cfg.Now()) {
-		s.log.Warn("heartbeat values refused", "hive", hb.HiveID, "dropped_workers", rep.Dropped, "clamped", rep.Clamped)
+	if fx := res.Fixes; (len(fx.Dropped) > 0 || len(fx.Clamped) > 0) && s.dropLogs.allow(hb.HiveID, s.cfg.Now()) {
+		s.log.Warn("heartbeat values refused", "hive", hb.HiveID, "dropped_workers", fx.Dropped, "clamped", fx.Clamped)
 	}
-	httpx.WriteJSON(w, http.StatusOK, api.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Report.Dropped, Clamped: len(res.Report.Clamped), NeedStatic: res.NeedStatic})
+	httpx.WriteJSON(w, http.StatusOK, api.HeartbeatAck{Ignored: res.Ignored, Dropped: res.Fixes.Dropped, Clamped: len(res.Fixes.Clamped), NeedStatic: res.NeedStatic})
 	return nil
 }
 

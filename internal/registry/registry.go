@@ -128,7 +128,7 @@ func (h *hive) record(w *worker) api.Worker {
 type Stats struct {
 	Heartbeats, Ignored, Rejected uint64
 	// RateLimited, TooManyHives and IDInUse count refused heartbeats by
-	// reason; DroppedWorkers and Clamped what Validate removed from
+	// reason; DroppedWorkers and Clamped what Sanitize removed from
 	// accepted ones.
 	RateLimited, TooManyHives, IDInUse, DroppedWorkers, Clamped uint64
 	Hives, Online, Stale, Workers                               int
@@ -141,10 +141,10 @@ type Registry struct {
 	mu    sync.RWMutex
 	hives map[string]*hive
 	stats Stats
-	// res are the open VRAM reservations of placement answers, by id;
+	// reservations are the open VRAM reservations of placement answers, by id;
 	// resSeq numbers them in order.
-	res    map[string]*reservation
-	resSeq uint64
+	reservations map[string]*reservation
+	resSeq       uint64
 
 	pubMu sync.Mutex // keeps events in order while publishing outside mu
 }
@@ -190,7 +190,7 @@ func New(cfg Config) *Registry {
 	if cfg.MaxReservations == 0 {
 		cfg.MaxReservations = 1024
 	}
-	return &Registry{cfg: cfg, hives: map[string]*hive{}, res: map[string]*reservation{}}
+	return &Registry{cfg: cfg, hives: map[string]*hive{}, reservations: map[string]*reservation{}}
 }
 
 // HiveTTL is how long a silent hive is kept.
@@ -206,8 +206,8 @@ type Result struct {
 	// NeedStatic is true when a worker came without static fields the
 	// registry does not have: it is left out until the hive sends them.
 	NeedStatic bool
-	// Report lists the worker entries dropped and values nulled.
-	Report Report
+	// Fixes lists the worker entries dropped and values nulled.
+	Fixes Fixes
 }
 
 // Ingest applies a heartbeat: the hive's worker list is replaced and the
@@ -217,16 +217,16 @@ type Result struct {
 // (ErrRateLimited), each without changing anything.
 func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	now := r.cfg.Now()
-	rep, verr := Validate(&hb, now)
+	fixes, verr := Sanitize(&hb, now)
 	r.mu.Lock()
-	res, evs, err := r.ingestLocked(&hb, rep, verr, now)
+	result, evs, err := r.ingestLocked(&hb, fixes, verr, now)
 	r.unlockAndPublish(evs)
-	return res, err
+	return result, err
 }
 
-// ingestLocked is Ingest under mu: what it refuses (verr, Validate's
+// ingestLocked is Ingest under mu: what it refuses (verr, Sanitize's
 // error, among them) it counts and returns without events.
-func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now time.Time) (Result, []Event, error) {
+func (r *Registry) ingestLocked(hb *api.Heartbeat, fixes Fixes, verr error, now time.Time) (Result, []Event, error) {
 	if verr != nil {
 		r.stats.Rejected++
 		return Result{}, nil, verr
@@ -235,16 +235,16 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now t
 	if err := r.admitLocked(h, hb, now); err != nil {
 		return Result{}, nil, err
 	}
-	res := Result{Report: rep}
-	r.stats.DroppedWorkers += uint64(len(rep.Dropped))
-	r.stats.Clamped += uint64(len(rep.Clamped))
+	result := Result{Fixes: fixes}
+	r.stats.DroppedWorkers += uint64(len(fixes.Dropped))
+	r.stats.Clamped += uint64(len(fixes.Clamped))
 	if h == nil && lacksStatic(hb.Workers) {
 		// A hive the registry does not know (removed after the TTL, or the
 		// queen restarted) that speaks on in its session: nothing is taken
 		// until it sends every worker's static fields, which it does at
 		// once, so its hive_online carries the whole hive.
-		res.NeedStatic = true
-		return res, nil, nil
+		result.NeedStatic = true
+		return result, nil, nil
 	}
 	// online says the heartbeat brings the hive (back) online: a new hive,
 	// a new session, or a return from stale; or that its host changed
@@ -254,18 +254,18 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now t
 	var online *api.HiveOnline
 	switch {
 	case h == nil:
-		res.New = true
+		result.New = true
 		h = &hive{Hive: api.Hive{ID: hb.HiveID, OnlineSince: now}, tokens: r.cfg.HeartbeatBurst - 1, refilled: now}
 		r.hives[hb.HiveID] = h
 		online = &api.HiveOnline{}
 	case h.SessionID != hb.SessionID:
-		res.Restarted = true
+		result.Restarted = true
 		online = &api.HiveOnline{Restarted: true, Returned: h.State == api.HiveStateStale}
 		h.OnlineSince = now
 	case hb.Seq <= h.Seq:
 		r.stats.Ignored++
-		res.Ignored = true
-		return res, nil, nil
+		result.Ignored = true
+		return result, nil, nil
 	case h.State == api.HiveStateStale:
 		online = &api.HiveOnline{Returned: true}
 		h.OnlineSince = now
@@ -280,11 +280,11 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now t
 	h.Version, h.GPUBackend, h.IntervalMS = hb.Version, hb.GPUBackend, hb.IntervalMS
 	h.Node = hb.Node
 	h.LastSeen, h.State, h.sentAt = now, api.HiveStateOnline, hb.SentAt
-	cur, need := r.merge(h, hb.Workers, res.Restarted)
-	res.NeedStatic = need
-	evs := r.diff(h, h.workers, cur, res.Restarted, online != nil)
+	cur, need := r.merge(h, hb.Workers, result.Restarted)
+	result.NeedStatic = need
+	evs := r.diff(h, h.workers, cur, result.Restarted, online != nil)
 	h.workers = cur
-	if len(r.res) > 0 {
+	if len(r.reservations) > 0 {
 		r.claimLocked(h)
 	}
 	if online != nil {
@@ -294,7 +294,7 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, rep Report, verr error, now t
 	if r.cfg.Telemetry() {
 		evs = append(evs, telemetry(h, now))
 	}
-	return res, evs, nil
+	return result, evs, nil
 }
 
 // admitLocked refuses, and counts, a heartbeat of a new hive beyond
@@ -364,7 +364,7 @@ func lacksStatic(reps []api.WorkerReport) bool {
 }
 
 // merge builds a hive's new worker list from a heartbeat's reports (sorted
-// by id, as Validate leaves them), taking each worker's static fields from
+// by id, as Sanitize leaves them), taking each worker's static fields from
 // the report or, when it has none, from what the registry had. A worker
 // with neither is left out, and need says so. After a restart nothing the
 // registry had counts.
@@ -573,9 +573,9 @@ func (r *Registry) Sweep() {
 			}
 			evs = append(evs, Event{Type: api.EventHiveRemoved, Hive: id, Data: gone})
 			delete(r.hives, id)
-			for rid, res := range r.res {
+			for rid, res := range r.reservations {
 				if res.HiveID == id {
-					delete(r.res, rid)
+					delete(r.reservations, rid)
 				}
 			}
 			continue

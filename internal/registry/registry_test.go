@@ -427,7 +427,7 @@ func TestDropsBadWorkers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := hb("h1", "s", 1, wk("ok", "m", 7, 1, 0), tc.w)
-			rep, err := Validate(&h, now)
+			rep, err := Sanitize(&h, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -442,7 +442,7 @@ func TestDropsBadWorkers(t *testing.T) {
 	// A duplicate is dropped; a timestamp in the future is nulled, not fatal.
 	h := hb("h1", "s", 1, wk("a", "m", 1, 1, 0), wk("a", "m", 2, 1, 0),
 		w("t", func(x *api.Worker) { x.StartedAt, x.UptimeS = &future, f(1) }))
-	rep, err := Validate(&h, now)
+	rep, err := Sanitize(&h, now)
 	if err != nil || len(h.Workers) != 2 || len(rep.Dropped) != 1 || len(rep.Clamped) != 1 || h.Workers[1].Static.StartedAt != nil {
 		t.Fatalf("rep %+v workers %+v err %v", rep, h.Workers, err)
 	}
@@ -451,7 +451,7 @@ func TestDropsBadWorkers(t *testing.T) {
 	h.Node.CPUPct = f(400)
 	h.Node.MemTotalBytes, h.Node.MemUsedBytes = u(10), u(20)
 	h.Node.GPUs = []api.GPU{{Index: 0, UUID: "GPU-1", VRAMTotalBytes: u(math.MaxUint64), VRAMUsedBytes: u(1), UtilPct: f(-1)}}
-	rep, err = Validate(&h, now)
+	rep, err = Sanitize(&h, now)
 	if err != nil || len(rep.Clamped) != 4 || h.Node.CPUPct != nil || h.Node.MemUsedBytes != nil ||
 		h.Node.GPUs[0].VRAMTotalBytes != nil || h.Node.GPUs[0].UtilPct != nil {
 		t.Fatalf("node %+v rep %+v err %v", h.Node, rep, err)
@@ -466,7 +466,7 @@ func TestDropsBadWorkers(t *testing.T) {
 		h.SentAt = now
 		at := now.Add(-tc.ago)
 		h.Node.GPUSampledAt = &at
-		rep, err = Validate(&h, now)
+		rep, err = Sanitize(&h, now)
 		if err != nil || (h.Node.GPUSampledAt != nil) != tc.keep || len(rep.Clamped) != map[bool]int{true: 0, false: 1}[tc.keep] {
 			t.Fatalf("gpu_sampled_at %v before sent_at: kept %v, clamped %q, err %v; want kept %v", tc.ago, h.Node.GPUSampledAt != nil, rep.Clamped, err, tc.keep)
 		}
@@ -552,10 +552,10 @@ func TestConcurrentIngestAndQueries(t *testing.T) {
 	}
 }
 
-// FuzzValidate feeds arbitrary JSON through the queen's decode and
+// FuzzSanitize feeds arbitrary JSON through the queen's decode and
 // validation: it never panics, and what it accepts holds up to a second
 // look (validation is idempotent: nothing left to drop or clamp).
-func FuzzValidate(f *testing.F) {
+func FuzzSanitize(f *testing.F) {
 	seed, _ := json.Marshal(hb("h1", "s", 1, wk("a", "m", 1, 12.5, 3)))
 	f.Add(seed)
 	f.Add([]byte(`{"hive_id":"h","session_id":"s","node":{"cpu_cores":2,"cpu_pct":-1},"workers":[{"id":"a-b","group":"a","instance":"b","state":"ready","cpu_pct":1e308}]}`))
@@ -566,7 +566,7 @@ func FuzzValidate(f *testing.F) {
 		if json.Unmarshal(data, &h) != nil {
 			return
 		}
-		if _, err := Validate(&h, now); err != nil {
+		if _, err := Sanitize(&h, now); err != nil {
 			return
 		}
 		if ids.ValidHiveID(h.HiveID) != nil {
@@ -575,7 +575,7 @@ func FuzzValidate(f *testing.F) {
 		again := h
 		again.Workers = slices.Clone(h.Workers)
 		again.Node.GPUs = slices.Clone(h.Node.GPUs)
-		rep, err := Validate(&again, now)
+		rep, err := Sanitize(&again, now)
 		if err != nil || len(rep.Dropped) != 0 || len(rep.Clamped) != 0 {
 			t.Fatalf("a validated heartbeat fails a second validation: %v %+v", err, rep)
 		}

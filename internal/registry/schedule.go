@@ -382,9 +382,9 @@ func (st fitStats) why(q Request, per uint64) string {
 // reports a new worker on them or the reservation expires. Caller holds
 // mu.
 func (r *Registry) reserveLocked(q Request, p *gpuPick, per uint64, now time.Time) (*reservation, error) {
-	if len(r.res) >= r.cfg.MaxReservations {
+	if len(r.reservations) >= r.cfg.MaxReservations {
 		return nil, fmt.Errorf("%w: the queen holds %d open reservations; release one (DELETE /v1/reservations/{id}) or wait %s for them to expire",
-			ErrTooManyReservations, len(r.res), r.cfg.ReservationTTL)
+			ErrTooManyReservations, len(r.reservations), r.cfg.ReservationTTL)
 	}
 	res := &reservation{Reservation: api.Reservation{ID: newReservationID(), HiveID: p.h.ID, Model: q.Model, BytesPerGPU: per,
 		CreatedAt: now, ExpiresAt: now.Add(r.cfg.ReservationTTL)}, known: map[string]int{}}
@@ -398,7 +398,7 @@ func (r *Registry) reserveLocked(q Request, p *gpuPick, per uint64, now time.Tim
 			res.known[w.rep.ID] = w.rep.PID
 		}
 	}
-	r.res[res.ID] = res
+	r.reservations[res.ID] = res
 	return res, nil
 }
 
@@ -417,7 +417,7 @@ type gpuKey struct {
 // reservedLocked sums the open reservations per GPU. Caller holds mu.
 func (r *Registry) reservedLocked() map[gpuKey]uint64 {
 	out := map[gpuKey]uint64{}
-	for _, res := range r.res {
+	for _, res := range r.reservations {
 		for _, g := range res.GPUs {
 			out[gpuKey{res.HiveID, g}] += res.BytesPerGPU
 		}
@@ -427,9 +427,9 @@ func (r *Registry) reservedLocked() map[gpuKey]uint64 {
 
 // expireLocked drops reservations past their time. Caller holds mu (write).
 func (r *Registry) expireLocked(now time.Time) {
-	for id, res := range r.res {
+	for id, res := range r.reservations {
 		if !now.Before(res.ExpiresAt) {
-			delete(r.res, id)
+			delete(r.reservations, id)
 		}
 	}
 }
@@ -439,7 +439,7 @@ func (r *Registry) expireLocked(now time.Time) {
 // one reservation, the oldest on a GPU it uses. Caller holds mu (write).
 func (r *Registry) claimLocked(h *hive) {
 	var mine []*reservation
-	for _, res := range r.res {
+	for _, res := range r.reservations {
 		if res.HiveID == h.ID {
 			mine = append(mine, res)
 		}
@@ -454,13 +454,13 @@ func (r *Registry) claimLocked(h *hive) {
 			continue
 		}
 		for _, res := range mine {
-			if _, gone := r.res[res.ID]; !gone {
+			if _, gone := r.reservations[res.ID]; !gone {
 				continue
 			}
 			if pid, ok := res.known[w.rep.ID]; (ok && pid == w.rep.PID) || !usesAny(w, res.GPUs) {
 				continue
 			}
-			delete(r.res, res.ID)
+			delete(r.reservations, res.ID)
 			// It is not new to the others any more.
 			for _, o := range mine {
 				o.known[w.rep.ID] = w.rep.PID
@@ -490,10 +490,10 @@ func newReservationID() string {
 func (r *Registry) Release(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.res[id]; !ok {
+	if _, ok := r.reservations[id]; !ok {
 		return fmt.Errorf("%w %q (released, claimed by a new worker, or expired)", ErrNoReservation, id)
 	}
-	delete(r.res, id)
+	delete(r.reservations, id)
 	return nil
 }
 
@@ -502,8 +502,8 @@ func (r *Registry) Reservations() []api.Reservation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.expireLocked(r.cfg.Now())
-	out := make([]api.Reservation, 0, len(r.res))
-	for _, res := range r.res {
+	out := make([]api.Reservation, 0, len(r.reservations))
+	for _, res := range r.reservations {
 		c := res.Reservation
 		c.GPUs = slices.Clone(c.GPUs)
 		out = append(out, c)

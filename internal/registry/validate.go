@@ -54,51 +54,51 @@ func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 }
 
-// Report says what Validate changed in a heartbeat it accepted: worker
+// Fixes says what Sanitize changed in a heartbeat it accepted: worker
 // entries it dropped and values it replaced with null.
-type Report struct {
+type Fixes struct {
 	Dropped []api.DroppedWorker
 	Clamped []string
 }
 
-// Validate checks every bound, identifier and number of hb against what is
+// Sanitize checks every bound, identifier and number of hb against what is
 // possible, as of now (the queen's clock). A heartbeat-level problem
 // refuses the whole heartbeat (ErrInvalid). A bad worker entry is dropped,
 // with the reason in the report, and the rest is kept; an impossible
 // host-level number is replaced with null and noted.
-func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
-	var rep Report
+func Sanitize(hb *api.Heartbeat, now time.Time) (Fixes, error) {
+	var fixes Fixes
 	if err := validHeader(hb); err != nil {
-		return rep, err
+		return fixes, err
 	}
 	if hb.Node.CPUCores < 1 || hb.Node.CPUCores > MaxCores {
-		return rep, invalid("node.cpu_cores %d: want 1 to %d", hb.Node.CPUCores, MaxCores)
+		return fixes, invalid("node.cpu_cores %d: want 1 to %d", hb.Node.CPUCores, MaxCores)
 	}
 	if len(hb.Node.GPUs) > MaxGPUs {
-		return rep, invalid("node.gpus: %d GPUs, at most %d", len(hb.Node.GPUs), MaxGPUs)
+		return fixes, invalid("node.gpus: %d GPUs, at most %d", len(hb.Node.GPUs), MaxGPUs)
 	}
 	if len(hb.Node.Errors) > maxErrors {
-		return rep, invalid("node.errors: %d, at most %d", len(hb.Node.Errors), maxErrors)
+		return fixes, invalid("node.errors: %d, at most %d", len(hb.Node.Errors), maxErrors)
 	}
 	if len(hb.Workers) > MaxWorkers {
-		return rep, invalid("workers: %d, at most %d", len(hb.Workers), MaxWorkers)
+		return fixes, invalid("workers: %d, at most %d", len(hb.Workers), MaxWorkers)
 	}
 	pids := 0
 	for i := range hb.Workers {
 		pids += len(hb.Workers[i].PIDs)
 	}
 	if pids > MaxPIDsTotal {
-		return rep, invalid("workers hold %d pids in all, at most %d", pids, MaxPIDsTotal)
+		return fixes, invalid("workers hold %d pids in all, at most %d", pids, MaxPIDsTotal)
 	}
 	if err := ids.ValidText(hb.Node.LimitsReason, maxStrLen); err != nil {
 		hb.Node.LimitsReason = ids.Clean(hb.Node.LimitsReason, maxStrLen)
 	}
 	cleanErrors(hb.Node.Errors)
-	validNode(&hb.Node, &rep)
+	validNode(&hb.Node, &fixes)
 	// On the hive's clock, as sent_at: a sample taken after the heartbeat
 	// was sent, or a day before it, is not one.
 	if at := hb.Node.GPUSampledAt; at != nil && !hb.SentAt.IsZero() && (at.After(hb.SentAt) || hb.SentAt.Sub(*at) > 24*time.Hour) {
-		rep.Clamped = append(rep.Clamped, fmt.Sprintf("node.gpu_sampled_at %s: after sent_at %s or a day before it", at.Format(time.RFC3339Nano), hb.SentAt.Format(time.RFC3339Nano)))
+		fixes.Clamped = append(fixes.Clamped, fmt.Sprintf("node.gpu_sampled_at %s: after sent_at %s or a day before it", at.Format(time.RFC3339Nano), hb.SentAt.Format(time.RFC3339Nano)))
 		hb.Node.GPUSampledAt = nil
 	}
 
@@ -111,7 +111,7 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	last := ""
 	for i := range hb.Workers {
 		w := hb.Workers[i]
-		err := validWorker(&w, hb.Node.CPUCores, now, &rep)
+		err := validWorker(&w, hb.Node.CPUCores, now, &fixes)
 		if err == nil && len(kept) > 0 && w.ID == last {
 			err = errors.New("duplicate id")
 		}
@@ -120,7 +120,7 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 			if ids.ValidText(id, 2*ids.MaxNameLen+1) != nil {
 				id = ids.Quote(id)
 			}
-			rep.Dropped = append(rep.Dropped, api.DroppedWorker{ID: id, Reason: err.Error()})
+			fixes.Dropped = append(fixes.Dropped, api.DroppedWorker{ID: id, Reason: err.Error()})
 			continue
 		}
 		last = w.ID
@@ -128,7 +128,7 @@ func Validate(hb *api.Heartbeat, now time.Time) (Report, error) {
 	}
 	clear(hb.Workers[len(kept):])
 	hb.Workers = kept
-	return rep, nil
+	return fixes, nil
 }
 
 // validHeader checks what identifies the hive and its session, and its
@@ -161,17 +161,17 @@ func validHeader(hb *api.Heartbeat) error {
 }
 
 // validNode nulls impossible host-level numbers.
-func validNode(n *api.Node, rep *Report) {
+func validNode(n *api.Node, fixes *Fixes) {
 	clampF := func(name string, p **float64, lo, hi float64) {
 		if *p != nil && !within(**p, lo, hi) {
-			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s %g outside [%g, %g]", name, **p, lo, hi))
+			fixes.Clamped = append(fixes.Clamped, fmt.Sprintf("%s %g outside [%g, %g]", name, **p, lo, hi))
 			*p = nil
 		}
 	}
 	clampF("node.cpu_pct", &n.CPUPct, 0, 100)
 	if n.MemTotalBytes != nil && *n.MemTotalBytes > MaxMemBytes ||
 		n.MemUsedBytes != nil && (n.MemTotalBytes == nil || *n.MemUsedBytes > *n.MemTotalBytes) {
-		rep.Clamped = append(rep.Clamped, "node memory: used above total, or total beyond 1 PiB")
+		fixes.Clamped = append(fixes.Clamped, "node memory: used above total, or total beyond 1 PiB")
 		n.MemTotalBytes, n.MemUsedBytes = nil, nil
 	}
 	seen := map[int]bool{}
@@ -179,13 +179,13 @@ func validNode(n *api.Node, rep *Report) {
 	for _, g := range n.GPUs {
 		name := fmt.Sprintf("node.gpus[%d]", g.Index)
 		if g.Index < 0 || g.Index >= 1024 || seen[g.Index] || ids.ValidText(g.UUID, 128) != nil || ids.ValidText(g.Name, 256) != nil {
-			rep.Clamped = append(rep.Clamped, name+": bad or duplicate index, uuid or name; GPU left out")
+			fixes.Clamped = append(fixes.Clamped, name+": bad or duplicate index, uuid or name; GPU left out")
 			continue
 		}
 		seen[g.Index] = true
 		if g.VRAMTotalBytes != nil && *g.VRAMTotalBytes > MaxGPUBytes ||
 			g.VRAMUsedBytes != nil && (g.VRAMTotalBytes == nil || *g.VRAMUsedBytes > *g.VRAMTotalBytes) {
-			rep.Clamped = append(rep.Clamped, name+": VRAM used above total, or total beyond 4 TiB")
+			fixes.Clamped = append(fixes.Clamped, name+": VRAM used above total, or total beyond 4 TiB")
 			g.VRAMTotalBytes, g.VRAMUsedBytes = nil, nil
 		}
 		clampF(name+".util_pct", &g.UtilPct, 0, 100)
@@ -198,7 +198,7 @@ func validNode(n *api.Node, rep *Report) {
 
 // validWorker checks one worker entry; an error drops it. Timestamps in
 // the future (a hive's clock gone wrong) are nulled rather than fatal.
-func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) error {
+func validWorker(w *api.WorkerReport, cores int, now time.Time, fixes *Fixes) error {
 	if err := validID(w.ID); err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 		}
 		x.LogTail = ids.CleanLines(x.LogTail, MaxLogTail)
 		if x.ExitedAt != nil && x.ExitedAt.After(limit) {
-			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: exited_at %s is in the future", w.ID, x.ExitedAt.Format(time.RFC3339)))
+			fixes.Clamped = append(fixes.Clamped, fmt.Sprintf("%s: exited_at %s is in the future", w.ID, x.ExitedAt.Format(time.RFC3339)))
 			x.ExitedAt = nil
 		}
 	}
@@ -264,7 +264,7 @@ func validWorker(w *api.WorkerReport, cores int, now time.Time, rep *Report) err
 			return err
 		}
 		if st.StartedAt != nil && st.StartedAt.After(limit) {
-			rep.Clamped = append(rep.Clamped, fmt.Sprintf("%s: started_at %s is in the future", w.ID, st.StartedAt.Format(time.RFC3339)))
+			fixes.Clamped = append(fixes.Clamped, fmt.Sprintf("%s: started_at %s is in the future", w.ID, st.StartedAt.Format(time.RFC3339)))
 			st.StartedAt = nil
 			w.Stats[api.StatUptimeS] = math.NaN()
 		}
