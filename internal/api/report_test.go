@@ -29,7 +29,8 @@ func TestStatsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte("[1,2]"), &back); err != nil || back[StatMemBytes] != 2 || back.Known(StatUptimeS) {
 		t.Fatalf("short array: %v %v", back, err)
 	}
-	for _, bad := range []string{"[1,2,3,4,5,6,7,8,9,10,11,12,13]", `["1"]`, "{}", "[1,]", "[1e999]"} {
+	tooLong := "[1" + strings.Repeat(",1", int(NumStats)) + "]" // one more than there are stats
+	for _, bad := range []string{tooLong, `["1"]`, "{}", "[1,]", "[1e999]"} {
 		if err := json.Unmarshal([]byte(bad), &back); err == nil {
 			t.Errorf("Unmarshal(%s) accepted", bad)
 		}
