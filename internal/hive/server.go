@@ -3,6 +3,7 @@
 package hive
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -113,18 +114,10 @@ const (
 // to it: Listen, Interval, ExitedRetention, MaxWorkers, Logger, and the
 // token heartbeats carry (QueenToken: the operator token unless given).
 func (c Config) withDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.ExitedRetention == 0 {
-		c.ExitedRetention = DefaultExitedRetention
-	}
-	if c.MaxWorkers == 0 {
-		c.MaxWorkers = DefaultMaxWorkers
-	}
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.ExitedRetention = cmp.Or(c.ExitedRetention, DefaultExitedRetention)
+	c.MaxWorkers = cmp.Or(c.MaxWorkers, DefaultMaxWorkers)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

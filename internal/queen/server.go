@@ -4,6 +4,7 @@
 package queen
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -104,33 +105,19 @@ const (
 // withDefaults returns cfg with each unset setting that has a default set
 // to it.
 func (cfg Config) withDefaults() Config {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	if cfg.SweepEvery == 0 {
-		cfg.SweepEvery = sweepEvery
-	}
-	if cfg.SummaryEvery == 0 {
-		cfg.SummaryEvery = summaryEvery
-	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = api.MaxHeartbeatBody
-	}
+	cfg.Listen = cmp.Or(cfg.Listen, DefaultListen)
+	cfg.SweepEvery = cmp.Or(cfg.SweepEvery, sweepEvery)
+	cfg.SummaryEvery = cmp.Or(cfg.SummaryEvery, summaryEvery)
+	cfg.MaxBody = cmp.Or(cfg.MaxBody, api.MaxHeartbeatBody)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.MaxHives == 0 {
-		cfg.MaxHives = registry.DefaultMaxHives
-	}
-	if cfg.Stream.MaxClients == 0 {
-		cfg.Stream.MaxClients = DefaultMaxStreamClients
-	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = cfg.MaxHives + cfg.Stream.MaxClients + 1024
-	}
+	cfg.MaxHives = cmp.Or(cfg.MaxHives, registry.DefaultMaxHives)
+	cfg.Stream.MaxClients = cmp.Or(cfg.Stream.MaxClients, DefaultMaxStreamClients)
+	cfg.MaxConns = cmp.Or(cfg.MaxConns, cfg.MaxHives+cfg.Stream.MaxClients+1024)
 	return cfg
 }
 
