@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"os"
@@ -43,10 +41,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	resTTL := fs.Duration("reservation-ttl", "RBEE_RESERVATION_TTL", 30*time.Second, "how long a placement answer holds its VRAM unless the hive reports a new worker on it first")
 	allowed := fs.List("allowed-host", "RBEE_ALLOWED_HOSTS", "a name the queen may be reached by besides IP addresses, localhost and its hostname")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usagef("%v", err)
+		return err // flag.ErrHelp, or a usage error
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q (subcommands: hives, workers, schedule, watch)", fs.Arg(0))

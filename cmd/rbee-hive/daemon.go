@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,10 +62,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	logFiles := fs.Int("worker-log-files", "RBEE_WORKER_LOG_FILES", 2, "log files kept per worker run, the current one included (1 to 10)")
 	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", monitor.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a worker")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usagef("%v", err)
+		return err // flag.ErrHelp, or a usage error
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q (subcommands: spawn, list, show, stop, info)", fs.Arg(0))

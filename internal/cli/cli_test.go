@@ -143,3 +143,61 @@ func TestHostileTextEscaped(t *testing.T) {
 		}
 	}
 }
+
+func TestSuggest(t *testing.T) {
+	flags := []string{"memory-limit", "cpu-limit", "instance", "group", "listen", "json"}
+	for _, tc := range []struct{ typed, want string }{
+		{"memory-limt", "memory-limit"},  // a letter left out
+		{"memroy-limit", "memory-limit"}, // two swapped
+		{"listn", "listen"},
+		{"mem", "memory-limit"}, // a prefix
+		{"jsno", "json"},
+		{"instanse", "instance"},
+		{"frobnicate", ""}, // nothing like it
+		{"x", ""},
+		{"cpu", "cpu-limit"},
+	} {
+		if got := Suggest(tc.typed, flags); got != tc.want {
+			t.Errorf("Suggest(%q) = %q, want %q", tc.typed, got, tc.want)
+		}
+	}
+}
+
+// A bad command line is one line naming the problem, never the whole
+// help; --help goes to the help writer (stdout) and says ErrHelp.
+func TestParseWordsErrors(t *testing.T) {
+	mk := func(help io.Writer) *Flags {
+		f := NewFlags("rbee-hive spawn", "rbee-hive spawn [flags]", "Spawns a worker.")
+		f.SetOutput(help)
+		f.String("memory-limit", "", "", "memory limit")
+		f.Int("tail", "", 10, "lines")
+		return f
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--memory-limt", "1Gi"}, "unknown flag --memory-limt: did you mean --memory-limit?"},
+		{[]string{"--zzz"}, "unknown flag --zzz (rbee-hive spawn --help lists the flags)"},
+		{[]string{"--tail", "x"}, `invalid value "x" for flag --tail`},
+		{[]string{"--tail"}, "flag needs an argument: --tail"},
+	} {
+		var help strings.Builder
+		err := mk(&help).Parse(tc.args)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Parse(%q) = %v, want a one-line usage error with %q", tc.args, err, tc.want)
+		}
+		if help.Len() > 0 {
+			t.Errorf("Parse(%q) printed help on an error:\n%s", tc.args, help.String())
+		}
+	}
+	var help strings.Builder
+	if err := mk(&help).Parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, want := range []string{"Usage: rbee-hive spawn [flags]", "Spawns a worker.", "-memory-limit", "(default 10)"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, help.String())
+		}
+	}
+}

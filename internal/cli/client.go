@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"time"
@@ -64,10 +63,7 @@ func ParseArgs(fs *Flags, args []string, maxArgs int) error {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return Usagef("%v", err)
+			return err // flag.ErrHelp, or a usage error
 		}
 		rest := fs.FlagSet.Args()
 		if len(rest) == 0 {
@@ -90,10 +86,7 @@ func ParseArgs(fs *Flags, args []string, maxArgs int) error {
 // starts a command line of its own (spawn's worker and its arguments).
 func ParseCommand(fs *Flags, args []string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return Usagef("%v", err)
+		return err // flag.ErrHelp, or a usage error
 	}
 	return nil
 }

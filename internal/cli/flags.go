@@ -3,8 +3,10 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -16,8 +18,10 @@ import (
 type Flags struct {
 	examples []string
 	*flag.FlagSet
-	errs []string
-	pos  []string // the positional arguments, when ParseArgs collected them
+	usage, summary string
+	help           io.Writer // where --help goes: stdout, as users page it
+	errs           []string
+	pos            []string // the positional arguments, when ParseArgs collected them
 }
 
 // Args returns the positional arguments.
@@ -39,29 +43,42 @@ func (f *Flags) Arg(i int) string {
 	return ""
 }
 
-// NewFlags returns a FlagSet named name whose usage prints summary first.
+// NewFlags returns a FlagSet named name whose --help prints usage and
+// summary first, then the flags and the examples, on stdout.
 func NewFlags(name, usage, summary string) *Flags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	f := &Flags{FlagSet: fs}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n", usage, summary)
-		if hasFlags(fs) {
-			fmt.Fprintf(fs.Output(), "\nFlags:\n")
-			fs.PrintDefaults()
-		}
-		if len(f.examples) > 0 {
-			fmt.Fprintf(fs.Output(), "\nExample:\n")
-			for _, e := range f.examples {
-				fmt.Fprintf(fs.Output(), "  %s\n", e)
-			}
+	// The flag package's own messages (an error, then every flag) are
+	// replaced: Parse words errors itself, in one line.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &Flags{FlagSet: fs, usage: usage, summary: summary, help: os.Stdout}
+}
+
+// SetOutput sets where --help is written (stdout by default).
+func (f *Flags) SetOutput(w io.Writer) { f.help = w }
+
+// PrintHelp writes the usage line, the summary, the flags and the
+// examples to w.
+func (f *Flags) PrintHelp(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", f.usage, f.summary)
+	if hasFlags(f.FlagSet) {
+		fmt.Fprintf(w, "\nFlags:\n")
+		f.FlagSet.SetOutput(w)
+		f.FlagSet.PrintDefaults()
+		f.FlagSet.SetOutput(io.Discard)
+	}
+	if len(f.examples) > 0 {
+		fmt.Fprintf(w, "\nExample:\n")
+		for _, e := range f.examples {
+			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
-	return f
 }
 
 // Example adds command lines that --help shows under "Example".
 func (f *Flags) Example(lines ...string) { f.examples = append(f.examples, lines...) }
 
+// hasFlags reports whether fs defines any flag.
 func hasFlags(fs *flag.FlagSet) bool {
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
@@ -109,15 +126,42 @@ func (f *Flags) Bool(name, env string, def bool, usage string) *bool {
 	return f.FlagSet.Bool(name, def, usage+envNote(env))
 }
 
-// Parse parses args; it reports bad environment variables too.
+// Parse parses args; it reports bad environment variables too. --help
+// prints the help and returns flag.ErrHelp; any other problem is a usage
+// error (ErrUsage) in one line, an unknown flag with the likeliest one
+// meant.
 func (f *Flags) Parse(args []string) error {
-	if err := f.FlagSet.Parse(args); err != nil {
+	if err := f.FlagSet.Parse(args); errors.Is(err, flag.ErrHelp) {
+		f.PrintHelp(f.help)
 		return err
+	} else if err != nil {
+		return Usagef("%s", f.explain(err))
 	}
 	if len(f.errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(f.errs, "; "))
+		return Usagef("%s", strings.Join(f.errs, "; "))
 	}
 	return nil
+}
+
+// explain words a flag package error for a user: flags with two dashes,
+// as the help writes them, a suggestion for a misspelt one, and where to
+// find the rest.
+func (f *Flags) explain(err error) string {
+	msg := err.Error()
+	seeHelp := fmt.Sprintf(" (%s --help lists the flags)", f.Name())
+	const unknown = "flag provided but not defined: -"
+	if name, ok := strings.CutPrefix(msg, unknown); ok {
+		var names []string
+		f.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+		if best := Suggest(name, names); best != "" {
+			return fmt.Sprintf("unknown flag --%s: did you mean --%s?", name, best)
+		}
+		return "unknown flag --" + name + seeHelp
+	}
+	// "invalid value "x" for flag -n: ...", "flag needs an argument: -n".
+	msg = strings.Replace(msg, "flag -", "flag --", 1)
+	msg = strings.Replace(msg, "argument: -", "argument: --", 1)
+	return msg + seeHelp
 }
 
 // Repeated is a flag that may be given many times.

@@ -51,8 +51,7 @@ func Main(name, about string, def func(context.Context, io.Writer, []string) err
 			}
 		}
 		if run == nil {
-			fmt.Fprintf(os.Stderr, "%s: unknown command %q\n\n", name, args[0])
-			usage(os.Stderr, name, about, cmds)
+			fmt.Fprintf(os.Stderr, "%s: %s\n", name, unknownCommand(name, args[0], cmds))
 			stop()
 			os.Exit(2)
 		}
@@ -64,7 +63,7 @@ func Main(name, about string, def func(context.Context, io.Writer, []string) err
 	switch {
 	case errors.Is(err, flag.ErrHelp) && isDaemon:
 		// The daemon's --help also lists the client commands.
-		commands(os.Stderr, name, cmds)
+		commands(os.Stdout, name, cmds)
 		return
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return
@@ -77,6 +76,20 @@ func Main(name, about string, def func(context.Context, io.Writer, []string) err
 	}
 }
 
+// unknownCommand says that cmd is none of cmds, with the one likely meant.
+func unknownCommand(name, cmd string, cmds []Command) string {
+	names := []string{"help", "version"}
+	for _, c := range cmds {
+		names = append(names, c.Name)
+	}
+	cmd = ids.CleanLines(cmd, 64)
+	if best := Suggest(cmd, names); best != "" {
+		return fmt.Sprintf("unknown command %q: did you mean %q?", cmd, best)
+	}
+	return fmt.Sprintf("unknown command %q (%s help lists the commands)", cmd, name)
+}
+
+// usage writes what the command does and its subcommands to w.
 func usage(w io.Writer, name, about string, cmds []Command) {
 	fmt.Fprintf(w, "%s\n\nUsage:\n  %s [flags]            run the daemon (see %s --help)\n", about, name, name)
 	for _, c := range cmds {
