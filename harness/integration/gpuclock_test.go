@@ -78,3 +78,33 @@ func TestHungGPUDelaysNoLifecycleEvent(t *testing.T) {
 		return nil
 	})
 }
+
+// A hive restarted while nvidia-smi hangs serves its adopted workers from
+// its first request: the first pass waits for the first GPU sample (so
+// the first heartbeat has the GPUs), and until it ran a GET of an adopted
+// worker answered 404 (CI, TestAdoptedWorkerKeepsHealthAndRestart).
+func TestRestartedHiveServesAdoptedWorkersAtOnce(t *testing.T) {
+	const timeout = 4 * time.Second
+	fake := harness.FakeNvidiaSMI(t, gpufake.H200Busy())
+	opts := harness.HiveOptions{CgroupParent: harness.CgroupParent(t), Env: []string{"RBEE_STATE_DIR=" + t.TempDir()},
+		Args: []string{"--gpu", "nvidia-smi", "--nvidia-smi", fake.Path, "--gpu-timeout", timeout.String()}}
+	hive := harness.StartHive(t, opts)
+	w := spawn(t, hive, "kept", api.SpawnRequest{Args: []string{"--model", "m"}})
+	hive.Stop()
+
+	sc := gpufake.H200Busy()
+	sc.Hang = true
+	fake.Set(sc)
+	start := time.Now()
+	hive = harness.StartHive(t, opts) // returns once it listens
+	got := hiveWorker(t, hive, w.ID)
+	if took := time.Since(start); took > timeout/2 {
+		t.Fatalf("the hive took %v to answer: it waited for the hung query", took)
+	}
+	if got.PID != w.PID || got.State == api.StateExited {
+		t.Fatalf("adopted %s: pid %d state %s, want pid %d running", w.ID, got.PID, got.State, w.PID)
+	}
+	if code, body := harness.Call(t, "DELETE", hive.URL+"/v1/workers/"+w.ID, nil); code != 200 {
+		t.Fatalf("stop %s: %d %s", w.ID, code, body)
+	}
+}

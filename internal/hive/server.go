@@ -187,10 +187,9 @@ func New(cfg Config) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hive id: %w", err)
 		}
-		if err := ids.ValidHiveID(h); err != nil {
-			return nil, fmt.Errorf("hive id from the hostname %s: %w (set --hive-id)", ids.Quote(h), err)
+		if cfg.HiveID, err = ids.HiveIDFromHostname(h); err != nil {
+			return nil, fmt.Errorf("hive id: %w (set --hive-id)", err)
 		}
-		cfg.HiveID = h
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
 	if cfg.LogDir != "" {
@@ -464,6 +463,12 @@ func (s *Server) start(ctx context.Context) (net.Listener, error) {
 	}
 	if len(adopted) > 0 {
 		s.log.Info("adopted workers", "ids", adopted)
+	}
+	// The API serves the adopted workers from its first request: the first
+	// pass comes only after the first GPU sample, and until then a GET of
+	// an adopted worker answered 404.
+	for _, rec := range s.mon.Workers() {
+		s.upsert(rec)
 	}
 	info := s.mon.Info()
 	if !info.LimitsEnforced {
