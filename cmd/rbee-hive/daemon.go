@@ -16,6 +16,7 @@ import (
 	"github.com/rbee-dev/rbee/internal/cli"
 	"github.com/rbee-dev/rbee/internal/gpu"
 	"github.com/rbee-dev/rbee/internal/hive"
+	"github.com/rbee-dev/rbee/internal/ids"
 	"github.com/rbee-dev/rbee/internal/launch"
 	"github.com/rbee-dev/rbee/internal/limits"
 	"github.com/rbee-dev/rbee/internal/monitor"
@@ -23,7 +24,10 @@ import (
 )
 
 func daemon(ctx context.Context, out io.Writer, args []string) error {
+	// The default id is the hostname made valid; a host without a name
+	// ("(none)" in a minimal VM) has none, and the hive says so at start.
 	host, _ := os.Hostname()
+	defID, noID := ids.HiveIDFromHostname(host)
 	fs := cli.NewFlags("rbee-hive", "rbee-hive [flags]",
 		"Runs the hive daemon: spawns workers into cgroups under --cgroup-parent, collects their\n"+
 			"telemetry every --interval, serves the worker API on --listen and pushes heartbeats\n"+
@@ -38,7 +42,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	queenTokenFile := fs.String("queen-token-file", "RBEE_QUEEN_TOKEN_FILE", "", "file holding this hive's token for the queen (from its --hive-tokens); default: the operator token")
 	queenCA := fs.String("queen-ca", "RBEE_QUEEN_CA", "", "PEM file of a private CA that signed the queen's certificate")
 	noTLS := fs.Bool("insecure-no-tls", "RBEE_INSECURE_NO_TLS", false, "allow sending the token to a non-loopback queen over plain HTTP")
-	hiveID := fs.String("hive-id", "RBEE_HIVE_ID", host, "this hive's id in the registry")
+	hiveID := fs.String("hive-id", "RBEE_HIVE_ID", defID, "this hive's id in the registry (default: the hostname, its characters other than A-Z a-z 0-9 . _ - made -)")
 	hiveURL := fs.String("hive-url", "RBEE_HIVE_URL", "", "URL the queen and schedulers can reach this hive at (default: from --listen)")
 	interval := fs.Duration("interval", "RBEE_INTERVAL", hive.DefaultInterval, "collection and heartbeat interval")
 	parent := fs.String("cgroup-parent", "RBEE_CGROUP_PARENT", "", "parent cgroup of workers, absolute from the cgroup root (or, on cgroup v1, relative to the hive's own);\ndefault: on cgroup v2 a delegated systemd scope (rbee.slice/rbee-workers.scope) where systemd runs, else /rbee.slice\nbelow the root; on v1 rbee.slice below the hive's own cgroup")
@@ -65,7 +69,10 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		return err // flag.ErrHelp, or a usage error
 	}
 	if fs.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q (subcommands: spawn, list, show, stop, info)", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q (rbee-hive help lists the commands)", fs.Arg(0))
+	}
+	if *hiveID == "" && noID != nil {
+		return cli.Usagef("no hive id: %v; name this hive with --hive-id (or RBEE_HIVE_ID), as the queen will list it", noID)
 	}
 	if *pidsMax < 0 {
 		return cli.Usagef("--worker-pids-max %d: want 0 (no limit) or more", *pidsMax)

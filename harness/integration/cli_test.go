@@ -5,8 +5,10 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rbee-dev/rbee/harness"
@@ -65,5 +67,51 @@ func TestCLIHelpAndTypos(t *testing.T) {
 		if code != 2 || errOut != tc.want || out != "" {
 			t.Errorf("%q: status %d, stderr %q, stdout %q; want status 2 and stderr %q", tc.args, code, errOut, out, tc.want)
 		}
+	}
+}
+
+// runWithHostname runs bin with args in a UTS namespace of its own whose
+// hostname is host, as on a minimal VM (root only: a new namespace).
+func runWithHostname(t *testing.T, host, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	harness.RequireRoot(t)
+	var out, errb bytes.Buffer
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `printf %s "$1" > /proc/sys/kernel/hostname && shift && exec "$@"`, "sh", host, bin}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS}
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run %s with hostname %q: %v", bin, host, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// The hive's default id is its hostname made valid; a host without one
+// ("(none)", as a minimal VM has) is told to pass --hive-id, before the
+// hive touches anything (issue 21: it refused "character '(' not
+// allowed").
+func TestHiveIDFromTheHostname(t *testing.T) {
+	hive := harness.Build(t, "./cmd/rbee-hive")
+	out, errOut, code := runWithHostname(t, "gpu_node#7", hive, "--help")
+	if code != 0 || !strings.Contains(out, `(default "gpu_node-7")`) {
+		t.Errorf("hostname gpu_node#7: status %d, --help's --hive-id default not gpu_node-7:\n%s%s", code, out, errOut)
+	}
+	state := t.TempDir()
+	_, errOut, code = runWithHostname(t, "(none)", hive, "--listen", "127.0.0.1:0", "--queen", "", "--state-dir", state, "--gpu", "none")
+	want := `rbee-hive: usage error: no hive id: the hostname "(none)" names no host in particular; name this hive with --hive-id (or RBEE_HIVE_ID), as the queen will list it` + "\n"
+	if code != 2 || errOut != want {
+		t.Errorf("hostname (none): status %d, stderr %q; want 2 and %q", code, errOut, want)
+	}
+	if ents, _ := os.ReadDir(state); len(ents) > 0 {
+		t.Errorf("the refused hive wrote to its state directory: %v", ents)
+	}
+	// --hive-id is all it takes: the next check is the next flag's.
+	_, errOut, code = runWithHostname(t, "(none)", hive, "--hive-id", "vm-1", "--state-dir", state, "--worker-pids-max", "-1")
+	if code != 2 || !strings.Contains(errOut, "--worker-pids-max -1") {
+		t.Errorf("hostname (none) with --hive-id: status %d, %q; want the usage error of --worker-pids-max", code, errOut)
 	}
 }

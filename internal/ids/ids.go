@@ -48,6 +48,31 @@ func nameChar(r rune) bool {
 // ValidName.
 func ValidHiveID(s string) error { return ValidName(s) }
 
+// HiveIDFromHostname makes a hive id of a hostname: each character a
+// name may not hold becomes '-', and the result is cut to MaxNameLen
+// ("gpu_node#7" → "gpu_node-7"). It fails for a host without a name:
+// empty, or the kernel's "(none)" (a minimal VM's), which would give every
+// such host the same id.
+func HiveIDFromHostname(host string) (string, error) {
+	if host == "" || host == "(none)" || host == "localhost" {
+		return "", fmt.Errorf("the hostname %s names no host in particular", Quote(host))
+	}
+	id := strings.Map(func(r rune) rune {
+		if !nameChar(r) {
+			return '-'
+		}
+		return r
+	}, host)
+	id = strings.Trim(id, "-.")
+	if len(id) > MaxNameLen {
+		id = strings.TrimRight(id[:MaxNameLen], "-.")
+	}
+	if err := ValidHiveID(id); err != nil {
+		return "", fmt.Errorf("the hostname %s makes no hive id: %w", Quote(host), err)
+	}
+	return id, nil
+}
+
 // WorkerID is a worker's stable id, "<group>-<instance>".
 func WorkerID(group, instance string) string { return group + "-" + instance }
 

@@ -147,3 +147,26 @@ func FuzzValidWorkerID(f *testing.F) {
 		}
 	})
 }
+
+func TestHiveIDFromHostname(t *testing.T) {
+	for _, tc := range []struct{ host, want string }{
+		{"gpu-07.example.com", "gpu-07.example.com"},
+		{"gpu_node#7", "gpu_node-7"},
+		{"höst", "h-st"},
+		{"-odd-.", "odd"},
+		{strings.Repeat("a", 70), strings.Repeat("a", 64)},
+		{strings.Repeat("a", 63) + ".b", strings.Repeat("a", 63)}, // no trailing dot after the cut
+		{"(none)", ""},
+		{"", ""},
+		{"localhost", ""},
+		{"###", ""},
+	} {
+		got, err := HiveIDFromHostname(tc.host)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("HiveIDFromHostname(%q) = %q, %v; want %q", tc.host, got, err, tc.want)
+		}
+		if err == nil && ValidHiveID(got) != nil {
+			t.Errorf("HiveIDFromHostname(%q) = %q, not a valid id", tc.host, got)
+		}
+	}
+}
