@@ -61,7 +61,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	tlsCert := fs.String("tls-cert", "RBEE_TLS_CERT", "", "PEM certificate: serve HTTPS (with --tls-key)")
 	tlsKey := fs.String("tls-key", "RBEE_TLS_KEY", "", "PEM private key of --tls-cert")
 	stopOnExit := fs.Bool("stop-workers-on-exit", "RBEE_STOP_WORKERS_ON_EXIT", false, "stop every worker when the hive exits (default: leave them for the next hive)")
-	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log, rotated; the run before a restart in <id>.previous.log); default: discarded")
+	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log, rotated; the run before a restart in <id>.previous.log);\ndefault: <state-dir>/logs; \"\" discards the output")
 	logMax := fs.String("worker-log-max-size", "RBEE_WORKER_LOG_MAX_SIZE", "64Mi", "size at which a worker's log rotates (bytes, or with K/M/G/T/Ki/Mi/Gi/Ti)")
 	logFiles := fs.Int("worker-log-files", "RBEE_WORKER_LOG_FILES", 2, "log files kept per worker run, the current one included (1 to 10)")
 	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", monitor.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a worker")
@@ -127,6 +127,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 		},
 		StopWorkersOnExit: *stopOnExit,
 		LogDir:            *logDir,
+		DiscardLogs:       *logDir == "" && fs.Given("worker-log-dir"),
 		StateDir:          *stateDir,
 		Version:           version.String(),
 		Logger:            log,

@@ -201,3 +201,23 @@ func TestParseWordsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagsGiven(t *testing.T) {
+	mk := func() (*Flags, *string) {
+		f := NewFlags("x", "x", "")
+		return f, f.String("log-dir", "RBEE_TEST_LOG_DIR", "", "")
+	}
+	f, v := mk()
+	if err := f.Parse(nil); err != nil || f.Given("log-dir") {
+		t.Fatalf("not given: Given = true (%v)", err)
+	}
+	f, v = mk()
+	if err := f.Parse([]string{"--log-dir", ""}); err != nil || !f.Given("log-dir") || *v != "" {
+		t.Fatalf(`--log-dir "": Given false or value %q (%v)`, *v, err)
+	}
+	t.Setenv("RBEE_TEST_LOG_DIR", "")
+	f, _ = mk()
+	if err := f.Parse(nil); err != nil || !f.Given("log-dir") {
+		t.Fatalf(`RBEE_TEST_LOG_DIR="": Given false (%v)`, err)
+	}
+}

@@ -19,7 +19,8 @@ type Flags struct {
 	examples []string
 	*flag.FlagSet
 	usage, summary string
-	help           io.Writer // where --help goes: stdout, as users page it
+	help           io.Writer         // where --help goes: stdout, as users page it
+	envs           map[string]string // each flag's environment variable
 	errs           []string
 	pos            []string // the positional arguments, when ParseArgs collected them
 }
@@ -51,7 +52,19 @@ func NewFlags(name, usage, summary string) *Flags {
 	// replaced: Parse words errors itself, in one line.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return &Flags{FlagSet: fs, usage: usage, summary: summary, help: os.Stdout}
+	return &Flags{FlagSet: fs, usage: usage, summary: summary, help: os.Stdout, envs: map[string]string{}}
+}
+
+// Given reports whether flag name was set, on the command line or by its
+// environment variable (even to its default, or to "").
+func (f *Flags) Given(name string) bool {
+	given := false
+	f.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	if env := f.envs[name]; env != "" {
+		_, inEnv := os.LookupEnv(env)
+		given = given || inEnv
+	}
+	return given
 }
 
 // SetOutput sets where --help is written (stdout by default).
@@ -85,6 +98,7 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
+// envNote is the help's mention of a flag's variable.
 func envNote(env string) string {
 	if env == "" {
 		return ""
@@ -94,6 +108,7 @@ func envNote(env string) string {
 
 // String defines a string flag defaulting to $env, else def.
 func (f *Flags) String(name, env, def, usage string) *string {
+	f.envs[name] = env
 	if v, ok := os.LookupEnv(env); ok && env != "" {
 		def = v
 	}
@@ -102,6 +117,7 @@ func (f *Flags) String(name, env, def, usage string) *string {
 
 // Duration defines a duration flag defaulting to $env, else def.
 func (f *Flags) Duration(name, env string, def time.Duration, usage string) *time.Duration {
+	f.envs[name] = env
 	if v, ok := os.LookupEnv(env); ok && env != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
@@ -115,6 +131,7 @@ func (f *Flags) Duration(name, env string, def time.Duration, usage string) *tim
 
 // Bool defines a boolean flag defaulting to $env, else def.
 func (f *Flags) Bool(name, env string, def bool, usage string) *bool {
+	f.envs[name] = env
 	if v, ok := os.LookupEnv(env); ok && env != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -172,6 +189,7 @@ func (r *Repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 // Int defines an integer flag defaulting to $env, else def.
 func (f *Flags) Int(name, env string, def int, usage string) *int {
+	f.envs[name] = env
 	if v, ok := os.LookupEnv(env); ok && env != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -185,6 +203,7 @@ func (f *Flags) Int(name, env string, def int, usage string) *int {
 
 // Float defines a number flag defaulting to $env, else def.
 func (f *Flags) Float(name, env string, def float64, usage string) *float64 {
+	f.envs[name] = env
 	if v, ok := os.LookupEnv(env); ok && env != "" {
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil {
@@ -199,6 +218,7 @@ func (f *Flags) Float(name, env string, def float64, usage string) *float64 {
 // List defines a flag that may be given many times; $env, a comma-separated
 // list, is the default when the flag is not given.
 func (f *Flags) List(name, env, usage string) *Repeated {
+	f.envs[name] = env
 	r := &listFlag{}
 	if v, ok := os.LookupEnv(env); ok && env != "" {
 		for _, s := range strings.Split(v, ",") {

@@ -84,8 +84,11 @@ type Config struct {
 	Version         string
 	Logger          *slog.Logger
 
-	// LogDir is where workers' output goes (<id>.log); "" discards it.
+	// LogDir is where workers' output goes (<id>.log); "" means
+	// <StateDir>/logs, bounded by Workers' log size and files.
 	LogDir string
+	// DiscardLogs discards workers' output instead (--worker-log-dir "").
+	DiscardLogs bool
 	// StateDir keeps what outlives the hive process: the running
 	// workers' spawn requests (workers/), for the hive that adopts them.
 	// "" keeps none.
@@ -192,15 +195,8 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, passNow: make(chan struct{}, 1)}
-	if cfg.LogDir != "" {
-		// Made and checked here, not found missing or open to others at
-		// the first spawn: the hive (root) writes there what workers
-		// print, and serves it to the read-only token.
-		d, err := privdir.Open(cfg.LogDir, privdir.Options{Create: true, Mode: 0o750})
-		if err != nil {
-			return nil, fmt.Errorf("--worker-log-dir: %w", err)
-		}
-		s.logDir, s.cfg.LogDir = d, d.Path()
+	if err := s.openLogDir(); err != nil {
+		return nil, err
 	}
 	if cfg.BinDir != "" {
 		d, err := launch.NewBinDir(cfg.BinDir)
@@ -576,6 +572,34 @@ func deriveURL(a net.Addr, tls bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// openLogDir makes and checks the workers' log directory at start, not at
+// the first spawn: the hive (root) writes there what workers print, and
+// serves it to the read-only token. The default one, below the state
+// directory, may be unusable (a hive not run as root, a state directory
+// on a read-only mount): output is then discarded with a warning rather
+// than the hive refused.
+func (s *Server) openLogDir() error {
+	dir, defaulted := s.cfg.LogDir, false
+	if dir == "" && !s.cfg.DiscardLogs && s.cfg.StateDir != "" {
+		dir, defaulted = filepath.Join(s.cfg.StateDir, "logs"), true
+	}
+	if dir == "" || s.cfg.DiscardLogs {
+		s.cfg.LogDir = ""
+		return nil
+	}
+	d, err := privdir.Open(dir, privdir.Options{Create: true, Mode: 0o750})
+	switch {
+	case err != nil && defaulted:
+		s.log.Warn("workers' output is discarded: the default log directory is unusable; set --worker-log-dir", "dir", dir, "err", err)
+		s.cfg.LogDir = ""
+		return nil
+	case err != nil:
+		return fmt.Errorf("--worker-log-dir: %w", err)
+	}
+	s.logDir, s.cfg.LogDir = d, d.Path()
+	return nil
 }
 
 // specDir is where the monitor keeps spawn requests, below stateDir.

@@ -298,6 +298,24 @@ func TestHiveRefusesUnsafeConfig(t *testing.T) {
 	if _, err := hive.New(hive.Config{HiveID: "h", Tokens: tok, LogDir: "/proc/self/logs"}); err == nil || !strings.Contains(err.Error(), "--worker-log-dir") {
 		t.Fatalf("an impossible --worker-log-dir: %v", err)
 	}
+	// By default the logs go to <state-dir>/logs; where that cannot be,
+	// the hive starts and says the output is discarded.
+	state := t.TempDir()
+	if _, err := hive.New(hive.Config{HiveID: "h", Tokens: tok, StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(state, "logs")); err != nil || !st.IsDir() || st.Mode().Perm()&0o027 != 0 {
+		t.Fatalf("<state-dir>/logs: %v %v", st, err)
+	}
+	blocked := t.TempDir()
+	os.WriteFile(filepath.Join(blocked, "logs"), nil, 0o600)
+	var logged strings.Builder
+	if _, err := hive.New(hive.Config{HiveID: "h", Tokens: tok, StateDir: blocked, Logger: slog.New(slog.NewTextHandler(&logged, nil))}); err != nil {
+		t.Fatalf("an unusable default log directory refused the hive: %v", err)
+	}
+	if !strings.Contains(logged.String(), "workers' output is discarded") {
+		t.Fatalf("no warning for an unusable default log directory: %q", logged.String())
+	}
 }
 
 const readToken = "hive-test-read-token-0123456789"

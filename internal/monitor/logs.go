@@ -287,7 +287,7 @@ func (m *Monitor) Logs(ctx context.Context, id string, req LogRequest, w io.Writ
 		return api.Errorf(api.ErrInvalid, "worker id %s: %v", ids.Quote(id), err)
 	}
 	if m.cfg.Logs == nil {
-		return fmt.Errorf("%w: the hive runs without --worker-log-dir", ErrNoLogs)
+		return fmt.Errorf("%w: this hive discards its workers' output (--worker-log-dir \"\", or a default log directory it could not use: its log says which)", ErrNoLogs)
 	}
 	m.mu.Lock()
 	wk, ok := m.workers[id]
