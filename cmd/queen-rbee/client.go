@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/apiclient"
@@ -174,70 +171,4 @@ func loadText(l api.WorkerLoad) string {
 		state = "idle"
 	}
 	return state + ": " + ids.Safe(l.Why)
-}
-
-func watchCmd(ctx context.Context, out io.Writer, args []string) error {
-	fs, client := clientFlags("watch", "queen-rbee watch [flags]", "Prints every event of the queen's stream, one line each, until interrupted.")
-	fs.Example("queen-rbee watch --telemetry")
-	all := fs.Bool("telemetry", "", false, "also print hive_telemetry and queen summary events")
-	if err := cli.ParseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
-	// The stream never ends: the client's whole-request timeout must not
-	// apply, its TLS settings (--ca) must.
-	hc := *c.HTTP
-	hc.Timeout = 0
-	bases := c.Bases()
-	for i := 0; ; i++ {
-		base := bases[i%len(bases)]
-		if len(bases) > 1 {
-			fmt.Fprintf(out, "%s watching %s\n", time.Now().Format("15:04:05.000"), base)
-		}
-		err := watchOne(ctx, out, &hc, base, c.Token, *all, len(bases) > 1)
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-			return nil
-		}
-		if len(bases) == 1 {
-			return err
-		}
-		// Several queens: the next one, after a pause once round all.
-		fmt.Fprintf(out, "%s %s: %s\n", time.Now().Format("15:04:05.000"), ids.Safe(base), ids.Safe(err.Error()))
-		if (i+1)%len(bases) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
-		}
-	}
-}
-
-// watchOne prints base's stream until it ends; with failover, it gives
-// up on a queen after a few failed reconnects so the next can be tried.
-func watchOne(ctx context.Context, out io.Writer, hc *http.Client, base, token string, all, failover bool) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/heartbeats/stream", nil)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	backoff := sse.Backoff{MaxInterval: 5 * time.Second}
-	if failover {
-		// Another queen waits: give up on this one within about a second.
-		backoff = sse.Backoff{InitialInterval: 200 * time.Millisecond, MaxInterval: time.Second, MaxRetries: 2}
-	}
-	conn := (&sse.Client{HTTPClient: hc, Backoff: backoff}).NewConnection(req)
-	conn.Buffer(nil, 256<<20) // the snapshot of a large fleet is one large event
-	conn.SubscribeToAll(func(e sse.Event) {
-		if !all && (e.Type == api.EventHiveTelemetry || e.Type == "queen") {
-			return
-		}
-		fmt.Fprintf(out, "%s %-15s id=%s %s\n", time.Now().Format("15:04:05.000"), ids.Safe(e.Type), ids.Safe(e.LastEventID), ids.Safe(e.Data))
-	})
-	return conn.Connect()
 }

@@ -49,7 +49,7 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 			PID:          4343,
 			State:        api.StateExited,
 			Errors:       []string{"gpu: nvidia-smi timed out after 2s"},
-			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9302", Model: &evil},
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9302", Model: &evil, Restarts: 3, RestartError: "not restarted: 3 restarts within 10m0s (restart.max_restarts)"},
 			WorkerExit:   api.WorkerExit{ExitCode: &code},
 		}, HiveID: "gpu-2", HiveURL: "http://10.0.0.6:7835", Stale: true},
 		{Worker: api.Worker{ID: "embed-1", PID: 77, State: api.StateExited, WorkerStatic: api.WorkerStatic{Group: "embed", Instance: "1"}, WorkerExit: api.WorkerExit{Signal: &sig, OOMKilled: new(bool)}},
@@ -233,30 +233,3 @@ func TestDashboardCommand(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
-
-// watch prints each event on a line, telemetry only when asked, and with
-// several queens moves past one that does not answer.
-func TestWatchCommand(t *testing.T) {
-	url, _ := fakeQueen(t)
-	t.Setenv("RBEE_TOKEN", token)
-	t.Setenv("RBEE_STATE_DIR", t.TempDir())
-	watch := func(args ...string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-		defer cancel()
-		var out bytes.Buffer
-		if err := watchCmd(ctx, &out, args); err != nil {
-			t.Fatalf("watch %v: %v", args, err)
-		}
-		return out.String()
-	}
-	out := watch("--queen", url)
-	if !strings.Contains(out, "snapshot        id=7-1") || strings.Contains(out, "hive_telemetry") {
-		t.Fatalf("watch: %q", out)
-	}
-	if out := watch("--queen", url, "--telemetry"); !strings.Contains(out, "hive_telemetry  id=7-2") {
-		t.Fatalf("watch --telemetry: %q", out)
-	}
-	if out := watch("--queen", "http://127.0.0.1:1,"+url); !strings.Contains(out, "watching "+url) || !strings.Contains(out, "snapshot") {
-		t.Fatalf("watch with a dead first queen: %q", out)
-	}
-}

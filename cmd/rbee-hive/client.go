@@ -129,7 +129,10 @@ func stopCmd(ctx context.Context, out io.Writer, args []string) error {
 		if err := c.Do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(id), nil, &w); err != nil {
 			return fmt.Errorf("stop %s: %w", id, err)
 		}
-		fmt.Fprintf(out, "%s stopped (%s)\n", ids.Safe(id), cli.Note(w))
+		// How it ended: by itself on SIGTERM, or killed after the grace.
+		x := w.WorkerExit
+		x.Stopped = false
+		fmt.Fprintf(out, "%s stopped: it %s\n", ids.Safe(id), cli.ExitPhrase(x, api.ReasonExited))
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func fakeHive(t *testing.T) (string, *[]string) {
 		WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9301", Model: &m, Binary: "/opt/llm/worker", Args: []string{"--model", m}, Cgroup: "/rbee.slice/llm/9301", LimitsEnforced: true, CPULimitPct: f(150), MemLimitBytes: &lim},
 	}
 	stopped := running
-	stopped.State, stopped.ExitCode = api.StateExited, &code
+	stopped.State, stopped.ExitCode, stopped.Stopped = api.StateExited, &code, true
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		got = append(got, strings.TrimSpace(r.Method+" "+r.URL.Path+" "+string(body)))

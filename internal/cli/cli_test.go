@@ -221,3 +221,25 @@ func TestFlagsGiven(t *testing.T) {
 		t.Fatalf(`RBEE_TEST_LOG_DIR="": Given false (%v)`, err)
 	}
 }
+
+// Whatever a queen sends, watch's words hold no control character but
+// the line breaks of a log tail: a daemon's text must not drive the
+// terminal.
+func FuzzEventText(f *testing.F) {
+	f.Add("worker_removed", []byte(`{"hive_id":"h\u001b]0;x\u0007","worker_id":"llm-1","reason":"exited","signal":"SIGKILL","oom_killed":true,"log_tail":"a\n\u001b[31mb\r\n"}`))
+	f.Add("worker_added", []byte(`{"hive_id":"h","worker":{"id":"llm-1","model":"m\u009b","pid":3}}`))
+	f.Add("snapshot", []byte(`{"resync":true,"hives":[{"id":"a","workers":[{"id":"x","state":"ready"}]}]}`))
+	f.Add("hive_telemetry", []byte(`{"hive_id":"h","node":{"cpu_pct":1,"gpus":[[0,1,2,3,4]]}}`))
+	f.Add("queen", []byte(`{"version":"v","uptime_s":1e300}`))
+	f.Fuzz(func(t *testing.T, typ string, data []byte) {
+		text, ok := EventText(typ, data)
+		if !ok {
+			return
+		}
+		for _, r := range text {
+			if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) {
+				t.Fatalf("EventText(%q, %q) = %q: control character %U", typ, data, text, r)
+			}
+		}
+	})
+}

@@ -52,11 +52,14 @@ func Bytes(v *uint64) string {
 	return api.FormatBytes(*v)
 }
 
-// Note summarises how a worker ended and what could not be read.
+// Note summarises how a worker ended, whether its hive gave up
+// restarting it, and what could not be read.
 func Note(w api.Worker) string {
 	var parts []string
 	if w.State == api.StateExited {
 		switch {
+		case w.Stopped:
+			parts = append(parts, "stopped")
 		case w.OOMKilled != nil && *w.OOMKilled:
 			parts = append(parts, "OOM-killed")
 		case w.Signal != nil:
@@ -66,6 +69,9 @@ func Note(w api.Worker) string {
 		default:
 			parts = append(parts, "exited")
 		}
+	}
+	if w.RestartError != "" {
+		parts = append(parts, "gave up restarting: "+strings.TrimPrefix(w.RestartError, "not restarted: "))
 	}
 	parts = append(parts, w.Errors...)
 	return ids.Safe(strings.Join(parts, "; "))
@@ -78,7 +84,7 @@ func WorkerTable(out io.Writer, ws []api.FleetWorker, withHive bool) error {
 	if withHive {
 		fmt.Fprint(tw, "HIVE\t")
 	}
-	fmt.Fprint(tw, "ID\tSTATE\tPID\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tUPTIME\t")
+	fmt.Fprint(tw, "ID\tSTATE\tPID\tMODEL\tCPU%\tMEM\tVRAM\tGPU%\tUPTIME\tRESTARTS\t")
 	if withHive {
 		fmt.Fprint(tw, "IDLE\t")
 	}
@@ -91,8 +97,8 @@ func WorkerTable(out io.Writer, ws []api.FleetWorker, withHive bool) error {
 		if withHive {
 			fmt.Fprintf(tw, "%s\t", ids.Safe(w.HiveID))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t", ids.Safe(w.ID), ids.Safe(string(w.State)), w.PID, Str(w.Model),
-			Pct(w.CPUPct), Bytes(w.MemBytes), Bytes(w.VRAMBytes), Pct(w.GPUUtilPct), Secs(w.UptimeS))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t", ids.Safe(w.ID), ids.Safe(string(w.State)), w.PID, Str(w.Model),
+			Pct(w.CPUPct), Bytes(w.MemBytes), Bytes(w.VRAMBytes), Pct(w.GPUUtilPct), Secs(w.UptimeS), w.Restarts)
 		if withHive {
 			fmt.Fprintf(tw, "%v\t", w.Idle)
 		}
