@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/apiclient"
@@ -36,6 +37,7 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	restart := fs.String("restart", "", "", "restart policy: never (default), on-failure or always")
 	maxRestarts := fs.Int("max-restarts", "", 0, "with --restart: restarts allowed in --restart-window (default 5)")
 	restartWindow := fs.Duration("restart-window", "", 0, "with --restart: the window max-restarts counts in (default 10m)")
+	settle := fs.Duration("settle", "", defaultSettle, "watch the worker this long after the spawn and fail, with its last output, if it exits (0: return at once)")
 	var env cli.Repeated
 	fs.Var(&env, "env", "environment variable K=V for the worker (repeatable)")
 	if err := cli.ParseCommand(fs, args); err != nil {
@@ -67,11 +69,54 @@ func spawnCmd(ctx context.Context, out io.Writer, args []string) error {
 	if err := c.Do(ctx, http.MethodPost, "/v1/workers", spec, &rec); err != nil {
 		return fmt.Errorf("spawn %s: %w", spec.ID(), err)
 	}
-	if *asJSON {
-		return cli.PrintJSON(out, rec)
+	if !*asJSON {
+		fmt.Fprintln(out, cli.SpawnSummary(rec))
 	}
-	_, err = fmt.Fprintln(out, cli.SpawnSummary(rec))
+	last, err := settleWorker(ctx, c, rec, *settle)
+	if *asJSON {
+		if perr := cli.PrintJSON(out, last); perr != nil {
+			return perr
+		}
+	}
 	return err
+}
+
+// defaultSettle is how long spawn watches a new worker: a worker that
+// cannot start (a bad flag, a missing model file) is most often gone by
+// then, and the user learns it at once rather than from a list later.
+const defaultSettle = 500 * time.Millisecond
+
+// settleWorker watches a spawned worker for d and returns its latest
+// record; an error says it exited meanwhile, how, and its last output.
+func settleWorker(ctx context.Context, c *apiclient.Client, rec api.Worker, d time.Duration) (api.Worker, error) {
+	path := "/v1/workers/" + url.PathEscape(rec.ID)
+	deadline := time.Now().Add(d)
+	for rec.State != api.StateExited && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return rec, nil
+		case <-time.After(50 * time.Millisecond):
+		}
+		var w api.Worker
+		if err := c.Do(ctx, http.MethodGet, path, nil, &w); err != nil || w.PID == 0 {
+			continue // a hiccup of the API is not the worker's end
+		}
+		rec = w
+	}
+	if rec.State != api.StateExited {
+		return rec, nil
+	}
+	after := ""
+	if rec.StartedAt != nil && rec.ExitedAt != nil {
+		after = " " + rec.ExitedAt.Sub(*rec.StartedAt).Round(time.Millisecond).String() + " after its start"
+	}
+	msg := fmt.Sprintf("%s exited%s: it %s", ids.Safe(rec.ID), after, cli.ExitPhrase(rec.WorkerExit, ""))
+	if tail := strings.TrimRight(rec.LogTail, "\n"); tail != "" {
+		lines := strings.Split(tail, "\n")
+		lines = lines[max(0, len(lines)-5):]
+		msg += "\n  its last output:\n    " + ids.CleanLines(strings.Join(lines, "\n    "), 4096)
+	}
+	return rec, fmt.Errorf("%s\n  rbee-hive logs %s shows the rest", msg, ids.Safe(rec.ID))
 }
 
 func listCmd(ctx context.Context, out io.Writer, args []string) error {

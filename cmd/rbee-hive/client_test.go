@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/internal/api"
@@ -94,7 +96,7 @@ func TestHiveClientCommands(t *testing.T) {
 		cmd  func(context.Context, io.Writer, []string) error
 		args []string
 	}{
-		{"spawn", spawnCmd, []string{"--instance", "9301", "--cpu-limit", "150%", "--memory-limit", "512Mi", "--env", "CUDA_VISIBLE_DEVICES=0", "--", "/opt/llm/worker", "--model", "qwen2.5-0.5b"}},
+		{"spawn", spawnCmd, []string{"--instance", "9301", "--settle", "0", "--cpu-limit", "150%", "--memory-limit", "512Mi", "--env", "CUDA_VISIBLE_DEVICES=0", "--", "/opt/llm/worker", "--model", "qwen2.5-0.5b"}},
 		{"list", listCmd, nil},
 		{"show", showCmd, []string{"llm-9301"}},
 		{"stop", stopCmd, []string{"llm-9301"}},
@@ -178,5 +180,51 @@ func TestDaemonRefusesBadFlags(t *testing.T) {
 	}
 	if err := daemon(context.Background(), io.Discard, []string{"--worker-user", "no-such-user-here", "--insecure-no-auth"}); err == nil || !strings.Contains(err.Error(), "no-such-user-here") {
 		t.Errorf("an unknown worker user: %v", err)
+	}
+}
+
+// A worker that dies right after its spawn is said at once, with how it
+// ended and its last output, and spawn fails (issue 21: it printed
+// "spawned" and exited 0); one that keeps running is a plain spawn.
+func TestSpawnSaysAnEarlyExit(t *testing.T) {
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	m, code := "qwen", 2
+	start := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	exited := start.Add(33 * time.Millisecond)
+	rec := api.Worker{ID: "llm-20", PID: 16356, State: api.StateStarting, WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "20", Model: &m, StartedAt: &start}}
+	dead := rec
+	dead.State, dead.WorkerExit = api.StateExited, api.WorkerExit{ExitCode: &code, ExitedAt: &exited, LogTail: "usage: worker --model M\nerror: unknown flag --prot\x1b[2J\n"}
+	var gets atomic.Int32
+	var dies atomic.Bool
+	dies.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			w.WriteHeader(201)
+			json.NewEncoder(w).Encode(rec)
+			return
+		}
+		if gets.Add(1) > 1 && dies.Load() {
+			json.NewEncoder(w).Encode(dead)
+			return
+		}
+		json.NewEncoder(w).Encode(rec)
+	}))
+	t.Cleanup(srv.Close)
+	var out bytes.Buffer
+	err := spawnCmd(context.Background(), &out, []string{"--hive", srv.URL, "--instance", "20", "--", "/opt/w", "--prot", "9"})
+	want := "llm-20 exited 33ms after its start: it exited with code 2\n  its last output:\n    usage: worker --model M\n    error: unknown flag --prot\uFFFD[2J\n  rbee-hive logs llm-20 shows the rest"
+	if err == nil || err.Error() != want || !strings.HasPrefix(out.String(), "llm-20 spawned: pid 16356") {
+		t.Fatalf("spawn of a worker that dies: %q, %v\nwant the error %q", out.String(), err, want)
+	}
+	dies.Store(false)
+	gets.Store(0)
+	out.Reset()
+	start2 := time.Now()
+	if err := spawnCmd(context.Background(), &out, []string{"--hive", srv.URL, "--instance", "20", "--settle", "200ms", "--", "/opt/w"}); err != nil || gets.Load() < 2 {
+		t.Fatalf("spawn of a worker that runs: %v after %d looks", err, gets.Load())
+	}
+	if took := time.Since(start2); took < 200*time.Millisecond {
+		t.Fatalf("spawn returned after %v, before its --settle", took)
 	}
 }
