@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -260,13 +261,20 @@ func (s *sender) send(ctx context.Context) error {
 		s.failures++
 		s.failedN++
 		s.lastErr = ids.Clean(err.Error(), 512)
+		// A queen that answers and refuses (a wrong token, another hive's
+		// id, a bound) is told apart from one that cannot be reached: the
+		// fix is in the settings, not the network.
+		what := "queen unreachable"
+		if se := (*api.StatusError)(nil); errors.As(err, &se) && se.Code >= 400 && se.Code < 500 {
+			what = "queen refused the heartbeat"
+		}
 		switch {
 		case s.failures == 1:
 			s.failedAt, s.lastLog = now, now
-			s.log.Warn("queen unreachable; the hive keeps working and retries", "queen", s.url, "err", err)
+			s.log.Warn(what+"; the hive keeps working and retries", "queen", s.url, "err", err)
 		case now.Sub(s.lastLog) >= 30*time.Second:
 			s.lastLog = now
-			s.log.Warn("queen still unreachable", "queen", s.url, "failures", s.failures, "since", s.failedAt.Format(time.RFC3339), "err", err)
+			s.log.Warn(what+", still", "queen", s.url, "failures", s.failures, "since", s.failedAt.Format(time.RFC3339), "err", err)
 		}
 		return err
 	}

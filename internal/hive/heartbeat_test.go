@@ -106,6 +106,30 @@ func TestSenderRetriesAndLogsOnce(t *testing.T) {
 	}
 }
 
+// A queen that answers and refuses is said as such, with its words, not
+// as unreachable: the fix is the hive's token or id, not the network.
+func TestSenderSaysARefusal(t *testing.T) {
+	queen := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"this token belongs to hive gpu-2"}`, http.StatusForbidden)
+	}))
+	defer queen.Close()
+	var log syncBuf
+	s := newSender(senderConfig{QueenURL: queen.URL, Interval: 50 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&log, nil)),
+		Build: func() (api.Heartbeat, []api.Worker) { return api.Heartbeat{HiveID: "h"}, nil }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.run(ctx) }()
+	for deadline := time.Now().Add(5 * time.Second); s.info().Failures < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	out := log.String()
+	if !strings.Contains(out, "queen refused the heartbeat; the hive keeps working and retries") || !strings.Contains(out, "this token belongs to hive gpu-2") || strings.Contains(out, "unreachable") {
+		t.Fatalf("a 403 was not said as a refusal:\n%s", out)
+	}
+}
+
 // A queen that answers "ignored" (it holds a newer sequence number of this
 // session: someone spoke for the hive, or the hive's state went back) makes
 // the hive start a new session at once instead of staying silent; worker

@@ -449,6 +449,24 @@ const (
 	maxConnsPerAddress = 64
 )
 
+// logSweep says in the queen's log (journalctl) when a hive goes silent
+// and when it is dropped: an operator reading the log learns it there,
+// not only from the stream.
+func (s *Server) logSweep(evs []registry.Event) {
+	for _, e := range evs {
+		g, ok := e.Data.(api.HiveGone)
+		if !ok {
+			continue
+		}
+		switch e.Type {
+		case api.EventHiveStale:
+			s.log.Warn("hive stale: no heartbeat", "hive", g.HiveID, "last_seen", g.LastSeen.Format(time.RFC3339), "why", g.Reason)
+		case api.EventHiveRemoved:
+			s.log.Warn("hive removed", "hive", g.HiveID, "last_seen", g.LastSeen.Format(time.RFC3339), "why", g.Reason, "workers", len(g.WorkerIDs))
+		}
+	}
+}
+
 func (s *Server) loops(ctx context.Context) {
 	sweep := time.NewTicker(s.cfg.SweepEvery)
 	defer sweep.Stop()
@@ -459,7 +477,7 @@ func (s *Server) loops(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
-			s.reg.Sweep()
+			s.logSweep(s.reg.Sweep())
 		case <-sum.C:
 			if err := s.broker.Publish(stream.Event{Type: api.EventQueen, Data: s.summary()}); err != nil {
 				s.log.Debug("publish summary", "err", err)

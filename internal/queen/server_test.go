@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -415,9 +416,25 @@ func TestQueenBounds(t *testing.T) {
 	}
 }
 
+// lockedBuf is a log the daemon writes from many goroutines.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// The registry's events reach the stream; a hive going stale and being
+// dropped is also a WARN in the queen's log, for journalctl.
 func TestQueenStreamsRegistryEvents(t *testing.T) {
+	var log lockedBuf
 	q, err := queen.New(queen.Config{Listen: "127.0.0.1:0", HiveTTL: 3 * time.Second, SweepEvery: 20 * time.Millisecond,
-		Tokens: auth.Tokens{Operator: harness.Token}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Tokens: auth.Tokens{Operator: harness.Token}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,6 +471,11 @@ func TestQueenStreamsRegistryEvents(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel with a stream open")
+	}
+	for _, want := range []string{`level=WARN msg="hive stale: no heartbeat" hive=` + hb.HiveID, `level=WARN msg="hive removed" hive=` + hb.HiveID} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the queen's log lacks %q:\n%s", want, log.String())
+		}
 	}
 	harness.WaitFor(t, 5*time.Second, func() error {
 		if s.Err() == nil {

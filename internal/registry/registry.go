@@ -553,8 +553,9 @@ func telemetry(h *hive, now time.Time) Event {
 }
 
 // Sweep marks hives stale after StaleAfter missed intervals and removes
-// them, with their workers, after the TTL. Call it a few times a second.
-func (r *Registry) Sweep() {
+// them, with their workers, after the TTL, and returns the events it
+// published (for the daemon's log). Call it a few times a second.
+func (r *Registry) Sweep() []Event {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	r.expireLocked(now)
@@ -586,6 +587,7 @@ func (r *Registry) Sweep() {
 		}
 	}
 	r.unlockAndPublish(evs)
+	return evs
 }
 
 // view returns what queries return for a hive: its record with the full
