@@ -44,13 +44,14 @@ func hivesCmd(ctx context.Context, out io.Writer, args []string) error {
 }
 
 func workersCmd(ctx context.Context, out io.Writer, args []string) error {
-	fs, client := clientFlags("workers", "queen-rbee workers [flags]", "Lists workers across hives; workers of stale hives are marked.")
+	fs, client := clientFlags("workers", "queen-rbee workers [flags]", "Lists the running workers across hives (--all: exited ones too); workers of stale hives are marked.")
 	fs.Example("queen-rbee workers --model qwen2.5-0.5b --state ready")
 	model := fs.String("model", "", "", "only workers serving this model")
 	hive := fs.String("hive", "", "", "only workers of this hive")
 	idle := fs.String("idle", "", "", "true: only idle workers; false: only busy ones")
 	state := fs.String("state", "", "", "only workers in this state: starting, ready, unhealthy or exited")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
+	all := fs.Bool("all", "", false, "also list exited workers (kept by their hive for its --exited-retention)")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -68,10 +69,18 @@ func workersCmd(ctx context.Context, out io.Writer, args []string) error {
 	if err := c.Do(ctx, http.MethodGet, "/v1/workers?"+q.Encode(), nil, &ws); err != nil {
 		return err
 	}
+	hidden := 0
+	if !*all && *state == "" {
+		ws, hidden = cli.WithoutExited(ws)
+	}
 	if *asJSON {
 		return cli.PrintJSON(out, ws)
 	}
-	return cli.WorkerTable(out, ws, true)
+	if err := cli.WorkerTable(out, ws, true); err != nil {
+		return err
+	}
+	cli.HiddenNote(out, hidden)
+	return nil
 }
 
 func scheduleCmd(ctx context.Context, out io.Writer, args []string) error {

@@ -132,7 +132,8 @@ func TestQueenClientCommands(t *testing.T) {
 	}{
 		{"hives", hivesCmd, nil},
 		{"hives-json", hivesCmd, []string{"--json"}},
-		{"workers", workersCmd, []string{"--model", "qwen2.5-0.5b", "--idle", "true"}},
+		{"workers", workersCmd, []string{"--model", "qwen2.5-0.5b", "--idle", "true", "--all"}},
+		{"workers-running", workersCmd, nil},
 		{"workers-json", workersCmd, []string{"--json"}},
 		{"schedule", scheduleCmd, []string{"--model", "qwen2.5-0.5b", "--vram", "16Gi"}},
 		{"schedule-all", scheduleCmd, []string{"--model", "qwen2.5-0.5b", "--all"}},
@@ -155,7 +156,7 @@ func TestQueenClientCommands(t *testing.T) {
 			harness.Golden(t, filepath.Join("testdata", "golden", tc.name+".txt"), []byte(out))
 		})
 	}
-	want := []string{"/v1/hives", "/v1/hives", "/v1/workers?idle=true&model=qwen2.5-0.5b", "/v1/workers?", "/v1/schedule?model=qwen2.5-0.5b&vram_bytes=16Gi",
+	want := []string{"/v1/hives", "/v1/hives", "/v1/workers?idle=true&model=qwen2.5-0.5b", "/v1/workers?", "/v1/workers?", "/v1/schedule?model=qwen2.5-0.5b&vram_bytes=16Gi",
 		"/v1/schedule?all=true&model=qwen2.5-0.5b", "/v1/schedule?gpus=2&model=big&vram_bytes=140Gi", "/v1/schedule?model=qwen2.5-0.5b"}
 	if strings.Join(*got, " ") != strings.Join(want, " ") {
 		t.Fatalf("requests %q, want %q", *got, want)

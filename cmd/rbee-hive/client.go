@@ -120,9 +120,12 @@ func settleWorker(ctx context.Context, c *apiclient.Client, rec api.Worker, d ti
 }
 
 func listCmd(ctx context.Context, out io.Writer, args []string) error {
-	fs, client := clientFlags("list", "rbee-hive list [flags]", "Lists the hive's workers with their latest telemetry.")
-	fs.Example("rbee-hive list --hive https://gpu-1:7835")
+	fs, client := clientFlags("list", "rbee-hive list [flags]",
+		"Lists the hive's running workers with their latest telemetry; --all adds the exited ones,\n"+
+			"kept with how they ended for the hive's --exited-retention or until rbee-hive rm or prune.")
+	fs.Example("rbee-hive list --hive https://gpu-1:7835", "rbee-hive list --all")
 	asJSON := fs.Bool("json", "", false, "print JSON instead of a table")
+	all := fs.Bool("all", "", false, "also list exited workers")
 	if err := cli.ParseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -130,14 +133,73 @@ func listCmd(ctx context.Context, out io.Writer, args []string) error {
 	if err := cli.Get(ctx, client, "/v1/workers", &ws); err != nil {
 		return err
 	}
-	if *asJSON {
-		return cli.PrintJSON(out, ws)
-	}
 	rows := make([]api.FleetWorker, len(ws))
 	for i, w := range ws {
 		rows[i].Worker = w
 	}
-	return cli.WorkerTable(out, rows, false)
+	hidden := 0
+	if !*all {
+		rows, hidden = cli.WithoutExited(rows)
+	}
+	if *asJSON {
+		recs := make([]api.Worker, len(rows))
+		for i, r := range rows {
+			recs[i] = r.Worker
+		}
+		return cli.PrintJSON(out, recs)
+	}
+	if err := cli.WorkerTable(out, rows, false); err != nil {
+		return err
+	}
+	cli.HiddenNote(out, hidden)
+	return nil
+}
+
+func rmCmd(ctx context.Context, out io.Writer, args []string) error {
+	fs, client := clientFlags("rm", "rbee-hive rm [flags] ID...",
+		"Removes exited workers' records (with their exit and last output) from the hive and so from\n"+
+			"the queen. A running worker is refused: stop it first.")
+	fs.Example("rbee-hive rm llm-9301")
+	if err := cli.ParseArgs(fs, args, -1); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return cli.Usagef("rm needs at least one worker id (rbee-hive list --all shows the exited ones)")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	for _, id := range fs.Args() {
+		if err := c.Do(ctx, http.MethodDelete, "/v1/workers/"+url.PathEscape(id)+"/record", nil, nil); err != nil {
+			return fmt.Errorf("rm %s: %w", id, err)
+		}
+		fmt.Fprintf(out, "%s removed\n", ids.Safe(id))
+	}
+	return nil
+}
+
+func pruneCmd(ctx context.Context, out io.Writer, args []string) error {
+	fs, client := clientFlags("prune", "rbee-hive prune [flags]", "Removes the records of every exited worker.")
+	fs.Example("rbee-hive prune")
+	if err := cli.ParseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var p api.Pruned
+	if err := c.Do(ctx, http.MethodPost, "/v1/workers/prune", struct{}{}, &p); err != nil {
+		return err
+	}
+	for _, id := range p.Removed {
+		fmt.Fprintf(out, "%s removed\n", ids.Safe(id))
+	}
+	if len(p.Removed) == 0 {
+		fmt.Fprintln(out, "no exited worker to remove")
+	}
+	return nil
 }
 
 func showCmd(ctx context.Context, out io.Writer, args []string) error {

@@ -64,6 +64,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 	logDir := fs.String("worker-log-dir", "RBEE_WORKER_LOG_DIR", "", "directory for each worker's stdout and stderr (<id>.log, rotated; the run before a restart in <id>.previous.log);\ndefault: <state-dir>/logs; \"\" discards the output")
 	logMax := fs.String("worker-log-max-size", "RBEE_WORKER_LOG_MAX_SIZE", "64Mi", "size at which a worker's log rotates (bytes, or with K/M/G/T/Ki/Mi/Gi/Ti)")
 	logFiles := fs.Int("worker-log-files", "RBEE_WORKER_LOG_FILES", 2, "log files kept per worker run, the current one included (1 to 10)")
+	retention := fs.Duration("exited-retention", "RBEE_EXITED_RETENTION", hive.DefaultExitedRetention, fmt.Sprintf("how long an exited worker stays listed, here and on the queen, with its exit and last output,\nuntil removed (rbee-hive rm, prune); at most %d are kept", hive.MaxExitedKept))
 	grace := fs.Duration("stop-grace", "RBEE_STOP_GRACE", monitor.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a worker")
 	if err := fs.Parse(args); err != nil {
 		return err // flag.ErrHelp, or a usage error
@@ -126,6 +127,7 @@ func daemon(ctx context.Context, out io.Writer, args []string) error {
 			LogFiles:   *logFiles,
 		},
 		StopWorkersOnExit: *stopOnExit,
+		ExitedRetention:   *retention,
 		LogDir:            *logDir,
 		DiscardLogs:       *logDir == "" && fs.Given("worker-log-dir"),
 		StateDir:          *stateDir,

@@ -14,10 +14,12 @@ func main() {
 	launch.ServeShim()
 	cli.Main("rbee-hive", "rbee-hive spawns and watches inference workers on this host.", daemon, []cli.Command{
 		{Name: "spawn", Summary: "spawn a worker: spawn --instance 9301 [flags] -- /path/worker args...", Run: spawnCmd},
-		{Name: "list", Summary: "list the hive's workers", Run: listCmd},
+		{Name: "list", Summary: "list the hive's running workers (--all: exited ones too)", Run: listCmd},
 		{Name: "show", Summary: "show one worker as JSON: show ID", Run: showCmd},
 		{Name: "logs", Summary: "print a worker's output: logs [-f] [--tail N] [--previous] ID", Run: logsCmd},
 		{Name: "stop", Summary: "stop a worker and remove its cgroup: stop ID", Run: stopCmd},
+		{Name: "rm", Summary: "remove exited workers' records: rm ID...", Run: rmCmd},
+		{Name: "prune", Summary: "remove every exited worker's record", Run: pruneCmd},
 		{Name: "info", Summary: "show the hive's settings and state", Run: infoCmd},
 	})
 }

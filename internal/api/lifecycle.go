@@ -81,3 +81,9 @@ type WorkerHealth struct {
 	// HealthyAt is when it last passed.
 	HealthyAt *time.Time `json:"healthy_at,omitempty"`
 }
+
+// Pruned is the answer of POST /v1/workers/prune: the exited workers
+// whose records were removed.
+type Pruned struct {
+	Removed []string `json:"removed"`
+}

@@ -133,3 +133,23 @@ func SpawnSummary(w api.Worker) string {
 	}
 	return fmt.Sprintf("%s spawned: %s", ids.Safe(w.ID), strings.Join(parts, ", "))
 }
+
+// WithoutExited returns ws without its exited workers, and how many
+// there were: lists show the running ones unless asked for --all, as
+// docker ps does.
+func WithoutExited(ws []api.FleetWorker) ([]api.FleetWorker, int) {
+	out := make([]api.FleetWorker, 0, len(ws))
+	for _, w := range ws {
+		if w.State != api.StateExited {
+			out = append(out, w)
+		}
+	}
+	return out, len(ws) - len(out)
+}
+
+// HiddenNote is the line under a list that left out exited workers.
+func HiddenNote(out io.Writer, hidden int) {
+	if hidden > 0 {
+		fmt.Fprintf(out, "(%s not shown: --all lists them)\n", count(hidden, "exited worker"))
+	}
+}

@@ -78,8 +78,10 @@ type Config struct {
 	// StopWorkersOnExit stops every worker when the hive shuts down;
 	// otherwise they keep running for the next hive to adopt.
 	StopWorkersOnExit bool
-	// ExitedRetention is how long an exited worker stays listed, so the
-	// queen learns its exit status; 0 means 30 s.
+	// ExitedRetention is how long an exited worker stays listed, here and
+	// so on the queen (docker ps -a), until removed (rbee-hive rm,
+	// prune); 0 means DefaultExitedRetention. At most MaxExitedKept are
+	// kept, the oldest exits forgotten first.
 	ExitedRetention time.Duration
 	Version         string
 	Logger          *slog.Logger
@@ -109,8 +111,12 @@ type Config struct {
 const (
 	DefaultListen          = api.HiveAddr
 	DefaultInterval        = time.Second
-	DefaultExitedRetention = 30 * time.Second
+	DefaultExitedRetention = time.Hour
 	DefaultMaxWorkers      = 1024
+	// MaxExitedKept bounds the exited records kept (each goes in every
+	// heartbeat): a worker that crash-loops under a restart policy is one
+	// id, but many short-lived ones would otherwise pile up.
+	MaxExitedKept = 256
 )
 
 // withDefaults returns c with each unset setting that has a default set
@@ -143,6 +149,9 @@ func (c Config) Check() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.ExitedRetention < 0 {
+		return fmt.Errorf("--exited-retention %v: want a positive duration", c.ExitedRetention)
 	}
 	if c.HiveID != "" {
 		if err := ids.ValidHiveID(c.HiveID); err != nil {
@@ -295,6 +304,12 @@ func (s *Server) Handler() http.Handler {
 		return nil
 	})))
 	mux.Handle("DELETE /v1/workers/{id}", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.stop)))
+	mux.Handle("DELETE /v1/workers/{id}/record", g.Allow(auth.NeedOperator, httpx.HandlerFunc(s.remove)))
+	mux.Handle("POST /v1/workers/prune", g.Allow(auth.NeedOperator, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		removed := s.mon.Prune()
+		s.drop(removed...)
+		httpx.WriteJSON(w, 200, api.Pruned{Removed: removed})
+	})))
 	mux.Handle("GET /v1/workers/{id}/logs", g.Allow(auth.NeedRead, httpx.HandlerFunc(s.logs)))
 	mux.Handle("GET /v1/info", g.Allow(auth.NeedRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := s.Info()
@@ -351,6 +366,20 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.upsert(rec)
 	httpx.WriteJSON(w, 200, rec)
+	return nil
+}
+
+// remove drops an exited worker's record (rbee-hive rm).
+func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
+	id, err := workerID(r)
+	if err != nil {
+		return err
+	}
+	if err := s.mon.Remove(id); err != nil {
+		return fmt.Errorf("remove %s: %w", id, err)
+	}
+	s.drop(id)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -40,16 +40,54 @@ func (s *Server) pass(ctx context.Context) {
 	info := s.mon.Info()
 	node.LimitsEnforced, node.LimitsReason = info.LimitsEnforced, info.LimitsReason
 	now := time.Now()
+	kept := s.retain(recs, now)
+	s.snap.Store(&snapshot{at: now, node: node, workers: kept})
+	s.metrics.pass.Observe(time.Since(start).Seconds())
+}
+
+// retain forgets the exited workers past their retention, and the oldest
+// exits beyond MaxExitedKept, and returns the records left.
+func (s *Server) retain(recs []api.Worker, now time.Time) []api.Worker {
+	var exits []time.Time
+	for _, r := range recs {
+		if r.State == api.StateExited && r.ExitedAt != nil {
+			exits = append(exits, *r.ExitedAt)
+		}
+	}
+	cutoff := now.Add(-s.cfg.ExitedRetention)
+	if n := len(exits); n > MaxExitedKept {
+		slices.SortFunc(exits, func(a, b time.Time) int { return b.Compare(a) }) // newest first
+		cutoff = later(cutoff, exits[MaxExitedKept-1])
+	}
 	kept := recs[:0]
 	for _, r := range recs {
-		if r.State == api.StateExited && r.ExitedAt != nil && now.Sub(*r.ExitedAt) > s.cfg.ExitedRetention {
-			s.mon.Forget(r.ID)
+		if r.State == api.StateExited && r.ExitedAt != nil && r.ExitedAt.Before(cutoff) && s.mon.Forget(r.ID) {
 			continue
 		}
 		kept = append(kept, r)
 	}
-	s.snap.Store(&snapshot{at: now, node: node, workers: kept})
-	s.metrics.pass.Observe(time.Since(start).Seconds())
+	return kept
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// drop publishes a copy of the latest snapshot without the workers ids,
+// removed at the user's asking.
+func (s *Server) drop(ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	old := s.latest()
+	ws := slices.DeleteFunc(slices.Clone(old.workers), func(w api.Worker) bool { return slices.Contains(ids, w.ID) })
+	s.snap.Store(&snapshot{at: old.at, node: old.node, workers: ws})
 }
 
 // upsert publishes a copy of the latest snapshot with rec in it, so a

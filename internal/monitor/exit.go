@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -179,6 +180,51 @@ func (m *Monitor) Forget(id string) bool {
 	}
 	delete(m.workers, id)
 	return true
+}
+
+// Remove drops the record of an exited worker at the user's asking, as
+// docker rm does a stopped container's; a running worker is refused
+// (ErrRunning), and so is one whose end is not settled yet (its cgroup
+// still being removed, a restart pending).
+func (m *Monitor) Remove(id string) error {
+	if m.Forget(id) {
+		return nil
+	}
+	m.mu.Lock()
+	w, ok := m.workers[id]
+	var state api.State
+	if ok {
+		state = w.state
+	}
+	m.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	case state != api.StateExited:
+		return fmt.Errorf("%w: %s is %s; stop it first", ErrRunning, id, state)
+	}
+	return fmt.Errorf("%w: %s has exited and is still being cleaned up or restarted; retry", ErrRunning, id)
+}
+
+// Prune drops the records of every exited worker whose end is settled
+// and returns their ids, sorted.
+func (m *Monitor) Prune() []string {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.workers))
+	for id, w := range m.workers {
+		if w.state == api.StateExited {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	removed := ids[:0]
+	for _, id := range ids {
+		if m.Forget(id) {
+			removed = append(removed, id)
+		}
+	}
+	slices.Sort(removed)
+	return removed
 }
 
 // StopAll stops every worker, for a hive run with --stop-workers-on-exit.

@@ -25,6 +25,7 @@ import (
 // Errors callers can tell apart with errors.Is.
 var (
 	ErrExists   = api.Class(api.ErrConflict, "worker already running")
+	ErrRunning  = api.Class(api.ErrConflict, "worker running")
 	ErrNotFound = api.Class(api.ErrNotFound, "no such worker")
 	ErrBinary   = launch.ErrBinary
 	ErrSpec     = api.Class(api.ErrInvalid, "bad worker spec")
