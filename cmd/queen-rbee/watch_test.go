@@ -141,3 +141,26 @@ func TestWatchCommand(t *testing.T) {
 		t.Fatalf("watch with a dead first queen: %q", out)
 	}
 }
+
+// queen-rbee top --once prints one frame of the fleet's running workers
+// and exits, for scripts; a bad --sort is a usage error.
+func TestTopOnce(t *testing.T) {
+	url, _ := fakeQueen(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	var out bytes.Buffer
+	if err := topCmd(context.Background(), &out, []string{"--queen", url, "--once", "--sort", "mem"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"rbee top  " + url, "1 running on 2 hives, 2 exited", "sort: mem", "gpu-1     llm-9301"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("top --once lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "\x1b") {
+		t.Errorf("top --once wrote terminal control:\n%q", out.String())
+	}
+	if err := topCmd(context.Background(), &out, []string{"--queen", url, "--once", "--sort", "size"}); err == nil || !strings.Contains(err.Error(), "want cpu, mem") {
+		t.Errorf("--sort size: %v", err)
+	}
+}

@@ -228,3 +228,19 @@ func TestSpawnSaysAnEarlyExit(t *testing.T) {
 		t.Fatalf("spawn returned after %v, before its --settle", took)
 	}
 }
+
+// rbee-hive top --once prints one frame of the hive's running workers.
+func TestTopOnce(t *testing.T) {
+	url, _ := fakeHive(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	var out bytes.Buffer
+	if err := topCmd(context.Background(), &out, []string{"--hive", url, "--once"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"rbee top  " + url, "1 running", "llm-9301     ready     33.3/150  100M/512M"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("top --once lacks %q:\n%s", want, out.String())
+		}
+	}
+}

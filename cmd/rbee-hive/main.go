@@ -15,6 +15,7 @@ func main() {
 	cli.Main("rbee-hive", "rbee-hive spawns and watches inference workers on this host.", daemon, []cli.Command{
 		{Name: "spawn", Summary: "spawn a worker: spawn --instance 9301 [flags] -- /path/worker args...", Run: spawnCmd},
 		{Name: "list", Summary: "list the hive's running workers (--all: exited ones too)", Run: listCmd},
+		{Name: "top", Summary: "a live view of the workers: CPU, memory, GPU, VRAM, restarts", Run: topCmd},
 		{Name: "show", Summary: "show one worker as JSON: show ID", Run: showCmd},
 		{Name: "logs", Summary: "print a worker's output: logs [-f] [--tail N] [--previous] ID", Run: logsCmd},
 		{Name: "stop", Summary: "stop a worker and remove its cgroup: stop ID", Run: stopCmd},

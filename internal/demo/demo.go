@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
@@ -178,7 +177,7 @@ func watch(ctx context.Context, cfg Config, qc *apiclient.Client, queen, hive *h
 			fmt.Fprintf(out, "queen: %v\n", err)
 			continue
 		}
-		view(out, ws, tty)
+		view(out, qc.Base, ws, tty)
 	}
 }
 
@@ -197,29 +196,16 @@ func stop(out io.Writer, d *harness.Daemon) {
 	fmt.Fprintf(out, "%s exited cleanly\n", d.Name)
 }
 
-func view(out io.Writer, ws []api.FleetWorker, tty bool) {
+// view draws the workers as rbee-hive top and queen-rbee top do (one
+// renderer), redrawn in place on a terminal.
+func view(out io.Writer, source string, ws []api.FleetWorker, tty bool) {
+	frame := cli.TopFrame(cli.TopView{Source: source, At: time.Now(), Workers: ws, Fleet: true, Sort: "cpu", Width: 80})
 	if tty {
-		fmt.Fprint(out, "\033[s\033[J") // save the cursor, clear below
+		// Save the cursor and clear below; back to it after, so the next
+		// view overwrites this one.
+		frame = "\033[s\033[J" + frame + "\033[u"
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\tWORKER\tSTATE\tMODEL\tCPU%%\tLIMIT\tRSS\tWRITE/s\tUPTIME\n", time.Now().Format("15:04:05"))
-	for _, w := range ws {
-		limit := "-"
-		if w.CPULimitPct != nil {
-			limit = fmt.Sprintf("%.0f%%", *w.CPULimitPct)
-		}
-		var wr *uint64
-		if w.IOWriteBps != nil {
-			v := uint64(*w.IOWriteBps)
-			wr = &v
-		}
-		fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.ID, w.State, cli.Str(w.Model), cli.Pct(w.CPUPct), limit,
-			cli.Bytes(w.MemRSSBytes), cli.Bytes(wr), cli.Secs(w.UptimeS))
-	}
-	tw.Flush()
-	if tty {
-		fmt.Fprint(out, "\033[u") // back to the saved cursor: the next view overwrites this one
-	}
+	fmt.Fprint(out, frame)
 }
 
 func isTerminal(w io.Writer) bool {
