@@ -184,7 +184,7 @@ func Release() error {
 // it after that many seconds.
 func Demo(ctx context.Context) error {
 	mg.Deps(Build.All)
-	for _, p := range []struct{ out, pkg string }{{"testworker", "./harness/testworker"}, {"rbee-demo", "./internal/demo/cmd"}} {
+	for _, p := range []struct{ out, pkg string }{{"testworker", "./harness/testworker"}, {"fakesmi", "./harness/fakesmi"}, {"rbee-demo", "./internal/demo/cmd"}} {
 		if err := sh.RunV("go", "build", "-o", filepath.Join("bin", p.out), p.pkg); err != nil {
 			return err
 		}

@@ -149,7 +149,7 @@ func printDecision(out io.Writer, d api.Decision) error {
 		fmt.Fprintf(tw, "START ON\t%s (%s), GPU %s\n", ids.Safe(d.HiveID), ids.Safe(d.HiveURL), strings.Join(idx, ", "))
 		fmt.Fprintf(tw, "FREE VRAM\t%s on the tightest GPU, reservations counted\n", cli.Bytes(d.FreeVRAMBytes))
 		if d.ReservationID != "" {
-			fmt.Fprintf(tw, "RESERVATION\t%s until %s (release: DELETE /v1/reservations/%s)\n", ids.Safe(d.ReservationID), d.ExpiresAt.UTC().Format(time.RFC3339), ids.Safe(d.ReservationID))
+			fmt.Fprintf(tw, "RESERVATION\t%s until %s (release: queen-rbee release %s)\n", ids.Safe(d.ReservationID), d.ExpiresAt.UTC().Format(time.RFC3339), ids.Safe(d.ReservationID))
 		}
 	}
 	fmt.Fprintf(tw, "WHY\t%s\n", ids.Safe(d.Reason))
@@ -180,4 +180,28 @@ func loadText(l api.WorkerLoad) string {
 		state = "idle"
 	}
 	return state + ": " + ids.Safe(l.Why)
+}
+
+func releaseCmd(ctx context.Context, out io.Writer, args []string) error {
+	fs, client := clientFlags("release", "queen-rbee release [flags] RESERVATION...",
+		"Releases VRAM reservations that schedule made (operator token): the room is free for the next\n"+
+			"placement at once, not when the hive reports the new worker or the reservation expires.")
+	fs.Example("queen-rbee release rsv-9879e233a354adbea96ad22059d48555")
+	if err := cli.ParseArgs(fs, args, -1); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return cli.Usagef("release needs a reservation id (schedule prints it; GET /v1/reservations lists them)")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	for _, id := range fs.Args() {
+		if err := c.Do(ctx, http.MethodDelete, "/v1/reservations/"+url.PathEscape(id), nil, nil); err != nil {
+			return fmt.Errorf("release %s: %w", id, err)
+		}
+		fmt.Fprintf(out, "%s released\n", ids.Safe(id))
+	}
+	return nil
 }

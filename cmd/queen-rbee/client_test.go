@@ -73,6 +73,13 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 			}
 		case "/v1/workers":
 			v = workers
+		case "/v1/reservations/rsv-1":
+			if r.Method != http.MethodDelete {
+				w.WriteHeader(405)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
 		case "/v1/heartbeats/stream":
 			w.Header().Set("Content-Type", "text/event-stream")
 			w.Write([]byte("id: 7-1\nevent: snapshot\ndata: {\"resync\":false,\"hives\":[]}\n\nid: 7-2\nevent: hive_telemetry\ndata: {}\n\n"))
@@ -234,3 +241,24 @@ func TestDashboardCommand(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// release frees reservations by id and says so; an unknown one is the
+// queen's 404, and none is a usage error.
+func TestReleaseCommand(t *testing.T) {
+	url, got := fakeQueen(t)
+	t.Setenv("RBEE_TOKEN", token)
+	t.Setenv("RBEE_STATE_DIR", t.TempDir())
+	var out bytes.Buffer
+	if err := releaseCmd(context.Background(), &out, []string{"--queen", url, "rsv-1"}); err != nil || out.String() != "rsv-1 released\n" {
+		t.Fatalf("release rsv-1: %q %v", out.String(), err)
+	}
+	if (*got)[len(*got)-1] != "/v1/reservations/rsv-1" {
+		t.Fatalf("requests %q", *got)
+	}
+	if err := releaseCmd(context.Background(), &out, []string{"--queen", url, "rsv-nope"}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("release of an unknown reservation: %v", err)
+	}
+	if err := releaseCmd(context.Background(), &out, []string{"--queen", url}); !errors.Is(err, cli.ErrUsage) {
+		t.Fatalf("release without an id: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ func main() {
 		{Name: "hives", Summary: "list hives and their state", Run: hivesCmd},
 		{Name: "workers", Summary: "list workers: workers [--model M] [--hive H] [--idle true] [--state ready]", Run: workersCmd},
 		{Name: "schedule", Summary: "where should a request go: schedule --model M [--vram 16Gi] [--gpus K] [--all]", Run: scheduleCmd},
+		{Name: "release", Summary: "release VRAM reservations that schedule made: release ID...", Run: releaseCmd},
 		{Name: "watch", Summary: "print the events as they happen, in words", Run: watchCmd},
 		{Name: "top", Summary: "a live view of the fleet's workers: CPU, memory, GPU, VRAM, restarts", Run: topCmd},
 		{Name: "dashboard", Summary: "print the live dashboard's URL, with the read-only token", Run: dashboardCmd},

@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/rbee-dev/rbee/harness"
+	"github.com/rbee-dev/rbee/harness/gpufake"
 	"github.com/rbee-dev/rbee/internal/api"
 	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/auth"
@@ -81,9 +83,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return harness.StartDaemon(s, harness.DaemonConfig{Name: name, Package: pkg, LogFile: f, OwnProcessGroup: true,
 			Env: []string{"RBEE_TOKEN="}, Args: append(args, "--state-dir", stateDir)})
 	}
+	// Two GPUs without a GPU: the repository's fake nvidia-smi, which the
+	// hive reads as it reads the real one.
+	gpus := harness.FakeNvidiaSMI(s, gpufake.Scenario{GPUs: demoGPUs})
 	queen := start("queen", "cmd/queen-rbee", "--listen", "127.0.0.1:0")
 	hive := start("hive", "cmd/rbee-hive", "--listen", "127.0.0.1:0", "--queen", queen.URL, "--hive-id", "demo-hive",
-		"--cgroup-parent", CgroupParent, "--stop-workers-on-exit", "--stop-grace", "2s", "--worker-log-dir", cfg.LogDir)
+		"--cgroup-parent", CgroupParent, "--stop-workers-on-exit", "--stop-grace", "2s", "--worker-log-dir", cfg.LogDir,
+		"--gpu", "nvidia-smi", "--nvidia-smi", gpus.Path)
 	// The hive stops its workers first, then the queen goes.
 	defer stop(out, queen)
 	defer stop(out, hive)
@@ -99,9 +105,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	fmt.Fprintf(out, "rbee dashboard: %s/#token=%s\n", queen.URL, readTok)
 	hc := &apiclient.Client{Base: hive.URL, Token: token}
 	qc := &apiclient.Client{Base: queen.URL, Token: token}
-	if err := spawnWorkers(ctx, hc, cfg.BinDir, out); err != nil {
+	recs, err := spawnWorkers(ctx, hc, cfg.BinDir, out)
+	if err != nil {
 		return err
 	}
+	gpus.Set(gpuScenario(recs))
 	fmt.Fprintf(out, banner, queen.URL, hive.URL, cfg.BinDir, cfg.LogDir, stateDir, readTok)
 	return watch(ctx, cfg, qc, queen, hive)
 }
@@ -109,15 +117,18 @@ func Run(ctx context.Context, cfg Config) (err error) {
 // banner says what runs and how to reach it: queen URL, hive URL, binary
 // directory, log directory, state directory, read-only token.
 const banner = `
-rbee demo: a queen, a hive and three workers are running on this machine.
+rbee demo: a queen, a hive and three workers are running on this machine, with two GPUs
+that a fake nvidia-smi shows (harness/fakesmi): no GPU needed.
   dashboard     %[1]s/#token=%[6]s   (a read-only token; the fragment never leaves the browser)
   metrics       curl -H "Authorization: Bearer $(cat %[5]s/read-token)" %[1]s/metrics
   queen API     curl -H "Authorization: Bearer $(cat %[5]s/read-token)" %[1]s/v1/workers   (also /v1/hives, /v1/schedule?model=qwen2.5-0.5b)
+  a placement   %[3]s/queen-rbee schedule --queen %[1]s --model llama-70b --vram 80Gi
   event stream  curl -N -H "Authorization: Bearer $(cat %[5]s/token)" %[1]s/v1/heartbeats/stream
   hive API      curl -H "Authorization: Bearer $(cat %[5]s/token)" %[2]s/v1/workers   (also /v1/info)
   from a shell  export RBEE_STATE_DIR=%[5]s   # where the demo's token is
                 %[3]s/queen-rbee workers --queen %[1]s
                 %[3]s/rbee-hive list --hive %[2]s
+                %[3]s/queen-rbee top --queen %[1]s     %[3]s/queen-rbee watch --queen %[1]s
   logs          %[4]s
 Press Ctrl-C to stop everything.
 
@@ -125,24 +136,56 @@ Press Ctrl-C to stop everything.
 
 // spawnWorkers starts the demo's workers on the hive, saying first when
 // the hive cannot enforce their limits.
-func spawnWorkers(ctx context.Context, hc *apiclient.Client, binDir string, out io.Writer) error {
+func spawnWorkers(ctx context.Context, hc *apiclient.Client, binDir string, out io.Writer) ([]api.Worker, error) {
 	var info api.HiveInfo
 	if err := hc.Do(ctx, "GET", "/v1/info", nil, &info); err != nil {
-		return fmt.Errorf("hive info: %w", err)
+		return nil, fmt.Errorf("hive info: %w", err)
 	}
 	if !info.LimitsEnforced {
 		fmt.Fprintf(out, "NOTE: limits are not enforced, workers run as plain processes: %v\n", info.LimitsReason)
 	}
+	var recs []api.Worker
 	for _, w := range workers {
 		spec := w.spec
 		spec.Binary = filepath.Join(binDir, "testworker")
 		spec.Args = w.args
 		var rec api.Worker
 		if err := hc.Do(ctx, "POST", "/v1/workers", spec, &rec); err != nil {
-			return fmt.Errorf("spawn %s: %w", spec.ID(), err)
+			return nil, fmt.Errorf("spawn %s: %w", spec.ID(), err)
 		}
+		recs = append(recs, rec)
 	}
-	return nil
+	return recs, nil
+}
+
+// demoGPUs are the demo's two fake GPUs, as nvidia-smi shows H200s.
+var demoGPUs = []gpufake.GPU{
+	{Index: 0, UUID: "GPU-de300000-0000-4000-8000-000000000000", Name: "NVIDIA H200", MemTotalMiB: 143771, TempC: 41, PowerW: 120},
+	{Index: 1, UUID: "GPU-de300000-0000-4000-8000-000000000001", Name: "NVIDIA H200", MemTotalMiB: 143771, TempC: 38, PowerW: 95},
+}
+
+// demoVRAM is what each llm worker holds on which GPU, and how busy it
+// keeps it: the first GPU 0, the second GPU 1; the embedder none.
+var demoVRAM = []struct{ gpu, mib, sm int }{{0, 18 << 10, 62}, {1, 41 << 10, 88}}
+
+// gpuScenario puts the spawned llm workers' processes on the fake GPUs.
+func gpuScenario(recs []api.Worker) gpufake.Scenario {
+	sc := gpufake.Scenario{GPUs: slices.Clone(demoGPUs)}
+	n := 0
+	for _, r := range recs {
+		if r.Group != "llm" || n >= len(demoVRAM) {
+			continue
+		}
+		v := demoVRAM[n]
+		n++
+		sm := v.sm
+		sc.Procs = append(sc.Procs, gpufake.Proc{PID: r.PID, GPU: v.gpu, Name: "python3", UsedMiB: v.mib, SMPct: &sm})
+		g := &sc.GPUs[v.gpu]
+		g.MemUsedMiB += v.mib
+		g.UtilPct = max(g.UtilPct, v.sm)
+		g.PowerW += float64(v.sm) * 6
+	}
+	return sc
 }
 
 // watch shows the queen's workers every second until ctx is done, the
