@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -114,4 +115,41 @@ func TestHiveIDFromTheHostname(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "--worker-pids-max -1") {
 		t.Errorf("hostname (none) with --hive-id: status %d, %q; want the usage error of --worker-pids-max", code, errOut)
 	}
+}
+
+// The real binaries complete their commands and each command's flags in
+// bash, through the script they print.
+func TestCLICompletion(t *testing.T) {
+	hive := harness.Build(t, "./cmd/rbee-hive")
+	dir := t.TempDir()
+	os.Symlink(hive, dir+"/rbee-hive")
+	script, errOut, code := runCLI(t, hive, "completion", "bash")
+	if code != 0 || errOut != "" {
+		t.Fatalf("completion bash: %d %s", code, errOut)
+	}
+	complete := func(words ...string) string {
+		prog := script + "\nCOMP_WORDS=(" + strings.Join(append([]string{"rbee-hive"}, quoteAll(words)...), " ") + ")\n" +
+			"COMP_CWORD=" + fmt.Sprint(len(words)) + "\n_rbee_hive\necho \"${COMPREPLY[*]}\"\n"
+		cmd := exec.Command("bash", "-c", prog)
+		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("bash: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	for words, want := range map[string]string{"lo": "logs", "spawn --memory-l": "--memory-limit", "logs --ta": "--tail", "--worker-log-d": "--worker-log-dir"} {
+		if got := complete(strings.Fields(words)...); got != want {
+			t.Errorf("rbee-hive %s<TAB> = %q, want %q", words, got, want)
+		}
+	}
+}
+
+// quoteAll quotes words for a bash array.
+func quoteAll(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return out
 }

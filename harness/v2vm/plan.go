@@ -73,6 +73,7 @@ var Excluded = []Exclusion{
 	{"harness/integration", "TestSecurityLoaderVariables", "builds an LD_PRELOAD library with gcc, not in the VM"},
 	{"harness/integration", "TestSystemdUnits", "runs systemd-analyze verify; the systemd steps boot the unit instead"},
 	{"harness/integration", "TestContributingLayoutOrder", "runs go list over the source tree; nothing of the kernel's"},
+	{"harness/integration", "TestCLICompletion", "runs the completion script in bash; the busybox VM has ash"},
 	{"harness/integration", "TestSecuritySlowlorisHive", slowlorisWhy},
 	{"harness/integration", "TestSecuritySlowlorisQueen", slowlorisWhy},
 	{"harness/integration", "TestGPUAcceptance", "needs an NVIDIA GPU (it skips without one, even in CI)"},

@@ -148,6 +148,10 @@ func (f *Flags) Bool(name, env string, def bool, usage string) *bool {
 // error (ErrUsage) in one line, an unknown flag with the likeliest one
 // meant.
 func (f *Flags) Parse(args []string) error {
+	if completing {
+		completedSet = f
+		return flag.ErrHelp
+	}
 	if err := f.FlagSet.Parse(args); errors.Is(err, flag.ErrHelp) {
 		f.PrintHelp(f.help)
 		return err

@@ -38,6 +38,25 @@ func Main(name, about string, def func(context.Context, io.Writer, []string) err
 		stop()
 		return
 	}
+	if len(args) > 0 && args[0] == completeCmd {
+		stop()
+		complete(os.Stdout, def, cmds, args[1:])
+		return
+	}
+	if len(args) > 0 && args[0] == "completion" {
+		stop()
+		if len(args) != 2 {
+			fmt.Fprintf(os.Stderr, "%s: usage: %s completion bash|zsh|fish (prints the shell's completion script)\n", name, name)
+			os.Exit(2)
+		}
+		script, err := completionScript(name, args[1])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %s\n", name, safeError(err))
+			os.Exit(2)
+		}
+		fmt.Print(script)
+		return
+	}
 	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
 		fmt.Printf("%s %s\n", name, version.String())
 		stop()
@@ -95,6 +114,7 @@ func usage(w io.Writer, name, about string, cmds []Command) {
 	for _, c := range cmds {
 		fmt.Fprintf(w, "  %s %-16s %s\n", name, c.Name, c.Summary)
 	}
+	fmt.Fprintf(w, "  %s %-16s %s\n", name, "completion SHELL", "print the completion script for bash, zsh or fish")
 	fmt.Fprintf(w, "\nEvery command takes --help.\n")
 }
 
@@ -105,6 +125,7 @@ func commands(w io.Writer, name string, cmds []Command) {
 		fmt.Fprintf(w, "  %s %-12s %s\n", name, c.Name, c.Summary)
 	}
 	fmt.Fprintf(w, "  %s %-12s %s\n", name, "version", "print the version")
+	fmt.Fprintf(w, "  %s %-12s %s\n", name, "completion", "print the shell completion script: completion bash|zsh|fish")
 }
 
 // Usagef returns a usage error.
