@@ -213,6 +213,33 @@ func TestDashboardInBrowser(t *testing.T) {
 		return nil
 	})
 
+	// At 1280 px no cell is cut: each figure and its sparkline fit.
+	var cut []string
+	b.Eval(p, `() => [...document.querySelectorAll("#workers tbody td")].filter((td) => td.scrollWidth > td.clientWidth + 1).map((td) => td.cellIndex + ": " + td.textContent)`, &cut)
+	if len(cut) > 0 {
+		t.Errorf("cells cut at 1280 px: %q", cut)
+	}
+
+	// A row's click opens the worker's detail: record, limits, the command
+	// that follows its output; it stays open through the worker's end,
+	// with how it ended.
+	b.Eval(p, `(id) => document.querySelector('tr[data-worker="'+id+'"]').click()`, nil, w2.ID)
+	detail := func() string {
+		var text string
+		b.Eval(p, `() => { const d = document.getElementById("detail"); return d.hidden ? "" : d.innerText; }`, &text)
+		return text
+	}
+	harness.WaitFor(t, 5*time.Second, func() error {
+		d := detail()
+		for _, want := range []string{w2.ID + " on gpu-node-1", "llama-3.1-8b", "cpu 50.0%", "rbee-hive logs -f " + w2.ID + " --hive " + hive.URL, "Restarts"} {
+			if !strings.Contains(d, want) {
+				return fmt.Errorf("detail lacks %q:\n%s", want, d)
+			}
+		}
+		return nil
+	})
+	b.Screenshot(p, false, shots, "detail")
+
 	// Killing a worker puts its exit in the event log and removes its row.
 	if err := syscall.Kill(w2.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -225,8 +252,15 @@ func TestDashboardInBrowser(t *testing.T) {
 		if !slices.ContainsFunc(s.Log, func(l string) bool { return strings.Contains(l, w2.ID) && strings.Contains(l, "SIGKILL") }) {
 			return fmt.Errorf("event log lacks the kill of %s: %q", w2.ID, s.Log)
 		}
+		if d := detail(); !strings.Contains(d, "killed by SIGKILL") {
+			return fmt.Errorf("the open detail does not say how %s ended:\n%s", w2.ID, d)
+		}
 		return nil
 	})
+	b.Eval(p, `() => document.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape"}))`, nil)
+	if d := detail(); d != "" {
+		t.Errorf("Escape left the detail open:\n%s", d)
+	}
 
 	// A hive that goes quiet shows as stale.
 	if err := syscall.Kill(hive.Pid(), syscall.SIGSTOP); err != nil {

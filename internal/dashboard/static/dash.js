@@ -25,6 +25,9 @@
     optionsDirty: true,
     frame: 0,
     lastSort: 0,
+    selected: null,   // the key of the worker whose detail is open
+    gone: null,       // its worker_removed, once removed
+    detailDirty: false,
   };
   // For tests and the curious: how much the page has applied.
   const stats = window.rbeeStats = { events: 0, snapshots: 0, resyncs: 0, applyMs: 0, renderMs: 0, errors: [] };
@@ -61,6 +64,7 @@
     return x + "s";
   }
   const clock = (t) => new Date(t).toLocaleTimeString();
+  const plural = (n, noun) => n + " " + noun + (n === 1 ? "" : "s");
 
   // setCell writes a value, or "—" with the reason on hover; it touches
   // the DOM only when something changed.
@@ -143,6 +147,7 @@
     }
     const h = st.hives.get(hive);
     if (h) h.dirty = true;
+    if (st.selected === k) { st.gone = null; st.detailDirty = true; }
   }
   function dropWorker(k) {
     const w = st.workers.get(k);
@@ -208,11 +213,11 @@
         if (d.resync) { stats.resyncs++; note("resynced: the queen restarted or this page missed more than it keeps; the page was rebuilt", "warn"); }
         for (const id of [...st.hives.keys()]) dropHive(id);
         for (const h of d.hives || []) putHive(h);
-        if (!d.resync) note("connected: " + (d.hives || []).length + " hives, " + (d.hives || []).reduce((n, h) => n + liveCount(h), 0) + " workers", "ok");
+        if (!d.resync) note("connected: " + plural((d.hives || []).length, "hive") + ", " + plural((d.hives || []).reduce((n, h) => n + liveCount(h), 0), "worker"), "ok");
         break;
       case "hive_online":
         putHive(d.hive);
-        note("hive " + d.hive_id + (d.restarted ? " restarted" : d.returned ? " is back" : " online") + " (" + liveCount(d.hive) + " workers)", "ok");
+        note("hive " + d.hive_id + (d.restarted ? " restarted" : d.returned ? " is back" : " online") + " (" + plural(liveCount(d.hive), "worker") + ")", "ok");
         break;
       case "hive_stale": {
         const h = st.hives.get(d.hive_id);
@@ -223,7 +228,7 @@
       }
       case "hive_removed":
         dropHive(d.hive_id);
-        note("hive " + d.hive_id + " removed (" + (d.reason || "silent") + ")" + (d.worker_ids && d.worker_ids.length ? " with " + d.worker_ids.length + " workers" : ""), "bad");
+        note("hive " + d.hive_id + " removed (" + (d.reason || "silent") + ")" + (d.worker_ids && d.worker_ids.length ? " with " + plural(d.worker_ids.length, "worker") : ""), "bad");
         break;
       case "hive_telemetry":
         telemetry(d);
@@ -236,11 +241,12 @@
         putWorker(d.hive_id, d.worker);
         break;
       case "worker_removed":
+        if (st.selected === key(d.hive_id, d.worker_id)) { st.gone = d; st.detailDirty = true; }
         dropWorker(key(d.hive_id, d.worker_id));
         note("worker " + d.worker_id + " on " + d.hive_id + " " + exitText(d), d.reason === "exited" && !cleanExit(d) ? "bad" : "", d.log_tail);
         break;
       case "queen":
-        $("summary").textContent = d.hives + " hives (" + d.stale + " stale), " + d.workers + " workers · queen " + d.version + ", up " + dur(d.uptime_s);
+        $("summary").textContent = plural(d.hives, "hive") + " (" + d.stale + " stale), " + plural(d.workers, "worker") + " · queen " + d.version + ", up " + dur(d.uptime_s);
         break;
     }
     stats.applyMs += performance.now() - t0;
@@ -368,6 +374,7 @@
       else if (w.dirty && visible.has(w)) { renderRow(w, now); w.dirty = false; }
     }
     for (const w of visible) if (w.sparkDirty) drawSparks(w);
+    if (st.detailDirty) renderDetail();
     // Re-sort on a membership change at once, on moving numbers once a second.
     if (st.orderDirty || (now - st.lastSort > 1000 && !["id", "hive", "model"].includes(st.sort.key))) reorder(now);
     stats.renderMs += performance.now() - t0;
@@ -447,6 +454,7 @@
       }
       tr.append(td);
     }
+    tr.addEventListener("click", () => select(w.key));
     w.row = tr;
     w.dirty = true;
     st.orderDirty = true;
@@ -478,6 +486,73 @@
     setCell(c.uptime, dur(uptime(w, now)), "not started");
     w.row.classList.toggle("exited", r.state === "exited");
   }
+  // ---------- worker detail ----------
+  // A row's click opens the worker's detail: its record, limits, health,
+  // restarts, how its last run ended with the end of its output, and the
+  // command that follows its log. It follows the worker's events; once the
+  // worker is removed it keeps what the removal said.
+  function select(k) {
+    if (st.selected) { const o = st.workers.get(st.selected); if (o && o.row) o.row.classList.remove("selected"); }
+    st.selected = k;
+    st.gone = null;
+    $("detail").hidden = !k;
+    const w = k && st.workers.get(k);
+    if (w && w.row) w.row.classList.add("selected");
+    renderDetail();
+  }
+  function exitOf(x) {
+    if (!x) return null;
+    if (x.stopped) return "stopped" + (x.signal ? " (" + x.signal + ")" : known(x.exit_code) ? " (exit code " + x.exit_code + ")" : "");
+    if (x.oom_killed) return "OOM-killed" + (x.signal ? " (" + x.signal + ")" : "");
+    if (x.signal) return "killed by " + x.signal;
+    if (known(x.exit_code)) return "exit code " + x.exit_code;
+    return null;
+  }
+  function renderDetail() {
+    st.detailDirty = false;
+    if (!st.selected) return;
+    const w = st.workers.get(st.selected);
+    const gone = st.gone;
+    const r = w ? w.rec : gone ? Object.assign({}, gone.worker, { state: "exited" }) : null;
+    if (!r) { select(null); return; }
+    const hiveID = w ? w.hive : gone.hive_id;
+    const h = st.hives.get(hiveID);
+    $("detail-title").textContent = r.id + " on " + hiveID;
+    const rows = [];
+    const add = (k, v) => { if (known(v) && v !== "") rows.push([k, String(v)]); };
+    add("State", r.state + (gone ? " · removed: " + exitText(gone) : ""));
+    add("Model", r.model);
+    add("Process", r.pid ? "pid " + r.pid + ((r.pids || []).length > 1 ? " (+" + (r.pids.length - 1) + ": " + r.pids.slice(1, 9).join(", ") + (r.pids.length > 9 ? "…" : "") + ")" : "") : null);
+    add("Command", [r.binary].concat(r.args || []).filter(known).join(" "));
+    add("Started", r.started_at ? new Date(r.started_at).toLocaleString() : null);
+    add("Uptime", dur(r.uptime_s));
+    add("CPU", known(r.cpu_pct) ? pct(r.cpu_pct) + " of " + (known(r.cpu_limit_pct) ? pct(r.cpu_limit_pct) + " allowed" : "no limit") : null);
+    add("Memory", known(r.mem_bytes) ? bytes(r.mem_bytes) + " of " + (known(r.mem_limit_bytes) ? bytes(r.mem_limit_bytes) + " allowed" : "no limit") : null);
+    add("Limits", r.limits_enforced === false ? "not enforced: the hive runs without cgroup rights" :
+      ["cpu " + (known(r.cpu_limit_pct) ? pct(r.cpu_limit_pct) : "unlimited"), "memory " + (known(r.mem_limit_bytes) ? bytes(r.mem_limit_bytes) : "unlimited"),
+        known(r.pids_limit) ? "pids " + r.pids_limit : null].filter(known).join(", "));
+    add("Cgroup", r.cgroup);
+    const g = w ? workerGPU(w) : { vram: null, util: null };
+    add("GPU", (r.gpus || []).length ? (r.gpus || []).map((x) => "GPU " + x.index + ": " + (bytes(x.vram_bytes) || "—") + ", SM " + (pct(x.sm_util_pct) || "—")).join("; ") : known(g.util) ? pct(g.util) : null);
+    if (r.health) add("Health", (r.health.target || "") + (r.health.failures ? " · " + plural(r.health.failures, "failure") + " in a row" : " · passing") + (r.health.last_error ? " · " + r.health.last_error : ""));
+    add("Restarts", (r.restarts || 0) + (r.restart_error ? " · gave up: " + r.restart_error.replace(/^not restarted: /, "") : ""));
+    add("Last run", exitOf(r.last_exit));
+    add("Exit", exitOf(gone || r));
+    add("Errors", (r.errors || []).join("; "));
+    const body = $("detail-body");
+    body.replaceChildren(...rows.flatMap(([k, v]) => {
+      const dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = k;
+      dd.textContent = v;
+      return [dt, dd];
+    }));
+    const tail = (gone && gone.log_tail) || r.log_tail || (r.last_exit && r.last_exit.log_tail) || "";
+    $("detail-output").hidden = !tail;
+    $("detail-tail").textContent = tail;
+    $("detail-follow").textContent = "rbee-hive logs -f " + r.id + (h && h.h.url ? " --hive " + h.h.url : "");
+  }
+  $("detail-close").addEventListener("click", () => select(null));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && st.selected) select(null); });
   function applyFilter(w) {
     const show = (!st.filter.model || w.rec.model === st.filter.model) && (!st.filter.hive || w.hive === st.filter.hive);
     if (w.row && w.row.hidden === show) { w.row.hidden = !show; st.orderDirty = true; }
