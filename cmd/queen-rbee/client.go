@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -134,7 +135,11 @@ func printDecision(out io.Writer, d api.Decision) error {
 	switch d.Kind {
 	case "worker":
 		w := d.Worker
-		fmt.Fprintf(tw, "ROUTE TO\t%s on %s (%s), pid %d, model %s\n", ids.Safe(w.ID), ids.Safe(d.HiveID), ids.Safe(d.HiveURL), w.PID, cli.Str(w.Model))
+		if d.ServeAddr != "" {
+			fmt.Fprintf(tw, "ROUTE TO\t%s: %s on %s, pid %d, model %s\n", ids.Safe(d.ServeAddr), ids.Safe(w.ID), ids.Safe(d.HiveID), w.PID, cli.Str(w.Model))
+		} else {
+			fmt.Fprintf(tw, "ROUTE TO\t%s on %s, pid %d, model %s (its command line names no --port: where it serves is the worker's own)\n", ids.Safe(w.ID), ids.Safe(d.HiveID), w.PID, cli.Str(w.Model))
+		}
 		if d.Load != nil {
 			fmt.Fprintf(tw, "LOAD\t%s\n", loadText(*d.Load))
 		}
@@ -164,9 +169,9 @@ func printDecision(out io.Writer, d api.Decision) error {
 	}
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RANK\tWORKER\tHIVE\tURL\tLOAD")
+	fmt.Fprintln(tw, "RANK\tWORKER\tHIVE\tSERVES AT\tLOAD")
 	for i, r := range d.Ranked {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, ids.Safe(r.ID), ids.Safe(r.HiveID), ids.Safe(r.HiveURL), loadText(r.Load))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, ids.Safe(r.ID), ids.Safe(r.HiveID), cmp.Or(ids.Safe(r.ServeAddr), "-"), loadText(r.Load))
 	}
 	return tw.Flush()
 }

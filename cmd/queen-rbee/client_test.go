@@ -101,11 +101,11 @@ func fakeQueen(t *testing.T) (string, *[]string) {
 				break
 			}
 			load := api.WorkerLoad{CPUPct: f(51.3), CPUCapacityPct: 400, CPUFraction: f(0.128), GPUUtilPct: f(60), Why: "CPU 51.3% of 400%, GPU SM 60.0%"}
-			v = api.Decision{Kind: "worker", Worker: &workers[0], Load: &load, HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835",
+			v = api.Decision{Kind: "worker", Worker: &workers[0], ServeAddr: "10.0.0.5:9301", Load: &load, HiveID: "gpu-1", HiveURL: "http://10.0.0.5:7835",
 				Reason: "CPU 51.3% of 400%, GPU SM 60.0%: least loaded of 2 eligible workers serving qwen2.5-0.5b"}
 			if r.URL.Query().Get("all") == "true" {
 				d := v.(api.Decision)
-				d.Ranked = []api.RankedWorker{{FleetWorker: workers[0], Load: load}, {FleetWorker: workers[1], Load: api.WorkerLoad{Idle: false, Why: "CPU not measured yet"}}}
+				d.Ranked = []api.RankedWorker{{FleetWorker: workers[0], ServeAddr: "10.0.0.5:9301", Load: load}, {FleetWorker: workers[1], Load: api.WorkerLoad{Idle: false, Why: "CPU not measured yet"}}}
 				v = d
 			}
 		default:

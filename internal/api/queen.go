@@ -2,6 +2,10 @@ package api
 
 import (
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,6 +50,9 @@ type Decision struct {
 	// Kind is "worker" or "gpu" (a placement).
 	Kind   string       `json:"kind"`
 	Worker *FleetWorker `json:"worker,omitempty"`
+	// ServeAddr is where the chosen worker serves requests, when its
+	// command line says (see ServeAddr).
+	ServeAddr string `json:"serve_addr,omitempty"`
 	// Load is how busy the chosen worker is.
 	Load   *WorkerLoad `json:"load,omitempty"`
 	HiveID string      `json:"hive_id"`
@@ -89,8 +96,37 @@ type WorkerLoad struct {
 // RankedWorker is one worker of an all=true answer.
 type RankedWorker struct {
 	FleetWorker
-	Load WorkerLoad `json:"load"`
-	Why  string     `json:"why"`
+	// ServeAddr is where the worker serves requests, when its command
+	// line says (see ServeAddr); "" when it does not.
+	ServeAddr string     `json:"serve_addr,omitempty"`
+	Load      WorkerLoad `json:"load"`
+	Why       string     `json:"why"`
+}
+
+// ServeAddr is host:port where a worker serves its model, as far as its
+// command line says: the port of its --port flag (or, failing that, an
+// instance name that is a port number, as "llm-9301" is by convention),
+// on its hive's host. "" when neither says a port.
+func ServeAddr(hiveURL string, w *Worker) string {
+	port := ""
+	for i, a := range w.Args {
+		if v, ok := strings.CutPrefix(a, "--port="); ok {
+			port = v
+		} else if a == "--port" && i+1 < len(w.Args) {
+			port = w.Args[i+1]
+		}
+	}
+	if port == "" {
+		port = w.Instance
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return ""
+	}
+	u, err := url.Parse(hiveURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Reservation is VRAM a placement answer holds on GPUs of a hive.

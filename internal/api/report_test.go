@@ -169,3 +169,24 @@ func TestHiveTelemetryJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestServeAddr(t *testing.T) {
+	for _, tc := range []struct {
+		hive, inst string
+		args       []string
+		want       string
+	}{
+		{"http://10.0.0.5:7835", "a", []string{"--model", "m", "--port", "9301"}, "10.0.0.5:9301"},
+		{"https://gpu-07:7835", "a", []string{"--port=8000"}, "gpu-07:8000"},
+		{"http://[fd00::5]:7835", "9401", nil, "[fd00::5]:9401"}, // the instance, by convention
+		{"http://10.0.0.5:7835", "a", []string{"--port", "http"}, ""},
+		{"http://10.0.0.5:7835", "70000", nil, ""},
+		{"http://10.0.0.5:7835", "a", []string{"--port"}, ""},
+		{"", "9301", nil, ""},
+	} {
+		w := Worker{WorkerStatic: WorkerStatic{Instance: tc.inst, Args: tc.args}}
+		if got := ServeAddr(tc.hive, &w); got != tc.want {
+			t.Errorf("ServeAddr(%q, %q %q) = %q, want %q", tc.hive, tc.inst, tc.args, got, tc.want)
+		}
+	}
+}

@@ -57,7 +57,7 @@ func (r *Registry) Schedule(q Request) (api.Decision, error) {
 	r.mu.RUnlock()
 	if len(ranked) > 0 {
 		best := ranked[0]
-		d := api.Decision{Kind: "worker", Worker: &best.FleetWorker, Load: &best.Load, HiveID: best.HiveID, HiveURL: best.HiveURL,
+		d := api.Decision{Kind: "worker", Worker: &best.FleetWorker, ServeAddr: best.ServeAddr, Load: &best.Load, HiveID: best.HiveID, HiveURL: best.HiveURL,
 			Reason:     fmt.Sprintf("%s: %s eligible worker serving %s", best.Why, firstOf(best.Load.Idle, "the idle and least loaded", "the least loaded"), q.Model),
 			PassedOver: passed}
 		if q.All {
@@ -164,8 +164,9 @@ func (r *Registry) rankLocked(model string, all bool) (ranked []api.RankedWorker
 	ranked = make([]api.RankedWorker, len(cands))
 	for i, c := range cands {
 		c.load.Why = whyOf(c.load)
-		ranked[i] = api.RankedWorker{FleetWorker: api.FleetWorker{Worker: c.h.record(c.w), HiveID: c.h.ID, HiveURL: c.h.URL, Idle: c.load.Idle},
-			Load: c.load, Why: c.load.Why}
+		rec := c.h.record(c.w)
+		ranked[i] = api.RankedWorker{FleetWorker: api.FleetWorker{Worker: rec, HiveID: c.h.ID, HiveURL: c.h.URL, Idle: c.load.Idle},
+			ServeAddr: api.ServeAddr(c.h.URL, &rec), Load: c.load, Why: c.load.Why}
 	}
 	return ranked, passed
 }
