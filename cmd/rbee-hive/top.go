@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 	"github.com/rbee-dev/rbee/internal/cli"
 )
 
@@ -15,30 +16,15 @@ func topCmd(ctx context.Context, out io.Writer, args []string) error {
 			"against their limits, GPU, VRAM, restarts. Keys sort it (c cpu, m mem, g gpu, v vram,\n"+
 			"r restarts, i id); q quits. Fits an 80-column terminal; --once prints one frame, for scripts.")
 	fs.Example("rbee-hive top", "rbee-hive top --sort vram --once")
-	interval := fs.Duration("interval", "", cli.DefaultTopInterval, "time between frames")
-	once := fs.Bool("once", "", false, "print one frame and exit")
-	sortBy := fs.String("sort", "", "cpu", "the first order: cpu, mem, gpu, vram, restarts or id")
-	if err := cli.ParseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	order, err := cli.TopSort(*sortBy)
-	if err != nil {
-		return err
-	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
-	return cli.RunTop(ctx, out, cli.TopConfig{Source: c.Base, Sort: order, Interval: *interval, Once: *once,
-		Fetch: func(ctx context.Context) ([]api.FleetWorker, error) {
-			var ws []api.Worker
-			if err := c.Do(ctx, http.MethodGet, "/v1/workers", nil, &ws); err != nil {
-				return nil, err
-			}
-			rows := make([]api.FleetWorker, len(ws))
-			for i, w := range ws {
-				rows[i].Worker = w
-			}
-			return rows, nil
-		}})
+	return cli.TopCommand(ctx, out, args, fs, client, false, func(ctx context.Context, c *apiclient.Client) ([]api.FleetWorker, error) {
+		var ws []api.Worker
+		if err := c.Do(ctx, http.MethodGet, "/v1/workers", nil, &ws); err != nil {
+			return nil, err
+		}
+		rows := make([]api.FleetWorker, len(ws))
+		for i, w := range ws {
+			rows[i].Worker = w
+		}
+		return rows, nil
+	})
 }

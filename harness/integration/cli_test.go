@@ -18,8 +18,13 @@ import (
 // runCLI runs bin with args and returns its stdout, stderr and exit code.
 func runCLI(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runCmd(t, exec.Command(bin, args...))
+}
+
+// runCmd runs cmd and returns its stdout, stderr and exit code.
+func runCmd(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var ee *exec.ExitError
@@ -27,7 +32,7 @@ func runCLI(t *testing.T, bin string, args ...string) (stdout, stderr string, co
 	case errors.As(err, &ee):
 		code = ee.ExitCode()
 	case err != nil:
-		t.Fatalf("%s %q: %v", bin, args, err)
+		t.Fatalf("%s: %v", cmd, err)
 	}
 	return out.String(), errb.String(), code
 }
@@ -76,19 +81,9 @@ func TestCLIHelpAndTypos(t *testing.T) {
 func runWithHostname(t *testing.T, host, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	harness.RequireRoot(t)
-	var out, errb bytes.Buffer
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `printf %s "$1" > /proc/sys/kernel/hostname && shift && exec "$@"`, "sh", host, bin}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS}
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run %s with hostname %q: %v", bin, host, err)
-	}
-	return out.String(), errb.String(), code
+	return runCmd(t, cmd)
 }
 
 // The hive's default id is its hostname made valid; a host without one

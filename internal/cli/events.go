@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -21,6 +22,15 @@ const logTailLines = 5
 // followed by the last lines of its output, indented. ok is false for an
 // event it cannot read, whose raw form the caller prints instead.
 func EventText(typ string, data []byte) (text string, ok bool) {
+	switch typ {
+	case api.EventWorkerAdded, api.EventWorkerChanged, api.EventWorkerRemoved:
+		return workerEventText(typ, data)
+	}
+	return fleetEventText(typ, data)
+}
+
+// fleetEventText says the events about hives, the fleet and the queen.
+func fleetEventText(typ string, data []byte) (string, bool) {
 	switch typ {
 	case api.EventSnapshot:
 		var d api.Snapshot
@@ -56,15 +66,31 @@ func EventText(typ string, data []byte) (text string, ok bool) {
 		if typ == api.EventHiveStale {
 			return fmt.Sprintf("hive %s is stale: no heartbeat since %s", ids.Safe(d.HiveID), d.LastSeen.Local().Format("15:04:05")), true
 		}
-		reason := d.Reason
-		if reason == "" {
-			reason = "silent"
-		}
 		with := ""
 		if len(d.WorkerIDs) > 0 {
 			with = " with " + count(len(d.WorkerIDs), "worker")
 		}
-		return fmt.Sprintf("hive %s removed (%s)%s", ids.Safe(d.HiveID), ids.Safe(reason), with), true
+		return fmt.Sprintf("hive %s removed (%s)%s", ids.Safe(d.HiveID), ids.Safe(cmp.Or(d.Reason, "silent")), with), true
+	case api.EventQueen:
+		var d api.QueenSummary
+		if json.Unmarshal(data, &d) != nil {
+			return "", false
+		}
+		return fmt.Sprintf("queen %s, up %s: %s (%d stale), %s", ids.Safe(d.Version), (time.Duration(d.UptimeS) * time.Second).String(),
+			count(d.Hives, "hive"), d.Stale, count(d.Workers, "worker")), true
+	case api.EventHiveTelemetry:
+		var d api.HiveTelemetry
+		if json.Unmarshal(data, &d) != nil {
+			return "", false
+		}
+		return fmt.Sprintf("hive %s: cpu %s%%, %s, %s", ids.Safe(d.HiveID), Pct(d.Node.CPUPct), count(len(d.Workers), "worker"), gpuSummary(d.Node.GPUs)), true
+	}
+	return "", false
+}
+
+// workerEventText says a worker's arrival, change and end.
+func workerEventText(typ string, data []byte) (string, bool) {
+	switch typ {
 	case api.EventWorkerAdded:
 		var d api.WorkerAdded
 		if json.Unmarshal(data, &d) != nil {
@@ -96,29 +122,13 @@ func EventText(typ string, data []byte) (text string, ok bool) {
 			s += "; the hive gave up restarting it: " + ids.Safe(strings.TrimPrefix(w.RestartError, "not restarted: "))
 		}
 		return s, true
-	case api.EventWorkerRemoved:
-		var d api.WorkerRemoved
-		if json.Unmarshal(data, &d) != nil {
-			return "", false
-		}
-		x := api.WorkerExit{ExitCode: d.ExitCode, Signal: d.Signal, OOMKilled: d.OOMKilled, Stopped: d.Reason == api.ReasonStopped}
-		s := fmt.Sprintf("worker %s on %s %s", ids.Safe(d.WorkerID), ids.Safe(d.HiveID), ExitPhrase(x, d.Reason))
-		return s + indentTail(d.LogTail), true
-	case api.EventQueen:
-		var d api.QueenSummary
-		if json.Unmarshal(data, &d) != nil {
-			return "", false
-		}
-		return fmt.Sprintf("queen %s, up %s: %s (%d stale), %s", ids.Safe(d.Version), (time.Duration(d.UptimeS) * time.Second).String(),
-			count(d.Hives, "hive"), d.Stale, count(d.Workers, "worker")), true
-	case api.EventHiveTelemetry:
-		var d api.HiveTelemetry
-		if json.Unmarshal(data, &d) != nil {
-			return "", false
-		}
-		return fmt.Sprintf("hive %s: cpu %s%%, %s, %s", ids.Safe(d.HiveID), Pct(d.Node.CPUPct), count(len(d.Workers), "worker"), gpuSummary(d.Node.GPUs)), true
 	}
-	return "", false
+	var d api.WorkerRemoved
+	if json.Unmarshal(data, &d) != nil {
+		return "", false
+	}
+	x := api.WorkerExit{ExitCode: d.ExitCode, Signal: d.Signal, OOMKilled: d.OOMKilled, Stopped: d.Reason == api.ReasonStopped}
+	return fmt.Sprintf("worker %s on %s %s", ids.Safe(d.WorkerID), ids.Safe(d.HiveID), ExitPhrase(x, d.Reason)) + indentTail(d.LogTail), true
 }
 
 // ExitPhrase says how a worker ended, after its name: "was stopped",

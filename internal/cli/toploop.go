@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/apiclient"
 )
 
 // DefaultTopInterval is how often a top view redraws: the hives' own
@@ -113,4 +114,27 @@ func readKeys(keys chan<- byte) {
 		}
 		keys <- b[0]
 	}
+}
+
+// TopCommand is the top subcommand of both CLIs: fs (with the client's
+// flags) gains --interval, --once and --sort; fetch reads the workers
+// through the daemon's client; fleet adds the HIVE column.
+func TopCommand(ctx context.Context, out io.Writer, args []string, fs *Flags, client func() (*apiclient.Client, error), fleet bool,
+	fetch func(context.Context, *apiclient.Client) ([]api.FleetWorker, error)) error {
+	interval := fs.Duration("interval", "", DefaultTopInterval, "time between frames")
+	once := fs.Bool("once", "", false, "print one frame and exit")
+	sortBy := fs.String("sort", "", "cpu", "the first order: cpu, mem, gpu, vram, restarts or id")
+	if err := ParseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	order, err := TopSort(*sortBy)
+	if err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	return RunTop(ctx, out, TopConfig{Source: c.Base, Fleet: fleet, Sort: order, Interval: *interval, Once: *once,
+		Fetch: func(ctx context.Context) ([]api.FleetWorker, error) { return fetch(ctx, c) }})
 }
