@@ -375,7 +375,9 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.mon.Remove(id); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), s.stopTimeout())
+	defer cancel()
+	if err := s.mon.Remove(ctx, id); err != nil {
 		return fmt.Errorf("remove %s: %w", id, err)
 	}
 	s.drop(id)

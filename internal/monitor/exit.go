@@ -184,26 +184,38 @@ func (m *Monitor) Forget(id string) bool {
 
 // Remove drops the record of an exited worker at the user's asking, as
 // docker rm does a stopped container's; a running worker is refused
-// (ErrRunning), and so is one whose end is not settled yet (its cgroup
-// still being removed, a restart pending).
-func (m *Monitor) Remove(id string) error {
-	if m.Forget(id) {
-		return nil
+// (ErrRunning), and so is one with a restart pending. An exit whose
+// cleanup (its cgroup's removal) is still under way is waited for, up to
+// ctx: the exit is news before its cleanup ends, so a user who saw it may
+// ask at once.
+func (m *Monitor) Remove(ctx context.Context, id string) error {
+	for {
+		if m.Forget(id) {
+			return nil
+		}
+		m.mu.Lock()
+		w, ok := m.workers[id]
+		var state api.State
+		var pending bool
+		if ok {
+			state, pending = w.state, w.runs != nil && w.runs.pending
+		}
+		m.mu.Unlock()
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		case state != api.StateExited:
+			return fmt.Errorf("%w: %s is %s; stop it first", ErrRunning, id, state)
+		case pending:
+			return fmt.Errorf("%w: %s has a restart pending; stop it first", ErrRunning, id)
+		}
+		select {
+		case <-w.done:
+			// Cleaned up: Forget takes it now, unless it was restarted meanwhile.
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s has exited and its cleanup is still under way; retry", ErrRunning, id)
+		}
 	}
-	m.mu.Lock()
-	w, ok := m.workers[id]
-	var state api.State
-	if ok {
-		state = w.state
-	}
-	m.mu.Unlock()
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
-	case state != api.StateExited:
-		return fmt.Errorf("%w: %s is %s; stop it first", ErrRunning, id, state)
-	}
-	return fmt.Errorf("%w: %s has exited and is still being cleaned up or restarted; retry", ErrRunning, id)
 }
 
 // Prune drops the records of every exited worker whose end is settled
