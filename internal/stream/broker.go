@@ -77,6 +77,9 @@ type Stats struct {
 	Evicted   uint64 // clients disconnected for falling behind
 	Refused   uint64 // clients refused over MaxClients
 	Resyncs   uint64 // clients resumed with a snapshot instead of a replay
+	// SnapshotsBuilt counts the snapshots made; SnapshotsShared the
+	// clients that took one made for another client.
+	SnapshotsBuilt, SnapshotsShared uint64
 }
 
 // Event is what Publish takes.
@@ -103,9 +106,9 @@ type event struct {
 	typ    string
 	key    string   // the hive, for filters and coalescing
 	models []string // for ?model=
-	frame  []byte
+	frame  *wire
 	view   func(model string) any
-	views  map[string][]byte // frames of view, by model; guarded by Broker.mu
+	views  map[string]*wire // frames of view, by model; guarded by Broker.mu
 	// dead marks telemetry superseded by a newer event of the same key:
 	// replay skips it, and its bytes are released.
 	dead bool
@@ -113,9 +116,12 @@ type event struct {
 
 // size is what e holds of the replay buffer's bytes.
 func (e *event) size() int {
-	n := len(e.frame)
+	if e.frame == nil {
+		return 0
+	}
+	n := len(e.frame.raw)
 	for _, f := range e.views {
-		n += len(f)
+		n += len(f.raw)
 	}
 	return n
 }
@@ -137,11 +143,13 @@ type Broker struct {
 	lost    uint64
 	bytes   int
 	clients map[*client]struct{}
+	snaps   map[string]*snapshot // shared snapshots, by snapshotKey
 	closed  bool
 
 	nclients, ncoalesced                   atomic.Int64
 	published, coalesced, evicted, refused atomic.Uint64
 	resyncs                                atomic.Uint64
+	snapshotsBuilt, snapshotsShared        atomic.Uint64
 }
 
 // New returns a Broker.
@@ -170,7 +178,7 @@ func New(cfg Config) (*Broker, error) {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	epoch := strconv.FormatInt(time.Now().UnixMilli(), 36) + hex.EncodeToString(b[:])
-	return &Broker{cfg: cfg, log: cfg.Logger, epoch: epoch, clients: map[*client]struct{}{}, latest: map[string]*event{}}, nil
+	return &Broker{cfg: cfg, log: cfg.Logger, epoch: epoch, clients: map[*client]struct{}{}, latest: map[string]*event{}, snaps: map[string]*snapshot{}}, nil
 }
 
 // Epoch is this run's part of every event id.
@@ -227,9 +235,9 @@ func (b *Broker) Publish(e Event) error {
 		return nil
 	}
 	b.seq++
-	ev := &event{seq: b.seq, typ: e.Type, key: e.Key, models: e.Models, frame: frame(b.id(b.seq), e.Type, payload), view: e.View}
+	ev := &event{seq: b.seq, typ: e.Type, key: e.Key, models: e.Models, frame: newWire(frame(b.id(b.seq), e.Type, payload), eventLevel), view: e.View}
 	b.ring = append(b.ring, ev)
-	b.bytes += len(ev.frame)
+	b.bytes += len(ev.frame.raw)
 	for c := range b.clients {
 		if c.filter.match(ev) {
 			c.enqueueLocked(ev, b.frameForLocked(ev, c.filter.Model))
@@ -285,7 +293,7 @@ func (b *Broker) retainLocked(ev *event) {
 
 // frameFor returns e's frame as a client filtering on model sees it,
 // encoding that view the first time a client needs it. Caller holds mu.
-func (b *Broker) frameForLocked(e *event, model string) []byte {
+func (b *Broker) frameForLocked(e *event, model string) *wire {
 	if model == "" || e.view == nil || e.dead {
 		return e.frame
 	}
@@ -298,11 +306,11 @@ func (b *Broker) frameForLocked(e *event, model string) []byte {
 		return e.frame
 	}
 	if e.views == nil {
-		e.views = map[string][]byte{}
+		e.views = map[string]*wire{}
 	}
-	f := frame(b.id(e.seq), e.typ, payload)
+	f := newWire(frame(b.id(e.seq), e.typ, payload), eventLevel)
 	e.views[model] = f
-	b.bytes += len(f)
+	b.bytes += len(f.raw)
 	return f
 }
 
@@ -315,10 +323,16 @@ func (b *Broker) sinceLocked(last string) ([]*event, bool) {
 		return nil, false
 	}
 	seq, err := strconv.ParseUint(n, 10, 64)
-	if err != nil || seq > b.seq {
+	if err != nil {
 		return nil, false
 	}
-	if seq < b.lost {
+	return b.sinceSeqLocked(seq)
+}
+
+// sinceSeqLocked returns the live events after seq, or false when the
+// ring no longer holds all of them. Caller holds mu.
+func (b *Broker) sinceSeqLocked(seq uint64) ([]*event, bool) {
+	if seq > b.seq || seq < b.lost {
 		return nil, false
 	}
 	i, _ := slices.BinarySearchFunc(b.ring, seq+1, func(e *event, s uint64) int { return cmp.Compare(e.seq, s) })
@@ -334,7 +348,8 @@ func (b *Broker) sinceLocked(last string) ([]*event, bool) {
 // Stats returns the counters.
 func (b *Broker) Stats() Stats {
 	return Stats{Clients: b.nclients.Load(), Published: b.published.Load(), Coalesced: b.coalesced.Load(),
-		Evicted: b.evicted.Load(), Refused: b.refused.Load(), Resyncs: b.resyncs.Load()}
+		Evicted: b.evicted.Load(), Refused: b.refused.Load(), Resyncs: b.resyncs.Load(),
+		SnapshotsBuilt: b.snapshotsBuilt.Load(), SnapshotsShared: b.snapshotsShared.Load()}
 }
 
 // Shutdown disconnects every client and waits for their handlers, until
@@ -386,9 +401,14 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
+	w.Header().Add("Vary", "Accept-Encoding")
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	c := &client{b: b, filter: f, w: w, sess: sess, rc: rc, cancel: cancel, wake: make(chan struct{}, 1)}
+	if httpx.AcceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		c.gz = &gzipState{}
+	}
 	if !b.subscribe(c, sess.LastEventID.String()) {
 		return
 	}
@@ -397,50 +417,55 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // subscribe adds c: with the events it missed when last is an id the
-// broker holds, else after a snapshot (built outside the lock, so events
-// published meanwhile follow it in c's queue; the snapshot may already
-// reflect some of them, which a client applies again harmlessly). It
-// returns false when the broker is closed.
+// broker holds, else after a snapshot and the events since it. It returns
+// false when the broker is closed.
 func (b *Broker) subscribe(c *client, last string) bool {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return false
 	}
-	snapshot, resync := true, false
+	replayed, resync := false, false
 	if last != "" {
 		if evs, ok := b.sinceLocked(last); ok {
-			snapshot = false
-			for _, e := range evs {
-				if c.filter.match(e) {
-					c.queue = append(c.queue, queued{e, b.frameForLocked(e, c.filter.Model)})
-				}
-			}
+			replayed = true
+			c.queueLocked(evs)
 		} else {
 			resync = true
 			b.resyncs.Add(1)
 		}
 	}
-	at := b.id(b.seq) // the snapshot stands for the state as of the newest event
+	// A resync goes even to a client whose ?types= leaves snapshots out:
+	// without it, it would not know it missed events.
+	var snap *snapshot
+	if !replayed && b.cfg.Snapshot != nil && (resync || c.filter.Wants(api.EventSnapshot)) {
+		snap = b.snapshotLocked(c.filter, resync)
+		evs, _ := b.sinceSeqLocked(snap.seq) // snapshotLocked checked the ring holds them
+		c.queueLocked(evs)
+	}
 	b.clients[c] = struct{}{}
 	if c.filter.Wants(b.cfg.Coalesce) {
 		b.ncoalesced.Add(1)
 	}
 	b.mu.Unlock()
-	// A resync goes even to a client whose ?types= leaves snapshots out:
-	// without it, it would not know it missed events.
-	if snapshot && b.cfg.Snapshot != nil && (resync || c.filter.Wants(api.EventSnapshot)) {
-		payload, err := json.Marshal(b.cfg.Snapshot(c.filter, resync))
-		if err != nil {
-			b.log.Error("snapshot", "err", err)
-			payload = []byte(`{"resync":true,"hives":[]}`)
-		}
+	if snap != nil {
+		f := snap.frame() // built by the first client that needs it, outside the lock
 		c.mu.Lock()
-		c.first = frame(at, api.EventSnapshot, payload)
+		c.first = f
 		c.mu.Unlock()
 	}
 	c.signal()
 	return true
+}
+
+// queueLocked puts evs, as c's filter takes them, in c's queue, before
+// anything published after. Caller holds the broker's mu.
+func (c *client) queueLocked(evs []*event) {
+	for _, e := range evs {
+		if c.filter.match(e) {
+			c.queue = append(c.queue, queued{e, c.b.frameForLocked(e, c.filter.Model)})
+		}
+	}
 }
 
 func (b *Broker) unsubscribe(c *client) {
@@ -465,7 +490,8 @@ type client struct {
 	wake   chan struct{}
 
 	mu      sync.Mutex
-	first   []byte // the snapshot frame, written before the queue
+	gz      *gzipState // nil unless the client takes gzip
+	first   *wire      // the snapshot frame, written before the queue
 	queue   []queued
 	evicted bool
 }
@@ -473,7 +499,7 @@ type client struct {
 // queued is an event in a client's queue, with the frame it gets.
 type queued struct {
 	ev    *event
-	frame []byte
+	frame *wire
 }
 
 func (c *client) signal() {
@@ -485,7 +511,7 @@ func (c *client) signal() {
 
 // enqueue adds e, as frame, without blocking. Caller holds the broker's
 // mu.
-func (c *client) enqueueLocked(e *event, frame []byte) {
+func (c *client) enqueueLocked(e *event, frame *wire) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.evicted {
@@ -519,8 +545,16 @@ func (c *client) enqueueLocked(e *event, frame []byte) {
 // as they come, and a keep-alive comment when there is nothing to send.
 func (c *client) write(ctx context.Context) {
 	c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	if err := c.sess.Flush(); err != nil {
+	if err := c.sess.Flush(); err != nil { // the headers
 		return
+	}
+	if c.gz != nil {
+		if _, err := c.w.Write(gzipHeader); err != nil {
+			return
+		}
+		if err := c.rc.Flush(); err != nil {
+			return
+		}
 	}
 	keep := time.NewTicker(c.b.cfg.KeepAlive)
 	defer keep.Stop()
@@ -528,9 +562,10 @@ func (c *client) write(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			c.end()
 			return
 		case <-keep.C:
-			if err := c.send(nil, []byte(": keep-alive\n\n"), nil); err != nil {
+			if err := c.send(nil, keepAlive, nil); err != nil {
 				c.dropped(err)
 				return
 			}
@@ -555,6 +590,20 @@ func (c *client) write(ctx context.Context) {
 	}
 }
 
+// end closes a gzip stream cleanly (its final block and trailer), so a
+// client told to go (the queen stopping, eviction) sees the end of a
+// stream rather than a truncated one. Best effort: the client may be gone
+// or not reading.
+func (c *client) end() {
+	if c.gz == nil {
+		return
+	}
+	_ = c.rc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := c.w.Write(c.gz.end()); err == nil {
+		_ = c.rc.Flush()
+	}
+}
+
 // dropped counts a client whose write timed out as evicted: it stopped
 // reading, as surely as one whose queue overflowed. One that went away
 // is not counted.
@@ -570,19 +619,29 @@ func (c *client) dropped(err error) {
 }
 
 // send writes frames and flushes, under the write deadline.
-func (c *client) send(first, comment []byte, evs []queued) error {
+func (c *client) send(first, comment *wire, evs []queued) error {
 	_ = c.rc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	for _, b := range [][]byte{first, comment} {
-		if b != nil {
-			if _, err := c.w.Write(b); err != nil {
+	for _, f := range [...]*wire{first, comment} {
+		if f != nil {
+			if err := c.put(f); err != nil {
 				return err
 			}
 		}
 	}
 	for _, q := range evs {
-		if _, err := c.w.Write(q.frame); err != nil {
+		if err := c.put(q.frame); err != nil {
 			return err
 		}
 	}
 	return c.rc.Flush()
+}
+
+// put writes one frame, raw or as the client's gzip stream carries it.
+func (c *client) put(f *wire) error {
+	b := f.raw
+	if c.gz != nil {
+		b = c.gz.segment(f)
+	}
+	_, err := c.w.Write(b)
+	return err
 }

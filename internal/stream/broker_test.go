@@ -42,6 +42,9 @@ func newBroker(t *testing.T, cfg stream.Config) (*stream.Broker, string) {
 	return b, srv.URL
 }
 
+// identity asks for the stream uncompressed.
+var identity = http.Header{"Accept-Encoding": {"identity"}}
+
 type payload struct {
 	N    int       `json:"n"`
 	Hive string    `json:"hive"`
@@ -362,8 +365,11 @@ func TestKeepAlives(t *testing.T) {
 // publisher, and is disconnected and counted once its queue overflows.
 func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 	b, url := newBroker(t, stream.Config{QueueSize: 256, WriteTimeout: 2 * time.Second})
-	fast := harness.Subscribe(t, url, harness.SSEOptions{})
-	stalled := harness.StalledReader(t, url, nil)
+	// Uncompressed: the pad would deflate to nothing and never fill the
+	// stalled socket, and under -race deflating 5,000 events a second is
+	// more than the fast client's writer keeps up with (120 × slower).
+	fast := harness.Subscribe(t, url, harness.SSEOptions{Header: identity})
+	stalled := harness.StalledReader(t, url, identity)
 	defer stalled.Close()
 	waitClients(t, b, 2)
 
@@ -417,7 +423,7 @@ func TestSlowClientDoesNotDelayOthers(t *testing.T) {
 // telemetry coalesces) is dropped when a write times out, and counted.
 func TestStalledWriteIsCountedAsEviction(t *testing.T) {
 	b, url := newBroker(t, stream.Config{QueueSize: 16, WriteTimeout: 300 * time.Millisecond})
-	stalled := harness.StalledReader(t, url, nil)
+	stalled := harness.StalledReader(t, url, identity) // a pad that deflates to nothing fills no socket
 	defer stalled.Close()
 	waitClients(t, b, 1)
 	pad := strings.Repeat("z", 64<<10)

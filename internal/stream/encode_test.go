@@ -22,11 +22,11 @@ func TestEncodedOnce(t *testing.T) {
 	}
 	first := cs[0].queue[0]
 	for _, c := range cs {
-		if len(c.queue) != 1 || c.queue[0].ev != first.ev || &c.queue[0].frame[0] != &first.frame[0] {
+		if len(c.queue) != 1 || c.queue[0].ev != first.ev || c.queue[0].frame != first.frame {
 			t.Fatal("a client got its own copy of the event")
 		}
 	}
-	if want := "id: " + b.Epoch() + "-1\nevent: worker_added\ndata: {\"n\":1}\n\n"; string(first.frame) != want {
-		t.Fatalf("frame %q, want %q", first.frame, want)
+	if want := "id: " + b.Epoch() + "-1\nevent: worker_added\ndata: {\"n\":1}\n\n"; string(first.frame.raw) != want {
+		t.Fatalf("frame %q, want %q", first.frame.raw, want)
 	}
 }

@@ -1,0 +1,89 @@
+package stream
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// A gzip stream per client would compress every event once per client: a
+// thousand dashboards would cost the queen a thousand compressions of
+// each. Instead each frame is deflated once, on its own (no reference to
+// what came before it) and ended by a sync flush, which leaves it
+// byte-aligned and not final: such segments joined in any order are one
+// valid deflate stream. A client's gzip stream is a header, the segments
+// of its frames, and, when the stream ends cleanly, a final empty block
+// and the trailer (the CRC-32 and length of what it carried, which is all
+// each client keeps for itself).
+
+// wire is one frame as clients get it: raw, or as a deflate segment that
+// any client's gzip stream can carry, made on first need.
+type wire struct {
+	raw   []byte
+	level int
+	once  sync.Once
+	z     []byte
+}
+
+// Deflate levels: a snapshot is large and made at most once a second per
+// filter, so it is worth the better ratio (927 KB of 10 hives × 100
+// workers: 125 KB at level 1, 101 KB at level 6 in 3 ms); events are
+// small, where the levels differ by a few per cent.
+const (
+	eventLevel    = flate.BestSpeed
+	snapshotLevel = 6
+)
+
+func newWire(raw []byte, level int) *wire { return &wire{raw: raw, level: level} }
+
+// keepAlive is the comment sent when there is nothing else to send.
+var keepAlive = newWire([]byte(": keep-alive\n\n"), eventLevel)
+
+var deflaters = [flate.BestCompression + 1]sync.Pool{}
+
+// deflated returns w's deflate segment.
+func (w *wire) deflated() []byte {
+	w.once.Do(func() {
+		var buf bytes.Buffer
+		buf.Grow(len(w.raw)/3 + 64)
+		fw, _ := deflaters[w.level].Get().(*flate.Writer)
+		if fw == nil {
+			fw, _ = flate.NewWriter(&buf, w.level) // the levels used are valid
+		} else {
+			fw.Reset(&buf)
+		}
+		_, _ = fw.Write(w.raw) // a bytes.Buffer does not fail
+		_ = fw.Flush()
+		deflaters[w.level].Put(fw)
+		w.z = bytes.Clone(buf.Bytes()) // sized to fit: it may stay in the replay buffer
+	})
+	return w.z
+}
+
+// gzipHeader opens a gzip stream: no name, no time, OS unknown.
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+
+// gzipState is what one client's gzip stream keeps: the CRC-32 and the
+// length of the data it carried, for its trailer.
+type gzipState struct {
+	crc  uint32
+	size uint32
+}
+
+// segment returns w's bytes on a gzip stream, accounting its data.
+func (g *gzipState) segment(w *wire) []byte {
+	g.crc = crc32.Update(g.crc, crc32.IEEETable, w.raw)
+	g.size += uint32(len(w.raw)) // gzip keeps the length modulo 2³²
+	return w.deflated()
+}
+
+// end returns what ends the stream: a final empty fixed-Huffman block and
+// the trailer.
+func (g *gzipState) end() []byte {
+	b := []byte{3, 0}
+	b = binary.LittleEndian.AppendUint32(b, g.crc)
+	return binary.LittleEndian.AppendUint32(b, g.size)
+}
