@@ -24,6 +24,9 @@ type Browser struct {
 
 	mu     sync.Mutex
 	errors []string
+	// headers are the response headers of its pages' requests, by URL
+	// (the newest response of each).
+	headers map[string]map[string]string
 }
 
 // ChromiumPath returns the Chromium binary: $RBEE_CHROMIUM, else chromium
@@ -84,6 +87,17 @@ func (b *Browser) Open(url string, width, height int) *rod.Page {
 			msg += " " + e.ExceptionDetails.Exception.Description
 		}
 		b.addError("exception: " + msg)
+	}, func(e *proto.NetworkResponseReceived) {
+		h := map[string]string{}
+		for k, v := range e.Response.Headers {
+			h[strings.ToLower(k)] = v.Str()
+		}
+		b.mu.Lock()
+		if b.headers == nil {
+			b.headers = map[string]map[string]string{}
+		}
+		b.headers[e.Response.URL] = h
+		b.mu.Unlock()
 	}, func(e *proto.RuntimeConsoleAPICalled) {
 		if e.Type == proto.RuntimeConsoleAPICalledTypeError || e.Type == proto.RuntimeConsoleAPICalledTypeAssert {
 			var parts []string
@@ -95,6 +109,9 @@ func (b *Browser) Open(url string, width, height int) *rod.Page {
 	})()
 	if err := (proto.RuntimeEnable{}).Call(p); err != nil {
 		b.t.Fatalf("runtime enable: %v", err)
+	}
+	if err := (proto.NetworkEnable{}).Call(p); err != nil {
+		b.t.Fatalf("network enable: %v", err)
 	}
 	if err := p.Timeout(30 * time.Second).Navigate(url); err != nil {
 		b.t.Fatalf("open %s: %v", url, err)
@@ -113,6 +130,22 @@ func (b *Browser) Resize(p *rod.Page, width, height int) {
 	if err != nil {
 		b.t.Fatalf("viewport %dx%d: %v", width, height, err)
 	}
+}
+
+// ResponseHeader returns header (any case) of the response its pages got
+// from a URL containing part (the newest response of that URL; make part
+// name one URL), and whether there was one: what
+// the browser was sent (Content-Encoding, say), as its network panel
+// shows it.
+func (b *Browser) ResponseHeader(part, header string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for u, h := range b.headers {
+		if strings.Contains(u, part) {
+			return h[strings.ToLower(header)], true
+		}
+	}
+	return "", false
 }
 
 func (b *Browser) addError(s string) {

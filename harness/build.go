@@ -111,3 +111,61 @@ func cleanupBuilds() {
 		os.RemoveAll(d)
 	}
 }
+
+// BuildAt builds the main package pkg as it is at git revision ref of
+// this repository, once per test process, and returns the binary's path:
+// the baseline of a benchmark that compares a daemon with an older one in
+// the same run. The tree is exported with git archive into a temporary
+// directory (no worktree left registered) and removed with the builds.
+func BuildAt(t TB, ref, pkg string) string {
+	t.Helper()
+	path, err := buildAt(ref, pkg)
+	if err != nil {
+		t.Fatalf("build %s at %s: %v", pkg, ref, err)
+	}
+	return path
+}
+
+func buildAt(ref, pkg string) (string, error) {
+	key := ref + "@" + pkg
+	buildMu.Lock()
+	p, ok := built[key]
+	buildMu.Unlock()
+	if ok {
+		return p, nil
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	rev, err := exec.Command("git", "-C", root, "rev-parse", "--verify", ref+"^{commit}").Output()
+	if err != nil {
+		return "", fmt.Errorf("git rev-parse %s: %w", ref, err)
+	}
+	dir, err := os.MkdirTemp("", "rbee-harness-"+strings.TrimSpace(string(rev))[:12]+"-")
+	if err != nil {
+		return "", err
+	}
+	registerCleanup(dir)
+	src := filepath.Join(dir, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, strings.TrimSpace(string(rev)), src)
+	if b, err := archive.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w\n%s", ref, err, b)
+	}
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+	cmd.Dir = src
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, b)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	buildMu.Lock()
+	built[key] = out
+	buildMu.Unlock()
+	return out, nil
+}

@@ -65,6 +65,9 @@ type DaemonConfig struct {
 	Credential *syscall.Credential
 	// LogFile, when set, receives a copy of the daemon's output.
 	LogFile io.Writer
+	// Bin, when set, is the binary to run instead of Package's build (one
+	// from BuildAt, say).
+	Bin string
 	// OwnProcessGroup starts the daemon in a process group of its own, so
 	// a terminal's Ctrl-C reaches only the program that started it (which
 	// then stops the daemons in order).
@@ -79,7 +82,11 @@ var listeningRE = regexp.MustCompile(`listening on ([^\s"]+)`)
 // if the test failed or ran with -v.
 func StartDaemon(t TB, cfg DaemonConfig) *Daemon {
 	t.Helper()
-	d := &Daemon{t: t, Name: cfg.Name, bin: Build(t, cfg.Package), args: cfg.Args, env: cfg.Env,
+	bin := cfg.Bin
+	if bin == "" {
+		bin = Build(t, cfg.Package)
+	}
+	d := &Daemon{t: t, Name: cfg.Name, bin: bin, args: cfg.Args, env: cfg.Env,
 		netns: cfg.Netns, host: cfg.Host, Client: cfg.Client, cred: cfg.Credential, logFile: cfg.LogFile, pgid: cfg.OwnProcessGroup}
 	if d.Client == nil {
 		d.Client = HTTP

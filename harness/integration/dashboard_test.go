@@ -131,6 +131,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return nil
 	})
+	// The browser took the stream compressed, and the page read it.
+	if ce, ok := b.ResponseHeader("/v1/heartbeats/stream?access_token="+tok, "Content-Encoding"); !ok || ce != "gzip" {
+		t.Errorf("the stream reached the browser with Content-Encoding %q (a response seen: %v), want gzip", ce, ok)
+	}
 	if s.Hash != "" || s.Stored != tok {
 		t.Fatalf("token: fragment %q left in the address bar, sessionStorage %q", s.Hash, s.Stored)
 	}
