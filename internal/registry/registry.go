@@ -147,6 +147,8 @@ type Registry struct {
 	resSeq       uint64
 
 	pubMu sync.Mutex // keeps events in order while publishing outside mu
+
+	intern *interner // guarded by mu
 }
 
 // New returns an empty registry.
@@ -190,7 +192,7 @@ func New(cfg Config) *Registry {
 	if cfg.MaxReservations == 0 {
 		cfg.MaxReservations = 1024
 	}
-	return &Registry{cfg: cfg, hives: map[string]*hive{}, reservations: map[string]*reservation{}}
+	return &Registry{cfg: cfg, hives: map[string]*hive{}, reservations: map[string]*reservation{}, intern: newInterner()}
 }
 
 // HiveTTL is how long a silent hive is kept.
@@ -395,7 +397,16 @@ func (r *Registry) merge(h *hive, reps []api.WorkerReport, restarted bool) (cur 
 			need = true
 			continue
 		}
+		if st == rep.Static {
+			st = r.intern.static(st) // new or changed
+		}
 		rep.Static = nil
+		rep.State = state(rep.State)
+		if cap(rep.GPUs) > len(rep.GPUs) {
+			// The decoder gives a one-GPU worker room for ten: 240 bytes
+			// a worker, a fifth of the registry at 100,000 workers.
+			rep.GPUs = slices.Clone(rep.GPUs)
+		}
 		cur = append(cur, worker{static: st, rep: rep})
 	}
 	return cur, need
