@@ -254,8 +254,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	case <-r.Context().Done():
 		return r.Context().Err()
 	}
-	var hb api.Heartbeat
-	err := httpx.DecodeFast(w, r, s.cfg.MaxBody, &hb)
+	hb := getHeartbeat()
+	defer putHeartbeat(hb)
+	err := httpx.DecodeFast(w, r, s.cfg.MaxBody, hb)
 	<-s.decoding
 	if err != nil {
 		s.refused.add("decode")
@@ -266,7 +267,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		s.log.Warn("heartbeat refused: a hive token used for another hive", "remote", r.RemoteAddr, "token_of", p.HiveID, "hive_id", ids.Quote(hb.HiveID))
 		return api.Errorf(api.ErrForbidden, "this token belongs to hive %s and may not post heartbeats for %s", p.HiveID, ids.Quote(hb.HiveID))
 	}
-	res, err := s.reg.Ingest(hb)
+	res, err := s.reg.Ingest(*hb)
 	switch {
 	case errors.Is(err, registry.ErrTooManyHives):
 		w.Header().Set("Retry-After", "30")

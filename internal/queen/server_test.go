@@ -539,3 +539,36 @@ func TestQueenServesDashboardAndMetrics(t *testing.T) {
 		t.Fatalf("/metrics with the read-only token: %d %.300s", code, body)
 	}
 }
+
+// Heartbeats are decoded into reused memory: what one hive's body says
+// must never show in another's record, however they alternate.
+func TestHeartbeatsDoNotLeakIntoEachOther(t *testing.T) {
+	_, url := newQueen(t, queen.Config{})
+	m := "qwen"
+	for seq := uint64(1); seq <= 20; seq++ {
+		a := beat(seq)
+		a.Workers = reports(api.Worker{ID: "llm-9301", PID: 42, State: api.StateReady, CPUPct: f(1), GPUError: "nvml: lost",
+			Errors: []string{"io: gone"}, GPUs: []api.WorkerGPU{{Index: 0, UUID: "GPU-x", VRAMBytes: u(1 << 30), SMUtilPct: f(5)}},
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9301", Model: &m}})
+		b := beat(seq)
+		b.HiveID, b.HiveURL, b.SessionID = "gpu-2", "http://10.0.0.6:7835", "s2"
+		b.Workers = reports(api.Worker{ID: "llm-9302", PID: 43, State: api.StateStarting,
+			WorkerStatic: api.WorkerStatic{Group: "llm", Instance: "9302", Model: &m}})
+		for _, hb := range []api.Heartbeat{a, b} {
+			body, _ := json.Marshal(hb)
+			if code, msg := post(t, url, gz(body), "gzip"); code != 200 {
+				t.Fatalf("heartbeat %s %d: %d %s", hb.HiveID, seq, code, msg)
+			}
+		}
+		var ha, hb api.Hive
+		harness.Get(t, url+"/v1/hives/gpu-1", &ha)
+		harness.Get(t, url+"/v1/hives/gpu-2", &hb)
+		wa, wb := ha.Workers[0], hb.Workers[0]
+		if wa.GPUError != "nvml: lost" || len(wa.Errors) != 1 || len(wa.GPUs) != 1 || wa.State != api.StateReady {
+			t.Fatalf("round %d: gpu-1's worker %+v", seq, wa)
+		}
+		if wb.GPUError != "" || len(wb.Errors) != 0 || len(wb.GPUs) != 0 || wb.State != api.StateStarting || wb.CPUPct != nil || wb.PID != 43 {
+			t.Fatalf("round %d: gpu-2's worker took gpu-1's values: %+v", seq, wb)
+		}
+	}
+}

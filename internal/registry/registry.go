@@ -216,7 +216,9 @@ type Result struct {
 // differences become events. The queen's clock, not sent_at, marks the
 // hive alive. It refuses an invalid heartbeat (ErrInvalid), a new hive
 // beyond MaxHives (ErrTooManyHives) and a hive over its heartbeat rate
-// (ErrRateLimited), each without changing anything.
+// (ErrRateLimited), each without changing anything. It keeps nothing of
+// hb's memory once it returns but the strings and the node's slices (hb is
+// not the caller's to reuse beyond its workers array and their GPU lists).
 func (r *Registry) Ingest(hb api.Heartbeat) (Result, error) {
 	now := r.cfg.Now()
 	fixes, verr := Sanitize(&hb, now)
@@ -402,9 +404,13 @@ func (r *Registry) merge(h *hive, reps []api.WorkerReport, restarted bool) (cur 
 		}
 		rep.Static = nil
 		rep.State = state(rep.State)
-		if cap(rep.GPUs) > len(rep.GPUs) {
-			// The decoder gives a one-GPU worker room for ten: 240 bytes
-			// a worker, a fifth of the registry at 100,000 workers.
+		// A copy of its own, sized to fit: the caller may reuse the
+		// report's (the queen decodes into the same memory again), and
+		// the decoder gives a one-GPU worker room for ten (240 bytes a
+		// worker, a fifth of the registry at 100,000 workers).
+		if len(rep.GPUs) == 0 {
+			rep.GPUs = nil
+		} else {
 			rep.GPUs = slices.Clone(rep.GPUs)
 		}
 		cur = append(cur, worker{static: st, rep: rep})
