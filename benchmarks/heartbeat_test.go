@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"testing"
 
@@ -64,6 +65,32 @@ func BenchmarkHeartbeatDecode(b *testing.B) {
 				}
 				if len(hb.Workers) != 100 {
 					b.Fatalf("%d workers decoded", len(hb.Workers))
+				}
+			}
+		})
+	}
+	// As the queen decodes: into a pooled heartbeat whose memory the last
+	// one left (api.Heartbeat.Reset), the general way and the fast way
+	// (api.Heartbeat.UnmarshalFast, which httpx.DecodeFast tries first).
+	for _, tc := range []struct {
+		name string
+		dec  func(*api.Heartbeat) error
+	}{
+		{"segmentio-reused", func(hb *api.Heartbeat) error { return segjson.Unmarshal(body, hb) }},
+		{"fast-reused", func(hb *api.Heartbeat) error {
+			if !hb.UnmarshalFast(body, segjson.Unmarshal) {
+				return errors.New("declined")
+			}
+			return nil
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			hb := new(api.Heartbeat)
+			for b.Loop() {
+				hb.Reset()
+				if err := tc.dec(hb); err != nil || len(hb.Workers) != 100 {
+					b.Fatalf("%d workers decoded, %v", len(hb.Workers), err)
 				}
 			}
 		})

@@ -14,7 +14,7 @@ type PIDList []int
 
 // UnmarshalJSON decodes a JSON array of integers (or null).
 func (p *PIDList) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
+	b = trimJSONSpace(b)
 	if string(b) == "null" {
 		*p = nil
 		return nil
@@ -22,7 +22,7 @@ func (p *PIDList) UnmarshalJSON(b []byte) error {
 	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
 		return errors.New("pids: want an array of integers")
 	}
-	body := bytes.TrimSpace(b[1 : len(b)-1])
+	body := trimJSONSpace(b[1 : len(b)-1])
 	if len(body) == 0 {
 		*p = PIDList{}
 		return nil
@@ -35,18 +35,36 @@ func (p *PIDList) UnmarshalJSON(b []byte) error {
 		var tok []byte
 		if i := bytes.IndexByte(body, ','); i >= 0 {
 			tok, body = body[:i], body[i+1:]
-			if len(bytes.TrimSpace(body)) == 0 {
+			if len(trimJSONSpace(body)) == 0 {
 				return errors.New("pids: trailing comma")
 			}
 		} else {
 			tok, body = body, nil
 		}
-		v, err := strconv.Atoi(string(bytes.TrimSpace(tok)))
-		if err != nil {
-			return fmt.Errorf("pids: %q is not an integer", bytes.TrimSpace(tok))
+		tok = trimJSONSpace(tok)
+		v, err := strconv.Atoi(string(tok))
+		if err != nil || !jsonInt(tok) {
+			return fmt.Errorf("pids: %q is not an integer", tok)
 		}
 		out = append(out, v)
 	}
 	*p = out
 	return nil
+}
+
+// jsonInt reports whether b is an integer as JSON writes them: Atoi also
+// takes "+1" and "007".
+func jsonInt(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 1 && b[0] == '0' {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

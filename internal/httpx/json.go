@@ -94,10 +94,21 @@ func DecodeFast(w http.ResponseWriter, r *http.Request, limit int64, dst any) er
 	if err := checkDepth(b, MaxDepth); err != nil {
 		return err
 	}
+	if f, ok := dst.(FastUnmarshaler); ok && f.UnmarshalFast(b, segjson.Unmarshal) {
+		return nil
+	}
 	if err := segjson.Unmarshal(b, dst); err != nil {
 		return api.Errorf(api.ErrInvalid, "malformed JSON: %v", err)
 	}
 	return nil
+}
+
+// FastUnmarshaler is a value that may decode itself faster than the
+// general decoder: it reports false when it declines a body, which is then
+// decoded the general way (and its errors are that decoder's). sub is the
+// general decoder, for the parts it leaves to it.
+type FastUnmarshaler interface {
+	UnmarshalFast(b []byte, sub func([]byte, any) error) bool
 }
 
 // MaxDepth bounds how deeply a body decoded by DecodeFast may nest, as

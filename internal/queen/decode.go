@@ -23,14 +23,7 @@ var heartbeats = sync.Pool{New: func() any { return new(api.Heartbeat) }}
 // lists' memory kept from an earlier decode.
 func getHeartbeat() *api.Heartbeat {
 	hb := heartbeats.Get().(*api.Heartbeat)
-	ws := hb.Workers[:cap(hb.Workers)]
-	for i := range ws {
-		// Zero, but for the GPU list's memory: the decoder appends into
-		// it. Every other field must start empty, or a field the next
-		// body leaves out would keep this one's value.
-		ws[i] = api.WorkerReport{GPUs: ws[i].GPUs[:0]}
-	}
-	*hb = api.Heartbeat{Workers: ws[:0]}
+	hb.Reset()
 	return hb
 }
 
