@@ -180,8 +180,16 @@ func BenchmarkQueenRSS(b *testing.B) {
 // 256 MiB). Each op is one second of the fleet, its heartbeats spread
 // over the second as unsynchronised hives send them; at least 10 seconds
 // whatever -benchtime says. -short: 100 hives for 2 seconds.
+// RBEE_BENCH_BASELINE=<git ref> runs that revision's queen beside this
+// one.
 func BenchmarkQueenFleet(b *testing.B) {
-	queen := harness.StartQueen(b)
+	for _, tree := range baselineQueen(b) {
+		b.Run("tree="+tree.name, func(b *testing.B) { queenFleet(b, tree.bin) })
+	}
+}
+
+func queenFleet(b *testing.B, bin string) {
+	queen := harness.StartDaemon(b, harness.DaemonConfig{Name: "queen", Bin: bin, Args: []string{"--listen", "127.0.0.1:0"}})
 	hives, secs := 1000, 10
 	if testing.Short() {
 		hives, secs = 100, 2
