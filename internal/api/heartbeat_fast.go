@@ -38,8 +38,13 @@ func (hb *Heartbeat) Reset() {
 	for i := range ws {
 		// Every field but the GPU list's memory (which a decoder appends
 		// into) starts empty, or a field the next body leaves out would
-		// keep this one's value.
-		ws[i] = WorkerReport{GPUs: ws[i].GPUs[:0]}
+		// keep this one's value. A list longer than a worker may have
+		// came from a body that was refused: its memory is not kept.
+		g := ws[i].GPUs[:0]
+		if cap(g) > MaxGPUs {
+			g = nil
+		}
+		ws[i] = WorkerReport{GPUs: g}
 	}
 	*hb = Heartbeat{Workers: ws[:0]}
 }
@@ -48,9 +53,16 @@ func (hb *Heartbeat) unmarshalFast(b []byte, sub func([]byte, any) error) bool {
 	p := scanner{b: b}
 	rest := make([]byte, 0, 4096)
 	rest = append(rest, '{')
+	seen := false
 	ok := p.object(func(key []byte) bool {
 		switch {
 		case string(key) == "workers":
+			if seen {
+				// A second list: the general decoder reads it into the
+				// first's elements without zeroing them; not worth copying.
+				return false
+			}
+			seen = true
 			return p.workers(hb, sub)
 		case bytes.EqualFold(key, []byte("workers")):
 			return false

@@ -110,6 +110,7 @@ func TestUnmarshalFastDeclines(t *testing.T) {
 		`{"workers":[{"id":"a"}],"seq":"x"}`,    // a bad value the general decoder refuses
 		`{"workers":[{"id":"é"}]}`,              // UTF-8 to check
 		`[]`,
+		`{"workers":[{"id":"a","static":{"group":"g"}}],"workers":[{"id":"a"}]}`, // a second list
 	} {
 		var hb api.Heartbeat
 		if hb.UnmarshalFast([]byte(b), segjson.Unmarshal) {
@@ -128,6 +129,7 @@ func FuzzUnmarshalFast(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"workers":[{"id":"a","gpus":[[0,1,2],[1,null,3]],"pids":[1,2],"static":{"group":"g"}}],"node":{"cpu_cores":2}}`))
+	f.Add([]byte(`{"workers":[{"id":"a","static":{"group":"g"}}],"workers":[{"id":"a"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// The queen refuses deep nesting before it decodes (httpx's
 		// checkDepth): the general decoder recurses per level, and a
@@ -147,4 +149,15 @@ func FuzzUnmarshalFast(f *testing.F) {
 			t.Fatalf("%q: fast %+v\nwant %+v", b, fast, want)
 		}
 	})
+}
+
+// Reset keeps a GPU list's memory for the next decode, but not one longer
+// than any worker may have (a refused body's).
+func TestResetDropsHugeGPULists(t *testing.T) {
+	hb := api.Heartbeat{Workers: []api.WorkerReport{{GPUs: make([]api.GPUStat, 3, 10)}, {GPUs: make([]api.GPUStat, 1, api.MaxGPUs+1)}}}
+	hb.Reset()
+	ws := hb.Workers[:2]
+	if cap(ws[0].GPUs) != 10 || len(ws[0].GPUs) != 0 || ws[1].GPUs != nil {
+		t.Fatalf("after Reset: caps %d and %d, want 10 kept and the huge one dropped", cap(ws[0].GPUs), cap(ws[1].GPUs))
+	}
 }

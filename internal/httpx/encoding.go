@@ -21,7 +21,7 @@ func AcceptsGzip(header string) bool {
 				continue
 			}
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil || f < 0 || f > 1 {
+			if err != nil || !(f >= 0 && f <= 1) { // NaN too
 				f = 0
 			}
 			q = f

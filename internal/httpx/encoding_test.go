@@ -27,6 +27,7 @@ func TestAcceptsGzip(t *testing.T) {
 		{"gzip; q=0.5 ", true},
 		{"gzip;q=abc", false}, // a weight that is not one refuses
 		{"gzip;q=2", false},
+		{"gzip;q=NaN, *", false},
 		{"gzip;level=1", true},
 		{" , ,gzip", true},
 	} {

@@ -63,10 +63,13 @@ func snapshotKey(f Filter, resync bool) string {
 
 // snapshotLocked returns the snapshot a client with filter f shares: one
 // taken less than snapshotReuse ago whose later events the ring still
-// holds, else a new one as of now. Caller holds mu.
+// holds, and not so many that they would fill half the client's queue
+// (at 1,000 hives a second brings 1,000 telemetry events: a client would
+// start with a backlog and be evicted at the next event), else a new one
+// as of now. Caller holds mu.
 func (b *Broker) snapshotLocked(f Filter, resync bool) *snapshot {
 	key := snapshotKey(f, resync)
-	if s := b.snaps[key]; s != nil && s.seq >= b.lost {
+	if s := b.snaps[key]; s != nil && s.seq >= b.lost && b.seq-s.seq <= uint64(b.cfg.QueueSize/2) {
 		b.snapshotsShared.Add(1)
 		return s
 	}

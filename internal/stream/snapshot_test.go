@@ -65,3 +65,28 @@ func TestSnapshotShared(t *testing.T) {
 		t.Errorf("%d snapshots built, want 3", n)
 	}
 }
+
+// A snapshot is not shared with a client that would then have more
+// events to catch up on than half its queue holds: it gets its own.
+func TestSnapshotNotSharedPastHalfTheQueue(t *testing.T) {
+	var built atomic.Int64
+	b, url := newBroker(t, stream.Config{QueueSize: 8, Snapshot: func(f stream.Filter, resync bool) any {
+		built.Add(1)
+		return snap{}
+	}})
+	first := harness.Subscribe(t, url, harness.SSEOptions{})
+	first.WaitType(5*time.Second, 0, "snapshot")
+	for i := range 5 {
+		if err := b.Publish(stream.Event{Type: "worker_added", Key: "h1", Data: payload{N: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := harness.Subscribe(t, url, harness.SSEOptions{})
+	e, _ := late.WaitType(5*time.Second, 0, "snapshot")
+	if seqOf(t, b, e.ID) != 5 || built.Load() != 2 {
+		t.Fatalf("late client's snapshot %s, %d built; want its own, as of event 5", e.ID, built.Load())
+	}
+	if s := b.Stats(); s.Evicted != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
