@@ -88,3 +88,37 @@ func TestInternerBounded(t *testing.T) {
 		t.Error("a long string was held")
 	}
 }
+
+// A steady heartbeat updates a hive's worker list in its own memory; a
+// list that changes size is right all the same, and the scratch it was
+// built in holds nothing afterwards.
+func TestWorkerListReused(t *testing.T) {
+	r := New(Config{})
+	h := loadgen.NewHive("reuse", 4, 1)
+	mustIngest(t, r, decoded(t, h.Next()))
+	before := &r.hives["reuse"].workers[0]
+	hb := decoded(t, h.Next())
+	mustIngest(t, r, hb)
+	ws := r.hives["reuse"].workers
+	if &ws[0] != before {
+		t.Error("a steady heartbeat built a new worker list")
+	}
+	if ws[2].rep.Stats != hb.Workers[2].Stats {
+		t.Errorf("worker 2's numbers %v, want the heartbeat's %v", ws[2].rep.Stats, hb.Workers[2].Stats)
+	}
+	hb = decoded(t, h.Next())
+	hb.Workers = hb.Workers[1:3]
+	mustIngest(t, r, hb)
+	ws = r.hives["reuse"].workers
+	if len(ws) != 2 || ws[0].rep.ID != hb.Workers[0].ID || ws[1].rep.ID != hb.Workers[1].ID {
+		t.Fatalf("after two workers left: %d workers", len(ws))
+	}
+	if full := ws[:cap(ws)]; len(full) > 2 && full[2].static != nil {
+		t.Error("a worker that left is still held past the list's end")
+	}
+	for _, w := range r.scratch[:cap(r.scratch)] {
+		if w.static != nil || w.rep.ID != "" {
+			t.Fatal("the scratch list still holds a worker")
+		}
+	}
+}

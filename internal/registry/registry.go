@@ -149,6 +149,9 @@ type Registry struct {
 	pubMu sync.Mutex // keeps events in order while publishing outside mu
 
 	intern *interner // guarded by mu
+	// scratch is merge's list under construction, reused (see keep);
+	// guarded by mu.
+	scratch []worker
 }
 
 // New returns an empty registry.
@@ -287,7 +290,7 @@ func (r *Registry) ingestLocked(hb *api.Heartbeat, fixes Fixes, verr error, now 
 	cur, need := r.merge(h, hb.Workers, result.Restarted)
 	result.NeedStatic = need
 	evs := r.diff(h, h.workers, cur, result.Restarted, online != nil)
-	h.workers = cur
+	h.workers = r.keep(h.workers, cur)
 	if len(r.reservations) > 0 {
 		r.claimLocked(h)
 	}
@@ -373,7 +376,8 @@ func lacksStatic(reps []api.WorkerReport) bool {
 // with neither is left out, and need says so. After a restart nothing the
 // registry had counts.
 func (r *Registry) merge(h *hive, reps []api.WorkerReport, restarted bool) (cur []worker, need bool) {
-	cur = make([]worker, 0, len(reps))
+	cur = r.scratch[:0]
+	defer func() { r.scratch = cur[:0] }() // keeps what append grew
 	old := h.workers
 	if restarted {
 		old = nil
@@ -416,6 +420,27 @@ func (r *Registry) merge(h *hive, reps []api.WorkerReport, restarted bool) (cur 
 		cur = append(cur, worker{static: st, rep: rep})
 	}
 	return cur, need
+}
+
+// keep returns the hive's new worker list, cur (merge's, in the
+// registry's scratch), in old's memory when it fits: a steady heartbeat
+// then allocates no list, where a new one each time was a fifth of the
+// queen's garbage at 100,000 workers. Nothing outside mu holds on to a
+// hive's list (events and queries copy what they take), so it is
+// overwritten in place. The scratch is cleared, to hold nothing alive.
+func (r *Registry) keep(old, cur []worker) []worker {
+	var out []worker
+	if cap(old) >= len(cur) && cap(old) <= 2*len(cur)+16 {
+		out = old[:len(cur)]
+		copy(out, cur)
+		if len(old) > len(cur) {
+			clear(old[len(cur):])
+		}
+	} else {
+		out = slices.Clone(cur)
+	}
+	clear(cur)
+	return out
 }
 
 // allow takes one token from h's bucket, refilled at HeartbeatRate up to
