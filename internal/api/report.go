@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,39 +92,51 @@ func parseNums(b []byte, dst []float64, what string) (int, error) {
 	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
 		return 0, fmt.Errorf("%s: want an array of numbers", what)
 	}
-	body := trimJSONSpace(b[1 : len(b)-1])
+	// One pass over the elements, each up to its comma: the queen reads
+	// 1,600 of them per heartbeat of 100 workers.
+	body := b[1 : len(b)-1]
+	i := skipJSONSpace(body, 0)
 	n := 0
-	for len(body) > 0 {
-		tok := body
-		if i := bytes.IndexByte(body, ','); i >= 0 {
-			tok, body = body[:i], trimJSONSpace(body[i+1:])
-			if len(body) == 0 {
-				return n, fmt.Errorf("%s: trailing comma", what)
-			}
-		} else {
-			body = nil
+	for i < len(body) {
+		j := i
+		for j < len(body) && body[j] != ',' {
+			j++
 		}
-		tok = trimJSONSpace(tok)
+		tok := trimJSONSpace(body[i:j])
 		if n == len(dst) {
 			return n, fmt.Errorf("%s: more than %d numbers", what, len(dst))
 		}
 		if string(tok) == "null" {
 			dst[n] = math.NaN()
-			n++
-			continue
-		}
-		v, ok := fastNum(tok)
-		if !ok {
-			var err error
-			v, err = strconv.ParseFloat(string(tok), 64)
-			if err != nil || math.IsInf(v, 0) || !jsonNumber(tok) {
-				return n, fmt.Errorf("%s: %q is not a number", what, tok)
+		} else {
+			v, ok := fastNum(tok)
+			if !ok {
+				var err error
+				v, err = strconv.ParseFloat(string(tok), 64)
+				if err != nil || math.IsInf(v, 0) || !jsonNumber(tok) {
+					return n, fmt.Errorf("%s: %q is not a number", what, tok)
+				}
 			}
+			dst[n] = v
 		}
-		dst[n] = v
 		n++
+		if j == len(body) {
+			break
+		}
+		if i = skipJSONSpace(body, j+1); i == len(body) {
+			return n, fmt.Errorf("%s: trailing comma", what)
+		}
 	}
 	return n, nil
+}
+
+// skipJSONSpace returns the first position at or after i in b that is
+// not JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && isJSONSpace(b[i]) {
+		i++
+	}
+	return i
 }
 
 // trimJSONSpace drops the whitespace JSON allows (space, tab, CR, LF)
