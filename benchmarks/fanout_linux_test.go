@@ -183,6 +183,8 @@ func timeField(data, key []byte) (time.Time, bool) {
 // of each hive_telemetry, ours: p99 < 50 ms; KB/client-s: ours ≤ 120), and
 // the queen's CPU over the whole. -short: 100 clients for 3 s.
 // RBEE_FANOUT_ENCODING=identity: the clients do not take gzip.
+// RBEE_BENCH_BASELINE=<git ref> runs that revision's queen beside this
+// one.
 func BenchmarkStreamFanout(b *testing.B) {
 	clients, secs := 1000, 10
 	if v, err := strconv.Atoi(os.Getenv("RBEE_FANOUT_CLIENTS")); err == nil {
@@ -191,67 +193,75 @@ func BenchmarkStreamFanout(b *testing.B) {
 	if testing.Short() {
 		clients, secs = 100, 3
 	}
-	const hives = 10
-	for b.Loop() {
-		queen := harness.StartQueen(b)
-		fleet := loadgen.Fleet("fan", hives, 100, 8)
-		rounds, err := loadgen.Rounds(fleet, secs+3)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out := make(chan harness.HelperResult, 1)
-		b.Setenv("RBEE_BENCH_TOKEN", harness.Token)
-		go func() {
-			// The window opens a second into the steady phase: the join
-			// brings the first telemetry, five seconds before it.
-			out <- harness.RunHelper(b, nil, "fanout-clients", queen.URL+"/v1/heartbeats/stream", strconv.Itoa(clients), strconv.Itoa(secs), "6")
-		}()
-		harness.WaitFor(b, 60*time.Second, func() error {
-			var info api.QueenInfo
-			harness.Get(b, queen.URL+"/v1/info", &info)
-			if info.Clients < int64(clients) {
-				return fmt.Errorf("%d of %d clients connected", info.Clients, clients)
+	for _, tree := range baselineQueen(b) {
+		b.Run("tree="+tree.name, func(b *testing.B) {
+			for b.Loop() {
+				fanout(b, tree.bin, clients, secs)
 			}
-			return nil
 		})
-		m, err := harness.NewMeter(queen.Pid())
-		if err != nil {
-			b.Fatal(err)
-		}
-		p := newPoster(queen.URL)
-		p.post(rounds[0], hives) // the hives join, all at once
-		// Apart from the steady phase: the join is a burst of its own.
-		time.Sleep(5 * time.Second)
-		var res harness.HelperResult
-	steady:
-		for _, r := range rounds[1:] {
-			select {
-			case res = <-out:
-				break steady
-			default:
-			}
-			paced(p, r, time.Second)
-		}
-		if res.Stdout == "" {
-			res = <-out
-		}
-		cores, _, err := m.Read()
-		if err != nil {
-			b.Fatal(err)
-		}
-		p.check(b)
-		var fr fanoutResult
-		if err := json.Unmarshal([]byte(res.Stdout), &fr); err != nil || res.Code != 0 {
-			b.Fatalf("fanout clients: exit %d, %v\n%s\n%s", res.Code, err, res.Stdout, res.Stderr)
-		}
-		if fr.Clients != clients || fr.Failed > 0 || fr.Events == 0 || fr.JoinEvents < (clients-fr.Drained)*hives {
-			b.Fatalf("fanout clients: %+v", fr)
-		}
-		b.ReportMetric(fr.JoinP99MS, "join-p99-ms")
-		b.ReportMetric(fr.P50MS, "p50-ms")
-		b.ReportMetric(fr.P99MS, "p99-ms")
-		b.ReportMetric(fr.BytesPerClientS/1000, "KB/client-s")
-		b.ReportMetric(cores, "queen-cores")
-		queen.Stop()
 	}
+}
+
+func fanout(b *testing.B, bin string, clients, secs int) {
+	const hives = 10
+	queen := harness.StartDaemon(b, harness.DaemonConfig{Name: "queen", Bin: bin, Args: []string{"--listen", "127.0.0.1:0"}})
+	fleet := loadgen.Fleet("fan", hives, 100, 8)
+	rounds, err := loadgen.Rounds(fleet, secs+3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make(chan harness.HelperResult, 1)
+	b.Setenv("RBEE_BENCH_TOKEN", harness.Token)
+	go func() {
+		// The window opens a second into the steady phase: the join
+		// brings the first telemetry, five seconds before it.
+		out <- harness.RunHelper(b, nil, "fanout-clients", queen.URL+"/v1/heartbeats/stream", strconv.Itoa(clients), strconv.Itoa(secs), "6")
+	}()
+	harness.WaitFor(b, 60*time.Second, func() error {
+		var info api.QueenInfo
+		harness.Get(b, queen.URL+"/v1/info", &info)
+		if info.Clients < int64(clients) {
+			return fmt.Errorf("%d of %d clients connected", info.Clients, clients)
+		}
+		return nil
+	})
+	m, err := harness.NewMeter(queen.Pid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newPoster(queen.URL)
+	p.post(rounds[0], hives) // the hives join, all at once
+	// Apart from the steady phase: the join is a burst of its own.
+	time.Sleep(5 * time.Second)
+	var res harness.HelperResult
+steady:
+	for _, r := range rounds[1:] {
+		select {
+		case res = <-out:
+			break steady
+		default:
+		}
+		paced(p, r, time.Second)
+	}
+	if res.Stdout == "" {
+		res = <-out
+	}
+	cores, _, err := m.Read()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.check(b)
+	var fr fanoutResult
+	if err := json.Unmarshal([]byte(res.Stdout), &fr); err != nil || res.Code != 0 {
+		b.Fatalf("fanout clients: exit %d, %v\n%s\n%s", res.Code, err, res.Stdout, res.Stderr)
+	}
+	if fr.Clients != clients || fr.Failed > 0 || fr.Events == 0 || fr.JoinEvents < (clients-fr.Drained)*hives {
+		b.Fatalf("fanout clients: %+v", fr)
+	}
+	b.ReportMetric(fr.JoinP99MS, "join-p99-ms")
+	b.ReportMetric(fr.P50MS, "p50-ms")
+	b.ReportMetric(fr.P99MS, "p99-ms")
+	b.ReportMetric(fr.BytesPerClientS/1000, "KB/client-s")
+	b.ReportMetric(cores, "queen-cores")
+	queen.Stop()
 }
