@@ -125,16 +125,22 @@ func TestWorkerReadiness(t *testing.T) {
 		}
 		return nil
 	})
+	// The registry answers the REST query before the stream's event has
+	// reached this reader: wait for the stream, do not just read it.
 	var states []string
-	for _, e := range events.Events() {
-		var c api.WorkerChanged
-		if json.Unmarshal([]byte(e.Data), &c) == nil && c.Worker.ID == w.ID {
-			states = append(states, string(c.Worker.State))
+	harness.WaitFor(t, 5*time.Second, func() error {
+		states = states[:0]
+		for _, e := range events.Events() {
+			var c api.WorkerChanged
+			if json.Unmarshal([]byte(e.Data), &c) == nil && c.Worker.ID == w.ID {
+				states = append(states, string(c.Worker.State))
+			}
 		}
-	}
-	if strings.Join(states, ",") != "ready,unhealthy,ready" {
-		t.Fatalf("worker_changed states %v, want ready, unhealthy, ready", states)
-	}
+		if strings.Join(states, ",") != "ready,unhealthy,ready" {
+			return fmt.Errorf("worker_changed states %v, want ready, unhealthy, ready", states)
+		}
+		return nil
+	})
 	// The hive makes no request elsewhere.
 	for target, want := range map[string]string{
 		"http://10.255.255.1:80/health":  "not an address of this host",
