@@ -37,7 +37,7 @@ type snapshot struct {
 // clients that share it wait for the first to build it.
 func (s *snapshot) frame() *wire {
 	s.once.Do(func() {
-		s.w = newWire(s.build(), snapshotLevel)
+		s.w = newWire(s.build())
 		s.build = nil
 	})
 	return s.w
