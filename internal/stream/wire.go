@@ -26,6 +26,9 @@ type wire struct {
 	level int
 	once  sync.Once
 	z     []byte
+	// crc is raw's CRC-32, shift crcShift of its length: what each gzip
+	// client combines into its own CRC (see crc.go).
+	crc, shift uint32
 }
 
 // Deflate levels. Each frame is deflated once and its bytes written to
@@ -73,6 +76,7 @@ func (w *wire) deflated() []byte {
 		_ = fw.Flush()
 		deflaters[w.level].Put(fw)
 		w.z = bytes.Clone(buf.Bytes()) // sized to fit: it may stay in the replay buffer
+		w.crc, w.shift = crc32.ChecksumIEEE(w.raw), crcShift(uint64(len(w.raw)))
 	})
 	return w.z
 }
@@ -89,9 +93,10 @@ type gzipState struct {
 
 // segment returns w's bytes on a gzip stream, accounting its data.
 func (g *gzipState) segment(w *wire) []byte {
-	g.crc = crc32.Update(g.crc, crc32.IEEETable, w.raw)
+	z := w.deflated()
+	g.crc = crcCombine(g.crc, w.crc, w.shift)
 	g.size += uint32(len(w.raw)) // gzip keeps the length modulo 2³²
-	return w.deflated()
+	return z
 }
 
 // end returns what ends the stream: a final empty fixed-Huffman block and

@@ -36,6 +36,10 @@ func TestGzipStream(t *testing.T) {
 		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		t.Fatalf("headers %v", resp.Header)
 	}
+	// Not chunked: the stream ends with its connection.
+	if len(resp.TransferEncoding) != 0 || resp.ContentLength != -1 || !resp.Close {
+		t.Fatalf("transfer encoding %v, length %d, close %v: want a stream ended by its connection", resp.TransferEncoding, resp.ContentLength, resp.Close)
+	}
 	zr, err := gzip.NewReader(resp.Body)
 	if err != nil {
 		t.Fatal(err)
