@@ -14,8 +14,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -44,19 +46,31 @@ type report struct {
 }
 
 func main() {
-	queen := flag.String("queen", "http://127.0.0.1:7833", "the queen's URL")
-	tokenFile := flag.String("token-file", "", "file holding the queen's operator token (or set RBEE_TOKEN)")
-	hives := flag.Int("hives", 1000, "hives to simulate")
-	workers := flag.Int("workers", 100, "workers per hive")
-	gpus := flag.Int("gpus", 8, "GPUs per hive")
-	secs := flag.Int("seconds", 10, "seconds of steady heartbeats after the join")
-	pid := flag.Int("pid", 0, "the queen's pid on this host, to measure its CPU and memory (0: not measured)")
-	prefix := flag.String("prefix", "load", "hive ids are <prefix>-0000 on")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: rbee-loadgen [flags]\n\nSimulates a fleet of hives against a queen and reports what it applied and what it cost.\n\nFlags:\n")
-		flag.PrintDefaults()
+	// A flag set of its own: the harness it measures with registers test
+	// flags (-update, -rod) on the command line's.
+	fs := flag.NewFlagSet("rbee-loadgen", flag.ContinueOnError)
+	queen := fs.String("queen", "http://127.0.0.1:7833", "the queen's URL")
+	tokenFile := fs.String("token-file", "", "file holding the queen's operator token (or set RBEE_TOKEN)")
+	hives := fs.Int("hives", 1000, "hives to simulate")
+	workers := fs.Int("workers", 100, "workers per hive")
+	gpus := fs.Int("gpus", 8, "GPUs per hive")
+	secs := fs.Int("seconds", 10, "seconds of steady heartbeats after the join")
+	pid := fs.Int("pid", 0, "the queen's pid on this host, to measure its CPU and memory (0: not measured)")
+	prefix := fs.String("prefix", "load", "hive ids are <prefix>-0000 on")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: rbee-loadgen [flags]\n\nSimulates a fleet of hives against a queen and reports what it applied and what it cost.\n\nFlags:\n")
+		fs.PrintDefaults()
 	}
-	flag.Parse()
+	fs.SetOutput(io.Discard) // the error is said below, without the whole usage
+	switch err := fs.Parse(os.Args[1:]); {
+	case errors.Is(err, flag.ErrHelp): // asked for: on stdout, where a pager reads
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "rbee-loadgen: %v (see --help)\n", err)
+		os.Exit(2)
+	}
 	if err := run(*queen, *tokenFile, *hives, *workers, *gpus, *secs, *pid, *prefix); err != nil {
 		fmt.Fprintln(os.Stderr, "rbee-loadgen:", err)
 		os.Exit(1)

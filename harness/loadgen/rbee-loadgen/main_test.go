@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rbee-dev/rbee/harness"
@@ -28,5 +31,26 @@ func TestLoadgenAgainstQueen(t *testing.T) {
 	}
 	if err := run(queen.URL, filepath.Join(t.TempDir(), "none"), 1, 1, 0, 1, 0, "lg"); err == nil {
 		t.Fatal("a missing token file was taken")
+	}
+}
+
+// --help goes to stdout, listing the tool's own flags only (not the test
+// flags of the harness it links); a bad flag is named on stderr, exit 2.
+func TestHelpAndBadFlag(t *testing.T) {
+	bin := harness.Build(t, "harness/loadgen/rbee-loadgen")
+	out, err := exec.Command(bin, "--help").Output()
+	if err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+	if !strings.Contains(string(out), "-hives int") || strings.Contains(string(out), "-update") || strings.Contains(string(out), "-rod") {
+		t.Fatalf("--help printed:\n%s", out)
+	}
+	cmd := exec.Command(bin, "--hivez", "3")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "-hivez") {
+		t.Fatalf("bad flag: %v, stderr %q; want exit 2 naming it", err, stderr.String())
 	}
 }
