@@ -32,11 +32,13 @@ import (
 
 // report is what a run prints.
 type report struct {
-	Hives, Workers    int
-	Seconds           int
-	Sent, Applied     uint64
-	Refused           int64
-	LastRefusal       string  `json:",omitempty"`
+	Hives             int     `json:"hives"`
+	Workers           int     `json:"workers"` // in all
+	Seconds           int     `json:"seconds"`
+	Sent              uint64  `json:"sent"`
+	Applied           uint64  `json:"applied"`
+	Refused           int64   `json:"refused"`
+	LastRefusal       string  `json:"last_refusal,omitempty"`
 	PostP50MS         float64 `json:"post_p50_ms"`
 	PostP99MS         float64 `json:"post_p99_ms"`
 	QueenCores        float64 `json:"queen_cores,omitempty"`
