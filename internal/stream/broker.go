@@ -421,6 +421,13 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.gz = &gzipState{}
 	}
 	if !b.subscribe(c, sess.LastEventID.String()) {
+		// Nothing is written yet: say why, in plain JSON, rather than an
+		// empty 200 that claims a gzip body.
+		for _, h := range []string{"Content-Encoding", "Transfer-Encoding", "Vary"} {
+			w.Header().Del(h)
+		}
+		w.Header().Set("Retry-After", "5")
+		httpx.Error(w, api.Errorf(api.ErrUnavailable, "the queen is shutting down; retry"))
 		return
 	}
 	defer b.unsubscribe(c)

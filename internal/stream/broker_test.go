@@ -341,6 +341,29 @@ func TestMaxClients(t *testing.T) {
 	}
 }
 
+// A client arriving while the broker shuts down is told so: 503 with a
+// JSON reason, not an empty 200 whose headers promise a gzip body.
+func TestRefusedWhileShuttingDown(t *testing.T) {
+	b, url := newBroker(t, stream.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Encoding") != "" ||
+		resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "shutting down") {
+		t.Fatalf("after shutdown: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+}
+
 func TestKeepAlives(t *testing.T) {
 	_, url := newBroker(t, stream.Config{KeepAlive: 50 * time.Millisecond})
 	resp, err := http.Get(url)
