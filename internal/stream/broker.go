@@ -382,6 +382,14 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, err)
 		return
 	}
+	if r.Method == http.MethodHead {
+		// The headers a GET would get, and no stream: net/http would
+		// discard what a stream wrote, and the request would never end.
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if n := b.nclients.Add(1); n > int64(b.cfg.MaxClients) {
 		b.nclients.Add(-1)
 		b.refused.Add(1)

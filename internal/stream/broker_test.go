@@ -341,6 +341,28 @@ func TestMaxClients(t *testing.T) {
 	}
 }
 
+// A HEAD request gets the stream's headers and ends, taking no client
+// slot; the connection serves the next request.
+func TestHead(t *testing.T) {
+	b, url := newBroker(t, stream.Config{MaxClients: 1})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	for i := range 2 {
+		resp, err := c.Head(url)
+		if err != nil {
+			t.Fatalf("HEAD %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			t.Fatalf("HEAD %d: %d %v", i, resp.StatusCode, resp.Header)
+		}
+	}
+	if n := b.Clients(); n != 0 {
+		t.Fatalf("%d stream clients after HEAD requests", n)
+	}
+}
+
 // A client arriving while the broker shuts down is told so: 503 with a
 // JSON reason, not an empty 200 whose headers promise a gzip body.
 func TestRefusedWhileShuttingDown(t *testing.T) {
