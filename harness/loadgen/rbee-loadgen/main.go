@@ -72,6 +72,9 @@ func main() {
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "rbee-loadgen: %v (see --help)\n", err)
 		os.Exit(2)
+	case fs.NArg() > 0: // flags after it would be taken as arguments, silently
+		fmt.Fprintf(os.Stderr, "rbee-loadgen: unexpected argument %q: it takes flags only (see --help)\n", fs.Arg(0))
+		os.Exit(2)
 	}
 	if err := run(*queen, *tokenFile, *hives, *workers, *gpus, *secs, *pid, *prefix); err != nil {
 		fmt.Fprintln(os.Stderr, "rbee-loadgen:", err)

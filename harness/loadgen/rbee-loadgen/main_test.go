@@ -35,7 +35,8 @@ func TestLoadgenAgainstQueen(t *testing.T) {
 }
 
 // --help goes to stdout, listing the tool's own flags only (not the test
-// flags of the harness it links); a bad flag is named on stderr, exit 2.
+// flags of the harness it links); a bad flag or a stray argument is
+// named on stderr, exit 2.
 func TestHelpAndBadFlag(t *testing.T) {
 	bin := harness.Build(t, "harness/loadgen/rbee-loadgen")
 	out, err := exec.Command(bin, "--help").Output()
@@ -45,12 +46,14 @@ func TestHelpAndBadFlag(t *testing.T) {
 	if !strings.Contains(string(out), "-hives int") || strings.Contains(string(out), "-update") || strings.Contains(string(out), "-rod") {
 		t.Fatalf("--help printed:\n%s", out)
 	}
-	cmd := exec.Command(bin, "--hivez", "3")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "-hivez") {
-		t.Fatalf("bad flag: %v, stderr %q; want exit 2 naming it", err, stderr.String())
+	for _, args := range [][]string{{"--hivez", "3"}, {"extra", "--hives", "3"}} {
+		cmd := exec.Command(bin, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err = cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), strings.TrimLeft(args[0], "-")) {
+			t.Fatalf("%q: %v, stderr %q; want exit 2 naming it", args, err, stderr.String())
+		}
 	}
 }
