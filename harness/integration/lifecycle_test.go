@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -363,6 +365,27 @@ func TestWorkerLogs(t *testing.T) {
 	t.Logf("followed %d ticks up to %d across rotations; %d of the last 1200 missing", len(seen), maxTick, missing)
 	if maxTick < 1500 || missing > 20 {
 		t.Fatalf("follow: up to tick %d, %d of the last 1200 missing", maxTick, missing)
+	}
+	// HEAD of a follow ends (its body would be discarded for ever): the
+	// connection then serves the next request.
+	one := &http.Transport{MaxConnsPerHost: 1}
+	defer one.CloseIdleConnections()
+	hc := &http.Client{Transport: one, Timeout: 10 * time.Second}
+	for _, m := range []string{http.MethodHead, http.MethodGet} {
+		req, _ := http.NewRequest(m, hive.URL+"/v1/workers/"+tick.ID+"/logs?tail=1", nil)
+		if m == http.MethodHead {
+			req.URL.RawQuery = "follow=true"
+		}
+		req.Header.Set("Authorization", "Bearer "+harness.Token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s after a HEAD of a follow, on one connection: %v", m, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", m, resp.StatusCode)
+		}
 	}
 
 	// A crash's last lines reach the queen.

@@ -44,6 +44,10 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if r.Method == http.MethodHead {
+		// net/http discards a HEAD's body: following would never end.
+		req.Follow = false
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	// Each write gets its own deadline: a follow may last as long as the
