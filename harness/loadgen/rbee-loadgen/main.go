@@ -17,7 +17,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -28,6 +27,7 @@ import (
 	"github.com/rbee-dev/rbee/harness"
 	"github.com/rbee-dev/rbee/harness/loadgen"
 	"github.com/rbee-dev/rbee/internal/api"
+	"github.com/rbee-dev/rbee/internal/cli"
 )
 
 // report is what a run prints.
@@ -48,32 +48,28 @@ type report struct {
 }
 
 func main() {
-	// A flag set of its own: the harness it measures with registers test
-	// flags (-update, -rod) on the command line's.
-	fs := flag.NewFlagSet("rbee-loadgen", flag.ContinueOnError)
-	queen := fs.String("queen", "http://127.0.0.1:7833", "the queen's URL")
-	tokenFile := fs.String("token-file", "", "file holding the queen's operator token (or set RBEE_TOKEN)")
-	hives := fs.Int("hives", 1000, "hives to simulate")
-	workers := fs.Int("workers", 100, "workers per hive")
-	gpus := fs.Int("gpus", 8, "GPUs per hive")
-	secs := fs.Int("seconds", 10, "seconds of steady heartbeats after the join")
-	pid := fs.Int("pid", 0, "the queen's pid on this host, to measure its CPU and memory (0: not measured)")
-	prefix := fs.String("prefix", "load", "hive ids are <prefix>-0000 on")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: rbee-loadgen [flags]\n\nSimulates a fleet of hives against a queen and reports what it applied and what it cost.\n\nFlags:\n")
-		fs.PrintDefaults()
+	// cli.Flags, as the daemons: --help on stdout, errors in one line (a
+	// misspelt flag with the one meant), and a flag set of its own, not
+	// the command line's, where the harness registers test flags.
+	fs := cli.NewFlags("rbee-loadgen", "rbee-loadgen [flags]",
+		"Simulates a fleet of hives against a queen and reports what it applied and what it cost.")
+	queen := fs.String("queen", "", "http://127.0.0.1:7833", "the queen's URL")
+	tokenFile := fs.String("token-file", "", "", "file holding the queen's operator token (or set RBEE_TOKEN)")
+	hives := fs.Int("hives", "", 1000, "hives to simulate")
+	workers := fs.Int("workers", "", 100, "workers per hive")
+	gpus := fs.Int("gpus", "", 8, "GPUs per hive")
+	secs := fs.Int("seconds", "", 10, "seconds of steady heartbeats after the join")
+	pid := fs.Int("pid", "", 0, "the queen's pid on this host, to measure its CPU and memory (0: not measured)")
+	prefix := fs.String("prefix", "", "load", "hive ids are <prefix>-0000 on")
+	err := fs.Parse(os.Args[1:])
+	if err == nil && fs.NArg() > 0 { // flags after it would be taken as arguments, silently
+		err = cli.Usagef("unexpected argument %q: rbee-loadgen takes flags only", fs.Arg(0))
 	}
-	fs.SetOutput(io.Discard) // the error is said below, without the whole usage
-	switch err := fs.Parse(os.Args[1:]); {
-	case errors.Is(err, flag.ErrHelp): // asked for: on stdout, where a pager reads
-		fs.SetOutput(os.Stdout)
-		fs.Usage()
+	switch {
+	case errors.Is(err, flag.ErrHelp): // printed, on stdout
 		return
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "rbee-loadgen: %v (see --help)\n", err)
-		os.Exit(2)
-	case fs.NArg() > 0: // flags after it would be taken as arguments, silently
-		fmt.Fprintf(os.Stderr, "rbee-loadgen: unexpected argument %q: it takes flags only (see --help)\n", fs.Arg(0))
+		fmt.Fprintln(os.Stderr, "rbee-loadgen:", err)
 		os.Exit(2)
 	}
 	if err := run(*queen, *tokenFile, *hives, *workers, *gpus, *secs, *pid, *prefix); err != nil {
