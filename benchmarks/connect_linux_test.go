@@ -68,20 +68,15 @@ func connectClients(args []string) int {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), window+time.Minute)
 			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			req.Header.Set("Authorization", "Bearer "+token)
-			if useGzip {
-				req.Header.Set("Accept-Encoding", "gzip")
-			}
 			<-start
 			t0 := time.Now()
-			resp, err := client.Do(req)
+			resp, err := openViewer(ctx, client, url, token, useGzip)
 			fail := func() {
 				mu.Lock()
 				res.Failed++
 				mu.Unlock()
 			}
-			if err != nil || resp.StatusCode != http.StatusOK {
+			if err != nil {
 				fail()
 				return
 			}

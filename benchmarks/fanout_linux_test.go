@@ -66,13 +66,8 @@ func fanoutClients(args []string) int {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			req.Header.Set("Authorization", "Bearer "+token)
-			if os.Getenv("RBEE_FANOUT_ENCODING") != "identity" {
-				req.Header.Set("Accept-Encoding", "gzip") // as browsers take it
-			}
-			resp, err := client.Do(req)
-			if err != nil || resp.StatusCode != http.StatusOK {
+			resp, err := openViewer(ctx, client, url, token, os.Getenv("RBEE_FANOUT_ENCODING") != "identity")
+			if err != nil {
 				mu.Lock()
 				res.Failed++
 				mu.Unlock()

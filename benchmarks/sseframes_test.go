@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -89,6 +90,28 @@ func readFrames(r io.Reader, fn func(typ, head []byte, size int) bool) error {
 // standard library's and nearer a browser's zlib: the viewers' CPU is
 // taken from the queen's on this machine.
 const inflateEvery = 10
+
+// openViewer opens one viewer's stream at url with token, asking for gzip
+// as browsers do when gz is set; an answer other than 200 is an error.
+func openViewer(ctx context.Context, c *http.Client, url, token string, gz bool) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("stream: %s", resp.Status)
+	}
+	return resp, nil
+}
 
 // countingReader counts what is read through it.
 type countingReader struct {
